@@ -1,0 +1,59 @@
+# Thin wrapper: `make run` and `make test` are the README's two commands.
+BUILD ?= build
+BUILD_SAN ?= build-sanitize
+JOBS ?= $(shell nproc 2>/dev/null || echo 2)
+
+# Debian 12 packages (SPEC section 1). Node comes from Debian too unless one is installed.
+DEB_PACKAGES = build-essential cmake pkg-config git \
+	libwebsockets-dev libwebsockets-evlib-uv libuv1-dev libluajit2-5.1-dev \
+	libhiredis-dev libyaml-dev libjwt-dev libjemalloc-dev libcmocka-dev redis-server
+
+.PHONY: all deps build run test test-unit test-integration test-sanitize check-config clean
+
+all: build
+
+deps:
+	@missing=""; \
+	for p in $(DEB_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || missing="$$missing $$p"; \
+	done; \
+	command -v node >/dev/null 2>&1 || missing="$$missing nodejs"; \
+	command -v npm >/dev/null 2>&1 || missing="$$missing npm"; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "make deps: installing$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	  else \
+	    echo "moonwire needs these Debian packages; install them with:"; \
+	    echo "  sudo apt-get install -y$$missing"; \
+	    exit 1; \
+	  fi; \
+	fi
+
+$(BUILD)/Makefile: CMakeLists.txt
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+
+build: deps $(BUILD)/Makefile
+	cmake --build $(BUILD) -j$(JOBS)
+
+run: build
+	./$(BUILD)/moonwire serve
+
+node_modules/.package-lock.json: package.json package-lock.json
+	npm ci --no-audit --no-fund
+
+test: build node_modules/.package-lock.json
+	cd $(BUILD) && ctest --output-on-failure
+	MOONWIRE_BIN=$(CURDIR)/$(BUILD)/moonwire node --test tests/integration/
+
+# The same suites against an AddressSanitizer + UndefinedBehaviorSanitizer build, with
+# leak detection: CI runs this after `make test`.
+test-sanitize: deps node_modules/.package-lock.json
+	cmake -S . -B $(BUILD_SAN) -DCMAKE_BUILD_TYPE=Debug -DMW_SANITIZE=ON >/dev/null
+	cmake --build $(BUILD_SAN) -j$(JOBS)
+	cd $(BUILD_SAN) && ASAN_OPTIONS=detect_leaks=1 ctest --output-on-failure
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	  MOONWIRE_BIN=$(CURDIR)/$(BUILD_SAN)/moonwire MOONWIRE_SANITIZE=1 node --test tests/integration/
+
+clean:
+	rm -rf $(BUILD) $(BUILD_SAN)

@@ -1,0 +1,55 @@
+/* buf.c - growable byte buffer. */
+#include "buf.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+
+#include "util.h"
+
+void mw_buf_reserve(struct mw_buf *b, size_t extra)
+{
+    if (b->len + extra <= b->cap)
+        return;
+    size_t cap = b->cap ? b->cap : 64;
+    while (cap < b->len + extra)
+        cap *= 2;
+    b->p = mw_realloc(b->p, cap);
+    b->cap = cap;
+}
+
+void mw_buf_append(struct mw_buf *b, const void *data, size_t n)
+{
+    if (!n)
+        return;
+    mw_buf_reserve(b, n);
+    memcpy(b->p + b->len, data, n);
+    b->len += n;
+}
+
+void mw_buf_putc(struct mw_buf *b, char c)
+{
+    mw_buf_reserve(b, 1);
+    b->p[b->len++] = c;
+}
+
+void mw_buf_printf(struct mw_buf *b, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    if (n <= 0)
+        return;
+    mw_buf_reserve(b, (size_t)n + 1);
+    va_start(ap, fmt);
+    vsnprintf(b->p + b->len, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    b->len += (size_t)n;
+}
+
+void mw_buf_free(struct mw_buf *b)
+{
+    free(b->p);
+    b->p = NULL;
+    b->len = b->cap = 0;
+}

@@ -1,0 +1,125 @@
+/* log.c - logfmt (default) or JSON lines on stderr. */
+#include "log.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/time.h>
+#include <time.h>
+
+#include "buf.h"
+
+int mw_log_level = MW_LOG_INFO;
+static int log_json;
+
+static const char *level_names[] = { "debug", "info", "warn", "error" };
+
+void mw_log_set(int level, int json_format)
+{
+    mw_log_level = level;
+    log_json = json_format;
+}
+
+int mw_log_level_parse(const char *name)
+{
+    for (int i = 0; i < 4; i++)
+        if (strcasecmp(name, level_names[i]) == 0)
+            return i;
+    if (strcasecmp(name, "warning") == 0)
+        return MW_LOG_WARN;
+    return -1;
+}
+
+static void put_json_string(struct mw_buf *b, const char *s, size_t n)
+{
+    mw_buf_putc(b, '"');
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == '"' || c == '\\') {
+            mw_buf_putc(b, '\\');
+            mw_buf_putc(b, (char)c);
+        } else if (c < 0x20) {
+            mw_buf_printf(b, "\\u%04x", c);
+        } else {
+            mw_buf_putc(b, (char)c);
+        }
+    }
+    mw_buf_putc(b, '"');
+}
+
+/* Turns `k=v k2="quoted \"v\""` into `,"k":"v","k2":"quoted \"v\""`. */
+static void logfmt_to_json(struct mw_buf *b, const char *s)
+{
+    while (*s) {
+        while (*s == ' ')
+            s++;
+        const char *k = s;
+        while (*s && *s != '=' && *s != ' ')
+            s++;
+        if (s == k)
+            break;
+        size_t klen = (size_t)(s - k);
+        struct mw_buf v = { 0 };
+        if (*s == '=') {
+            s++;
+            if (*s == '"') {
+                s++;
+                while (*s && *s != '"') {
+                    if (*s == '\\' && s[1]) {
+                        s++;
+                        mw_buf_putc(&v, *s == 'n' ? '\n' : *s);
+                    } else {
+                        mw_buf_putc(&v, *s);
+                    }
+                    s++;
+                }
+                if (*s == '"')
+                    s++;
+            } else {
+                while (*s && *s != ' ')
+                    mw_buf_putc(&v, *s++);
+            }
+        }
+        mw_buf_putc(b, ',');
+        put_json_string(b, k, klen);
+        mw_buf_putc(b, ':');
+        put_json_string(b, v.p ? v.p : "", v.len);
+        mw_buf_free(&v);
+    }
+}
+
+void mw__log(int level, const char *msg, const char *fmt, ...)
+{
+    char fields[4096];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(fields, sizeof fields, fmt, ap);
+    va_end(ap);
+
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    struct tm tm;
+    gmtime_r(&tv.tv_sec, &tm);
+    char ts[40];
+    size_t n = strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(ts + n, sizeof ts - n, ".%03dZ", (int)(tv.tv_usec / 1000));
+
+    struct mw_buf b = { 0 };
+    if (log_json) {
+        mw_buf_printf(&b, "{\"ts\":\"%s\",\"level\":\"%s\",\"msg\":", ts, level_names[level]);
+        put_json_string(&b, msg, strlen(msg));
+        logfmt_to_json(&b, fields);
+        mw_buf_puts(&b, "}\n");
+    } else {
+        mw_buf_printf(&b, "ts=%s level=%s msg=", ts, level_names[level]);
+        put_json_string(&b, msg, strlen(msg));
+        if (fields[0]) {
+            mw_buf_putc(&b, ' ');
+            mw_buf_puts(&b, fields);
+        }
+        mw_buf_putc(&b, '\n');
+    }
+    fwrite(b.p, 1, b.len, stderr);
+    mw_buf_free(&b);
+}

@@ -1,0 +1,99 @@
+/* config.h - the YAML configuration (SPEC section 3), parsed and validated.
+ *
+ * Leaf module: depends on libyaml and util only, so it is unit tested alone.
+ * Every error names the source and the YAML line: "moonwire.yaml:7: unknown key 'foo'". */
+#ifndef MW_CONFIG_H
+#define MW_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+enum mw_route_protocol { MW_PROTO_JSON = 0, MW_PROTO_RAW = 1 };
+enum mw_slow_policy { MW_SLOW_CLOSE = 0, MW_SLOW_DROP = 1 };
+enum mw_log_format { MW_LOG_LOGFMT = 0, MW_LOG_JSON = 1 };
+
+struct mw_route_config {
+    char *path;               /* "/chat": starts with '/', no query, unique */
+    char *script;             /* absolute (or home-resolved) path of the script */
+    char *app;                /* bundled app name for "app:NAME", else NULL */
+    int line;                 /* YAML line of the route, for later error messages */
+    enum mw_route_protocol protocol;   /* `protocol: json|raw` (default json) */
+    enum mw_slow_policy slow_consumer; /* `slow_consumer: close|drop` (default close) */
+    uint32_t history_size;    /* `history: { size: N, ttl: DURATION }`; 0 = off (default 100) */
+    uint64_t history_ttl_ms;  /* 0 = no time bound (default) */
+    bool presence_events;     /* `presence: { events: bool, threshold: N }` (default true) */
+    uint32_t presence_threshold; /* above it: presence:count instead of join/leave (default 100) */
+    uint64_t hold_ttl_ms;     /* `hold_ttl` (reservations; default 2m) */
+    char *options_json;       /* `options:` free-form map as a JSON object text; "{}" when absent */
+};
+
+struct mw_config {
+    char *source;             /* file path as given, or "<embedded>" */
+    char *base_dir;           /* directory relative paths are resolved against */
+
+    char *listen_host;        /* "127.0.0.1" */
+    int listen_port;          /* 8080; 0 allowed (ephemeral, tests) */
+    char *node_id;            /* NULL = generate at start */
+    char *static_dir;         /* resolved docroot or NULL */
+    int workers;              /* `workers: N` (default 1) */
+
+    struct mw_route_config *routes;
+    size_t nroutes;
+
+    uint64_t heartbeat_interval_ms; /* 25s */
+    uint64_t heartbeat_timeout_ms;  /* 10s */
+
+    size_t max_message;       /* 64KiB */
+    size_t send_queue;        /* 1MiB */
+    double rate;              /* messages/s per connection, 50 */
+    double burst;             /* 100 */
+    uint32_t max_connections; /* 100000 */
+    uint64_t slow_handler_ms; /* `limits.slow_handler` (default 100ms): log handlers slower */
+
+    char *redis_url;          /* NULL when absent */
+    char **redis_cluster;     /* seed URLs, NULL-terminated count in nredis_cluster */
+    size_t nredis_cluster;
+
+    char *jwt_secret;         /* NULL when absent or empty */
+    bool auth_required;
+
+    char **api_keys;          /* empty strings dropped (an unset ${VAR}) */
+    size_t napi_keys;
+
+    bool hot_reload;          /* dev.hot_reload */
+    bool user_param;          /* dev.user_param */
+
+    int log_level;            /* MW_LOG_DEBUG.. from log.h: debug=0 info=1 warn=2 error=3 */
+    enum mw_log_format log_format;
+};
+
+/* The embedded default (SPEC section 3), as YAML text; paths in it are relative to
+ * the bundled examples directory. */
+extern const char mw_config_embedded_yaml[];
+
+/* Parses YAML text. `source` names it in errors; `base_dir` resolves relative paths;
+ * `home` resolves "app:NAME" scripts to HOME/apps/NAME/main.lua. Returns 0, or -1 with
+ * a one-line "source:line: message" in err. On success *out is owned by the caller
+ * (mw_config_free); on failure *out is left zeroed. */
+int mw_config_parse(const char *yaml, size_t len, const char *source, const char *base_dir,
+                    const char *home, struct mw_config *out, char *err, size_t errlen);
+
+/* Reads and parses a file; base_dir is the file's directory. */
+int mw_config_load_file(const char *path, const char *home, struct mw_config *out,
+                        char *err, size_t errlen);
+
+/* The embedded default, with base_dir = HOME/examples. */
+int mw_config_load_embedded(const char *home, struct mw_config *out, char *err, size_t errlen);
+
+void mw_config_free(struct mw_config *cfg);
+
+/* "25s", "500ms", "2m", "1h", "1.5s"; a bare integer is seconds. 0 or -1. */
+int mw_parse_duration(const char *s, uint64_t *ms);
+/* "64KiB", "1MiB", "512", "1GiB", "10KB"(=10*1000). 0 or -1. */
+int mw_parse_size(const char *s, size_t *bytes);
+
+/* Looks a route up by path; NULL if none. */
+const struct mw_route_config *mw_config_route(const struct mw_config *cfg, const char *path);
+
+#endif

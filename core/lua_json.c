@@ -1,0 +1,817 @@
+/* lua_json.c - JSON text <-> LuaJIT values (RFC 8259), and the `moonwire.json` module.
+ *
+ * Decoding is a recursive descent over the input bytes that pushes values straight onto
+ * the Lua stack: strings without escapes are pushed with one lua_pushlstring from the
+ * input, escaped ones are built in a luaL_Buffer (garbage collected, so an error or a
+ * longjmp never leaks). Arrays get the shared array metatable so `[]` survives a round
+ * trip; null is the lightuserdata NULL sentinel. Encoding walks the value with raw
+ * accesses only (no metamethods run) into a struct mw_buf.
+ *
+ * Decisions the header leaves open:
+ * - -0 encodes as "0" (as JavaScript's JSON.stringify does); decode keeps -0.0.
+ * - Non-integral numbers use the shortest of %.15g/%.16g/%.17g that reads back to the
+ *   same double, so 0.1 goes out as "0.1", not "0.10000000000000001".
+ * - A number literal that overflows a double (1e400) is a decode error, so decoding
+ *   never produces an infinity that could not be encoded back.
+ * - On an encode error, out is truncated back to its length before the call.
+ * - The Lua-level decode does not check UTF-8: the server validates frames before they
+ *   reach here, and other bytes >= 0x80 pass through both ways. */
+#include "lua_json.h"
+
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <lauxlib.h>
+
+#include "util.h"
+
+/* 2^53: integral doubles below this in magnitude are exact and printed as integers. */
+#define MAX_EXACT_INT 9007199254740992.0
+
+/* Pushes the array metatable, creating it in the registry on first use. */
+static void push_array_mt(lua_State *L)
+{
+    luaL_newmetatable(L, MW_JSON_ARRAY_MT);
+}
+
+void mw_json_push_array(lua_State *L, int narr)
+{
+    lua_createtable(L, narr > 0 ? narr : 0, 0);
+    push_array_mt(L);
+    lua_setmetatable(L, -2);
+}
+
+/* ---- decoding ---- */
+
+struct dec {
+    lua_State *L;
+    const char *s;   /* start of input, for offsets in messages */
+    const char *p;   /* cursor */
+    const char *end;
+    int mt;          /* stack index of the array metatable */
+    char *err;
+    size_t errlen;
+};
+
+/* Bytes that end a run of literal string content. */
+static const char str_special[256] = {
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    ['"'] = 1, ['\\'] = 1,
+};
+
+/* Sets "<what> at offset N" and returns -1. */
+static int fail(struct dec *d, const char *at, const char *what)
+{
+    if (d->err && d->errlen)
+        snprintf(d->err, d->errlen, "%s at offset %zu", what, (size_t)(at - d->s));
+    return -1;
+}
+
+/* Reports the byte at `at` (or the end of input) as unexpected; returns -1. */
+static int unexpected(struct dec *d, const char *at)
+{
+    char what[48];
+    unsigned char c;
+
+    if (at >= d->end)
+        return fail(d, d->end, "unexpected end of input");
+    c = (unsigned char)*at;
+    if (c >= 0x20 && c < 0x7f)
+        snprintf(what, sizeof what, "unexpected character '%c'", c);
+    else
+        snprintf(what, sizeof what, "unexpected byte 0x%02x", c);
+    return fail(d, at, what);
+}
+
+static void skip_ws(struct dec *d)
+{
+    const char *p = d->p;
+    while (p < d->end && (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t'))
+        p++;
+    d->p = p;
+}
+
+static int is_digit(const char *p, const char *end)
+{
+    return p < end && *p >= '0' && *p <= '9';
+}
+
+static int dec_value(struct dec *d, int depth);
+
+/* Matches the keyword lit (true/false/null) at the cursor. */
+static int dec_literal(struct dec *d, const char *lit, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        const char *p = d->p + i;
+        if (p == d->end || *p != lit[i])
+            return unexpected(d, p);
+    }
+    d->p += n;
+    return 0;
+}
+
+/* Parses a number per the RFC grammar. Up to 18 integer digits are converted here (an
+ * integer to double conversion rounds exactly as strtod would); anything else goes to
+ * strtod on a NUL-terminated copy, because the input need not be terminated. */
+static int dec_number(struct dec *d)
+{
+    const char *start = d->p, *p = d->p, *end = d->end;
+    int neg = 0, simple = 1;
+    uint64_t ival = 0;
+    double v;
+
+    if (*p == '-') {
+        neg = 1;
+        p++;
+    }
+    if (p < end && *p == '0') {
+        if (is_digit(++p, end))
+            return fail(d, start, "leading zero in number");
+    } else if (is_digit(p, end)) {
+        while (is_digit(p, end))
+            ival = ival * 10 + (uint64_t)(*p++ - '0');
+    } else {
+        return unexpected(d, p);
+    }
+    if (p - start - neg > 18)
+        simple = 0;
+    if (p < end && *p == '.') {
+        simple = 0;
+        if (!is_digit(++p, end))
+            return unexpected(d, p);
+        while (is_digit(p, end))
+            p++;
+    }
+    if (p < end && (*p == 'e' || *p == 'E')) {
+        simple = 0;
+        p++;
+        if (p < end && (*p == '+' || *p == '-'))
+            p++;
+        if (!is_digit(p, end))
+            return unexpected(d, p);
+        while (is_digit(p, end))
+            p++;
+    }
+
+    if (simple) {
+        v = (double)ival;
+        if (neg)
+            v = -v;
+    } else {
+        size_t n = (size_t)(p - start);
+        char small[64];
+        char *copy = n < sizeof small ? small : mw_malloc(n + 1);
+        memcpy(copy, start, n);
+        copy[n] = '\0';
+        v = strtod(copy, NULL);
+        if (copy != small)
+            free(copy);
+        if (isinf(v))
+            return fail(d, start, "number out of range");
+    }
+    lua_pushnumber(d->L, v);
+    d->p = p;
+    return 0;
+}
+
+/* Reads 4 hex digits at p; returns the value or -1. */
+static long hex4(const char *p, const char *end)
+{
+    long v = 0;
+    if (end - p < 4)
+        return -1;
+    for (int i = 0; i < 4; i++) {
+        char c = p[i];
+        v <<= 4;
+        if (c >= '0' && c <= '9')
+            v |= c - '0';
+        else if (c >= 'a' && c <= 'f')
+            v |= c - 'a' + 10;
+        else if (c >= 'A' && c <= 'F')
+            v |= c - 'A' + 10;
+        else
+            return -1;
+    }
+    return v;
+}
+
+static void add_utf8(luaL_Buffer *b, unsigned long cp)
+{
+    char u[4];
+    size_t n;
+
+    if (cp < 0x80) {
+        u[0] = (char)cp;
+        n = 1;
+    } else if (cp < 0x800) {
+        u[0] = (char)(0xc0 | (cp >> 6));
+        u[1] = (char)(0x80 | (cp & 0x3f));
+        n = 2;
+    } else if (cp < 0x10000) {
+        u[0] = (char)(0xe0 | (cp >> 12));
+        u[1] = (char)(0x80 | ((cp >> 6) & 0x3f));
+        u[2] = (char)(0x80 | (cp & 0x3f));
+        n = 3;
+    } else {
+        u[0] = (char)(0xf0 | (cp >> 18));
+        u[1] = (char)(0x80 | ((cp >> 12) & 0x3f));
+        u[2] = (char)(0x80 | ((cp >> 6) & 0x3f));
+        u[3] = (char)(0x80 | (cp & 0x3f));
+        n = 4;
+    }
+    luaL_addlstring(b, u, n);
+}
+
+/* Decodes the \uXXXX escape (or surrogate pair) whose backslash is at esc, appending
+ * UTF-8 to b. Returns the position after it, or NULL with the error set. */
+static const char *dec_unicode(struct dec *d, luaL_Buffer *b, const char *esc)
+{
+    long cp = hex4(esc + 2, d->end), lo;
+
+    if (cp < 0) {
+        fail(d, esc, "invalid \\u escape");
+        return NULL;
+    }
+    if (cp >= 0xdc00 && cp <= 0xdfff) {
+        fail(d, esc, "unpaired surrogate");
+        return NULL;
+    }
+    if (cp < 0xd800 || cp > 0xdbff) {
+        add_utf8(b, (unsigned long)cp);
+        return esc + 6;
+    }
+    if (d->end - esc < 8 || esc[6] != '\\' || esc[7] != 'u') {
+        fail(d, esc, "unpaired surrogate");
+        return NULL;
+    }
+    lo = hex4(esc + 8, d->end);
+    if (lo < 0) {
+        fail(d, esc + 6, "invalid \\u escape");
+        return NULL;
+    }
+    if (lo < 0xdc00 || lo > 0xdfff) {
+        fail(d, esc, "unpaired surrogate");
+        return NULL;
+    }
+    add_utf8(b, 0x10000 + (((unsigned long)cp - 0xd800) << 10) + ((unsigned long)lo - 0xdc00));
+    return esc + 12;
+}
+
+/* Decodes the escape whose backslash is at esc; returns the position after it, or NULL
+ * with the error set. */
+static const char *dec_escape(struct dec *d, luaL_Buffer *b, const char *esc)
+{
+    char c;
+
+    if (esc + 1 >= d->end)
+        return NULL; /* caller reports the unterminated string */
+    switch (esc[1]) {
+    case '"': c = '"'; break;
+    case '\\': c = '\\'; break;
+    case '/': c = '/'; break;
+    case 'b': c = '\b'; break;
+    case 'f': c = '\f'; break;
+    case 'n': c = '\n'; break;
+    case 'r': c = '\r'; break;
+    case 't': c = '\t'; break;
+    case 'u': return dec_unicode(d, b, esc);
+    default:
+        fail(d, esc, "invalid escape");
+        return NULL;
+    }
+    luaL_addchar(b, c);
+    return esc + 2;
+}
+
+/* The slow path of dec_string: the string starting at quote has an escape (or an
+ * error) at p; everything in [quote + 1, p) is literal. */
+static int dec_string_escaped(struct dec *d, const char *quote, const char *p)
+{
+    const char *run = quote + 1, *end = d->end;
+    luaL_Buffer b;
+
+    /* luaL_Buffer keeps up to LUA_MINSTACK / 2 pieces on the stack. */
+    if (!lua_checkstack(d->L, LUA_MINSTACK / 2 + 2))
+        return fail(d, quote, "out of Lua stack");
+    luaL_buffinit(d->L, &b);
+    for (;;) {
+        luaL_addlstring(&b, run, (size_t)(p - run));
+        if (p == end)
+            return fail(d, quote, "unterminated string");
+        if (*p == '"')
+            break;
+        if (*p != '\\') {
+            char what[48];
+            snprintf(what, sizeof what, "unescaped control character 0x%02x in string",
+                     (unsigned char)*p);
+            return fail(d, p, what);
+        }
+        run = dec_escape(d, &b, p);
+        if (!run)
+            return p + 1 >= end ? fail(d, quote, "unterminated string") : -1;
+        for (p = run; p < end && !str_special[(unsigned char)*p]; p++)
+            ;
+    }
+    luaL_pushresult(&b);
+    d->p = p + 1;
+    return 0;
+}
+
+/* Decodes the string at the cursor (which is on its opening quote). */
+static int dec_string(struct dec *d)
+{
+    const char *quote = d->p, *p = quote + 1, *end = d->end;
+
+    while (p < end && !str_special[(unsigned char)*p])
+        p++;
+    if (p < end && *p == '"') {
+        lua_pushlstring(d->L, quote + 1, (size_t)(p - quote - 1));
+        d->p = p + 1;
+        return 0;
+    }
+    return dec_string_escaped(d, quote, p);
+}
+
+/* Checks the nesting limit and Lua stack room before opening a container. */
+static int enter(struct dec *d, int depth)
+{
+    if (depth > MW_JSON_MAX_DEPTH || !lua_checkstack(d->L, 4))
+        return fail(d, d->p, "too deeply nested");
+    return 0;
+}
+
+static int dec_array(struct dec *d, int depth)
+{
+    lua_State *L = d->L;
+
+    if (enter(d, depth))
+        return -1;
+    d->p++;
+    lua_createtable(L, 0, 0);
+    lua_pushvalue(L, d->mt);
+    lua_setmetatable(L, -2);
+    skip_ws(d);
+    if (d->p < d->end && *d->p == ']') {
+        d->p++;
+        return 0;
+    }
+    for (int i = 1;; i++) {
+        if (dec_value(d, depth))
+            return -1;
+        lua_rawseti(L, -2, i);
+        skip_ws(d);
+        if (d->p < d->end && *d->p == ',') {
+            d->p++;
+        } else if (d->p < d->end && *d->p == ']') {
+            d->p++;
+            return 0;
+        } else {
+            return unexpected(d, d->p);
+        }
+    }
+}
+
+/* Duplicate keys: rawset overwrites, so the last one wins. */
+static int dec_object(struct dec *d, int depth)
+{
+    lua_State *L = d->L;
+
+    if (enter(d, depth))
+        return -1;
+    d->p++;
+    lua_createtable(L, 0, 0);
+    skip_ws(d);
+    if (d->p < d->end && *d->p == '}') {
+        d->p++;
+        return 0;
+    }
+    for (;;) {
+        skip_ws(d);
+        if (d->p == d->end || *d->p != '"')
+            return unexpected(d, d->p);
+        if (dec_string(d))
+            return -1;
+        skip_ws(d);
+        if (d->p == d->end || *d->p != ':')
+            return unexpected(d, d->p);
+        d->p++;
+        if (dec_value(d, depth))
+            return -1;
+        lua_rawset(L, -3);
+        skip_ws(d);
+        if (d->p < d->end && *d->p == ',') {
+            d->p++;
+        } else if (d->p < d->end && *d->p == '}') {
+            d->p++;
+            return 0;
+        } else {
+            return unexpected(d, d->p);
+        }
+    }
+}
+
+/* Decodes one value and pushes it. On error the caller resets the stack. */
+static int dec_value(struct dec *d, int depth)
+{
+    skip_ws(d);
+    if (d->p == d->end)
+        return unexpected(d, d->p);
+    switch (*d->p) {
+    case '{':
+        return dec_object(d, depth + 1);
+    case '[':
+        return dec_array(d, depth + 1);
+    case '"':
+        return dec_string(d);
+    case 't':
+        if (dec_literal(d, "true", 4))
+            return -1;
+        lua_pushboolean(d->L, 1);
+        return 0;
+    case 'f':
+        if (dec_literal(d, "false", 5))
+            return -1;
+        lua_pushboolean(d->L, 0);
+        return 0;
+    case 'n':
+        if (dec_literal(d, "null", 4))
+            return -1;
+        lua_pushlightuserdata(d->L, NULL);
+        return 0;
+    case '-': case '0': case '1': case '2': case '3': case '4':
+    case '5': case '6': case '7': case '8': case '9':
+        return dec_number(d);
+    default:
+        return unexpected(d, d->p);
+    }
+}
+
+int mw_json_decode(lua_State *L, const char *s, size_t len, char *err, size_t errlen)
+{
+    int base = lua_gettop(L);
+    struct dec d = { L, s, s, s + len, base + 1, err, errlen };
+
+    if (!lua_checkstack(L, 8)) {
+        fail(&d, s, "out of Lua stack");
+        return -1;
+    }
+    push_array_mt(L);
+    if (dec_value(&d, 0) == 0) {
+        skip_ws(&d);
+        if (d.p == d.end) {
+            lua_replace(L, d.mt); /* the value takes the metatable's slot */
+            return 0;
+        }
+        fail(&d, d.p, "trailing garbage");
+    }
+    lua_settop(L, base);
+    return -1;
+}
+
+/* ---- encoding ---- */
+
+struct enc {
+    lua_State *L;
+    struct mw_buf *out;
+    int mt;          /* stack index of the array metatable (nil if never created) */
+    char *err;
+    size_t errlen;
+};
+
+/* For each byte: 0 to copy it as is, else the letter after the backslash ('u' means
+ * \u00XX). */
+static const char esc_tab[256] = {
+    'u', 'u', 'u', 'u', 'u', 'u', 'u', 'u', 'b', 't', 'n', 'u', 'f', 'r', 'u', 'u',
+    'u', 'u', 'u', 'u', 'u', 'u', 'u', 'u', 'u', 'u', 'u', 'u', 'u', 'u', 'u', 'u',
+    ['"'] = '"', ['\\'] = '\\',
+};
+
+static int enc_fail(struct enc *e, const char *fmt, const char *arg)
+{
+    if (e->err && e->errlen)
+        snprintf(e->err, e->errlen, fmt, arg);
+    return -1;
+}
+
+/* Appends s[0..n) quoted, copying runs of plain bytes in one go. */
+static void enc_string(struct mw_buf *out, const char *s, size_t n)
+{
+    static const char hex[] = "0123456789abcdef";
+    const unsigned char *p = (const unsigned char *)s, *end = p + n, *run = p;
+
+    mw_buf_reserve(out, n + 2);
+    mw_buf_putc(out, '"');
+    for (; p < end; p++) {
+        char c = esc_tab[*p];
+        if (!c)
+            continue;
+        mw_buf_append(out, run, (size_t)(p - run));
+        if (c == 'u') {
+            char u[6] = { '\\', 'u', '0', '0', hex[*p >> 4], hex[*p & 15] };
+            mw_buf_append(out, u, 6);
+        } else {
+            char two[2] = { '\\', c };
+            mw_buf_append(out, two, 2);
+        }
+        run = p + 1;
+    }
+    mw_buf_append(out, run, (size_t)(end - run));
+    mw_buf_putc(out, '"');
+}
+
+/* Appends an integer known to be exact (|v| < 2^53); -0 comes out as "0". */
+static void enc_int(struct mw_buf *out, double v)
+{
+    char buf[24], *p = buf + sizeof buf;
+    long long i = (long long)v;
+    unsigned long long u = i < 0 ? 0ull - (unsigned long long)i : (unsigned long long)i;
+
+    do {
+        *--p = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    if (i < 0)
+        *--p = '-';
+    mw_buf_append(out, p, (size_t)(buf + sizeof buf - p));
+}
+
+static int is_exact_int(double v)
+{
+    return v == floor(v) && fabs(v) < MAX_EXACT_INT;
+}
+
+static int enc_number(struct enc *e, double v)
+{
+    char buf[32];
+    int n = 0;
+
+    if (isnan(v))
+        return enc_fail(e, "cannot encode %s", "NaN");
+    if (isinf(v))
+        return enc_fail(e, "cannot encode %s", v > 0 ? "Infinity" : "-Infinity");
+    if (is_exact_int(v)) {
+        enc_int(e->out, v);
+        return 0;
+    }
+    /* The shortest precision that reads back exactly; %.17g always does. */
+    for (int prec = 15; prec <= 17; prec++) {
+        n = snprintf(buf, sizeof buf, "%.*g", prec, v);
+        if (prec == 17 || strtod(buf, NULL) == v)
+            break;
+    }
+    mw_buf_append(e->out, buf, (size_t)n);
+    return 0;
+}
+
+/* Object keys: strings, or integral numbers written as strings. */
+static int enc_key(struct enc *e, int idx)
+{
+    lua_State *L = e->L;
+    int t = lua_type(L, idx);
+
+    if (t == LUA_TSTRING) {
+        size_t n;
+        const char *s = lua_tolstring(L, idx, &n); /* already a string: no conversion */
+        enc_string(e->out, s, n);
+        return 0;
+    }
+    if (t == LUA_TNUMBER && is_exact_int(lua_tonumber(L, idx))) {
+        mw_buf_putc(e->out, '"');
+        enc_int(e->out, lua_tonumber(L, idx));
+        mw_buf_putc(e->out, '"');
+        return 0;
+    }
+    if (t == LUA_TNUMBER)
+        return enc_fail(e, "cannot encode a %s table key", "non-integer number");
+    return enc_fail(e, "cannot encode a table key of type %s", lua_typename(L, t));
+}
+
+static int enc_value(struct enc *e, int idx, int depth);
+
+static int has_array_mt(struct enc *e, int idx)
+{
+    int r;
+    if (!lua_getmetatable(e->L, idx))
+        return 0;
+    r = lua_rawequal(e->L, -1, e->mt);
+    lua_pop(e->L, 1);
+    return r;
+}
+
+/* Returns n if the table's keys are exactly 1..n with n > 0, else 0. */
+static size_t sequence_len(lua_State *L, int idx)
+{
+    size_t n = lua_objlen(L, idx), count = 0;
+
+    if (n == 0)
+        return 0;
+    lua_pushnil(L);
+    while (lua_next(L, idx)) {
+        double k;
+        lua_pop(L, 1);
+        if (lua_type(L, -1) != LUA_TNUMBER) {
+            lua_pop(L, 1);
+            return 0;
+        }
+        k = lua_tonumber(L, -1);
+        if (k < 1 || k > (double)n || k != floor(k)) {
+            lua_pop(L, 1);
+            return 0;
+        }
+        count++;
+    }
+    return count == n ? n : 0;
+}
+
+/* Elements 1..n; holes (nil) encode as null. */
+static int enc_array(struct enc *e, int idx, size_t n, int depth)
+{
+    mw_buf_putc(e->out, '[');
+    for (size_t i = 1; i <= n; i++) {
+        if (i > 1)
+            mw_buf_putc(e->out, ',');
+        lua_rawgeti(e->L, idx, (int)i);
+        if (enc_value(e, lua_gettop(e->L), depth))
+            return -1;
+        lua_pop(e->L, 1);
+    }
+    mw_buf_putc(e->out, ']');
+    return 0;
+}
+
+/* On error the key and value stay on the stack; mw_json_encode resets it. */
+static int enc_object(struct enc *e, int idx, int depth)
+{
+    lua_State *L = e->L;
+    int first = 1;
+
+    mw_buf_putc(e->out, '{');
+    lua_pushnil(L);
+    while (lua_next(L, idx)) {
+        if (!first)
+            mw_buf_putc(e->out, ',');
+        first = 0;
+        if (enc_key(e, lua_gettop(L) - 1))
+            return -1;
+        mw_buf_putc(e->out, ':');
+        if (enc_value(e, lua_gettop(L), depth))
+            return -1;
+        lua_pop(L, 1);
+    }
+    mw_buf_putc(e->out, '}');
+    return 0;
+}
+
+static int enc_table(struct enc *e, int idx, int depth)
+{
+    size_t n;
+
+    if (depth > MW_JSON_MAX_DEPTH || !lua_checkstack(e->L, 4))
+        return enc_fail(e, "%s", "nesting too deep (cycle?)");
+    if (has_array_mt(e, idx))
+        return enc_array(e, idx, lua_objlen(e->L, idx), depth);
+    n = sequence_len(e->L, idx);
+    if (n)
+        return enc_array(e, idx, n, depth);
+    return enc_object(e, idx, depth);
+}
+
+static int enc_value(struct enc *e, int idx, int depth)
+{
+    lua_State *L = e->L;
+    int t = lua_type(L, idx);
+
+    switch (t) {
+    case LUA_TNIL:
+        mw_buf_append(e->out, "null", 4);
+        return 0;
+    case LUA_TBOOLEAN:
+        if (lua_toboolean(L, idx))
+            mw_buf_append(e->out, "true", 4);
+        else
+            mw_buf_append(e->out, "false", 5);
+        return 0;
+    case LUA_TNUMBER:
+        return enc_number(e, lua_tonumber(L, idx));
+    case LUA_TSTRING: {
+        size_t n;
+        const char *s = lua_tolstring(L, idx, &n);
+        enc_string(e->out, s, n);
+        return 0;
+    }
+    case LUA_TTABLE:
+        return enc_table(e, idx, depth + 1);
+    case LUA_TLIGHTUSERDATA:
+        if (lua_touserdata(L, idx) == NULL) {
+            mw_buf_append(e->out, "null", 4);
+            return 0;
+        }
+        /* fall through */
+    default:
+        return enc_fail(e, "cannot encode a %s", lua_typename(L, t));
+    }
+}
+
+int mw_json_encode(lua_State *L, int idx, struct mw_buf *out, char *err, size_t errlen)
+{
+    int top = lua_gettop(L);
+    size_t start = out->len;
+    struct enc e = { L, out, top + 1, err, errlen };
+    int rc;
+
+    if (idx < 0 && idx > LUA_REGISTRYINDEX)
+        idx = top + idx + 1;
+    if (!lua_checkstack(L, 8))
+        return enc_fail(&e, "%s", "out of Lua stack");
+    lua_getfield(L, LUA_REGISTRYINDEX, MW_JSON_ARRAY_MT);
+    rc = enc_value(&e, idx, 0);
+    lua_settop(L, top);
+    if (rc)
+        out->len = start;
+    return rc;
+}
+
+/* ---- the Lua module ---- */
+
+/* json.encode(v) -> string; raises "json.encode: <why>". */
+static int l_encode(lua_State *L)
+{
+    struct mw_buf b = { 0 };
+    char err[128];
+
+    luaL_checkany(L, 1);
+    if (mw_json_encode(L, 1, &b, err, sizeof err)) {
+        mw_buf_free(&b);
+        return luaL_error(L, "json.encode: %s", err);
+    }
+    lua_pushlstring(L, b.p, b.len);
+    mw_buf_free(&b);
+    return 1;
+}
+
+/* json.decode(s) -> value | nil, err. */
+static int l_decode(lua_State *L)
+{
+    size_t n;
+    const char *s = luaL_checklstring(L, 1, &n);
+    char err[128];
+
+    if (mw_json_decode(L, s, n, err, sizeof err)) {
+        lua_pushnil(L);
+        lua_pushstring(L, err);
+        return 2;
+    }
+    return 1;
+}
+
+/* json.array(t?) -> t (or a new table) with the array metatable; replaces any other
+ * metatable t had. */
+static int l_array(lua_State *L)
+{
+    if (lua_isnoneornil(L, 1)) {
+        lua_settop(L, 0);
+        lua_createtable(L, 0, 0);
+    } else {
+        luaL_checktype(L, 1, LUA_TTABLE);
+        lua_settop(L, 1);
+    }
+    push_array_mt(L);
+    lua_setmetatable(L, 1);
+    return 1;
+}
+
+/* json.is_array(v) -> true if v is a table carrying the array metatable. */
+static int l_is_array(lua_State *L)
+{
+    int r = 0;
+
+    if (lua_type(L, 1) == LUA_TTABLE && lua_getmetatable(L, 1)) {
+        push_array_mt(L);
+        r = lua_rawequal(L, -1, -2);
+    }
+    lua_pushboolean(L, r);
+    return 1;
+}
+
+static const luaL_Reg json_funcs[] = {
+    { "encode", l_encode },
+    { "decode", l_decode },
+    { "array", l_array },
+    { "is_array", l_is_array },
+    { NULL, NULL },
+};
+
+int luaopen_moonwire_json(lua_State *L)
+{
+    lua_createtable(L, 0, 6);
+    luaL_register(L, NULL, json_funcs);
+    lua_pushlightuserdata(L, NULL);
+    lua_setfield(L, -2, "null");
+    push_array_mt(L);
+    lua_setfield(L, -2, "array_mt");
+    return 1;
+}

@@ -1,0 +1,126 @@
+/* conn.h - WebSocket connections: identity, users, attributes, the bounded send
+ * queue and the flush of pending connections once per loop iteration.
+ *
+ * Async code names a connection by its id (mw_conn_find), never by pointer: a
+ * connection is freed when libwebsockets reports it closed. */
+#ifndef MW_CONN_H
+#define MW_CONN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "map.h"
+#include "msg.h"
+
+struct lws;
+struct mw_route;
+struct mw_member;
+
+/* A user id and its connections on this node (several tabs = one user). */
+struct mw_user {
+    char *id;
+    struct mw_conn *conns; /* list through conn->user_next */
+    uint32_t nconns;
+};
+
+struct mw_attr {
+    struct mw_attr *next;
+    char *key;
+    char *json; /* the value as JSON text */
+};
+
+struct mw_conn {
+    char id[24];              /* decimal, unique on this node */
+    struct lws *wsi;          /* NULL once libwebsockets closed it */
+    struct mw_route *route;
+    struct mw_user *user;
+    struct mw_conn *user_next, *user_prev;
+    struct mw_conn *all_next, *all_prev;         /* every open connection */
+    struct mw_conn *pending_next, *pending_prev; /* waiting for a flush */
+    char *remote;             /* peer address */
+    char *claims_json;        /* verified token claims, or NULL */
+
+    uint64_t last_rx_ms;      /* last frame or pong from the peer */
+    uint64_t last_ping_ms;
+
+    /* Send queue: a ring of frame references, bounded in bytes by limits.send_queue. */
+    struct mw_msg **q;
+    uint32_t qhead, qlen, qcap;
+    size_t qbytes;
+
+    /* Rooms this connection is in (struct mw_member is room.c's). */
+    struct mw_member **rooms;
+    uint32_t nrooms, caprooms;
+
+    struct mw_attr *attrs;
+
+    /* Incoming message reassembly (only used for fragmented/partial frames). */
+    char *rx;
+    size_t rxlen, rxcap;
+    bool rx_binary;
+
+    /* Token bucket (limits.rate / limits.burst). */
+    double tokens;
+    uint64_t tokens_ms;
+    uint32_t rejected;        /* consecutive rate-limited messages */
+
+    bool slow_drop;           /* route's slow_consumer: drop */
+    bool pending;             /* on the pending list */
+    bool want_writable;       /* asked lws for a WRITEABLE callback */
+    bool closing;             /* close requested: stop queueing */
+    uint16_t close_code;
+    char close_reason[64];
+};
+
+/* Settings the conn module reads; set once at start by the server. */
+struct mw_conn_limits {
+    size_t send_queue;
+    double rate, burst;
+};
+extern struct mw_conn_limits mw_conn_limits;
+
+/* Creates a connection for a freshly upgraded wsi; user_id NULL = anonymous. */
+struct mw_conn *mw_conn_new(struct lws *wsi, struct mw_route *route, const char *user_id,
+                            const char *remote);
+/* Frees it after the caller left its rooms; drops queued frames. */
+void mw_conn_free(struct mw_conn *c);
+
+struct mw_conn *mw_conn_find(const char *id);
+struct mw_user *mw_user_find(const char *id);
+struct mw_conn *mw_conn_first(void); /* iterate with c->all_next */
+uint32_t mw_conn_count(void);
+
+/* Queues a frame (takes a new reference). Returns 0; MW_ECLOSED when the connection
+ * is closing; MW_EFULL when the queue bound was hit and the slow-consumer policy
+ * closed the connection (close 1008). */
+int mw_conn_send(struct mw_conn *c, struct mw_msg *m);
+/* Frames and queues a text payload. */
+int mw_conn_send_text(struct mw_conn *c, const char *json, size_t len);
+
+/* Asks for a close with code and reason after queued frames are written. */
+void mw_conn_close(struct mw_conn *c, int code, const char *reason);
+/* Drops the connection now without a close handshake (dead peer). */
+void mw_conn_kill(struct mw_conn *c);
+
+/* Takes one token; false when the connection is over its rate. */
+bool mw_conn_take_token(struct mw_conn *c, uint64_t now_ms);
+
+/* Attributes: set (json NULL deletes), get (NULL when absent). */
+void mw_conn_attr_set(struct mw_conn *c, const char *key, const char *json);
+const char *mw_conn_attr_get(const struct mw_conn *c, const char *key);
+
+/* Flushes every pending connection: all queued frames in one write each; asks for
+ * writability only when the kernel did not take everything. Called once per loop
+ * iteration (before the loop sleeps). */
+void mw_conn_flush_pending(void);
+/* The WRITEABLE callback. Returns -1 when lws should close the connection now. */
+int mw_conn_on_writable(struct mw_conn *c);
+
+/* Counters for metrics. */
+struct mw_conn_stats {
+    uint64_t opened, closed, frames_out, bytes_out, slow_closed, dropped, writes;
+};
+extern struct mw_conn_stats mw_conn_stats;
+
+#endif

@@ -1,0 +1,35 @@
+/* jsonw.c - JSON string escaping for core-generated events. */
+#include "jsonw.h"
+
+void mw_jsonw_strn(struct mw_buf *b, const char *s, size_t n)
+{
+    static const char hex[] = "0123456789abcdef";
+    mw_buf_reserve(b, n + 2);
+    mw_buf_putc(b, '"');
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        switch (c) {
+        case '"': mw_buf_append(b, "\\\"", 2); break;
+        case '\\': mw_buf_append(b, "\\\\", 2); break;
+        case '\n': mw_buf_append(b, "\\n", 2); break;
+        case '\r': mw_buf_append(b, "\\r", 2); break;
+        case '\t': mw_buf_append(b, "\\t", 2); break;
+        default:
+            if (c < 0x20) {
+                char e[6] = { '\\', 'u', '0', '0', hex[c >> 4], hex[c & 15] };
+                mw_buf_append(b, e, 6);
+            } else {
+                mw_buf_putc(b, (char)c);
+            }
+        }
+    }
+    mw_buf_putc(b, '"');
+}
+
+void mw_jsonw_key(struct mw_buf *b, const char *key, int first)
+{
+    if (!first)
+        mw_buf_putc(b, ',');
+    mw_jsonw_str(b, key);
+    mw_buf_putc(b, ':');
+}

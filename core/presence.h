@@ -1,0 +1,29 @@
+/* presence.h - presence events for rooms: presence:join / presence:leave per user,
+ * or, above the route's threshold, presence:count at most once per second
+ * (SPEC section 6). The index itself lives in room.c. */
+#ifndef MW_PRESENCE_H
+#define MW_PRESENCE_H
+
+#include <stdbool.h>
+
+#include "buf.h"
+#include "room.h"
+
+struct mw_route_config;
+
+/* Joins c to the room and tells the others. Returns the membership. */
+struct mw_member *mw_presence_join(struct mw_conn *c, const char *room, const char *meta_json,
+                                   const struct mw_route_config *rc);
+/* Leaves one room: stops the user's typing if this was their last connection there,
+ * tells the others. */
+void mw_presence_leave(struct mw_member *m, const struct mw_route_config *rc);
+/* Leaves every room (disconnect). */
+void mw_presence_leave_all(struct mw_conn *c, const struct mw_route_config *rc);
+
+/* Appends a member object {"user":U,...meta,"conns":N}. */
+void mw_presence_member_json(struct mw_buf *b, const struct mw_presence *p);
+
+/* Stops the throttle timer (shutdown). */
+void mw_presence_shutdown(void);
+
+#endif

@@ -1,0 +1,216 @@
+/* room.c - room membership, the presence index, fan-out and the history ring. */
+#include "room.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util.h"
+
+static struct mw_map rooms;
+void (*mw_room_on_free)(struct mw_room *r);
+
+struct mw_room *mw_room_find(const char *name)
+{
+    return mw_map_get(&rooms, name);
+}
+
+uint32_t mw_room_count(void)
+{
+    return rooms.len;
+}
+
+static struct mw_room *room_new(const char *name)
+{
+    struct mw_room *r = mw_calloc(1, sizeof *r);
+    r->name = mw_strdup(name);
+    /* The epoch names this incarnation of the room's history: a client holding a seq
+     * from another epoch must reset (SPEC section 6, sync). */
+    snprintf(r->epoch, sizeof r->epoch, "%012" PRIx64, (uint64_t)(mw_random_u64() & 0xffffffffffffull));
+    mw_map_put(&rooms, r->name, r);
+    return r;
+}
+
+static void room_free(struct mw_room *r)
+{
+    if (mw_room_on_free)
+        mw_room_on_free(r);
+    for (uint32_t i = 0; i < r->hlen; i++)
+        mw_msg_decref(r->hist[(r->hhead + i) % r->hcap].msg);
+    free(r->hist);
+    free(r->members);
+    mw_map_free(&r->presence);
+    mw_map_free(&r->typing);
+    mw_map_del(&rooms, r->name);
+    free(r->name);
+    free(r);
+}
+
+bool mw_room_maybe_free(struct mw_room *r)
+{
+    if (r->nmembers || r->hlen || r->typing.len)
+        return false;
+    room_free(r);
+    return true;
+}
+
+void mw_room_free_all(void)
+{
+    while (rooms.len) {
+        for (uint32_t i = 0; i < rooms.cap; i++) {
+            struct mw_room *r = rooms.slots[i].val;
+            if (!rooms.slots[i].key)
+                continue;
+            while (r->nmembers) {
+                bool freed;
+                mw_room_leave(r->members[r->nmembers - 1], &freed);
+                if (freed)
+                    break;
+            }
+            if (mw_room_find(r->name) == r)
+                room_free(r);
+            break; /* the table changed: rescan */
+        }
+    }
+    mw_map_free(&rooms);
+}
+
+struct mw_member *mw_room_member(const struct mw_conn *c, const char *name)
+{
+    for (uint32_t i = 0; i < c->nrooms; i++)
+        if (strcmp(c->rooms[i]->room->name, name) == 0)
+            return c->rooms[i];
+    return NULL;
+}
+
+static struct mw_presence *presence_add(struct mw_room *r, const char *user, const char *meta,
+                                        bool *first)
+{
+    struct mw_presence *p = mw_map_get(&r->presence, user);
+    *first = p == NULL;
+    if (!p) {
+        p = mw_calloc(1, sizeof *p);
+        p->user = mw_strdup(user);
+        mw_map_put(&r->presence, p->user, p);
+    }
+    if (meta) {
+        free(p->meta_json);
+        p->meta_json = mw_strdup(meta);
+    }
+    p->conns++;
+    return p;
+}
+
+struct mw_member *mw_room_join(struct mw_conn *c, const char *name, const char *meta_json,
+                               bool *first_for_user, bool *already)
+{
+    struct mw_member *m = mw_room_member(c, name);
+    *already = m != NULL;
+    *first_for_user = false;
+    if (m) {
+        if (meta_json) {
+            free(m->presence->meta_json);
+            m->presence->meta_json = mw_strdup(meta_json);
+        }
+        return m;
+    }
+    struct mw_room *r = mw_room_find(name);
+    if (!r)
+        r = room_new(name);
+
+    m = mw_calloc(1, sizeof *m);
+    m->room = r;
+    m->conn = c;
+    m->presence = presence_add(r, c->user->id, meta_json, first_for_user);
+    if (r->nmembers == r->capmembers) {
+        r->capmembers = r->capmembers ? r->capmembers * 2 : 4;
+        r->members = mw_realloc(r->members, r->capmembers * sizeof *r->members);
+    }
+    m->room_idx = r->nmembers;
+    r->members[r->nmembers++] = m;
+    if (c->nrooms == c->caprooms) {
+        c->caprooms = c->caprooms ? c->caprooms * 2 : 2;
+        c->rooms = mw_realloc(c->rooms, c->caprooms * sizeof *c->rooms);
+    }
+    m->conn_idx = c->nrooms;
+    c->rooms[c->nrooms++] = m;
+    return m;
+}
+
+bool mw_room_leave(struct mw_member *m, bool *room_freed)
+{
+    struct mw_room *r = m->room;
+    struct mw_conn *c = m->conn;
+    struct mw_presence *p = m->presence;
+    bool last = false;
+
+    /* Swap-remove from both arrays, fixing the moved member's index. */
+    r->members[m->room_idx] = r->members[--r->nmembers];
+    r->members[m->room_idx]->room_idx = m->room_idx;
+    c->rooms[m->conn_idx] = c->rooms[--c->nrooms];
+    c->rooms[m->conn_idx]->conn_idx = m->conn_idx;
+
+    if (--p->conns == 0) {
+        mw_map_del(&r->presence, p->user);
+        free(p->user);
+        free(p->meta_json);
+        free(p);
+        last = true;
+    }
+    free(m);
+    *room_freed = mw_room_maybe_free(r);
+    return last;
+}
+
+uint32_t mw_room_broadcast(struct mw_room *r, struct mw_msg *msg, const struct mw_conn *except,
+                           const struct mw_user *except_user)
+{
+    uint32_t n = 0;
+    /* A send may close a slow consumer, but closing never removes a membership
+     * synchronously (that happens in the close callback), so the array is stable. */
+    for (uint32_t i = 0; i < r->nmembers; i++) {
+        struct mw_conn *c = r->members[i]->conn;
+        if (c == except || (except_user && c->user == except_user))
+            continue;
+        if (mw_conn_send(c, msg) == 0)
+            n++;
+    }
+    return n;
+}
+
+uint64_t mw_room_next_seq(struct mw_room *r)
+{
+    return ++r->seq;
+}
+
+void mw_room_history_push(struct mw_room *r, struct mw_msg *msg, uint64_t seq, uint64_t ts,
+                          uint32_t keep)
+{
+    if (!keep)
+        return;
+    if (keep != r->hcap) { /* first use, or the size changed: re-ring, keeping the newest */
+        struct mw_history_entry *h = mw_calloc(keep, sizeof *h);
+        uint32_t drop = r->hlen > keep ? r->hlen - keep : 0, n = 0;
+        for (uint32_t i = 0; i < r->hlen; i++) {
+            struct mw_history_entry *e = &r->hist[(r->hhead + i) % r->hcap];
+            if (i < drop)
+                mw_msg_decref(e->msg);
+            else
+                h[n++] = *e;
+        }
+        free(r->hist);
+        r->hist = h;
+        r->hcap = keep;
+        r->hhead = 0;
+        r->hlen = n;
+    }
+    if (r->hlen == r->hcap) {
+        mw_msg_decref(r->hist[r->hhead].msg);
+        r->hhead = (r->hhead + 1) % r->hcap;
+        r->hlen--;
+    }
+    r->hist[(r->hhead + r->hlen) % r->hcap] =
+        (struct mw_history_entry){ mw_msg_incref(msg), seq, ts };
+    r->hlen++;
+}

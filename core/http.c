@@ -1,0 +1,148 @@
+/* http.c - health, readiness, metrics and static files. */
+#include "http.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <libwebsockets.h>
+
+#include "buf.h"
+#include "conn.h"
+#include "room.h"
+#include "server.h"
+#include "util.h"
+
+static char *docroot;     /* static: DIR, or NULL */
+static char *client_js;   /* path of the bundled moonwire.js */
+
+void mw_http_init(const struct mw_config *cfg, const char *home)
+{
+    char path[4096];
+    docroot = cfg->static_dir ? mw_strdup(cfg->static_dir) : NULL;
+    snprintf(path, sizeof path, "%s/examples/web/moonwire.js", home);
+    client_js = mw_strdup(path);
+}
+
+void mw_http_shutdown(void)
+{
+    free(docroot);
+    free(client_js);
+    docroot = client_js = NULL;
+}
+
+/* Sends a complete small response. */
+static int reply(struct lws *wsi, int status, const char *ctype, const char *body, size_t len)
+{
+    size_t cap = LWS_PRE + 1024 + len;
+    unsigned char *buf = mw_malloc(cap);
+    unsigned char *start = buf + LWS_PRE, *p = start, *end = buf + cap;
+    int rc = -1;
+
+    if (lws_add_http_common_headers(wsi, (unsigned)status, ctype, len, &p, end) ||
+        lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_CACHE_CONTROL,
+                                     (const unsigned char *)"no-store", 8, &p, end) ||
+        lws_finalize_write_http_header(wsi, start, &p, end))
+        goto out;
+    if (len) {
+        memcpy(buf + LWS_PRE, body, len);
+        if (lws_write(wsi, buf + LWS_PRE, len, LWS_WRITE_HTTP_FINAL) != (int)len)
+            goto out;
+    }
+    rc = lws_http_transaction_completed(wsi) ? -1 : 0;
+out:
+    free(buf);
+    return rc;
+}
+
+static int reply_text(struct lws *wsi, int status, const char *text)
+{
+    return reply(wsi, status, "text/plain; charset=utf-8", text, strlen(text));
+}
+
+static void metrics_text(struct mw_buf *b)
+{
+    mw_buf_printf(b, "# TYPE moonwire_connections gauge\nmoonwire_connections %" PRIu32 "\n",
+                  mw_conn_count());
+    mw_buf_printf(b, "# TYPE moonwire_rooms gauge\nmoonwire_rooms %" PRIu32 "\n", mw_room_count());
+    mw_buf_printf(b, "# TYPE moonwire_connections_opened_total counter\n"
+                     "moonwire_connections_opened_total %" PRIu64 "\n", mw_conn_stats.opened);
+    mw_buf_printf(b, "# TYPE moonwire_bytes_out_total counter\nmoonwire_bytes_out_total %" PRIu64 "\n",
+                  mw_conn_stats.bytes_out);
+    mw_buf_printf(b, "# TYPE moonwire_writes_total counter\nmoonwire_writes_total %" PRIu64 "\n",
+                  mw_conn_stats.writes);
+    mw_buf_printf(b, "# TYPE moonwire_frames_out_total counter\nmoonwire_frames_out_total %" PRIu64 "\n",
+                  mw_conn_stats.frames_out);
+    mw_buf_printf(b, "# TYPE moonwire_slow_consumer_closes_total counter\n"
+                     "moonwire_slow_consumer_closes_total %" PRIu64 "\n", mw_conn_stats.slow_closed);
+    mw_buf_printf(b, "# TYPE moonwire_send_queue_drops_total counter\n"
+                     "moonwire_send_queue_drops_total %" PRIu64 "\n", mw_conn_stats.dropped);
+    mw_buf_printf(b, "# TYPE moonwire_heartbeat_timeouts_total counter\n"
+                     "moonwire_heartbeat_timeouts_total %" PRIu64 "\n", mw_srv.heartbeat_timeouts);
+    mw_buf_printf(b, "# TYPE moonwire_rate_limited_total counter\n"
+                     "moonwire_rate_limited_total %" PRIu64 "\n", mw_srv.rate_limited);
+    mw_buf_puts(b, "# TYPE moonwire_messages_in_total counter\n");
+    for (size_t i = 0; i < mw_srv.nroutes; i++)
+        mw_buf_printf(b, "moonwire_messages_in_total{route=\"%s\"} %" PRIu64 "\n",
+                      mw_srv.routes[i].cfg->path, mw_srv.routes[i].stats.messages_in);
+    mw_buf_puts(b, "# TYPE moonwire_lua_errors_total counter\n");
+    for (size_t i = 0; i < mw_srv.nroutes; i++)
+        mw_buf_printf(b, "moonwire_lua_errors_total{route=\"%s\"} %" PRIu64 "\n",
+                      mw_srv.routes[i].cfg->path, mw_srv.routes[i].stats.lua_errors);
+    mw_buf_puts(b, "# TYPE moonwire_slow_handlers_total counter\n");
+    for (size_t i = 0; i < mw_srv.nroutes; i++)
+        mw_buf_printf(b, "moonwire_slow_handlers_total{route=\"%s\"} %" PRIu64 "\n",
+                      mw_srv.routes[i].cfg->path, mw_srv.routes[i].stats.slow_handlers);
+}
+
+static const char *mime_of(const char *path)
+{
+    static const struct { const char *ext, *mime; } types[] = {
+        { ".html", "text/html; charset=utf-8" }, { ".js", "text/javascript; charset=utf-8" },
+        { ".css", "text/css; charset=utf-8" },   { ".json", "application/json" },
+        { ".svg", "image/svg+xml" },             { ".png", "image/png" },
+        { ".ico", "image/x-icon" },              { ".txt", "text/plain; charset=utf-8" },
+    };
+    const char *dot = strrchr(path, '.');
+    for (size_t i = 0; dot && i < sizeof types / sizeof types[0]; i++)
+        if (strcmp(dot, types[i].ext) == 0)
+            return types[i].mime;
+    return "application/octet-stream";
+}
+
+static int serve_file(struct lws *wsi, const char *path)
+{
+    struct stat st;
+    if (stat(path, &st) < 0 || !S_ISREG(st.st_mode))
+        return reply_text(wsi, 404, "not found\n");
+    int n = lws_serve_http_file(wsi, path, mime_of(path), NULL, 0);
+    if (n < 0 || (n > 0 && lws_http_transaction_completed(wsi)))
+        return -1;
+    return 0;
+}
+
+int mw_http_request(struct lws *wsi, const char *uri)
+{
+    if (strcmp(uri, "/healthz") == 0)
+        return reply_text(wsi, 200, "ok\n");
+    if (strcmp(uri, "/readyz") == 0)
+        return mw_srv.shutting_down ? reply_text(wsi, 503, "shutting down\n")
+                                    : reply_text(wsi, 200, "ready\n");
+    if (strcmp(uri, "/metrics") == 0) {
+        struct mw_buf b = { 0 };
+        metrics_text(&b);
+        int rc = reply(wsi, 200, "text/plain; version=0.0.4", b.p, b.len);
+        mw_buf_free(&b);
+        return rc;
+    }
+    if (strcmp(uri, "/moonwire.js") == 0)
+        return serve_file(wsi, client_js);
+    if (!docroot || strstr(uri, "..") || uri[0] != '/')
+        return reply_text(wsi, 404, "not found\n");
+    char path[4096];
+    snprintf(path, sizeof path, "%s%s%s", docroot, uri,
+             uri[strlen(uri) - 1] == '/' ? "index.html" : "");
+    return serve_file(wsi, path);
+}

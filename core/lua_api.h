@@ -1,0 +1,34 @@
+/* lua_api.h - the C functions behind lua/moonwire: one luaopen per Lua module file
+ * (lua_conn.c, lua_rooms.c, lua_core.c, lua_json.c) and the helpers they share. */
+#ifndef MW_LUA_API_H
+#define MW_LUA_API_H
+
+#include <stdbool.h>
+
+#include <lua.h>
+
+#include "msg.h"
+
+struct mw_conn;
+
+int luaopen_moonwire_core(lua_State *L);
+int luaopen_moonwire_conn(lua_State *L);
+int luaopen_moonwire_rooms(lua_State *L);
+
+/* Pushes the conn object for c (the same userdata while it is referenced). */
+void mw_lua_push_conn(lua_State *L, struct mw_conn *c);
+/* The connection behind argument idx: raises when idx is not a conn; returns NULL when
+ * the connection has closed. */
+struct mw_conn *mw_lua_check_conn(lua_State *L, int idx);
+
+/* Frames the value at idx: a string as is (text, or binary when `binary`), anything
+ * else JSON-encoded as text. Raises a Lua error when it cannot be encoded. */
+struct mw_msg *mw_lua_to_msg(lua_State *L, int idx, bool binary, unsigned flags);
+
+/* Validates a room name argument (1..128 bytes, no control characters); raises. */
+const char *mw_lua_check_room(lua_State *L, int idx);
+
+/* Cancels what the core module keeps waiting (sleep timers) at shutdown. */
+void mw_lua_core_shutdown(void);
+
+#endif

@@ -1,0 +1,296 @@
+/* lua_conn.c - the `conn` object handed to handlers (module moonwire.conn).
+ *
+ * A conn is a userdata holding the connection id; every method looks the connection
+ * up, so a conn kept past its close is safe (methods then return nil, "closed").
+ * Attributes live in C (conn.c) and survive script reloads. */
+#include <stdio.h>
+#include <string.h>
+
+#include <lauxlib.h>
+
+#include "conn.h"
+#include "lua_api.h"
+#include "lua_json.h"
+#include "presence.h"
+#include "room.h"
+#include "server.h"
+#include "util.h"
+
+#define CONN_MT "moonwire.conn"
+#define CACHE_KEY "moonwire.conn.cache"
+
+struct lconn {
+    char id[24];
+};
+
+static struct mw_buf scratch;
+
+struct mw_msg *mw_lua_to_msg(lua_State *L, int idx, bool binary, unsigned flags)
+{
+    char err[256];
+    size_t len;
+    if (lua_type(L, idx) == LUA_TSTRING) {
+        const char *s = lua_tolstring(L, idx, &len);
+        return mw_msg_new(binary ? MW_OP_BINARY : MW_OP_TEXT, s, len, flags);
+    }
+    mw_buf_reset(&scratch);
+    if (mw_json_encode(L, idx, &scratch, err, sizeof err) < 0)
+        luaL_error(L, "cannot encode message: %s", err);
+    struct mw_msg *m = mw_msg_new(MW_OP_TEXT, scratch.p, scratch.len, flags);
+    if (scratch.cap > 1 << 20) /* do not keep a huge buffer after one big message */
+        mw_buf_free(&scratch);
+    return m;
+}
+
+const char *mw_lua_check_room(lua_State *L, int idx)
+{
+    size_t len;
+    const char *room = luaL_checklstring(L, idx, &len);
+    if (len == 0 || len > 128)
+        luaL_argerror(L, idx, "room must be 1..128 bytes");
+    for (size_t i = 0; i < len; i++)
+        if ((unsigned char)room[i] < 0x20 || room[i] == 0x7f)
+            luaL_argerror(L, idx, "room must not contain control characters");
+    return room;
+}
+
+void mw_lua_push_conn(lua_State *L, struct mw_conn *c)
+{
+    lua_getfield(L, LUA_REGISTRYINDEX, CACHE_KEY);
+    lua_getfield(L, -1, c->id);
+    if (!lua_isnil(L, -1)) {
+        lua_remove(L, -2);
+        return;
+    }
+    lua_pop(L, 1);
+    struct lconn *u = lua_newuserdata(L, sizeof *u);
+    snprintf(u->id, sizeof u->id, "%s", c->id);
+    luaL_getmetatable(L, CONN_MT);
+    lua_setmetatable(L, -2);
+    lua_pushvalue(L, -1);
+    lua_setfield(L, -3, c->id);
+    lua_remove(L, -2);
+}
+
+static struct lconn *check_lconn(lua_State *L, int idx)
+{
+    return luaL_checkudata(L, idx, CONN_MT);
+}
+
+struct mw_conn *mw_lua_check_conn(lua_State *L, int idx)
+{
+    struct mw_conn *c = mw_conn_find(check_lconn(L, idx)->id);
+    return c && c->wsi ? c : NULL;
+}
+
+static int closed(lua_State *L)
+{
+    lua_pushnil(L);
+    lua_pushliteral(L, "closed");
+    return 2;
+}
+
+/* conn:send(msg [, binary]) -> true | nil, err */
+static int l_send(lua_State *L)
+{
+    struct mw_conn *c = mw_lua_check_conn(L, 1);
+    luaL_checkany(L, 2);
+    if (!c)
+        return closed(L);
+    struct mw_msg *m = mw_lua_to_msg(L, 2, lua_toboolean(L, 3), 0);
+    int rc = mw_conn_send(c, m);
+    mw_msg_decref(m);
+    if (rc < 0) {
+        lua_pushnil(L);
+        lua_pushstring(L, rc == MW_EFULL ? "slow consumer" : "closed");
+        return 2;
+    }
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* conn:close([code [, reason]]) */
+static int l_close(lua_State *L)
+{
+    struct mw_conn *c = mw_lua_check_conn(L, 1);
+    int code = (int)luaL_optinteger(L, 2, 1000);
+    const char *reason = luaL_optstring(L, 3, "");
+    if (code != 1000 && (code < 3000 || code > 4999) && code != 1001 && code != 1008)
+        luaL_argerror(L, 2, "close code must be 1000, 1001, 1008 or 3000..4999");
+    if (c)
+        mw_conn_close(c, code, reason);
+    return 0;
+}
+
+/* Encodes the member metadata table, dropping the keys the core owns. */
+static const char *meta_json(lua_State *L, int idx, struct mw_buf *b)
+{
+    char err[256];
+    if (lua_isnoneornil(L, idx))
+        return NULL;
+    luaL_checktype(L, idx, LUA_TTABLE);
+    lua_newtable(L);
+    lua_pushnil(L);
+    while (lua_next(L, idx)) {
+        if (lua_type(L, -2) == LUA_TSTRING && strcmp(lua_tostring(L, -2), "user") &&
+            strcmp(lua_tostring(L, -2), "conns")) {
+            lua_pushvalue(L, -2);
+            lua_insert(L, -2);
+            lua_settable(L, -4);
+        } else {
+            lua_pop(L, 1);
+        }
+    }
+    if (mw_json_encode(L, -1, b, err, sizeof err) < 0)
+        luaL_error(L, "conn:join: cannot encode member data: %s", err);
+    lua_pop(L, 1);
+    mw_buf_putc(b, '\0');
+    return b->p[0] == '{' ? b->p : NULL;
+}
+
+/* conn:join(room [, meta]) -> true | nil, "closed" */
+static int l_join(lua_State *L)
+{
+    struct mw_conn *c = mw_lua_check_conn(L, 1);
+    const char *room = mw_lua_check_room(L, 2);
+    struct mw_buf b = { 0 };
+    const char *meta = meta_json(L, 3, &b);
+    if (!c) {
+        mw_buf_free(&b);
+        return closed(L);
+    }
+    mw_presence_join(c, room, meta, c->route->cfg);
+    mw_buf_free(&b);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* conn:leave(room) -> true when it was a member */
+static int l_leave(lua_State *L)
+{
+    struct mw_conn *c = mw_lua_check_conn(L, 1);
+    const char *room = mw_lua_check_room(L, 2);
+    struct mw_member *m = c ? mw_room_member(c, room) : NULL;
+    if (m)
+        mw_presence_leave(m, c->route->cfg);
+    lua_pushboolean(L, m != NULL);
+    return 1;
+}
+
+static int l_in_room(lua_State *L)
+{
+    struct mw_conn *c = mw_lua_check_conn(L, 1);
+    const char *room = mw_lua_check_room(L, 2);
+    lua_pushboolean(L, c && mw_room_member(c, room));
+    return 1;
+}
+
+static int l_rooms(lua_State *L)
+{
+    struct mw_conn *c = mw_lua_check_conn(L, 1);
+    mw_json_push_array(L, c ? (int)c->nrooms : 0);
+    for (uint32_t i = 0; c && i < c->nrooms; i++) {
+        lua_pushstring(L, c->rooms[i]->room->name);
+        lua_rawseti(L, -2, (int)i + 1);
+    }
+    return 1;
+}
+
+/* conn:set(key, value): any JSON-encodable value; nil deletes. */
+static int l_set(lua_State *L)
+{
+    char err[256];
+    struct mw_conn *c = mw_lua_check_conn(L, 1);
+    const char *key = luaL_checkstring(L, 2);
+    if (!c)
+        return closed(L);
+    if (lua_isnoneornil(L, 3)) {
+        mw_conn_attr_set(c, key, NULL);
+    } else {
+        struct mw_buf b = { 0 };
+        if (mw_json_encode(L, 3, &b, err, sizeof err) < 0) {
+            mw_buf_free(&b);
+            return luaL_error(L, "conn:set('%s'): %s", key, err);
+        }
+        mw_buf_putc(&b, '\0');
+        mw_conn_attr_set(c, key, b.p);
+        mw_buf_free(&b);
+    }
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+static int l_get(lua_State *L)
+{
+    char err[256];
+    struct mw_conn *c = mw_lua_check_conn(L, 1);
+    const char *key = luaL_checkstring(L, 2);
+    const char *json = c ? mw_conn_attr_get(c, key) : NULL;
+    if (!json || mw_json_decode(L, json, strlen(json), err, sizeof err) < 0)
+        lua_pushnil(L);
+    return 1;
+}
+
+static int l_tostring(lua_State *L)
+{
+    lua_pushfstring(L, "conn(%s)", check_lconn(L, 1)->id);
+    return 1;
+}
+
+/* Fields: id, user, remote, route, closed; anything else is a method. */
+static int l_index(lua_State *L)
+{
+    struct lconn *u = check_lconn(L, 1);
+    const char *k = luaL_checkstring(L, 2);
+    struct mw_conn *c = mw_conn_find(u->id);
+    if (strcmp(k, "id") == 0) {
+        lua_pushstring(L, u->id);
+    } else if (strcmp(k, "user") == 0) {
+        if (c)
+            lua_pushstring(L, c->user->id);
+        else
+            lua_pushnil(L);
+    } else if (strcmp(k, "remote") == 0) {
+        if (c)
+            lua_pushstring(L, c->remote);
+        else
+            lua_pushnil(L);
+    } else if (strcmp(k, "route") == 0) {
+        if (c)
+            lua_pushstring(L, c->route->cfg->path);
+        else
+            lua_pushnil(L);
+    } else if (strcmp(k, "closed") == 0) {
+        lua_pushboolean(L, !c || !c->wsi || c->closing);
+    } else {
+        lua_pushvalue(L, 2);
+        lua_rawget(L, lua_upvalueindex(1));
+    }
+    return 1;
+}
+
+int luaopen_moonwire_conn(lua_State *L)
+{
+    static const luaL_Reg methods[] = {
+        { "send", l_send },       { "close", l_close }, { "join", l_join },
+        { "leave", l_leave },     { "in_room", l_in_room }, { "rooms", l_rooms },
+        { "set", l_set },         { "get", l_get },     { NULL, NULL },
+    };
+    /* Weak cache: one userdata per live connection, so conns work as table keys. */
+    lua_newtable(L);
+    lua_newtable(L);
+    lua_pushliteral(L, "v");
+    lua_setfield(L, -2, "__mode");
+    lua_setmetatable(L, -2);
+    lua_setfield(L, LUA_REGISTRYINDEX, CACHE_KEY);
+
+    luaL_newmetatable(L, CONN_MT);
+    lua_newtable(L);
+    luaL_register(L, NULL, methods);
+    lua_pushvalue(L, -1);
+    lua_pushcclosure(L, l_index, 1);
+    lua_setfield(L, -3, "__index");
+    lua_pushcfunction(L, l_tostring);
+    lua_setfield(L, -3, "__tostring");
+    return 1; /* the methods table: apps may add helpers to it */
+}

@@ -1,0 +1,205 @@
+/* lua_core.c - module moonwire.core: log, now, sleep, node id, route info and the
+ * error report the router calls when a handler fails. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <lauxlib.h>
+#include <uv.h>
+
+#include "buf.h"
+#include "conn.h"
+#include "log.h"
+#include "lua_api.h"
+#include "lua_json.h"
+#include "script.h"
+#include "server.h"
+#include "util.h"
+
+/* A sleeping coroutine; on the sleepers list until woken or cancelled. */
+struct sleeper {
+    uv_timer_t timer; /* first: the close callback frees the struct */
+    struct mw_wait wait;
+    struct sleeper *next, *prev;
+};
+
+static struct sleeper *sleepers;
+
+/* Appends ` key="value"` with quotes, backslashes and newlines escaped. */
+static void logfmt_pair(struct mw_buf *b, const char *key, const char *v)
+{
+    mw_buf_printf(b, " %s=\"", key);
+    for (; *v; v++) {
+        if (*v == '"' || *v == '\\') {
+            mw_buf_putc(b, '\\');
+            mw_buf_putc(b, *v);
+        } else if (*v == '\n') {
+            mw_buf_puts(b, "\\n");
+        } else if (*v == '\t') {
+            mw_buf_puts(b, "\\t");
+        } else {
+            mw_buf_putc(b, *v);
+        }
+    }
+    mw_buf_putc(b, '"');
+}
+
+static const char *route_path(lua_State *L)
+{
+    struct mw_app *a = mw_app_of(L);
+    return a ? a->route->cfg->path : "-";
+}
+
+/* core.log(level, msg [, fields]): fields is a table of key = value. */
+static int l_log(lua_State *L)
+{
+    char err[128];
+    int level = mw_log_level_parse(luaL_checkstring(L, 1));
+    const char *msg = luaL_checkstring(L, 2);
+    if (level < 0)
+        return luaL_argerror(L, 1, "level must be debug, info, warn or error");
+    if (level < mw_log_level)
+        return 0;
+    struct mw_buf b = { 0 }, v = { 0 };
+    mw_buf_printf(&b, "route=%s", route_path(L));
+    if (lua_istable(L, 3)) {
+        lua_pushnil(L);
+        while (lua_next(L, 3)) {
+            if (lua_type(L, -2) == LUA_TSTRING) {
+                mw_buf_reset(&v);
+                int t = lua_type(L, -1);
+                if (t == LUA_TSTRING || t == LUA_TNUMBER)
+                    mw_buf_puts(&v, lua_tostring(L, -1));
+                else if (mw_json_encode(L, lua_gettop(L), &v, err, sizeof err) < 0)
+                    mw_buf_puts(&v, err);
+                mw_buf_putc(&v, '\0');
+                logfmt_pair(&b, lua_tostring(L, -2), v.p);
+            }
+            lua_pop(L, 1);
+        }
+    }
+    mw_buf_putc(&b, '\0');
+    mw__log(level, msg, "%s", b.p);
+    mw_buf_free(&b);
+    mw_buf_free(&v);
+    return 0;
+}
+
+/* core.report_error(conn, message, traceback): a failed handler, for the log only. */
+static int l_report_error(lua_State *L)
+{
+    struct mw_app *a = mw_app_of(L);
+    struct mw_conn *c = lua_isuserdata(L, 1) ? mw_lua_check_conn(L, 1) : NULL;
+    const char *msg = luaL_optstring(L, 2, "?");
+    const char *tb = luaL_optstring(L, 3, "");
+    const char *type = luaL_optstring(L, 4, "-");
+    struct mw_buf b = { 0 };
+    if (a)
+        a->route->stats.lua_errors++;
+    mw_buf_printf(&b, "route=%s conn=%s type=%s", route_path(L), c ? c->id : "-", type);
+    logfmt_pair(&b, "err", msg);
+    logfmt_pair(&b, "traceback", tb);
+    mw_buf_putc(&b, '\0');
+    mw__log(MW_LOG_ERROR, "lua error", "%s", b.p);
+    mw_buf_free(&b);
+    return 0;
+}
+
+static int l_now(lua_State *L)
+{
+    lua_pushnumber(L, (lua_Number)mw_wall_ms());
+    return 1;
+}
+
+static int l_node_id(lua_State *L)
+{
+    lua_pushstring(L, mw_srv.node_id[0] ? mw_srv.node_id : "-");
+    return 1;
+}
+
+/* core.route() -> {path, options, history_size, protocol} */
+static int l_route(lua_State *L)
+{
+    char err[256];
+    struct mw_app *a = mw_app_of(L);
+    const struct mw_route_config *rc = a->route->cfg;
+    lua_createtable(L, 0, 4);
+    lua_pushstring(L, rc->path);
+    lua_setfield(L, -2, "path");
+    lua_pushstring(L, rc->protocol == MW_PROTO_RAW ? "raw" : "json");
+    lua_setfield(L, -2, "protocol");
+    lua_pushinteger(L, rc->history_size);
+    lua_setfield(L, -2, "history_size");
+    lua_pushnumber(L, (lua_Number)rc->hold_ttl_ms);
+    lua_setfield(L, -2, "hold_ttl_ms");
+    const char *opts = rc->options_json ? rc->options_json : "{}";
+    if (mw_json_decode(L, opts, strlen(opts), err, sizeof err) < 0)
+        lua_newtable(L);
+    lua_setfield(L, -2, "options");
+    return 1;
+}
+
+static void sleeper_unlink(struct sleeper *s)
+{
+    if (s->prev)
+        s->prev->next = s->next;
+    else
+        sleepers = s->next;
+    if (s->next)
+        s->next->prev = s->prev;
+}
+
+static void on_sleeper_closed(uv_handle_t *h)
+{
+    free(h);
+}
+
+static void on_wake(uv_timer_t *t)
+{
+    struct sleeper *s = (struct sleeper *)t;
+    sleeper_unlink(s);
+    uv_close((uv_handle_t *)&s->timer, on_sleeper_closed);
+    mw_co_wake(&s->wait, 0);
+}
+
+/* core.sleep(seconds): yields the handler's coroutine; other work goes on. */
+static int l_sleep(lua_State *L)
+{
+    lua_Number secs = luaL_checknumber(L, 1);
+    if (!(secs >= 0) || secs > 86400 * 365)
+        return luaL_argerror(L, 1, "seconds must be between 0 and one year");
+    struct mw_wait w;
+    mw_co_wait(L, &w); /* raises outside a handler: allocate only after it */
+    struct sleeper *s = mw_calloc(1, sizeof *s);
+    s->wait = w;
+    uv_timer_init(uv_default_loop(), &s->timer);
+    uv_timer_start(&s->timer, on_wake, (uint64_t)llround(secs * 1000.0), 0);
+    s->next = sleepers;
+    if (sleepers)
+        sleepers->prev = s;
+    sleepers = s;
+    return lua_yield(L, 0);
+}
+
+void mw_lua_core_shutdown(void)
+{
+    while (sleepers) {
+        struct sleeper *s = sleepers;
+        sleeper_unlink(s);
+        uv_close((uv_handle_t *)&s->timer, on_sleeper_closed);
+        luaL_unref(s->wait.app->L, LUA_REGISTRYINDEX, s->wait.ref);
+        mw_app_decref(s->wait.app);
+    }
+}
+
+int luaopen_moonwire_core(lua_State *L)
+{
+    static const luaL_Reg fns[] = {
+        { "log", l_log },     { "report_error", l_report_error }, { "now", l_now },
+        { "sleep", l_sleep }, { "node_id", l_node_id },           { "route", l_route },
+        { NULL, NULL },
+    };
+    lua_newtable(L);
+    luaL_register(L, NULL, fns);
+    return 1;
+}

@@ -1,0 +1,179 @@
+/* lua_rooms.c - rooms, presence and typing for Lua (module moonwire.rooms). */
+#include <string.h>
+
+#include <lauxlib.h>
+
+#include "conn.h"
+#include "lua_api.h"
+#include "lua_json.h"
+#include "presence.h"
+#include "room.h"
+#include "script.h"
+#include "server.h"
+#include "typing.h"
+#include "util.h"
+
+#define PRESENCE_LIST_MAX 1000
+
+/* rooms.broadcast(room, msg [, except_conn]) -> recipients */
+static int l_broadcast(lua_State *L)
+{
+    const char *name = mw_lua_check_room(L, 1);
+    luaL_checkany(L, 2);
+    struct mw_conn *except = lua_isnoneornil(L, 3) ? NULL : mw_lua_check_conn(L, 3);
+    struct mw_room *r = mw_room_find(name);
+    if (!r || !r->nmembers) {
+        lua_pushinteger(L, 0);
+        return 1;
+    }
+    struct mw_msg *m = mw_lua_to_msg(L, 2, false, 0);
+    lua_pushinteger(L, mw_room_broadcast(r, m, except, NULL));
+    mw_msg_decref(m);
+    return 1;
+}
+
+/* rooms.publish(room, event) -> seq: stamps event.seq and event.ts, keeps it in the
+ * room's history (the route's `history.size`) and sends it to every member. */
+static int l_publish(lua_State *L)
+{
+    const char *name = mw_lua_check_room(L, 1);
+    luaL_checktype(L, 2, LUA_TTABLE);
+    struct mw_app *a = mw_app_of(L);
+    struct mw_room *r = mw_room_find(name);
+    if (!r) {
+        lua_pushnil(L);
+        lua_pushliteral(L, "no such room");
+        return 2;
+    }
+    uint64_t seq = mw_room_next_seq(r), ts = mw_wall_ms();
+    lua_pushnumber(L, (lua_Number)seq);
+    lua_setfield(L, 2, "seq");
+    lua_pushnumber(L, (lua_Number)ts);
+    lua_setfield(L, 2, "ts");
+    struct mw_msg *m = mw_lua_to_msg(L, 2, false, 0);
+    mw_room_history_push(r, m, seq, ts, a->route->cfg->history_size);
+    mw_room_broadcast(r, m, NULL, NULL);
+    mw_msg_decref(m);
+    lua_pushnumber(L, (lua_Number)seq);
+    return 1;
+}
+
+/* rooms.history(room) -> array of events (oldest first) */
+static int l_history(lua_State *L)
+{
+    char err[256];
+    struct mw_room *r = mw_room_find(mw_lua_check_room(L, 1));
+    uint32_t n = r ? r->hlen : 0;
+    mw_json_push_array(L, (int)n);
+    for (uint32_t i = 0; i < n; i++) {
+        size_t len;
+        const char *p = mw_msg_payload(r->hist[(r->hhead + i) % r->hcap].msg, &len);
+        if (mw_json_decode(L, p, len, err, sizeof err) < 0)
+            return luaL_error(L, "rooms.history: corrupt entry: %s", err);
+        lua_rawseti(L, -2, (int)i + 1);
+    }
+    return 1;
+}
+
+/* rooms.info(room) -> {seq, epoch, members, users} or nil */
+static int l_info(lua_State *L)
+{
+    struct mw_room *r = mw_room_find(mw_lua_check_room(L, 1));
+    if (!r) {
+        lua_pushnil(L);
+        return 1;
+    }
+    lua_createtable(L, 0, 4);
+    lua_pushnumber(L, (lua_Number)r->seq);
+    lua_setfield(L, -2, "seq");
+    lua_pushstring(L, r->epoch);
+    lua_setfield(L, -2, "epoch");
+    lua_pushinteger(L, r->nmembers);
+    lua_setfield(L, -2, "connections");
+    lua_pushinteger(L, r->presence.len);
+    lua_setfield(L, -2, "users");
+    return 1;
+}
+
+/* rooms.presence(room [, limit]) -> members array, count */
+static int l_presence(lua_State *L)
+{
+    char err[256];
+    struct mw_room *r = mw_room_find(mw_lua_check_room(L, 1));
+    lua_Integer limit = luaL_optinteger(L, 2, PRESENCE_LIST_MAX);
+    if (limit < 0 || limit > PRESENCE_LIST_MAX)
+        limit = PRESENCE_LIST_MAX;
+    uint32_t count = r ? r->presence.len : 0;
+    mw_json_push_array(L, (int)(count < limit ? count : limit));
+    struct mw_buf b = { 0 };
+    int n = 0;
+    for (uint32_t i = 0; r && i < r->presence.cap && n < limit; i++) {
+        if (!r->presence.slots[i].key)
+            continue;
+        mw_buf_reset(&b);
+        mw_presence_member_json(&b, r->presence.slots[i].val);
+        if (mw_json_decode(L, b.p, b.len, err, sizeof err) < 0) {
+            mw_buf_free(&b);
+            return luaL_error(L, "rooms.presence: %s", err);
+        }
+        lua_rawseti(L, -2, ++n);
+    }
+    mw_buf_free(&b);
+    lua_pushinteger(L, count);
+    return 2;
+}
+
+static struct mw_room *member_room(lua_State *L, struct mw_conn **c)
+{
+    *c = mw_lua_check_conn(L, 1);
+    const char *name = mw_lua_check_room(L, 2);
+    struct mw_member *m = *c ? mw_room_member(*c, name) : NULL;
+    return m ? m->room : NULL;
+}
+
+/* rooms.typing(conn, room, on) -> true | nil, "not_in_room" */
+static int l_typing(lua_State *L)
+{
+    struct mw_conn *c;
+    struct mw_room *r = member_room(L, &c);
+    luaL_checkany(L, 3);
+    if (!r) {
+        lua_pushnil(L);
+        lua_pushliteral(L, "not_in_room");
+        return 2;
+    }
+    if (lua_toboolean(L, 3))
+        mw_typing_start(r, c);
+    else
+        mw_typing_stop_user(r, c->user->id);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* rooms.send_user(user, msg) -> connections reached on this node */
+static int l_send_user(lua_State *L)
+{
+    struct mw_user *u = mw_user_find(luaL_checkstring(L, 1));
+    luaL_checkany(L, 2);
+    int n = 0;
+    if (u) {
+        struct mw_msg *m = mw_lua_to_msg(L, 2, false, 0);
+        for (struct mw_conn *c = u->conns; c; c = c->user_next)
+            n += mw_conn_send(c, m) == 0;
+        mw_msg_decref(m);
+    }
+    lua_pushinteger(L, n);
+    return 1;
+}
+
+int luaopen_moonwire_rooms(lua_State *L)
+{
+    static const luaL_Reg fns[] = {
+        { "broadcast", l_broadcast }, { "publish", l_publish }, { "history", l_history },
+        { "info", l_info },           { "presence", l_presence }, { "typing", l_typing },
+        { "send_user", l_send_user }, { NULL, NULL },
+    };
+    lua_newtable(L);
+    luaL_register(L, NULL, fns);
+    return 1;
+}

@@ -1,0 +1,456 @@
+/* server.c - one libuv loop driving libwebsockets (foreign loop): HTTP endpoints,
+ * WebSocket routes, heartbeats, the per-iteration flush, signals and shutdown. */
+#include "server.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <libwebsockets.h>
+#include <uv.h>
+
+#include "conn.h"
+#include "http.h"
+#include "jsonw.h"
+#include "log.h"
+#include "presence.h"
+#include "room.h"
+#include "script.h"
+#include "typing.h"
+#include "util.h"
+
+struct mw_server mw_srv;
+
+static struct lws_context *context;
+static uv_prepare_t flush_hook;
+static uv_timer_t heartbeat_timer, shutdown_timer;
+static uv_signal_t sig_int, sig_term, sig_hup;
+static struct mw_msg *ping_frame;
+static uint64_t shutdown_started_ms;
+static int exit_code;
+
+/* What lws keeps per WebSocket: just our connection. */
+struct session {
+    struct mw_conn *conn;
+};
+
+struct mw_route *mw_server_route(const char *path)
+{
+    for (size_t i = 0; i < mw_srv.nroutes; i++)
+        if (strcmp(mw_srv.routes[i].cfg->path, path) == 0)
+            return &mw_srv.routes[i];
+    return NULL;
+}
+
+int mw_server_load_routes(const struct mw_config *cfg, const char *home, char *err, size_t errlen)
+{
+    mw_srv.cfg = cfg;
+    mw_srv.home = home;
+    mw_srv.nroutes = cfg->nroutes;
+    mw_srv.routes = mw_calloc(cfg->nroutes, sizeof *mw_srv.routes);
+    mw_script_slow_ms = cfg->slow_handler_ms;
+    for (size_t i = 0; i < cfg->nroutes; i++) {
+        mw_srv.routes[i].cfg = &cfg->routes[i];
+        mw_srv.routes[i].app = mw_app_new(&mw_srv.routes[i], home, err, errlen);
+        if (!mw_srv.routes[i].app) {
+            mw_server_unload_routes();
+            return -1;
+        }
+    }
+    return 0;
+}
+
+void mw_server_unload_routes(void)
+{
+    for (size_t i = 0; i < mw_srv.nroutes; i++)
+        if (mw_srv.routes[i].app)
+            mw_app_decref(mw_srv.routes[i].app);
+    free(mw_srv.routes);
+    mw_srv.routes = NULL;
+    mw_srv.nroutes = 0;
+}
+
+/* ---- WebSocket side ---- */
+
+static void send_hello(struct mw_conn *c)
+{
+    struct mw_buf b = { 0 };
+    mw_buf_puts(&b, "{\"type\":\"hello\",\"data\":{\"conn\":");
+    mw_jsonw_str(&b, c->id);
+    mw_buf_puts(&b, ",\"node\":");
+    mw_jsonw_str(&b, mw_srv.node_id);
+    mw_buf_puts(&b, ",\"user\":");
+    mw_jsonw_str(&b, c->user->id);
+    mw_buf_printf(&b, ",\"heartbeat\":%g}}", (double)mw_srv.cfg->heartbeat_interval_ms / 1000.0);
+    mw_conn_send_text(c, b.p, b.len);
+    mw_buf_free(&b);
+}
+
+static void send_error(struct mw_conn *c, const char *code, const char *message)
+{
+    struct mw_buf b = { 0 };
+    mw_buf_puts(&b, "{\"type\":\"error\",\"code\":");
+    mw_jsonw_str(&b, code);
+    mw_buf_puts(&b, ",\"message\":");
+    mw_jsonw_str(&b, message);
+    mw_buf_putc(&b, '}');
+    mw_conn_send_text(c, b.p, b.len);
+    mw_buf_free(&b);
+}
+
+/* The URI path of the upgrade request, without the query string. */
+static int request_path(struct lws *wsi, char *buf, int len)
+{
+    int n = lws_hdr_copy(wsi, buf, len, WSI_TOKEN_GET_URI);
+    if (n <= 0)
+        return -1;
+    char *q = strchr(buf, '?');
+    if (q)
+        *q = '\0';
+    return 0;
+}
+
+static int on_filter(struct lws *wsi)
+{
+    char path[256];
+    if (mw_srv.shutting_down)
+        return 1;
+    if (request_path(wsi, path, sizeof path) < 0 || !mw_server_route(path)) {
+        mw_log_info("upgrade rejected", "path=%s reason=\"no such route\"", path);
+        return 1;
+    }
+    if (mw_conn_count() >= mw_srv.cfg->max_connections) {
+        mw_log_warn("upgrade rejected", "path=%s reason=\"max_connections\"", path);
+        return 1;
+    }
+    return 0;
+}
+
+static int on_established(struct lws *wsi, struct session *s)
+{
+    char path[256], user[160] = "", remote[64] = "";
+    request_path(wsi, path, sizeof path);
+    struct mw_route *route = mw_server_route(path);
+    if (!route)
+        return -1;
+    if (mw_srv.cfg->user_param) {
+        /* lws_get_urlarg_by_name matches "name=" at the start of each argument. */
+        const char *v = lws_get_urlarg_by_name(wsi, "user=", user, sizeof user);
+        if (v && v != user)
+            memmove(user, v, strlen(v) + 1);
+        if (!v || strlen(user) > 128)
+            user[0] = '\0';
+    }
+    lws_get_peer_simple(wsi, remote, sizeof remote);
+    struct mw_conn *c = mw_conn_new(wsi, route, user[0] ? user : NULL, remote);
+    c->slow_drop = route->cfg->slow_consumer == MW_SLOW_DROP;
+    s->conn = c;
+    route->stats.connections++;
+    mw_log_debug("conn open", "conn=%s route=%s user=%s remote=%s", c->id, route->cfg->path,
+                 c->user->id, c->remote);
+    if (route->cfg->protocol == MW_PROTO_JSON)
+        send_hello(c);
+    mw_script_connect(c);
+    return 0;
+}
+
+/* Delivers a complete message to the route's script. */
+static void deliver(struct mw_conn *c, const char *p, size_t len, bool binary)
+{
+    struct mw_route *route = c->route;
+    if (!mw_conn_take_token(c, mw_now_ms())) {
+        mw_srv.rate_limited++;
+        if (++c->rejected > mw_conn_limits.burst) {
+            mw_log_warn("rate limit abuse", "conn=%s user=%s", c->id, c->user->id);
+            mw_conn_close(c, LWS_CLOSE_STATUS_POLICY_VIOLATION, "rate limit");
+        } else {
+            send_error(c, "rate_limited", "too many messages; slow down");
+        }
+        return;
+    }
+    c->rejected = 0;
+    route->stats.messages_in++;
+    mw_script_message(c, p, len, binary);
+}
+
+static int on_receive(struct lws *wsi, struct mw_conn *c, const char *in, size_t len)
+{
+    size_t remaining = lws_remaining_packet_payload(wsi);
+    bool final = lws_is_final_fragment(wsi);
+
+    c->last_rx_ms = mw_now_ms();
+    if (c->closing)
+        return 0;
+    if (c->rxlen + len + remaining > mw_srv.cfg->max_message) {
+        mw_srv.bad_frames++;
+        mw_log_info("message too big", "conn=%s size>=%zu limit=%zu", c->id,
+                    c->rxlen + len + remaining, mw_srv.cfg->max_message);
+        const char *why = "message too big";
+        lws_close_reason(wsi, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, (unsigned char *)why, strlen(why));
+        return -1;
+    }
+    if (c->rxlen == 0 && final) { /* the common case: one piece, no copy */
+        deliver(c, in, len, lws_frame_is_binary(wsi));
+        return 0;
+    }
+    if (c->rxlen == 0)
+        c->rx_binary = lws_frame_is_binary(wsi);
+    if (c->rxlen + len > c->rxcap) {
+        c->rxcap = c->rxlen + len + remaining;
+        c->rx = mw_realloc(c->rx, c->rxcap);
+    }
+    memcpy(c->rx + c->rxlen, in, len);
+    c->rxlen += len;
+    if (final) {
+        size_t n = c->rxlen;
+        c->rxlen = 0;
+        deliver(c, c->rx, n, c->rx_binary);
+        free(c->rx); /* most connections never fragment: keep idle memory small */
+        c->rx = NULL;
+        c->rxcap = 0;
+    }
+    return 0;
+}
+
+static void on_closed(struct session *s)
+{
+    struct mw_conn *c = s->conn;
+    if (!c)
+        return;
+    s->conn = NULL;
+    mw_log_debug("conn closed", "conn=%s user=%s", c->id, c->user->id);
+    c->wsi = NULL;
+    mw_script_disconnect(c);
+    mw_presence_leave_all(c, c->route->cfg);
+    mw_conn_free(c);
+}
+
+static int on_lws(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+                  size_t len)
+{
+    struct session *s = user;
+
+    switch (reason) {
+    case LWS_CALLBACK_HTTP:
+        return mw_http_request(wsi, in);
+    case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
+        return on_filter(wsi);
+    case LWS_CALLBACK_ESTABLISHED:
+        return on_established(wsi, s);
+    case LWS_CALLBACK_RECEIVE:
+        return s->conn ? on_receive(wsi, s->conn, in, len) : -1;
+    case LWS_CALLBACK_RECEIVE_PONG:
+        if (s->conn)
+            s->conn->last_rx_ms = mw_now_ms();
+        return 0;
+    case LWS_CALLBACK_SERVER_WRITEABLE:
+        return s->conn ? mw_conn_on_writable(s->conn) : 0;
+    case LWS_CALLBACK_CLOSED:
+        on_closed(s);
+        return 0;
+    default:
+        break;
+    }
+    return lws_callback_http_dummy(wsi, reason, user, in, len);
+}
+
+static const struct lws_protocols protocols[] = {
+    { "moonwire", on_lws, sizeof(struct session), 4096, 0, NULL, 0 },
+    { NULL, NULL, 0, 0, 0, NULL, 0 }
+};
+
+/* ---- loop hooks ---- */
+
+static void on_flush(uv_prepare_t *h)
+{
+    (void)h;
+    mw_conn_flush_pending();
+}
+
+/* One sweep over every connection: ping the quiet ones, drop the dead ones. */
+static void on_heartbeat(uv_timer_t *t)
+{
+    (void)t;
+    uint64_t now = mw_now_ms();
+    uint64_t interval = mw_srv.cfg->heartbeat_interval_ms;
+    uint64_t deadline = interval + mw_srv.cfg->heartbeat_timeout_ms;
+    for (struct mw_conn *c = mw_conn_first(); c; c = c->all_next) {
+        if (!c->wsi || c->closing)
+            continue;
+        uint64_t idle = now - c->last_rx_ms;
+        if (idle >= deadline) {
+            mw_srv.heartbeat_timeouts++;
+            mw_log_info("heartbeat timeout", "conn=%s user=%s idle_ms=%" PRIu64, c->id,
+                        c->user->id, idle);
+            mw_conn_kill(c);
+        } else if (idle >= interval && now - c->last_ping_ms >= interval) {
+            c->last_ping_ms = now;
+            mw_conn_send(c, ping_frame);
+        }
+    }
+}
+
+/* ---- shutdown ---- */
+
+static void close_handle(uv_handle_t *h)
+{
+    if (!uv_is_closing(h))
+        uv_close(h, NULL);
+}
+
+static void on_shutdown_tick(uv_timer_t *t)
+{
+    (void)t;
+    uint32_t batch = 0;
+    /* Close in batches with a reconnect hint spread over time, so that clients do not
+     * all come back at once (SPEC section 10). */
+    for (struct mw_conn *c = mw_conn_first(); c && batch < 500; c = c->all_next) {
+        if (c->closing || !c->wsi)
+            continue;
+        char hint[96];
+        int n = snprintf(hint, sizeof hint, "{\"type\":\"reconnect\",\"data\":{\"after_ms\":%" PRIu64 "}}",
+                         1000 + mw_random_u64() % 4000);
+        if (c->route->cfg->protocol == MW_PROTO_JSON)
+            mw_conn_send_text(c, hint, (size_t)n);
+        mw_conn_close(c, LWS_CLOSE_STATUS_GOINGAWAY, "server shutting down");
+        batch++;
+    }
+    if (mw_conn_count() == 0 || mw_now_ms() - shutdown_started_ms > 3000)
+        uv_stop(uv_default_loop());
+}
+
+static void begin_shutdown(int signum)
+{
+    if (mw_srv.shutting_down) {
+        mw_log_warn("second signal: exiting now", "signal=%d", signum);
+        uv_stop(uv_default_loop());
+        return;
+    }
+    mw_srv.shutting_down = true;
+    shutdown_started_ms = mw_now_ms();
+    mw_log_info("shutting down", "signal=%d connections=%" PRIu32, signum, mw_conn_count());
+    uv_timer_stop(&heartbeat_timer);
+    uv_timer_start(&shutdown_timer, on_shutdown_tick, 0, 20);
+}
+
+static void on_signal(uv_signal_t *h, int signum)
+{
+    (void)h;
+    if (signum == SIGHUP) {
+        mw_log_info("SIGHUP received", "%s", "reload=\"not yet supported\"");
+        return;
+    }
+    begin_shutdown(signum);
+}
+
+static void on_lws_log(int level, const char *line)
+{
+    char msg[512];
+    snprintf(msg, sizeof msg, "%s", line);
+    size_t n = strlen(msg);
+    while (n && (msg[n - 1] == '\n' || msg[n - 1] == '\r'))
+        msg[--n] = '\0';
+    mw_log(level & LLL_ERR ? MW_LOG_ERROR : MW_LOG_WARN, "libwebsockets", "detail=\"%s\"", msg);
+}
+
+static struct lws_context *create_context(const struct mw_config *cfg)
+{
+    static const lws_retry_bo_t no_validity = { 0 }; /* our heartbeat replaces lws's timer */
+    static void *foreign_loops[1];
+    struct lws_context_creation_info info;
+
+    memset(&info, 0, sizeof info);
+    foreign_loops[0] = uv_default_loop();
+    info.foreign_loops = foreign_loops;
+    info.options = LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_VALIDATE_UTF8 |
+                   LWS_SERVER_OPTION_DISABLE_IPV6;
+    if (strchr(cfg->listen_host, ':'))
+        info.options &= ~(uint64_t)LWS_SERVER_OPTION_DISABLE_IPV6;
+    info.port = cfg->listen_port;
+    info.iface = cfg->listen_host;
+    info.protocols = protocols;
+    info.retry_and_idle_policy = &no_validity;
+    info.gid = (gid_t)-1;
+    info.uid = (uid_t)-1;
+    info.vhost_name = "moonwire";
+    info.server_string = "moonwire";
+    info.timeout_secs = 10;
+    return lws_create_context(&info);
+}
+
+int mw_server_run(const struct mw_config *cfg, const char *home)
+{
+    uv_loop_t *loop = uv_default_loop();
+    char err[1024];
+
+    mw_conn_limits.send_queue = cfg->send_queue;
+    mw_conn_limits.rate = cfg->rate;
+    mw_conn_limits.burst = cfg->burst;
+    mw_typing_init();
+    if (cfg->node_id)
+        snprintf(mw_srv.node_id, sizeof mw_srv.node_id, "%s", cfg->node_id);
+    else
+        snprintf(mw_srv.node_id, sizeof mw_srv.node_id, "node-%08" PRIx64,
+                 (uint64_t)(mw_random_u64() & 0xffffffffu));
+    mw_http_init(cfg, home);
+
+    if (mw_server_load_routes(cfg, home, err, sizeof err) < 0) {
+        fprintf(stderr, "moonwire: %s\n", err);
+        return 1;
+    }
+    signal(SIGPIPE, SIG_IGN);
+    lws_set_log_level(LLL_ERR, on_lws_log);
+    context = create_context(cfg);
+    if (!context) {
+        mw_log_error("cannot listen", "addr=%s:%d", cfg->listen_host, cfg->listen_port);
+        mw_server_unload_routes();
+        return 1;
+    }
+    ping_frame = mw_msg_new(MW_OP_PING, NULL, 0, MW_MSG_CONTROL);
+
+    uv_prepare_init(loop, &flush_hook);
+    uv_prepare_start(&flush_hook, on_flush);
+    uint64_t tick = cfg->heartbeat_interval_ms < cfg->heartbeat_timeout_ms
+                        ? cfg->heartbeat_interval_ms : cfg->heartbeat_timeout_ms;
+    tick = tick / 2 > 50 ? tick / 2 : 50;
+    uv_timer_init(loop, &heartbeat_timer);
+    uv_timer_start(&heartbeat_timer, on_heartbeat, tick, tick);
+    uv_timer_init(loop, &shutdown_timer);
+    uv_signal_init(loop, &sig_int);
+    uv_signal_start(&sig_int, on_signal, SIGINT);
+    uv_signal_init(loop, &sig_term);
+    uv_signal_start(&sig_term, on_signal, SIGTERM);
+    uv_signal_init(loop, &sig_hup);
+    uv_signal_start(&sig_hup, on_signal, SIGHUP);
+
+    mw_log_info("listening", "addr=%s:%d node=%s routes=%zu version=%s", cfg->listen_host,
+                cfg->listen_port, mw_srv.node_id, cfg->nroutes, MW_VERSION);
+    uv_run(loop, UV_RUN_DEFAULT);
+
+    /* Teardown: lws first (its CLOSED callbacks still use rooms and scripts), then our
+     * handles, then run the loop until every handle's close callback has fired. */
+    lws_context_destroy(context);
+    context = NULL;
+    close_handle((uv_handle_t *)&flush_hook);
+    close_handle((uv_handle_t *)&heartbeat_timer);
+    close_handle((uv_handle_t *)&shutdown_timer);
+    close_handle((uv_handle_t *)&sig_int);
+    close_handle((uv_handle_t *)&sig_term);
+    close_handle((uv_handle_t *)&sig_hup);
+    mw_presence_shutdown();
+    mw_room_free_all();
+    uv_run(loop, UV_RUN_DEFAULT);
+    mw_server_unload_routes();
+    uv_run(loop, UV_RUN_DEFAULT);
+    if (uv_loop_close(loop) != 0)
+        mw_log_warn("loop not empty at exit", "%s", "");
+    mw_msg_decref(ping_frame);
+    mw_http_shutdown();
+    mw_log_info("stopped", "%s", "");
+    return exit_code;
+}

@@ -1,0 +1,46 @@
+/* server.h - the process: one libuv loop driving libwebsockets, routes, heartbeats,
+ * the before-sleep flush, signals and shutdown. */
+#ifndef MW_SERVER_H
+#define MW_SERVER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "config.h"
+
+struct mw_app;
+
+/* Per-route counters for /metrics. */
+struct mw_route_stats {
+    uint64_t messages_in, errors, lua_errors, connections, slow_handlers;
+};
+
+struct mw_route {
+    const struct mw_route_config *cfg;
+    struct mw_app *app; /* the script version serving new messages */
+    struct mw_route_stats stats;
+};
+
+struct mw_server {
+    const struct mw_config *cfg;
+    const char *home;
+    char node_id[72];
+    struct mw_route *routes;
+    size_t nroutes;
+    bool shutting_down;
+    uint64_t heartbeat_timeouts, rate_limited, bad_frames;
+};
+
+extern struct mw_server mw_srv;
+
+/* Loads every route's script; on failure writes "file:line: message" to err. Used by
+ * `serve` (before listening) and `check`. */
+int mw_server_load_routes(const struct mw_config *cfg, const char *home, char *err, size_t errlen);
+void mw_server_unload_routes(void);
+
+/* Runs until SIGINT/SIGTERM. Returns the process exit code. */
+int mw_server_run(const struct mw_config *cfg, const char *home);
+
+struct mw_route *mw_server_route(const char *path);
+
+#endif

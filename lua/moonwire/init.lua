@@ -1,0 +1,76 @@
+-- moonwire - the Lua API for route scripts (docs/lua-api.md).
+--
+--   local mw = require "moonwire"
+--   local app = mw.app()
+--   app:on("hello", function(conn, msg) return { hi = conn.user } end)
+--   return app
+local core = require "moonwire.core"
+local rooms = require "moonwire.rooms"
+local json = require "moonwire.json"
+local errors = require "moonwire.errors"
+
+local M = {
+  json = json,
+  fail = errors.fail,
+  now = core.now,
+  sleep = core.sleep,
+  node_id = core.node_id,
+  route = core.route,
+  send_user = rooms.send_user,
+}
+
+-- mw.log(level, msg, fields?) and the shortcuts mw.log.info(msg, fields?) etc.
+M.log = setmetatable({}, {
+  __call = function(_, level, msg, fields) core.log(level, msg, fields) end,
+})
+for _, level in ipairs({ "debug", "info", "warn", "error" }) do
+  M.log[level] = function(msg, fields) core.log(level, msg, fields) end
+end
+
+-- Rooms: broadcast (ephemeral), publish (sequenced, kept in history), history, info.
+M.rooms = {
+  broadcast = rooms.broadcast,
+  publish = rooms.publish,
+  history = rooms.history,
+  info = rooms.info,
+}
+
+-- Presence: mw.presence.list(room, limit?) -> members, count
+M.presence = {
+  list = rooms.presence,
+}
+
+-- Typing indicators: start/stop return true, or nil, "not_in_room".
+M.typing = {
+  start = function(conn, room) return rooms.typing(conn, room, true) end,
+  stop = function(conn, room) return rooms.typing(conn, room, false) end,
+}
+
+-- The room of msg, checked: fails with bad_message when absent and not_in_room when
+-- conn is not a member.
+function M.member_room(conn, msg)
+  local room = msg.room
+  if room == nil then errors.fail("bad_message", "room is required") end
+  if not conn:in_room(room) then
+    errors.fail("not_in_room", "join room '" .. room .. "' first")
+  end
+  return room
+end
+
+-- Apps.
+local App = {}
+App.__index = App
+
+function App:on(type_, handler)
+  assert(type(type_) == "string", "app:on(type, handler): type must be a string")
+  assert(type(handler) == "function", "app:on(type, handler): handler must be a function")
+  if type_ == "ping" then error("app:on: 'ping' is answered by the core", 2) end
+  self.handlers[type_] = handler
+  return self
+end
+
+function M.app()
+  return setmetatable({ handlers = {} }, App)
+end
+
+return M

@@ -1,0 +1,126 @@
+-- router.lua - from frames to handlers: validates the envelope of SPEC section 4,
+-- answers ping, runs the app's handler and replies with ack or error.
+-- The C core calls connect/message/raw/disconnect, each in a fresh coroutine.
+local json = require "moonwire.json"
+local core = require "moonwire.core"
+require "moonwire.conn" -- installs the conn metatable
+local errors = require "moonwire.errors"
+
+local type, tostring, xpcall, floor = type, tostring, xpcall, math.floor
+local traceback = debug.traceback
+local is_failure, null = errors.is_failure, json.null
+
+local M = {}
+
+local function send_error(conn, id, code, message)
+  conn:send({ type = "error", id = id, code = code, message = message })
+end
+
+-- Keeps a failure as is; turns any other error into {err, traceback}.
+local function on_error(e)
+  if is_failure(e) then return e end
+  return { err = tostring(e), tb = traceback("", 2) }
+end
+
+local function report(conn, what, ok, res, ...)
+  if not ok and not is_failure(res) then
+    core.report_error(conn, res.err, res.tb, what)
+  end
+  return ok, res, ...
+end
+
+-- Runs fn(...) and returns ok, results...; reports bugs to the log.
+local function run(conn, what, fn, ...)
+  return report(conn, what, xpcall(fn, on_error, ...))
+end
+
+local function valid_id(id)
+  local t = type(id)
+  if t == "string" then return #id >= 1 and #id <= 128 end
+  return t == "number" and id == floor(id) and id >= -2^53 and id <= 2^53
+end
+
+-- Returns the error message for a bad envelope, or nil.
+local function check_envelope(msg)
+  local t = msg.type
+  if type(t) ~= "string" then return "type must be a string" end
+  if #t < 1 or #t > 64 or not t:find("^[a-z0-9_.:%-]+$") then
+    return "type must be 1..64 characters of a-z 0-9 _ . : -"
+  end
+  local room = msg.room
+  if room ~= nil then
+    if type(room) ~= "string" or #room < 1 or #room > 128 then
+      return "room must be a string of 1..128 bytes"
+    end
+    if room:find("%c") then return "room must not contain control characters" end
+  end
+end
+
+function M.message(app, conn, payload, binary)
+  if binary then
+    return send_error(conn, nil, "bad_message", "binary frames are not accepted on this route")
+  end
+  local msg, err = json.decode(payload)
+  if msg == nil then return send_error(conn, nil, "bad_json", err) end
+  if type(msg) ~= "table" or json.is_array(msg) then
+    return send_error(conn, nil, "bad_message", "a message must be a JSON object")
+  end
+  local id = msg.id
+  if id == null then id = nil; msg.id = nil end
+  if id ~= nil and not valid_id(id) then
+    return send_error(conn, nil, "bad_message", "id must be a string or an integer")
+  end
+  local bad = check_envelope(msg)
+  if bad then return send_error(conn, id, "bad_message", bad) end
+  if msg.data == null then msg.data = nil end
+
+  local t = msg.type
+  if t == "ping" then
+    return conn:send({ type = "pong", id = id, data = msg.data })
+  end
+  local handler = app.handlers[t]
+  if not handler then
+    return send_error(conn, id, "unknown_type", "unknown message type '" .. t .. "'")
+  end
+  local ok, res = run(conn, t, handler, conn, msg)
+  if ok then
+    if id ~= nil then conn:send({ type = "ack", id = id, data = res }) end
+  elseif is_failure(res) then
+    send_error(conn, id, res.code, res.message)
+  else
+    send_error(conn, id, "internal", "internal error")
+  end
+end
+
+-- protocol: raw routes: every frame as it came.
+function M.raw(app, conn, payload, binary)
+  if app.message then run(conn, "message", app.message, conn, payload, binary) end
+end
+
+function M.connect(app, conn)
+  if not app.connect then return end
+  local ok, res, reason = run(conn, "connect", app.connect, conn)
+  if not ok then
+    conn:close(1011, "internal error")
+  elseif res == false then
+    conn:close(4001, reason or "rejected")
+  end
+end
+
+function M.disconnect(app, conn)
+  if app.disconnect then run(conn, "disconnect", app.disconnect, conn) end
+end
+
+-- Called once when a script is loaded: it must return an app.
+function M.check_app(app)
+  if type(app) ~= "table" or type(app.handlers) ~= "table" then
+    error("the script must return an app (local app = mw.app() ... return app)", 0)
+  end
+  for _, name in ipairs({ "connect", "disconnect", "reload", "message" }) do
+    if app[name] ~= nil and type(app[name]) ~= "function" then
+      error("app." .. name .. " must be a function", 0)
+    end
+  end
+end
+
+return M

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include <libwebsockets.h>
+#include <uv.h>
 
 #include "log.h"
 #include "util.h"
@@ -27,6 +28,10 @@ static struct mw_conn *all_head;
 static struct mw_conn *pending_head;
 static uint32_t nconns;
 static uint64_t next_id = 1;
+
+static uv_timer_t reaper; /* enforces close deadlines */
+static bool reaper_ready;
+static uint32_t nclosing;
 
 static unsigned char *scratch; /* LWS_PRE + gathered frames */
 static size_t scratch_cap;
@@ -146,6 +151,8 @@ static void queue_clear(struct mw_conn *c)
 void mw_conn_free(struct mw_conn *c)
 {
     mw_assert(c->nrooms == 0);
+    if (c->closing)
+        nclosing--;
     pending_remove(c);
     queue_clear(c);
     free(c->q);
@@ -166,6 +173,11 @@ void mw_conn_free(struct mw_conn *c)
         free(a->json);
         free(a);
     }
+    for (uint32_t i = 0; i < c->ndedup; i++) {
+        free(c->dedup[i].key);
+        free(c->dedup[i].reply);
+    }
+    free(c->dedup);
     free(c->rx);
     free(c->remote);
     free(c->claims_json);
@@ -248,6 +260,7 @@ int mw_conn_send(struct mw_conn *c, struct mw_msg *m)
     }
     queue_push(c, m);
     pending_add(c);
+    mw_conn_stats.frames_out++;
     return 0;
 }
 
@@ -259,15 +272,51 @@ int mw_conn_send_text(struct mw_conn *c, const char *json, size_t len)
     return rc;
 }
 
+/* Drops connections whose close did not complete in time: a peer that does not read
+ * never receives the close frame either. Our own timer, because lws's timeouts are
+ * only re-armed after some I/O on an idle libuv loop. */
+static void on_reap(uv_timer_t *t)
+{
+    uint64_t now = mw_now_ms();
+    for (struct mw_conn *c = all_head, *next; c; c = next) {
+        next = c->all_next; /* a kill frees c */
+        if (c->closing && c->wsi && now >= c->close_deadline_ms) {
+            mw_log_info("close timed out", "conn=%s user=%s", c->id, c->user->id);
+            mw_conn_kill(c);
+        }
+    }
+    if (!nclosing)
+        uv_timer_stop(t);
+}
+
+static void mark_closing(struct mw_conn *c)
+{
+    c->closing = true;
+    c->close_deadline_ms = mw_now_ms() + MW_CLOSE_GRACE_MS;
+    nclosing++;
+    if (!reaper_ready) {
+        uv_timer_init(uv_default_loop(), &reaper);
+        uv_unref((uv_handle_t *)&reaper);
+        reaper_ready = true;
+    }
+    if (!uv_is_active((uv_handle_t *)&reaper))
+        uv_timer_start(&reaper, on_reap, 250, 250);
+}
+
+void mw_conn_shutdown(void)
+{
+    if (reaper_ready)
+        uv_close((uv_handle_t *)&reaper, NULL);
+    reaper_ready = false;
+}
+
 void mw_conn_close(struct mw_conn *c, int code, const char *reason)
 {
     if (c->closing || !c->wsi)
         return;
-    c->closing = true;
+    mark_closing(c);
     c->close_code = (uint16_t)code;
     snprintf(c->close_reason, sizeof c->close_reason, "%s", reason ? reason : "");
-    /* A peer that does not read cannot receive the close frame either. */
-    lws_set_timeout(c->wsi, PENDING_TIMEOUT_CLOSE_SEND, 3);
     pending_add(c);
 }
 
@@ -275,11 +324,12 @@ void mw_conn_kill(struct mw_conn *c)
 {
     if (!c->wsi)
         return;
-    c->closing = true;
+    if (!c->closing)
+        mark_closing(c);
     c->close_code = 0;
     queue_clear(c);
     pending_remove(c);
-    lws_set_timeout(c->wsi, PENDING_TIMEOUT_CLOSE_SEND, LWS_TO_KILL_ASYNC);
+    lws_set_timeout(c->wsi, PENDING_TIMEOUT_CLOSE_SEND, LWS_TO_KILL_SYNC);
 }
 
 bool mw_conn_take_token(struct mw_conn *c, uint64_t now_ms)
@@ -333,6 +383,57 @@ const char *mw_conn_attr_get(const struct mw_conn *c, const char *key)
     return NULL;
 }
 
+/* ---- duplicate ids ---- */
+
+static struct mw_dedup_entry *dedup_find(struct mw_conn *c, const char *key)
+{
+    for (uint32_t i = c->ndedup; i-- > 0;) /* newest first: retries come soon */
+        if (strcmp(c->dedup[i].key, key) == 0)
+            return &c->dedup[i];
+    return NULL;
+}
+
+/* Forgets ids beyond the window: older than MW_DEDUP_WINDOW_MS once more than
+ * MW_DEDUP_MIN are kept. */
+static void dedup_expire(struct mw_conn *c, uint64_t now)
+{
+    uint32_t drop = 0;
+    while (c->ndedup - drop > MW_DEDUP_MIN && now - c->dedup[drop].ts_ms > MW_DEDUP_WINDOW_MS) {
+        free(c->dedup[drop].key);
+        free(c->dedup[drop].reply);
+        drop++;
+    }
+    if (drop) {
+        memmove(c->dedup, c->dedup + drop, (c->ndedup - drop) * sizeof *c->dedup);
+        c->ndedup -= drop;
+    }
+}
+
+int mw_conn_dedup_begin(struct mw_conn *c, const char *key, const char **reply)
+{
+    uint64_t now = mw_now_ms();
+    struct mw_dedup_entry *e = dedup_find(c, key);
+    if (e) {
+        *reply = e->reply;
+        return e->reply ? MW_DEDUP_DONE : MW_DEDUP_RUNNING;
+    }
+    dedup_expire(c, now);
+    if (c->ndedup == c->capdedup) {
+        c->capdedup = c->capdedup ? c->capdedup * 2 : 16;
+        c->dedup = mw_realloc(c->dedup, c->capdedup * sizeof *c->dedup);
+    }
+    c->dedup[c->ndedup++] = (struct mw_dedup_entry){ mw_strdup(key), NULL, now };
+    *reply = NULL;
+    return MW_DEDUP_NEW;
+}
+
+void mw_conn_dedup_end(struct mw_conn *c, const char *key, const char *reply)
+{
+    struct mw_dedup_entry *e = dedup_find(c, key);
+    if (e && !e->reply)
+        e->reply = mw_strdup(reply);
+}
+
 /* ---- flushing ---- */
 
 static void request_writable(struct mw_conn *c)
@@ -366,14 +467,15 @@ static size_t gather(struct mw_conn *c, uint32_t *nframes)
     return n;
 }
 
-/* Writes queued frames while the kernel takes them. */
-static void flush_one(struct mw_conn *c)
+/* Writes queued frames while the kernel takes them. Returns -1 when the connection
+ * failed and must be dropped. */
+static int flush_one(struct mw_conn *c)
 {
     if (!c->wsi || c->want_writable)
-        return;
+        return 0;
     if (lws_partial_buffered(c->wsi)) {
         request_writable(c);
-        return;
+        return 0;
     }
     while (c->qlen) {
         uint32_t k;
@@ -383,18 +485,28 @@ static void flush_one(struct mw_conn *c)
             mw_msg_decref(queue_pop(c));
         if (w < 0) {
             mw_log_debug("write failed", "conn=%s", c->id);
-            mw_conn_kill(c);
-            return;
+            return -1;
         }
         mw_conn_stats.writes++;
         mw_conn_stats.bytes_out += n;
         if (lws_partial_buffered(c->wsi)) {
             request_writable(c);
-            return;
+            return 0;
         }
     }
-    if (c->closing)
-        request_writable(c);
+    return 0;
+}
+
+/* Starts the close handshake with the requested code once everything queued went
+ * out. Outside lws callbacks only: a -1 from WRITEABLE would drop the connection
+ * without the close frame (libwebsockets 4.1). */
+static void start_close(struct mw_conn *c)
+{
+    c->close_started = true;
+    mw_log_debug("close started", "conn=%s code=%u", c->id, c->close_code);
+    lws_close_reason(c->wsi, (enum lws_close_status)c->close_code,
+                     (unsigned char *)c->close_reason, strlen(c->close_reason));
+    lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_SYNC);
 }
 
 void mw_conn_flush_pending(void)
@@ -402,22 +514,26 @@ void mw_conn_flush_pending(void)
     while (pending_head) {
         struct mw_conn *c = pending_head;
         pending_remove(c);
-        flush_one(c);
+        if (flush_one(c) < 0)
+            mw_conn_kill(c);
+        else if (c->closing && c->close_code && !c->close_started && !c->qlen &&
+                 !lws_partial_buffered(c->wsi))
+            start_close(c); /* may free c */
     }
 }
 
 int mw_conn_on_writable(struct mw_conn *c)
 {
     c->want_writable = false;
+    if (c->close_started)
+        return 0;
     if (c->qlen) {
-        flush_one(c);
+        if (flush_one(c) < 0)
+            return -1;
         if (c->want_writable || c->qlen)
             return 0;
     }
-    if (c->closing && c->close_code && !lws_partial_buffered(c->wsi)) {
-        lws_close_reason(c->wsi, (enum lws_close_status)c->close_code,
-                         (unsigned char *)c->close_reason, strlen(c->close_reason));
-        return -1;
-    }
+    if (c->closing && c->close_code)
+        pending_add(c); /* drained: the flush hook starts the close */
     return 0;
 }

@@ -24,6 +24,19 @@ struct mw_user {
     uint32_t nconns;
 };
 
+/* A client message id seen recently, and the reply it got (SPEC section 4: a repeated
+ * id within the window is answered again without running the handler twice). */
+struct mw_dedup_entry {
+    char *key;        /* "s:<string id>" or "n:<integer id>" */
+    char *reply;      /* the ack/error frame text; NULL while the handler runs */
+    uint64_t ts_ms;
+};
+
+/* The window: at least the last MW_DEDUP_MIN ids and every id of the last
+ * MW_DEDUP_WINDOW_MS (bounded in practice by limits.rate). */
+#define MW_DEDUP_MIN 256
+#define MW_DEDUP_WINDOW_MS 60000
+
 struct mw_attr {
     struct mw_attr *next;
     char *key;
@@ -43,6 +56,7 @@ struct mw_conn {
 
     uint64_t last_rx_ms;      /* last frame or pong from the peer */
     uint64_t last_ping_ms;
+    uint64_t close_deadline_ms; /* closing: dropped if still open then */
 
     /* Send queue: a ring of frame references, bounded in bytes by limits.send_queue. */
     struct mw_msg **q;
@@ -54,6 +68,9 @@ struct mw_conn {
     uint32_t nrooms, caprooms;
 
     struct mw_attr *attrs;
+
+    struct mw_dedup_entry *dedup; /* oldest first */
+    uint32_t ndedup, capdedup;
 
     /* Incoming message reassembly (only used for fragmented/partial frames). */
     char *rx;
@@ -69,6 +86,7 @@ struct mw_conn {
     bool pending;             /* on the pending list */
     bool want_writable;       /* asked lws for a WRITEABLE callback */
     bool closing;             /* close requested: stop queueing */
+    bool close_started;       /* close frame handed to libwebsockets */
     uint16_t close_code;
     char close_reason[64];
 };
@@ -100,7 +118,9 @@ int mw_conn_send_text(struct mw_conn *c, const char *json, size_t len);
 
 /* Asks for a close with code and reason after queued frames are written. */
 void mw_conn_close(struct mw_conn *c, int code, const char *reason);
-/* Drops the connection now without a close handshake (dead peer). */
+/* Drops the connection now, without a close handshake (dead peer). The close callback
+ * runs before this returns and frees c: call it only outside libwebsockets callbacks
+ * (timers, the flush hook), and do not touch c afterwards. */
 void mw_conn_kill(struct mw_conn *c);
 
 /* Takes one token; false when the connection is over its rate. */
@@ -110,12 +130,26 @@ bool mw_conn_take_token(struct mw_conn *c, uint64_t now_ms);
 void mw_conn_attr_set(struct mw_conn *c, const char *key, const char *json);
 const char *mw_conn_attr_get(const struct mw_conn *c, const char *key);
 
+enum { MW_DEDUP_NEW = 0, MW_DEDUP_RUNNING = 1, MW_DEDUP_DONE = 2 };
+/* Looks a client message id up. NEW: recorded as running, go ahead. RUNNING: the first
+ * one is still being handled (its reply will come). DONE: *reply is what it got. */
+int mw_conn_dedup_begin(struct mw_conn *c, const char *key, const char **reply);
+/* Records the reply frame text of a handled id. */
+void mw_conn_dedup_end(struct mw_conn *c, const char *key, const char *reply);
+
 /* Flushes every pending connection: all queued frames in one write each; asks for
  * writability only when the kernel did not take everything. Called once per loop
  * iteration (before the loop sleeps). */
 void mw_conn_flush_pending(void);
 /* The WRITEABLE callback. Returns -1 when lws should close the connection now. */
 int mw_conn_on_writable(struct mw_conn *c);
+
+/* How long a requested close may take (flush, close frame, acknowledgement) before
+ * the connection is dropped. */
+#define MW_CLOSE_GRACE_MS 3000
+
+/* Stops the close-deadline timer (shutdown). */
+void mw_conn_shutdown(void);
 
 /* Counters for metrics. */
 struct mw_conn_stats {

@@ -79,8 +79,14 @@ static struct lconn *check_lconn(lua_State *L, int idx)
 
 struct mw_conn *mw_lua_check_conn(lua_State *L, int idx)
 {
-    struct mw_conn *c = mw_conn_find(check_lconn(L, idx)->id);
-    return c && c->wsi ? c : NULL;
+    return mw_conn_find(check_lconn(L, idx)->id);
+}
+
+/* The connection, only while it can still send and join (not closing or closed). */
+static struct mw_conn *check_open_conn(lua_State *L, int idx)
+{
+    struct mw_conn *c = mw_lua_check_conn(L, idx);
+    return c && c->wsi && !c->closing ? c : NULL;
 }
 
 static int closed(lua_State *L)
@@ -93,7 +99,7 @@ static int closed(lua_State *L)
 /* conn:send(msg [, binary]) -> true | nil, err */
 static int l_send(lua_State *L)
 {
-    struct mw_conn *c = mw_lua_check_conn(L, 1);
+    struct mw_conn *c = check_open_conn(L, 1);
     luaL_checkany(L, 2);
     if (!c)
         return closed(L);
@@ -112,11 +118,14 @@ static int l_send(lua_State *L)
 /* conn:close([code [, reason]]) */
 static int l_close(lua_State *L)
 {
-    struct mw_conn *c = mw_lua_check_conn(L, 1);
+    struct mw_conn *c = check_open_conn(L, 1);
     int code = (int)luaL_optinteger(L, 2, 1000);
-    const char *reason = luaL_optstring(L, 3, "");
-    if (code != 1000 && (code < 3000 || code > 4999) && code != 1001 && code != 1008)
-        luaL_argerror(L, 2, "close code must be 1000, 1001, 1008 or 3000..4999");
+    size_t rlen;
+    const char *reason = luaL_optlstring(L, 3, "", &rlen);
+    if (code != 1000 && code != 1001 && code != 1008 && code != 1011 && (code < 3000 || code > 4999))
+        luaL_argerror(L, 2, "close code must be 1000, 1001, 1008, 1011 or 3000..4999");
+    if (rlen > 123)
+        luaL_argerror(L, 3, "close reason must be at most 123 bytes");
     if (c)
         mw_conn_close(c, code, reason);
     return 0;
@@ -151,7 +160,7 @@ static const char *meta_json(lua_State *L, int idx, struct mw_buf *b)
 /* conn:join(room [, meta]) -> true | nil, "closed" */
 static int l_join(lua_State *L)
 {
-    struct mw_conn *c = mw_lua_check_conn(L, 1);
+    struct mw_conn *c = check_open_conn(L, 1);
     const char *room = mw_lua_check_room(L, 2);
     struct mw_buf b = { 0 };
     const char *meta = meta_json(L, 3, &b);

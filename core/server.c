@@ -14,10 +14,12 @@
 #include <libwebsockets.h>
 #include <uv.h>
 
+#include "api.h"
 #include "conn.h"
 #include "http.h"
 #include "jsonw.h"
 #include "log.h"
+#include "lua_api.h"
 #include "presence.h"
 #include "room.h"
 #include "script.h"
@@ -37,6 +39,7 @@ static int exit_code;
 /* What lws keeps per WebSocket: just our connection. */
 struct session {
     struct mw_conn *conn;
+    struct mw_http_req *http; /* an HTTP API call waiting for its body */
 };
 
 struct mw_route *mw_server_route(const char *path)
@@ -237,7 +240,16 @@ static int on_lws(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 
     switch (reason) {
     case LWS_CALLBACK_HTTP:
-        return mw_http_request(wsi, in);
+        return mw_http_request(wsi, in, &s->http);
+    case LWS_CALLBACK_HTTP_BODY:
+        return mw_http_body(s->http, in, len);
+    case LWS_CALLBACK_HTTP_BODY_COMPLETION:
+        return mw_http_body_done(wsi, &s->http);
+    case LWS_CALLBACK_HTTP_DROP_PROTOCOL:
+    case LWS_CALLBACK_CLOSED_HTTP:
+        if (s)
+            mw_http_req_free(&s->http);
+        break;
     case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
         return on_filter(wsi);
     case LWS_CALLBACK_ESTABLISHED:
@@ -279,7 +291,8 @@ static void on_heartbeat(uv_timer_t *t)
     uint64_t now = mw_now_ms();
     uint64_t interval = mw_srv.cfg->heartbeat_interval_ms;
     uint64_t deadline = interval + mw_srv.cfg->heartbeat_timeout_ms;
-    for (struct mw_conn *c = mw_conn_first(); c; c = c->all_next) {
+    for (struct mw_conn *c = mw_conn_first(), *next; c; c = next) {
+        next = c->all_next; /* a kill frees c */
         if (!c->wsi || c->closing)
             continue;
         uint64_t idle = now - c->last_rx_ms;
@@ -303,6 +316,24 @@ static void close_handle(uv_handle_t *h)
         uv_close(h, NULL);
 }
 
+/* Destroys lws inside the running loop (its handles close asynchronously; the loop
+ * completes the destruction and clears `context`), then closes our own handles so
+ * that uv_run returns once everything has closed. */
+static void finish(void)
+{
+    if (context)
+        lws_context_destroy(context);
+    close_handle((uv_handle_t *)&flush_hook);
+    close_handle((uv_handle_t *)&heartbeat_timer);
+    close_handle((uv_handle_t *)&shutdown_timer);
+    close_handle((uv_handle_t *)&sig_int);
+    close_handle((uv_handle_t *)&sig_term);
+    close_handle((uv_handle_t *)&sig_hup);
+    mw_presence_shutdown();
+    mw_lua_core_shutdown();
+    mw_conn_shutdown();
+}
+
 static void on_shutdown_tick(uv_timer_t *t)
 {
     (void)t;
@@ -321,14 +352,14 @@ static void on_shutdown_tick(uv_timer_t *t)
         batch++;
     }
     if (mw_conn_count() == 0 || mw_now_ms() - shutdown_started_ms > 3000)
-        uv_stop(uv_default_loop());
+        finish();
 }
 
 static void begin_shutdown(int signum)
 {
     if (mw_srv.shutting_down) {
         mw_log_warn("second signal: exiting now", "signal=%d", signum);
-        uv_stop(uv_default_loop());
+        finish();
         return;
     }
     mw_srv.shutting_down = true;
@@ -380,6 +411,7 @@ static struct lws_context *create_context(const struct mw_config *cfg)
     info.vhost_name = "moonwire";
     info.server_string = "moonwire";
     info.timeout_secs = 10;
+    info.pcontext = &context; /* lws clears it when destruction completes */
     return lws_create_context(&info);
 }
 
@@ -398,6 +430,7 @@ int mw_server_run(const struct mw_config *cfg, const char *home)
         snprintf(mw_srv.node_id, sizeof mw_srv.node_id, "node-%08" PRIx64,
                  (uint64_t)(mw_random_u64() & 0xffffffffu));
     mw_http_init(cfg, home);
+    mw_api_init(cfg);
 
     if (mw_server_load_routes(cfg, home, err, sizeof err) < 0) {
         fprintf(stderr, "moonwire: %s\n", err);
@@ -406,12 +439,17 @@ int mw_server_run(const struct mw_config *cfg, const char *home)
     signal(SIGPIPE, SIG_IGN);
     lws_set_log_level(LLL_ERR, on_lws_log);
     context = create_context(cfg);
-    if (!context) {
+    struct lws_vhost *vh = context ? lws_get_vhost_by_name(context, "moonwire") : NULL;
+    if (!context || !vh || lws_get_vhost_listen_port(vh) <= 0) {
+        /* lws logs the bind error but may still return a context, and tearing a
+         * half-made one down on a foreign loop crashes inside lws: exit right away. */
         mw_log_error("cannot listen", "addr=%s:%d", cfg->listen_host, cfg->listen_port);
-        mw_server_unload_routes();
-        return 1;
+        fflush(stderr);
+        _exit(1);
     }
-    ping_frame = mw_msg_new(MW_OP_PING, NULL, 0, MW_MSG_CONTROL);
+    /* With a payload: libwebsockets 4.1 does not report empty pongs to the callback,
+     * so an empty ping's answer would never count as traffic. */
+    ping_frame = mw_msg_new(MW_OP_PING, "mw", 2, MW_MSG_CONTROL);
 
     uv_prepare_init(loop, &flush_hook);
     uv_prepare_start(&flush_hook, on_flush);
@@ -430,27 +468,18 @@ int mw_server_run(const struct mw_config *cfg, const char *home)
 
     mw_log_info("listening", "addr=%s:%d node=%s routes=%zu version=%s", cfg->listen_host,
                 cfg->listen_port, mw_srv.node_id, cfg->nroutes, MW_VERSION);
+    /* Runs until finish() closed every handle (lws's included). */
     uv_run(loop, UV_RUN_DEFAULT);
-
-    /* Teardown: lws first (its CLOSED callbacks still use rooms and scripts), then our
-     * handles, then run the loop until every handle's close callback has fired. */
-    lws_context_destroy(context);
-    context = NULL;
-    close_handle((uv_handle_t *)&flush_hook);
-    close_handle((uv_handle_t *)&heartbeat_timer);
-    close_handle((uv_handle_t *)&shutdown_timer);
-    close_handle((uv_handle_t *)&sig_int);
-    close_handle((uv_handle_t *)&sig_term);
-    close_handle((uv_handle_t *)&sig_hup);
-    mw_presence_shutdown();
+    if (context) /* lws 4.1 with a foreign loop: the second call completes it */
+        lws_context_destroy(context);
     mw_room_free_all();
-    uv_run(loop, UV_RUN_DEFAULT);
     mw_server_unload_routes();
-    uv_run(loop, UV_RUN_DEFAULT);
+    uv_run(loop, UV_RUN_DEFAULT); /* close callbacks of timers the scripts left */
     if (uv_loop_close(loop) != 0)
         mw_log_warn("loop not empty at exit", "%s", "");
     mw_msg_decref(ping_frame);
     mw_http_shutdown();
+    mw_api_shutdown();
     mw_log_info("stopped", "%s", "");
     return exit_code;
 }

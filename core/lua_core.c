@@ -105,6 +105,31 @@ static int l_report_error(lua_State *L)
     return 0;
 }
 
+/* core.dedup_begin(conn, key) -> "new" | "running" | "done", reply */
+static int l_dedup_begin(lua_State *L)
+{
+    struct mw_conn *c = mw_lua_check_conn(L, 1);
+    const char *key = luaL_checkstring(L, 2), *reply = NULL;
+    static const char *names[] = { "new", "running", "done" };
+    int st = c ? mw_conn_dedup_begin(c, key, &reply) : MW_DEDUP_NEW;
+    lua_pushstring(L, names[st]);
+    if (reply)
+        lua_pushstring(L, reply);
+    else
+        lua_pushnil(L);
+    return 2;
+}
+
+/* core.dedup_end(conn, key, reply_frame_text) */
+static int l_dedup_end(lua_State *L)
+{
+    struct mw_conn *c = mw_lua_check_conn(L, 1);
+    const char *key = luaL_checkstring(L, 2), *reply = luaL_checkstring(L, 3);
+    if (c)
+        mw_conn_dedup_end(c, key, reply);
+    return 0;
+}
+
 static int l_now(lua_State *L)
 {
     lua_pushnumber(L, (lua_Number)mw_wall_ms());
@@ -197,6 +222,7 @@ int luaopen_moonwire_core(lua_State *L)
     static const luaL_Reg fns[] = {
         { "log", l_log },     { "report_error", l_report_error }, { "now", l_now },
         { "sleep", l_sleep }, { "node_id", l_node_id },           { "route", l_route },
+        { "dedup_begin", l_dedup_begin }, { "dedup_end", l_dedup_end },
         { NULL, NULL },
     };
     lua_newtable(L);

@@ -6,7 +6,8 @@ local core = require "moonwire.core"
 require "moonwire.conn" -- installs the conn metatable
 local errors = require "moonwire.errors"
 
-local type, tostring, xpcall, floor = type, tostring, xpcall, math.floor
+local type, tostring, xpcall, pcall, floor = type, tostring, xpcall, pcall, math.floor
+local format = string.format
 local traceback = debug.traceback
 local is_failure, null = errors.is_failure, json.null
 
@@ -82,14 +83,36 @@ function M.message(app, conn, payload, binary)
   if not handler then
     return send_error(conn, id, "unknown_type", "unknown message type '" .. t .. "'")
   end
-  local ok, res = run(conn, t, handler, conn, msg)
-  if ok then
-    if id ~= nil then conn:send({ type = "ack", id = id, data = res }) end
-  elseif is_failure(res) then
-    send_error(conn, id, res.code, res.message)
-  else
-    send_error(conn, id, "internal", "internal error")
+  if id == nil then
+    local ok, res = run(conn, t, handler, conn, msg)
+    if not ok then
+      if is_failure(res) then return send_error(conn, nil, res.code, res.message) end
+      return send_error(conn, nil, "internal", "internal error")
+    end
+    return
   end
+
+  -- A repeated id is answered with the first reply; the handler runs once.
+  local key = (type(id) == "string" and "s:" .. id) or format("n:%d", id)
+  local state, reply = core.dedup_begin(conn, key)
+  if state == "done" then return conn:send(reply) end
+  if state == "running" then return end
+  local ok, res = run(conn, t, handler, conn, msg)
+  local answer
+  if ok then
+    answer = { type = "ack", id = id, data = res }
+  elseif is_failure(res) then
+    answer = { type = "error", id = id, code = res.code, message = res.message }
+  else
+    answer = { type = "error", id = id, code = "internal", message = "internal error" }
+  end
+  local encoded, frame = pcall(json.encode, answer)
+  if not encoded then
+    core.report_error(conn, "handler reply: " .. tostring(frame), "", t)
+    frame = json.encode({ type = "error", id = id, code = "internal", message = "internal error" })
+  end
+  core.dedup_end(conn, key, frame)
+  conn:send(frame)
 end
 
 -- protocol: raw routes: every frame as it came.

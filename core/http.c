@@ -9,6 +9,7 @@
 
 #include <libwebsockets.h>
 
+#include "api.h"
 #include "buf.h"
 #include "conn.h"
 #include "room.h"
@@ -33,8 +34,7 @@ void mw_http_shutdown(void)
     docroot = client_js = NULL;
 }
 
-/* Sends a complete small response. */
-static int reply(struct lws *wsi, int status, const char *ctype, const char *body, size_t len)
+int mw_http_reply(struct lws *wsi, int status, const char *ctype, const char *body, size_t len)
 {
     size_t cap = LWS_PRE + 1024 + len;
     unsigned char *buf = mw_malloc(cap);
@@ -59,7 +59,7 @@ out:
 
 static int reply_text(struct lws *wsi, int status, const char *text)
 {
-    return reply(wsi, status, "text/plain; charset=utf-8", text, strlen(text));
+    return mw_http_reply(wsi, status, "text/plain; charset=utf-8", text, strlen(text));
 }
 
 static void metrics_text(struct mw_buf *b)
@@ -123,8 +123,16 @@ static int serve_file(struct lws *wsi, const char *path)
     return 0;
 }
 
-int mw_http_request(struct lws *wsi, const char *uri)
+int mw_http_request(struct lws *wsi, const char *uri, struct mw_http_req **req)
 {
+    if (mw_api_is_call(uri)) {
+        if (lws_hdr_total_length(wsi, WSI_TOKEN_POST_URI) > 0) { /* the body comes next */
+            *req = mw_calloc(1, sizeof **req);
+            snprintf((*req)->path, sizeof (*req)->path, "%s", uri);
+            return 0;
+        }
+        return mw_api_call(wsi, "GET", uri, NULL, 0);
+    }
     if (strcmp(uri, "/healthz") == 0)
         return reply_text(wsi, 200, "ok\n");
     if (strcmp(uri, "/readyz") == 0)
@@ -133,7 +141,7 @@ int mw_http_request(struct lws *wsi, const char *uri)
     if (strcmp(uri, "/metrics") == 0) {
         struct mw_buf b = { 0 };
         metrics_text(&b);
-        int rc = reply(wsi, 200, "text/plain; version=0.0.4", b.p, b.len);
+        int rc = mw_http_reply(wsi, 200, "text/plain; version=0.0.4", b.p, b.len);
         mw_buf_free(&b);
         return rc;
     }
@@ -145,4 +153,39 @@ int mw_http_request(struct lws *wsi, const char *uri)
     snprintf(path, sizeof path, "%s%s%s", docroot, uri,
              uri[strlen(uri) - 1] == '/' ? "index.html" : "");
     return serve_file(wsi, path);
+}
+
+int mw_http_body(struct mw_http_req *req, const char *in, size_t len)
+{
+    if (!req)
+        return -1;
+    if (req->len + len > MW_API_MAX_BODY) {
+        req->too_big = 1;
+        return 0;
+    }
+    req->body = mw_realloc(req->body, req->len + len + 1);
+    memcpy(req->body + req->len, in, len);
+    req->len += len;
+    req->body[req->len] = '\0';
+    return 0;
+}
+
+int mw_http_body_done(struct lws *wsi, struct mw_http_req **req)
+{
+    struct mw_http_req *r = *req;
+    if (!r)
+        return -1;
+    int rc = r->too_big ? reply_text(wsi, 413, "request body over 64KiB\n")
+                        : mw_api_call(wsi, "POST", r->path, r->body, r->len);
+    mw_http_req_free(req);
+    return rc;
+}
+
+void mw_http_req_free(struct mw_http_req **req)
+{
+    if (!*req)
+        return;
+    free((*req)->body);
+    free(*req);
+    *req = NULL;
 }

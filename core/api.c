@@ -1,0 +1,257 @@
+/* api.c - the HTTP API: publish to a room, read a room's presence, disconnect a user.
+ * Request and response bodies are JSON; a private Lua state runs the JSON codec. */
+#include "api.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <lauxlib.h>
+#include <libwebsockets.h>
+#include <lualib.h>
+
+#include "buf.h"
+#include "conn.h"
+#include "http.h"
+#include "jsonw.h"
+#include "log.h"
+#include "lua_json.h"
+#include "presence.h"
+#include "room.h"
+#include "util.h"
+
+static const struct mw_config *config;
+static lua_State *J; /* JSON only */
+
+void mw_api_init(const struct mw_config *cfg)
+{
+    config = cfg;
+}
+
+void mw_api_shutdown(void)
+{
+    if (J)
+        lua_close(J);
+    J = NULL;
+}
+
+int mw_api_is_call(const char *path)
+{
+    return strncmp(path, "/api/", 5) == 0;
+}
+
+static int reply_json(struct lws *wsi, int status, struct mw_buf *b)
+{
+    return mw_http_reply(wsi, status, "application/json", b->p, b->len);
+}
+
+static int reply_error(struct lws *wsi, int status, const char *code, const char *message)
+{
+    struct mw_buf b = { 0 };
+    mw_buf_puts(&b, "{\"error\":");
+    mw_jsonw_str(&b, code);
+    mw_buf_puts(&b, ",\"message\":");
+    mw_jsonw_str(&b, message);
+    mw_buf_puts(&b, "}\n");
+    int rc = reply_json(wsi, status, &b);
+    mw_buf_free(&b);
+    return rc;
+}
+
+/* Compares without an early exit, so response time does not leak the key. */
+static int same_secret(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b);
+    unsigned char diff = (unsigned char)(la != lb);
+    for (size_t i = 0; i < la; i++)
+        diff |= (unsigned char)(a[i] ^ b[i % (lb ? lb : 1)]);
+    return diff == 0;
+}
+
+static int authorized(struct lws *wsi)
+{
+    char h[512];
+    if (!config || !config->napi_keys)
+        return 0;
+    if (lws_hdr_copy(wsi, h, sizeof h, WSI_TOKEN_HTTP_AUTHORIZATION) <= 7 ||
+        strncmp(h, "Bearer ", 7) != 0)
+        return 0;
+    int ok = 0;
+    for (size_t i = 0; i < config->napi_keys; i++)
+        ok |= same_secret(h + 7, config->api_keys[i]);
+    return ok;
+}
+
+static int valid_type(const char *t, size_t n)
+{
+    if (n < 1 || n > 64)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if (!strchr("abcdefghijklmnopqrstuvwxyz0123456789_.:-", t[i]) || !t[i])
+            return 0;
+    return 1;
+}
+
+static int valid_room(const char *r, size_t n)
+{
+    if (n < 1 || n > 128)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)r[i] < 0x20 || r[i] == 0x7f)
+            return 0;
+    return 1;
+}
+
+/* Decodes the body into an object at the top of J's stack; replies 400 on failure. */
+static int decode_body(struct lws *wsi, const char *body, size_t len, int *rc)
+{
+    char err[256];
+    if (!J) {
+        J = luaL_newstate();
+        luaL_openlibs(J);
+    }
+    lua_settop(J, 0);
+    if (mw_json_decode(J, body ? body : "", len, err, sizeof err) < 0) {
+        *rc = reply_error(wsi, 400, "bad_json", err);
+        return -1;
+    }
+    if (!lua_istable(J, -1) || lua_getmetatable(J, -1)) {
+        lua_settop(J, 0);
+        *rc = reply_error(wsi, 400, "bad_message", "the body must be a JSON object");
+        return -1;
+    }
+    return 0;
+}
+
+/* The string field `name` of the body object, or NULL. */
+static const char *field(const char *name, size_t *len)
+{
+    lua_getfield(J, 1, name);
+    const char *s = lua_type(J, -1) == LUA_TSTRING ? lua_tolstring(J, -1, len) : NULL;
+    lua_pop(J, 1); /* the string stays alive: the body table holds it */
+    return s;
+}
+
+/* POST /api/publish {room, type, data} -> {seq, delivered}: a sequenced event, kept
+ * in the room's history when the room keeps one. */
+static int api_publish(struct lws *wsi, const char *body, size_t len)
+{
+    char err[256];
+    size_t rlen = 0, tlen = 0;
+    int rc;
+    if (decode_body(wsi, body, len, &rc) < 0)
+        return rc;
+    const char *room = field("room", &rlen), *type = field("type", &tlen);
+    if (!room || !valid_room(room, rlen))
+        return reply_error(wsi, 400, "bad_message", "room must be a string of 1..128 bytes");
+    if (!type || !valid_type(type, tlen))
+        return reply_error(wsi, 400, "bad_message", "type must be 1..64 characters of a-z 0-9 _ . : -");
+    struct mw_room *r = mw_room_find(room);
+    uint64_t seq = 0, ts = mw_wall_ms();
+    uint32_t delivered = 0;
+    if (r) {
+        seq = mw_room_next_seq(r);
+        lua_createtable(J, 0, 5);
+        lua_pushstring(J, type);
+        lua_setfield(J, -2, "type");
+        lua_pushstring(J, room);
+        lua_setfield(J, -2, "room");
+        lua_getfield(J, 1, "data");
+        lua_setfield(J, -2, "data");
+        lua_pushnumber(J, (lua_Number)seq);
+        lua_setfield(J, -2, "seq");
+        lua_pushnumber(J, (lua_Number)ts);
+        lua_setfield(J, -2, "ts");
+        struct mw_buf ev = { 0 };
+        if (mw_json_encode(J, lua_gettop(J), &ev, err, sizeof err) < 0) {
+            mw_buf_free(&ev);
+            return reply_error(wsi, 400, "bad_message", err);
+        }
+        struct mw_msg *m = mw_msg_new(MW_OP_TEXT, ev.p, ev.len, 0);
+        mw_room_history_push(r, m, seq, ts, r->hcap);
+        delivered = mw_room_broadcast(r, m, NULL, NULL);
+        mw_msg_decref(m);
+        mw_buf_free(&ev);
+    }
+    lua_settop(J, 0);
+    struct mw_buf b = { 0 };
+    mw_buf_printf(&b, "{\"seq\":%" PRIu64 ",\"delivered\":%" PRIu32 "}\n", seq, delivered);
+    rc = reply_json(wsi, 200, &b);
+    mw_buf_free(&b);
+    return rc;
+}
+
+/* GET /api/rooms/{room}/presence -> {room, members, count} */
+static int api_presence(struct lws *wsi, const char *path)
+{
+    const char *start = path + strlen("/api/rooms/");
+    const char *end = strstr(start, "/presence");
+    if (!end || strcmp(end, "/presence") != 0 || end == start || end - start > 128)
+        return reply_error(wsi, 404, "not_found", "no such API endpoint");
+    char room[129];
+    snprintf(room, sizeof room, "%.*s", (int)(end - start), start);
+    struct mw_room *r = mw_room_find(room);
+    struct mw_buf b = { 0 };
+    mw_buf_puts(&b, "{\"room\":");
+    mw_jsonw_str(&b, room);
+    mw_buf_puts(&b, ",\"members\":[");
+    uint32_t n = 0;
+    for (uint32_t i = 0; r && i < r->presence.cap && n < 1000; i++) {
+        if (!r->presence.slots[i].key)
+            continue;
+        if (n++)
+            mw_buf_putc(&b, ',');
+        mw_presence_member_json(&b, r->presence.slots[i].val);
+    }
+    mw_buf_printf(&b, "],\"count\":%" PRIu32 "}\n", r ? r->presence.len : 0);
+    int rc = reply_json(wsi, 200, &b);
+    mw_buf_free(&b);
+    return rc;
+}
+
+/* POST /api/disconnect {user} -> {closed}: closes every connection of the user with
+ * 4003 "disconnected by server". */
+static int api_disconnect(struct lws *wsi, const char *body, size_t len)
+{
+    size_t ulen = 0;
+    int rc;
+    if (decode_body(wsi, body, len, &rc) < 0)
+        return rc;
+    const char *user = field("user", &ulen);
+    if (!user || !ulen || ulen > 128)
+        return reply_error(wsi, 400, "bad_message", "user must be a string of 1..128 bytes");
+    uint32_t closed = 0;
+    struct mw_user *u = mw_user_find(user);
+    for (struct mw_conn *c = u ? u->conns : NULL; c; c = c->user_next) {
+        if (!c->closing) {
+            mw_conn_close(c, 4003, "disconnected by server");
+            closed++;
+        }
+    }
+    mw_log_info("api disconnect", "user=%s closed=%" PRIu32, user, closed);
+    lua_settop(J, 0);
+    struct mw_buf b = { 0 };
+    mw_buf_printf(&b, "{\"closed\":%" PRIu32 "}\n", closed);
+    rc = reply_json(wsi, 200, &b);
+    mw_buf_free(&b);
+    return rc;
+}
+
+int mw_api_call(struct lws *wsi, const char *method, const char *path, const char *body,
+                size_t len)
+{
+    if (!authorized(wsi))
+        return reply_error(wsi, 401, "unauthorized", "missing or wrong API key (Authorization: Bearer KEY)");
+    int post = strcmp(method, "POST") == 0;
+    if (strcmp(path, "/api/publish") == 0)
+        return post ? api_publish(wsi, body, len)
+                    : reply_error(wsi, 405, "bad_message", "use POST");
+    if (strcmp(path, "/api/disconnect") == 0)
+        return post ? api_disconnect(wsi, body, len)
+                    : reply_error(wsi, 405, "bad_message", "use POST");
+    if (strncmp(path, "/api/rooms/", 11) == 0)
+        return !post ? api_presence(wsi, path)
+                     : reply_error(wsi, 405, "bad_message", "use GET");
+    return reply_error(wsi, 404, "not_found", "no such API endpoint");
+}

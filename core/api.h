@@ -1,0 +1,25 @@
+/* api.h - the HTTP API for backends (SPEC section 8): POST /api/publish,
+ * GET /api/rooms/{room}/presence, POST /api/disconnect; every call needs
+ * `Authorization: Bearer <key>` with a key from `api.keys`. */
+#ifndef MW_API_H
+#define MW_API_H
+
+#include <stddef.h>
+
+#include "config.h"
+
+struct lws;
+
+#define MW_API_MAX_BODY (64 * 1024)
+
+void mw_api_init(const struct mw_config *cfg);
+void mw_api_shutdown(void);
+
+/* Whether a method + path is an API call (path starts with /api/). */
+int mw_api_is_call(const char *path);
+/* Handles a complete call and writes the response. Returns what the lws callback
+ * must return. */
+int mw_api_call(struct lws *wsi, const char *method, const char *path, const char *body,
+                size_t len);
+
+#endif

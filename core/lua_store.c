@@ -1,0 +1,353 @@
+/* lua_store.c - module moonwire.store: the store (store.h) for Lua.
+ *
+ * Each function checks its arguments (raising on wrong ones), encodes the value as
+ * JSON and submits a request. When the backend completes it at once (memory), the
+ * results are returned directly without yielding; when it must wait (Redis, or the
+ * memory backend's deferred mode), the handler's coroutine waits (mw_co_wait) and the
+ * completion pushes the results on it and wakes it. */
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <lauxlib.h>
+
+#include "buf.h"
+#include "lua_api.h"
+#include "lua_json.h"
+#include "script.h"
+#include "store.h"
+#include "util.h"
+
+/* One call in flight. Heap-allocated: it outlives the C function when it waits. */
+struct call {
+    lua_State *L;       /* the calling thread, while submit runs */
+    struct mw_wait wait;
+    bool in_submit;     /* the completion runs inside mw_store_submit */
+    int nret;           /* results pushed by a completion inside submit */
+};
+
+/* Raises "file:line: store.<fn>: <message>" pointing at the Lua caller. */
+static int arg_error(lua_State *L, const char *fn, const char *fmt, ...)
+{
+    va_list ap;
+    luaL_where(L, 1);
+    lua_pushfstring(L, "store.%s: ", fn);
+    va_start(ap, fmt);
+    lua_pushvfstring(L, fmt, ap);
+    va_end(ap);
+    lua_concat(L, 3);
+    return lua_error(L);
+}
+
+static void check_key(lua_State *L, const char *fn, struct mw_store_req *req)
+{
+    if (lua_type(L, 1) == LUA_TSTRING) {
+        req->key = lua_tolstring(L, 1, &req->keylen);
+        if (req->keylen >= 1 && req->keylen <= MW_STORE_MAX_KEY) {
+            if (memchr(req->key, '\0', req->keylen))
+                arg_error(L, fn, "key must not contain NUL bytes");
+            return;
+        }
+    }
+    arg_error(L, fn, "key must be a string of 1..%d bytes", MW_STORE_MAX_KEY);
+}
+
+/* A TTL argument in seconds (fractions allowed) -> ms, rounded up so that a positive
+ * TTL never means "no expiry" (after rounding to whole microseconds, so that 0.29 s
+ * is 290 ms and not 291 from the error of 0.29 * 1000). nil -> 0 when optional. */
+static uint64_t check_ttl(lua_State *L, int idx, const char *fn, const char *name, bool optional)
+{
+    if (optional && lua_isnoneornil(L, idx))
+        return 0;
+    double secs = lua_type(L, idx) == LUA_TNUMBER ? lua_tonumber(L, idx) : -1;
+    if (!(secs >= 0) || secs * 1000 > (double)MW_STORE_MAX_TTL_MS)
+        arg_error(L, fn, "%s must be a number of seconds >= 0 (at most 1e9)", name);
+    uint64_t us = (uint64_t)llround(secs * 1e6);
+    return (us + 999) / 1000;
+}
+
+static double check_number(lua_State *L, int idx, const char *fn, const char *name)
+{
+    double v = lua_type(L, idx) == LUA_TNUMBER ? lua_tonumber(L, idx) : NAN;
+    if (!isfinite(v))
+        arg_error(L, fn, "%s must be a finite number", name);
+    return v;
+}
+
+static int64_t check_index(lua_State *L, int idx, const char *fn, const char *name, int64_t def)
+{
+    if (lua_isnoneornil(L, idx))
+        return def;
+    double v = lua_type(L, idx) == LUA_TNUMBER ? lua_tonumber(L, idx) : NAN;
+    if (!(v == floor(v) && fabs(v) < 9007199254740992.0))
+        arg_error(L, fn, "%s must be an integer", name);
+    return (int64_t)v;
+}
+
+/* Encodes the value at idx into b (kept on the Lua stack's caller until submit). */
+static void check_value(lua_State *L, int idx, const char *fn, struct mw_buf *b,
+                        struct mw_store_req *req)
+{
+    char err[256];
+    if (lua_isnoneornil(L, idx)) {
+        mw_buf_free(b);
+        arg_error(L, fn, "value must not be nil");
+    }
+    if (mw_json_encode(L, idx, b, err, sizeof err) < 0) {
+        mw_buf_free(b);
+        arg_error(L, fn, "value cannot be stored: %s", err);
+    }
+    req->value = b->p;
+    req->valuelen = b->len;
+}
+
+/* Decodes a stored JSON text; a text that is not JSON (foreign data in Redis) reads as
+ * nil, "bad value". Returns the number of values pushed. */
+static int push_value(lua_State *L, const char *text, size_t len)
+{
+    char err[128];
+    if (!text) {
+        lua_pushnil(L);
+        return 1;
+    }
+    if (mw_json_decode(L, text, len, err, sizeof err) < 0) {
+        lua_pushnil(L);
+        lua_pushfstring(L, "bad value: %s", err);
+        return 2;
+    }
+    return 1;
+}
+
+/* Pushes what the Lua function returns for res; returns how many values. */
+static int push_result(lua_State *L, const struct mw_store_result *res)
+{
+    if (res->err) {
+        bool boolean = res->err != MW_STORE_EUNAVAIL &&
+                       (res->op == MW_STORE_ADD || res->op == MW_STORE_REPLACE ||
+                        res->op == MW_STORE_EXPIRE);
+        if (boolean)
+            lua_pushboolean(L, 0);
+        else
+            lua_pushnil(L);
+        lua_pushstring(L, mw_store_strerror(res->err));
+        return 2;
+    }
+    switch (res->op) {
+    case MW_STORE_GET:
+    case MW_STORE_LPOP:
+    case MW_STORE_RPOP:
+        return push_value(L, res->value, res->valuelen);
+    case MW_STORE_INCR:
+    case MW_STORE_TTL:
+    case MW_STORE_LPUSH:
+    case MW_STORE_RPUSH:
+    case MW_STORE_LLEN:
+        lua_pushnumber(L, res->num);
+        return 1;
+    case MW_STORE_LRANGE:
+        mw_json_push_array(L, (int)res->nvalues);
+        for (size_t i = 0; i < res->nvalues; i++) {
+            int n = push_value(L, res->values[i].p, res->values[i].len);
+            if (n == 2) { /* keep the array a sequence */
+                lua_pop(L, 2);
+                lua_pushlightuserdata(L, NULL);
+            }
+            lua_rawseti(L, -2, (int)i + 1);
+        }
+        return 1;
+    case MW_STORE_SET:
+    case MW_STORE_ADD:
+    case MW_STORE_REPLACE:
+    case MW_STORE_DELETE:
+    case MW_STORE_EXPIRE:
+        lua_pushboolean(L, 1);
+        return 1;
+    }
+    return 0;
+}
+
+static void on_done(void *ud, const struct mw_store_result *res)
+{
+    struct call *c = ud;
+    if (c->in_submit) { /* completed at once: results go straight to the caller */
+        c->nret = push_result(c->L, res);
+        return;
+    }
+    int n = push_result(mw_co_thread(&c->wait), res);
+    mw_co_wake(&c->wait, n);
+    free(c);
+}
+
+/* A call that may have to wait is refused where waiting is impossible (load time,
+ * coroutine.wrap) before it can take effect: raises "cannot wait here". Run it before
+ * anything that would need freeing. */
+static void check_wait(lua_State *L)
+{
+    if (mw_store_may_defer())
+        mw_co_check_wait(L);
+}
+
+/* Submits req and returns the Lua results, yielding when the backend must wait. `b`
+ * holds the encoded value (the backend copies it before submit returns); whoever
+ * encoded it ran check_wait first. */
+static int run(lua_State *L, struct mw_store_req *req, struct mw_buf *b)
+{
+    if (!b)
+        check_wait(L);
+    struct call *c = mw_calloc(1, sizeof *c);
+    c->L = L;
+    c->in_submit = true;
+    int done = mw_store_submit(req, on_done, c);
+    if (b)
+        mw_buf_free(b);
+    c->in_submit = false;
+    if (done) {
+        int n = c->nret;
+        free(c);
+        return n;
+    }
+    mw_assert(mw_store_may_defer()); /* so check_wait ran: mw_co_wait cannot raise */
+    mw_co_wait(L, &c->wait);
+    return lua_yield(L, 0);
+}
+
+static int l_get(lua_State *L)
+{
+    struct mw_store_req req = { .op = MW_STORE_GET };
+    check_key(L, "get", &req);
+    return run(L, &req, NULL);
+}
+
+/* set/add/replace(k, v [, ttl]); set with a nil value deletes. */
+static int put(lua_State *L, enum mw_store_op op, const char *fn)
+{
+    struct mw_store_req req = { .op = op };
+    struct mw_buf b = { 0 };
+    check_key(L, fn, &req);
+    req.ttl_ms = check_ttl(L, 3, fn, "ttl", true);
+    if (op == MW_STORE_SET && lua_isnoneornil(L, 2)) {
+        req.op = MW_STORE_DELETE;
+        return run(L, &req, NULL);
+    }
+    check_wait(L);
+    check_value(L, 2, fn, &b, &req);
+    return run(L, &req, &b);
+}
+
+static int l_set(lua_State *L)
+{
+    return put(L, MW_STORE_SET, "set");
+}
+
+static int l_add(lua_State *L)
+{
+    return put(L, MW_STORE_ADD, "add");
+}
+
+static int l_replace(lua_State *L)
+{
+    return put(L, MW_STORE_REPLACE, "replace");
+}
+
+/* incr(k, n [, init [, init_ttl]]) */
+static int l_incr(lua_State *L)
+{
+    struct mw_store_req req = { .op = MW_STORE_INCR };
+    check_key(L, "incr", &req);
+    req.n = check_number(L, 2, "incr", "n");
+    if (!lua_isnoneornil(L, 3)) {
+        req.init = check_number(L, 3, "incr", "init");
+        req.has_init = true;
+        req.ttl_ms = check_ttl(L, 4, "incr", "init_ttl", true);
+    }
+    return run(L, &req, NULL);
+}
+
+static int l_delete(lua_State *L)
+{
+    struct mw_store_req req = { .op = MW_STORE_DELETE };
+    check_key(L, "delete", &req);
+    return run(L, &req, NULL);
+}
+
+static int l_expire(lua_State *L)
+{
+    struct mw_store_req req = { .op = MW_STORE_EXPIRE };
+    check_key(L, "expire", &req);
+    req.ttl_ms = check_ttl(L, 2, "expire", "ttl", false);
+    return run(L, &req, NULL);
+}
+
+static int l_ttl(lua_State *L)
+{
+    struct mw_store_req req = { .op = MW_STORE_TTL };
+    check_key(L, "ttl", &req);
+    return run(L, &req, NULL);
+}
+
+static int push(lua_State *L, enum mw_store_op op, const char *fn)
+{
+    struct mw_store_req req = { .op = op };
+    struct mw_buf b = { 0 };
+    check_key(L, fn, &req);
+    check_wait(L);
+    check_value(L, 2, fn, &b, &req);
+    return run(L, &req, &b);
+}
+
+static int l_lpush(lua_State *L)
+{
+    return push(L, MW_STORE_LPUSH, "lpush");
+}
+
+static int l_rpush(lua_State *L)
+{
+    return push(L, MW_STORE_RPUSH, "rpush");
+}
+
+static int key_only(lua_State *L, enum mw_store_op op, const char *fn)
+{
+    struct mw_store_req req = { .op = op };
+    check_key(L, fn, &req);
+    return run(L, &req, NULL);
+}
+
+static int l_lpop(lua_State *L)
+{
+    return key_only(L, MW_STORE_LPOP, "lpop");
+}
+
+static int l_rpop(lua_State *L)
+{
+    return key_only(L, MW_STORE_RPOP, "rpop");
+}
+
+static int l_llen(lua_State *L)
+{
+    return key_only(L, MW_STORE_LLEN, "llen");
+}
+
+/* lrange(k [, start [, stop]]): Redis indices, defaults 0 and -1 (the whole list). */
+static int l_lrange(lua_State *L)
+{
+    struct mw_store_req req = { .op = MW_STORE_LRANGE };
+    check_key(L, "lrange", &req);
+    req.start = check_index(L, 2, "lrange", "start", 0);
+    req.stop = check_index(L, 3, "lrange", "stop", -1);
+    return run(L, &req, NULL);
+}
+
+int luaopen_moonwire_store(lua_State *L)
+{
+    static const luaL_Reg fns[] = {
+        { "get", l_get },       { "set", l_set },       { "add", l_add },
+        { "replace", l_replace }, { "incr", l_incr },   { "delete", l_delete },
+        { "expire", l_expire }, { "ttl", l_ttl },       { "lpush", l_lpush },
+        { "rpush", l_rpush },   { "lpop", l_lpop },     { "rpop", l_rpop },
+        { "llen", l_llen },     { "lrange", l_lrange }, { NULL, NULL },
+    };
+    lua_newtable(L);
+    luaL_register(L, NULL, fns);
+    return 1;
+}

@@ -107,6 +107,15 @@ struct mw_conn *mw_conn_new(struct lws *wsi, struct mw_route *route, const char 
     return c;
 }
 
+struct mw_conn *mw_conn_new_virtual(struct mw_route *route, const char *user_id,
+                                    mw_conn_sink_fn sink, void *ud)
+{
+    struct mw_conn *c = mw_conn_new(NULL, route, user_id, "virtual");
+    c->sink = sink;
+    c->sink_ud = ud;
+    return c;
+}
+
 static void pending_remove(struct mw_conn *c)
 {
     if (!c->pending)
@@ -246,8 +255,13 @@ static bool drop_coalescible(struct mw_conn *c, size_t need)
 
 int mw_conn_send(struct mw_conn *c, struct mw_msg *m)
 {
-    if (c->closing || !c->wsi)
+    if (!mw_conn_is_open(c))
         return MW_ECLOSED;
+    if (c->sink) {
+        mw_conn_stats.frames_out++;
+        c->sink(c, m, 0, NULL);
+        return 0;
+    }
     if (c->qbytes + m->len > mw_conn_limits.send_queue && !(m->flags & MW_MSG_CONTROL)) {
         if (!(c->slow_drop && drop_coalescible(c, m->len))) {
             mw_conn_stats.slow_closed++;
@@ -312,8 +326,13 @@ void mw_conn_shutdown(void)
 
 void mw_conn_close(struct mw_conn *c, int code, const char *reason)
 {
-    if (c->closing || !c->wsi)
+    if (!mw_conn_is_open(c))
         return;
+    if (c->sink) { /* its owner sees the close and tears it down */
+        c->closing = true;
+        c->sink(c, NULL, code, reason ? reason : "");
+        return;
+    }
     mark_closing(c);
     c->close_code = (uint16_t)code;
     snprintf(c->close_reason, sizeof c->close_reason, "%s", reason ? reason : "");
@@ -322,6 +341,10 @@ void mw_conn_close(struct mw_conn *c, int code, const char *reason)
 
 void mw_conn_kill(struct mw_conn *c)
 {
+    if (c->sink) {
+        mw_conn_close(c, 1006, "killed");
+        return;
+    }
     if (!c->wsi)
         return;
     if (!c->closing)

@@ -43,9 +43,17 @@ struct mw_attr {
     char *json; /* the value as JSON text */
 };
 
+struct mw_conn;
+/* Where a virtual connection's frames go (moonwire test): msg, or NULL with a close
+ * code and reason when the server closes it. */
+typedef void (*mw_conn_sink_fn)(struct mw_conn *c, const struct mw_msg *msg, int close_code,
+                                const char *reason);
+
 struct mw_conn {
     char id[24];              /* decimal, unique on this node */
-    struct lws *wsi;          /* NULL once libwebsockets closed it */
+    struct lws *wsi;          /* NULL once libwebsockets closed it (and for virtual ones) */
+    mw_conn_sink_fn sink;     /* set for virtual connections, which have no socket */
+    void *sink_ud;
     struct mw_route *route;
     struct mw_user *user;
     struct mw_conn *user_next, *user_prev;
@@ -101,6 +109,14 @@ extern struct mw_conn_limits mw_conn_limits;
 /* Creates a connection for a freshly upgraded wsi; user_id NULL = anonymous. */
 struct mw_conn *mw_conn_new(struct lws *wsi, struct mw_route *route, const char *user_id,
                             const char *remote);
+/* A connection without a socket: every frame sent to it goes to sink at once. */
+struct mw_conn *mw_conn_new_virtual(struct mw_route *route, const char *user_id,
+                                    mw_conn_sink_fn sink, void *ud);
+/* Whether it can still be sent to and joined (not closing, not closed). */
+static inline bool mw_conn_is_open(const struct mw_conn *c)
+{
+    return (c->wsi || c->sink) && !c->closing;
+}
 /* Frees it after the caller left its rooms; drops queued frames. */
 void mw_conn_free(struct mw_conn *c);
 

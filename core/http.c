@@ -13,6 +13,7 @@
 #include "buf.h"
 #include "conn.h"
 #include "room.h"
+#include "script.h"
 #include "server.h"
 #include "util.h"
 
@@ -91,6 +92,30 @@ static void metrics_text(struct mw_buf *b)
     for (size_t i = 0; i < mw_srv.nroutes; i++)
         mw_buf_printf(b, "moonwire_lua_errors_total{route=\"%s\"} %" PRIu64 "\n",
                       mw_srv.routes[i].cfg->path, mw_srv.routes[i].stats.lua_errors);
+    mw_buf_printf(b, "# TYPE moonwire_lua_waiting gauge\nmoonwire_lua_waiting %" PRIu32 "\n",
+                  mw_script_waiting());
+    mw_buf_puts(b, "# TYPE moonwire_handler_seconds histogram\n");
+    for (size_t i = 0; i < mw_srv.nroutes; i++) {
+        const struct mw_route_stats *st = &mw_srv.routes[i].stats;
+        const char *path = mw_srv.routes[i].cfg->path;
+        uint64_t cum = 0;
+        for (int k = 0; k < MW_HANDLER_BUCKETS; k++) {
+            cum += st->handler_buckets[k];
+            mw_buf_printf(b, "moonwire_handler_seconds_bucket{route=\"%s\",le=\"%g\"} %" PRIu64 "\n",
+                          path, mw_handler_bucket_le[k], cum);
+        }
+        cum += st->handler_buckets[MW_HANDLER_BUCKETS];
+        mw_buf_printf(b, "moonwire_handler_seconds_bucket{route=\"%s\",le=\"+Inf\"} %" PRIu64 "\n",
+                      path, cum);
+        mw_buf_printf(b, "moonwire_handler_seconds_sum{route=\"%s\"} %g\n", path, st->handler_seconds);
+        mw_buf_printf(b, "moonwire_handler_seconds_count{route=\"%s\"} %" PRIu64 "\n", path, cum);
+    }
+    mw_buf_puts(b, "# TYPE moonwire_reloads_total counter\n");
+    for (size_t i = 0; i < mw_srv.nroutes; i++)
+        mw_buf_printf(b, "moonwire_reloads_total{route=\"%s\",result=\"ok\"} %" PRIu64 "\n"
+                         "moonwire_reloads_total{route=\"%s\",result=\"failed\"} %" PRIu64 "\n",
+                      mw_srv.routes[i].cfg->path, mw_srv.routes[i].stats.reloads,
+                      mw_srv.routes[i].cfg->path, mw_srv.routes[i].stats.reload_failures);
     mw_buf_puts(b, "# TYPE moonwire_slow_handlers_total counter\n");
     for (size_t i = 0; i < mw_srv.nroutes; i++)
         mw_buf_printf(b, "moonwire_slow_handlers_total{route=\"%s\"} %" PRIu64 "\n",

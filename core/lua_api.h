@@ -14,6 +14,13 @@ struct mw_conn;
 int luaopen_moonwire_core(lua_State *L);
 int luaopen_moonwire_conn(lua_State *L);
 int luaopen_moonwire_rooms(lua_State *L);
+int luaopen_moonwire_store(lua_State *L);
+int luaopen_moonwire_timer(lua_State *L);
+int luaopen_moonwire_testing(lua_State *L); /* lua_testing.c: simulated clients (moonwire test) */
+
+struct mw_app;
+/* Cancels the timers of app a (every timer when a is NULL: shutdown). */
+void mw_lua_timer_cancel_app(struct mw_app *a);
 
 /* Pushes the conn object for c (the same userdata while it is referenced). */
 void mw_lua_push_conn(lua_State *L, struct mw_conn *c);

@@ -86,7 +86,7 @@ struct mw_conn *mw_lua_check_conn(lua_State *L, int idx)
 static struct mw_conn *check_open_conn(lua_State *L, int idx)
 {
     struct mw_conn *c = mw_lua_check_conn(L, idx);
-    return c && c->wsi && !c->closing ? c : NULL;
+    return c && mw_conn_is_open(c) ? c : NULL;
 }
 
 static int closed(lua_State *L)
@@ -270,7 +270,7 @@ static int l_index(lua_State *L)
         else
             lua_pushnil(L);
     } else if (strcmp(k, "closed") == 0) {
-        lua_pushboolean(L, !c || !c->wsi || c->closing);
+        lua_pushboolean(L, !c || !mw_conn_is_open(c));
     } else {
         lua_pushvalue(L, 2);
         lua_rawget(L, lua_upvalueindex(1));

@@ -1,6 +1,7 @@
 /* lua_core.c - module moonwire.core: log, now, sleep, node id, route info and the
  * error report the router calls when a handler fails. */
 #include <math.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -187,16 +188,24 @@ static void on_wake(uv_timer_t *t)
     mw_co_wake(&s->wait, 0);
 }
 
+/* The connection closed while its handler slept. */
+static void cancel_sleep(struct mw_wait *w)
+{
+    struct sleeper *s = (struct sleeper *)((char *)w - offsetof(struct sleeper, wait));
+    sleeper_unlink(s);
+    uv_close((uv_handle_t *)&s->timer, on_sleeper_closed);
+}
+
 /* core.sleep(seconds): yields the handler's coroutine; other work goes on. */
 static int l_sleep(lua_State *L)
 {
     lua_Number secs = luaL_checknumber(L, 1);
     if (!(secs >= 0) || secs > 86400 * 365)
         return luaL_argerror(L, 1, "seconds must be between 0 and one year");
-    struct mw_wait w;
-    mw_co_wait(L, &w); /* raises outside a handler: allocate only after it */
+    mw_co_check_wait(L); /* raises outside a handler: allocate only after it */
     struct sleeper *s = mw_calloc(1, sizeof *s);
-    s->wait = w;
+    mw_co_wait(L, &s->wait);
+    s->wait.cancel = cancel_sleep;
     uv_timer_init(uv_default_loop(), &s->timer);
     uv_timer_start(&s->timer, on_wake, (uint64_t)llround(secs * 1000.0), 0);
     s->next = sleepers;

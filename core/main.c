@@ -1,4 +1,4 @@
-/* main.c - the moonwire command line: serve, check, version. */
+/* main.c - the moonwire command line: serve, check, test, version. */
 #include <stdio.h>
 #include <string.h>
 
@@ -6,12 +6,14 @@
 #include "home.h"
 #include "log.h"
 #include "server.h"
+#include "testrun.h"
 
 static void usage(FILE *f)
 {
     fprintf(f,
             "usage: moonwire [serve] [-c FILE]   run the server (no file: the embedded default)\n"
             "       moonwire check -c FILE       validate a config and compile its scripts\n"
+            "       moonwire test [-c FILE] PATH...  run Lua app tests (docs/testing.md)\n"
             "       moonwire version             print the version\n"
             "\n"
             "The embedded default listens on 127.0.0.1:8080 with the bundled apps at /chat\n"
@@ -98,6 +100,8 @@ int main(int argc, char **argv)
     }
     if (strcmp(cmd, "check") == 0)
         return cmd_check(argc - 2, argv + 2);
+    if (strcmp(cmd, "test") == 0)
+        return mw_testrun_main(argc - 2, argv + 2);
     if (strcmp(cmd, "serve") == 0)
         return cmd_serve(argc - 2, argv + 2);
     if (cmd[0] == '-')

@@ -23,14 +23,21 @@
 #define APP_KEY "moonwire.app"
 
 uint64_t mw_script_slow_ms = 100;
+const double mw_handler_bucket_le[MW_HANDLER_BUCKETS] = {
+    0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5,
+};
+static uint32_t nwaiting;
 
 /* The coroutine being resumed right now, so that a waiting API can find its ref. */
 static struct {
     struct mw_app *app;
     lua_State *co;
     int ref;
+    const char *conn; /* the connection that started it, "" for none */
     bool waiting;
 } current;
+
+static struct mw_wait *waits; /* every waiting coroutine */
 
 struct mw_app *mw_app_of(lua_State *L)
 {
@@ -103,6 +110,49 @@ static int pcall_tb(lua_State *L, int nargs, int nresults)
     return rc;
 }
 
+static void add_file(struct mw_app *a, const char *path)
+{
+    a->files = mw_realloc(a->files, (a->nfiles + 1) * sizeof *a->files);
+    a->files[a->nfiles++] = mw_strdup(path);
+}
+
+/* package.loaders[2] replacement: finds a module on package.path like the standard
+ * one, and records the file so that hot reload watches it. */
+static int track_searcher(lua_State *L)
+{
+    const char *name = luaL_checkstring(L, 1);
+    lua_getglobal(L, "package");
+    lua_getfield(L, -1, "searchpath");
+    lua_pushstring(L, name);
+    lua_getfield(L, -3, "path");
+    lua_call(L, 2, 2);
+    if (lua_isnil(L, -2))
+        return 1; /* the "no file ..." message */
+    const char *path = lua_tostring(L, -2);
+    if (luaL_loadfile(L, path) != 0)
+        return luaL_error(L, "error loading module '%s' from file '%s':\n\t%s", name, path,
+                          lua_tostring(L, -1));
+    struct mw_app *a = mw_app_of(L);
+    if (a)
+        add_file(a, path);
+    return 1;
+}
+
+static void install_searcher(lua_State *L)
+{
+    lua_getglobal(L, "package");
+    lua_getfield(L, -1, "loaders");
+    lua_pushcfunction(L, track_searcher);
+    lua_rawseti(L, -2, 2);
+    lua_pop(L, 2);
+}
+
+size_t mw_app_files(const struct mw_app *a, const char *const **files)
+{
+    *files = (const char *const *)a->files;
+    return a->nfiles;
+}
+
 static int ref_router_fn(lua_State *L, const char *name)
 {
     lua_getfield(L, -1, name);
@@ -117,9 +167,23 @@ static void first_line(char *err, size_t errlen, const char *msg)
     snprintf(err, errlen, "%.*s", (int)n, msg);
 }
 
-struct mw_app *mw_app_new(struct mw_route *route, const char *home, char *err, size_t errlen)
+static void free_files(struct mw_app *a)
 {
-    const char *script = route->cfg->script;
+    for (size_t i = 0; i < a->nfiles; i++)
+        free(a->files[i]);
+    free(a->files);
+    a->files = NULL;
+    a->nfiles = 0;
+}
+
+/* The state every script runs in (standard libraries, package.path for home and the
+ * script's directory, the moonwire modules, the router, globals locked), then the
+ * script run at top level with its first result left on the stack. `testing` also
+ * preloads moonwire.testing (moonwire test). Returns the app holding one reference,
+ * or NULL with "file:line: message" in err. */
+static struct mw_app *app_load(struct mw_route *route, const char *home, const char *script,
+                               bool testing, char *err, size_t errlen)
+{
     lua_State *L = luaL_newstate();
     if (!L) {
         snprintf(err, errlen, "%s: cannot create a Lua state", script);
@@ -133,10 +197,16 @@ struct mw_app *mw_app_new(struct mw_route *route, const char *home, char *err, s
     lua_pushlightuserdata(L, a);
     lua_setfield(L, LUA_REGISTRYINDEX, APP_KEY);
     set_path(L, home, script);
+    install_searcher(L);
+    add_file(a, script);
     preload(L, "moonwire.json", luaopen_moonwire_json);
     preload(L, "moonwire.core", luaopen_moonwire_core);
     preload(L, "moonwire.conn", luaopen_moonwire_conn);
     preload(L, "moonwire.rooms", luaopen_moonwire_rooms);
+    preload(L, "moonwire.store", luaopen_moonwire_store);
+    preload(L, "moonwire.timer", luaopen_moonwire_timer);
+    if (testing)
+        preload(L, "moonwire.testing", luaopen_moonwire_testing);
 
     lua_getglobal(L, "require");
     lua_pushstring(L, "moonwire.router");
@@ -147,8 +217,10 @@ struct mw_app *mw_app_new(struct mw_route *route, const char *home, char *err, s
     a->connect_ref = ref_router_fn(L, "connect");
     a->message_ref = ref_router_fn(L, route->cfg->protocol == MW_PROTO_RAW ? "raw" : "message");
     a->disconnect_ref = ref_router_fn(L, "disconnect");
+    a->reload_ref = ref_router_fn(L, "reload");
     lua_pop(L, 1);
 
+    lock_globals(L); /* from here on, also for the script's top level */
     if (luaL_loadfile(L, script) != 0) {
         first_line(err, errlen, lua_tostring(L, -1));
         goto fail;
@@ -157,6 +229,22 @@ struct mw_app *mw_app_new(struct mw_route *route, const char *home, char *err, s
         first_line(err, errlen, lua_tostring(L, -1));
         goto fail;
     }
+    a->app_ref = LUA_NOREF;
+    return a;
+fail:
+    lua_close(L);
+    free_files(a);
+    free(a);
+    return NULL;
+}
+
+struct mw_app *mw_app_new(struct mw_route *route, const char *home, char *err, size_t errlen)
+{
+    const char *script = route->cfg->script;
+    struct mw_app *a = app_load(route, home, script, false, err, errlen);
+    if (!a)
+        return NULL;
+    lua_State *L = a->L;
     lua_getfield(L, LUA_REGISTRYINDEX, "_LOADED");
     lua_getfield(L, -1, "moonwire.router");
     lua_getfield(L, -1, "check_app");
@@ -165,16 +253,21 @@ struct mw_app *mw_app_new(struct mw_route *route, const char *home, char *err, s
         char msg[512];
         first_line(msg, sizeof msg, lua_tostring(L, -1));
         snprintf(err, errlen, "%s: %s", script, msg);
-        goto fail;
+        mw_app_decref(a);
+        return NULL;
     }
     lua_pop(L, 3);
     a->app_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-    lock_globals(L);
     return a;
-fail:
-    lua_close(L);
-    free(a);
-    return NULL;
+}
+
+struct mw_app *mw_app_new_test(struct mw_route *route, const char *home, const char *file,
+                               char *err, size_t errlen)
+{
+    struct mw_app *a = app_load(route, home, file, true, err, errlen);
+    if (a)
+        lua_pop(a->L, 1); /* a test file registers tests; what it returns is ignored */
+    return a;
 }
 
 void mw_app_decref(struct mw_app *a)
@@ -182,31 +275,54 @@ void mw_app_decref(struct mw_app *a)
     if (--a->refs > 0)
         return;
     lua_close(a->L);
+    free_files(a);
     free(a);
 }
 
+/* Time on the loop per resume: the histogram, and a warning for slow ones (a
+ * runaway handler must not freeze the server silently). */
+static void account(struct mw_app *a, uint64_t took_us, const char *conn)
+{
+    struct mw_route_stats *st = &a->route->stats;
+    double secs = (double)took_us / 1e6;
+    int b = 0;
+    while (b < MW_HANDLER_BUCKETS && secs > mw_handler_bucket_le[b])
+        b++;
+    st->handler_buckets[b]++;
+    st->handler_seconds += secs;
+    if (took_us >= mw_script_slow_ms * 1000) {
+        st->slow_handlers++;
+        mw_log_warn("slow handler", "route=%s conn=%s ms=%.1f", a->route->cfg->path,
+                    conn[0] ? conn : "-", (double)took_us / 1000.0);
+    }
+}
+
+uint32_t mw_script_waiting(void)
+{
+    return nwaiting;
+}
+
 /* Resumes co; when it finishes (or fails), unpins it. */
-static void resume(struct mw_app *a, lua_State *co, int ref, int nargs)
+static void resume(struct mw_app *a, lua_State *co, int ref, int nargs, const char *conn)
 {
     typeof(current) saved = current;
     current.app = a;
     current.co = co;
     current.ref = ref;
+    current.conn = conn;
     current.waiting = false;
+    a->refs++; /* whatever the coroutine does, its state outlives this resume */
 
-    uint64_t t0 = mw_now_ms();
+    uint64_t t0 = mw_now_us();
     int st = lua_resume(co, nargs);
-    uint64_t took = mw_now_ms() - t0;
+    uint64_t took = mw_now_us() - t0;
     bool waiting = current.waiting;
     current = saved;
-
-    if (took >= mw_script_slow_ms) {
-        a->route->stats.slow_handlers++;
-        mw_log_warn("slow handler", "route=%s ms=%llu", a->route->cfg->path,
-                    (unsigned long long)took);
+    account(a, took, conn);
+    if (st == LUA_YIELD && waiting) {
+        mw_app_decref(a); /* the wait holds its own reference */
+        return;           /* pinned until mw_co_wake */
     }
-    if (st == LUA_YIELD && waiting)
-        return; /* pinned until mw_co_wake */
     if (st == LUA_YIELD) {
         a->route->stats.lua_errors++;
         mw_log_error("lua error", "route=%s err=\"handler yielded outside a moonwire wait "
@@ -219,15 +335,23 @@ static void resume(struct mw_app *a, lua_State *co, int ref, int nargs)
         lua_pop(a->L, 1);
     }
     luaL_unref(a->L, LUA_REGISTRYINDEX, ref);
+    mw_app_decref(a);
 }
 
-/* Starts the router function `fn_ref` in a new coroutine with (app, conn, ...). */
-static lua_State *spawn(struct mw_app *a, int fn_ref, struct mw_conn *c, int *ref)
+/* A new coroutine running registry function fn_ref; *ref pins it. */
+static lua_State *spawn_fn(struct mw_app *a, int fn_ref, int *ref)
 {
     lua_State *L = a->L;
     lua_State *co = lua_newthread(L);
     *ref = luaL_ref(L, LUA_REGISTRYINDEX);
     lua_rawgeti(co, LUA_REGISTRYINDEX, fn_ref);
+    return co;
+}
+
+/* Starts the router function `fn_ref` in a new coroutine with (app, conn, ...). */
+static lua_State *spawn(struct mw_app *a, int fn_ref, struct mw_conn *c, int *ref)
+{
+    lua_State *co = spawn_fn(a, fn_ref, ref);
     lua_rawgeti(co, LUA_REGISTRYINDEX, a->app_ref);
     mw_lua_push_conn(co, c);
     return co;
@@ -238,7 +362,7 @@ void mw_script_connect(struct mw_conn *c)
     struct mw_app *a = c->route->app;
     int ref;
     lua_State *co = spawn(a, a->connect_ref, c, &ref);
-    resume(a, co, ref, 2);
+    resume(a, co, ref, 2, c->id);
 }
 
 void mw_script_message(struct mw_conn *c, const char *payload, size_t len, bool binary)
@@ -248,26 +372,75 @@ void mw_script_message(struct mw_conn *c, const char *payload, size_t len, bool 
     lua_State *co = spawn(a, a->message_ref, c, &ref);
     lua_pushlstring(co, payload, len);
     lua_pushboolean(co, binary);
-    resume(a, co, ref, 4);
+    resume(a, co, ref, 4, c->id);
 }
 
 void mw_script_disconnect(struct mw_conn *c)
 {
     struct mw_app *a = c->route->app;
     int ref;
+    mw_script_cancel_conn(c->id);
     lua_State *co = spawn(a, a->disconnect_ref, c, &ref);
-    resume(a, co, ref, 2);
+    resume(a, co, ref, 2, ""); /* may wait past the close: belongs to no connection */
 }
 
-void mw_co_wait(lua_State *L, struct mw_wait *w)
+void mw_script_run_ref(struct mw_app *a, int fn_ref)
+{
+    int ref;
+    lua_State *co = spawn_fn(a, fn_ref, &ref);
+    resume(a, co, ref, 0, "");
+}
+
+static void wait_unlink(struct mw_wait *w)
+{
+    nwaiting--;
+    if (w->prev)
+        w->prev->next = w->next;
+    else
+        waits = w->next;
+    if (w->next)
+        w->next->prev = w->prev;
+    w->next = w->prev = NULL;
+}
+
+void mw_co_check_wait(lua_State *L)
 {
     if (!current.co || current.co != L)
         luaL_error(L, "cannot wait here: only inside a handler's coroutine "
                       "(not at load time, not inside coroutine.wrap)");
+}
+
+void mw_co_wait(lua_State *L, struct mw_wait *w)
+{
+    mw_co_check_wait(L);
     current.waiting = true;
     w->app = current.app;
     w->ref = current.ref;
+    snprintf(w->conn, sizeof w->conn, "%s", current.conn);
+    w->cancel = NULL;
+    w->prev = NULL;
+    w->next = waits;
+    if (waits)
+        waits->prev = w;
+    waits = w;
+    nwaiting++;
     w->app->refs++;
+}
+
+void mw_script_cancel_conn(const char *conn_id)
+{
+    struct mw_wait *w = waits, *next;
+    for (; w; w = next) {
+        next = w->next;
+        if (!w->cancel || strcmp(w->conn, conn_id) != 0)
+            continue;
+        struct mw_app *a = w->app;
+        int ref = w->ref;
+        wait_unlink(w);
+        w->cancel(w); /* may free w */
+        luaL_unref(a->L, LUA_REGISTRYINDEX, ref);
+        mw_app_decref(a);
+    }
 }
 
 lua_State *mw_co_thread(const struct mw_wait *w)
@@ -282,6 +455,25 @@ lua_State *mw_co_thread(const struct mw_wait *w)
 void mw_co_wake(struct mw_wait *w, int nargs)
 {
     struct mw_app *a = w->app;
-    resume(a, mw_co_thread(w), w->ref, nargs);
+    char conn[sizeof w->conn];
+    memcpy(conn, w->conn, sizeof conn);
+    wait_unlink(w);
+    resume(a, mw_co_thread(w), w->ref, nargs, conn);
     mw_app_decref(a);
+}
+
+int mw_script_reload(struct mw_route *route, const char *home, char *err, size_t errlen)
+{
+    struct mw_app *fresh = mw_app_new(route, home, err, errlen);
+    if (!fresh)
+        return -1;
+    struct mw_app *old = route->app;
+    route->app = fresh;
+    mw_lua_timer_cancel_app(old); /* the new script starts its own */
+    mw_app_decref(old);           /* freed once its waiting coroutines are done */
+    int ref;
+    lua_State *co = spawn_fn(fresh, fresh->reload_ref, &ref);
+    lua_rawgeti(co, LUA_REGISTRYINDEX, fresh->app_ref);
+    resume(fresh, co, ref, 1, "");
+    return 0;
 }

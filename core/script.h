@@ -18,12 +18,19 @@ struct mw_app {
     struct mw_route *route;
     int refs;          /* the route's reference + one per waiting coroutine */
     int app_ref;       /* the table the script returned */
-    int connect_ref, message_ref, disconnect_ref; /* router functions */
+    int connect_ref, message_ref, disconnect_ref, reload_ref; /* router functions */
+    char **files;      /* loaded from disk, for hot reload */
+    size_t nfiles;
 };
 
 /* Creates a Lua state, loads lua/moonwire, runs the route's script. Returns the app,
  * or NULL with "file:line: message" in err. */
 struct mw_app *mw_app_new(struct mw_route *route, const char *home, char *err, size_t errlen);
+/* For `moonwire test`: a state made like mw_app_new's plus module moonwire.testing,
+ * for route (a synthetic one the runner owns), running the test file at top level
+ * (it registers its tests; no app is expected). NULL with "file:line: message" in err. */
+struct mw_app *mw_app_new_test(struct mw_route *route, const char *home, const char *file,
+                               char *err, size_t errlen);
 void mw_app_decref(struct mw_app *a);
 /* The app a Lua state belongs to. */
 struct mw_app *mw_app_of(lua_State *L);
@@ -36,17 +43,47 @@ void mw_script_disconnect(struct mw_conn *c);
 /* A coroutine waiting for something. */
 struct mw_wait {
     struct mw_app *app;
-    int ref; /* registry ref pinning the coroutine */
+    int ref;            /* registry ref pinning the coroutine */
+    char conn[24];      /* the connection whose message started it ("" for none) */
+    /* Optional: releases what the wait holds (stops its timer...) without resuming,
+     * when the connection closes first. Set it after mw_co_wait. Waits without one
+     * are left to complete (a store reply comes soon). */
+    void (*cancel)(struct mw_wait *w);
+    struct mw_wait *next, *prev;
 };
 
 /* Called by a waiting API from inside a handler: registers the running coroutine as
  * waiting (raises a Lua error when L is not a handler coroutine). The API then returns
  * lua_yield(L, 0) and later calls mw_co_wake exactly once. */
 void mw_co_wait(lua_State *L, struct mw_wait *w);
+/* Raises the same error mw_co_wait would, without registering anything: call it
+ * before allocating the struct that embeds the wait (w must not move once waiting). */
+void mw_co_check_wait(lua_State *L);
 /* The waiting coroutine's thread: push the results on it, then mw_co_wake. */
 lua_State *mw_co_thread(const struct mw_wait *w);
 /* Resumes it with nargs values pushed on its stack. */
 void mw_co_wake(struct mw_wait *w, int nargs);
+
+/* Runs the function at registry ref fn_ref in a new coroutine of app a, belonging
+ * to no connection (timers). */
+void mw_script_run_ref(struct mw_app *a, int fn_ref);
+
+/* Cancels the waits of coroutines started by messages of that connection (it
+ * closed): a handler waiting forever must not outlive its connection. */
+void mw_script_cancel_conn(const char *conn_id);
+
+/* Compiles the route's script again into a fresh state. On success new events go to
+ * it, its `reload` handler runs, and the old state is retired (its timers cancelled;
+ * freed once its last waiting coroutine finishes). On failure the old code keeps
+ * serving. Returns 0, or -1 with "file:line: message" in err. */
+int mw_script_reload(struct mw_route *route, const char *home, char *err, size_t errlen);
+
+/* Files the state loaded (the script and every module found through package.path):
+ * what hot reload watches. */
+size_t mw_app_files(const struct mw_app *a, const char *const **files);
+
+/* Coroutines waiting right now (sleep, store, ...). */
+uint32_t mw_script_waiting(void);
 
 /* Slow handler threshold (ms) and counters. */
 extern uint64_t mw_script_slow_ms;

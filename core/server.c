@@ -21,8 +21,10 @@
 #include "log.h"
 #include "lua_api.h"
 #include "presence.h"
+#include "reload.h"
 #include "room.h"
 #include "script.h"
+#include "store.h"
 #include "typing.h"
 #include "util.h"
 
@@ -151,19 +153,25 @@ static int on_established(struct lws *wsi, struct session *s)
     }
     lws_get_peer_simple(wsi, remote, sizeof remote);
     struct mw_conn *c = mw_conn_new(wsi, route, user[0] ? user : NULL, remote);
-    c->slow_drop = route->cfg->slow_consumer == MW_SLOW_DROP;
     s->conn = c;
+    mw_server_conn_opened(c);
+    return 0;
+}
+
+void mw_server_conn_opened(struct mw_conn *c)
+{
+    struct mw_route *route = c->route;
+    c->slow_drop = route->cfg->slow_consumer == MW_SLOW_DROP;
     route->stats.connections++;
     mw_log_debug("conn open", "conn=%s route=%s user=%s remote=%s", c->id, route->cfg->path,
                  c->user->id, c->remote);
     if (route->cfg->protocol == MW_PROTO_JSON)
         send_hello(c);
     mw_script_connect(c);
-    return 0;
 }
 
 /* Delivers a complete message to the route's script. */
-static void deliver(struct mw_conn *c, const char *p, size_t len, bool binary)
+void mw_server_conn_input(struct mw_conn *c, const char *p, size_t len, bool binary)
 {
     struct mw_route *route = c->route;
     if (!mw_conn_take_token(c, mw_now_ms())) {
@@ -198,7 +206,7 @@ static int on_receive(struct lws *wsi, struct mw_conn *c, const char *in, size_t
         return -1;
     }
     if (c->rxlen == 0 && final) { /* the common case: one piece, no copy */
-        deliver(c, in, len, lws_frame_is_binary(wsi));
+        mw_server_conn_input(c, in, len, lws_frame_is_binary(wsi));
         return 0;
     }
     if (c->rxlen == 0)
@@ -212,7 +220,7 @@ static int on_receive(struct lws *wsi, struct mw_conn *c, const char *in, size_t
     if (final) {
         size_t n = c->rxlen;
         c->rxlen = 0;
-        deliver(c, c->rx, n, c->rx_binary);
+        mw_server_conn_input(c, c->rx, n, c->rx_binary);
         free(c->rx); /* most connections never fragment: keep idle memory small */
         c->rx = NULL;
         c->rxcap = 0;
@@ -226,8 +234,14 @@ static void on_closed(struct session *s)
     if (!c)
         return;
     s->conn = NULL;
-    mw_log_debug("conn closed", "conn=%s user=%s", c->id, c->user->id);
     c->wsi = NULL;
+    mw_server_conn_gone(c);
+}
+
+void mw_server_conn_gone(struct mw_conn *c)
+{
+    mw_log_debug("conn closed", "conn=%s user=%s", c->id, c->user->id);
+    c->sink = NULL;
     mw_script_disconnect(c);
     mw_presence_leave_all(c, c->route->cfg);
     mw_conn_free(c);
@@ -330,8 +344,11 @@ static void finish(void)
     close_handle((uv_handle_t *)&sig_term);
     close_handle((uv_handle_t *)&sig_hup);
     mw_presence_shutdown();
+    mw_store_free(); /* pending store calls complete with "unavailable" */
     mw_lua_core_shutdown();
+    mw_lua_timer_cancel_app(NULL);
     mw_conn_shutdown();
+    mw_reload_shutdown();
 }
 
 static void on_shutdown_tick(uv_timer_t *t)
@@ -373,7 +390,7 @@ static void on_signal(uv_signal_t *h, int signum)
 {
     (void)h;
     if (signum == SIGHUP) {
-        mw_log_info("SIGHUP received", "%s", "reload=\"not yet supported\"");
+        mw_reload_all("SIGHUP");
         return;
     }
     begin_shutdown(signum);
@@ -430,6 +447,7 @@ int mw_server_run(const struct mw_config *cfg, const char *home)
         snprintf(mw_srv.node_id, sizeof mw_srv.node_id, "node-%08" PRIx64,
                  (uint64_t)(mw_random_u64() & 0xffffffffu));
     mw_http_init(cfg, home);
+    mw_store_init();
     mw_api_init(cfg);
 
     if (mw_server_load_routes(cfg, home, err, sizeof err) < 0) {
@@ -466,6 +484,7 @@ int mw_server_run(const struct mw_config *cfg, const char *home)
     uv_signal_init(loop, &sig_hup);
     uv_signal_start(&sig_hup, on_signal, SIGHUP);
 
+    mw_reload_init(cfg->hot_reload, home);
     mw_log_info("listening", "addr=%s:%d node=%s routes=%zu version=%s", cfg->listen_host,
                 cfg->listen_port, mw_srv.node_id, cfg->nroutes, MW_VERSION);
     /* Runs until finish() closed every handle (lws's included). */

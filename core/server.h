@@ -4,15 +4,23 @@
 #define MW_SERVER_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "config.h"
 
 struct mw_app;
 
+/* Handler run time histogram bounds (seconds, Prometheus `le`). */
+#define MW_HANDLER_BUCKETS 10
+extern const double mw_handler_bucket_le[MW_HANDLER_BUCKETS];
+
 /* Per-route counters for /metrics. */
 struct mw_route_stats {
+    uint64_t handler_buckets[MW_HANDLER_BUCKETS + 1]; /* last: +Inf */
+    double handler_seconds;
     uint64_t messages_in, errors, lua_errors, connections, slow_handlers;
+    uint64_t reloads, reload_failures;
 };
 
 struct mw_route {
@@ -42,5 +50,13 @@ void mw_server_unload_routes(void);
 int mw_server_run(const struct mw_config *cfg, const char *home);
 
 struct mw_route *mw_server_route(const char *path);
+
+/* A connection's life, shared by lws sockets and virtual connections (moonwire test):
+ * opened (hello + the connect handler), one complete message, gone (the disconnect
+ * handler, leave every room, free). */
+struct mw_conn;
+void mw_server_conn_opened(struct mw_conn *c);
+void mw_server_conn_input(struct mw_conn *c, const char *payload, size_t len, bool binary);
+void mw_server_conn_gone(struct mw_conn *c);
 
 #endif

@@ -29,6 +29,7 @@ uint64_t mw_random_u64(void);
 
 /* Milliseconds from a monotonic clock / from the Unix epoch. */
 uint64_t mw_now_ms(void);
+uint64_t mw_now_us(void);
 uint64_t mw_wall_ms(void);
 
 #define mw_assert(cond) \

@@ -8,6 +8,7 @@ local core = require "moonwire.core"
 local rooms = require "moonwire.rooms"
 local json = require "moonwire.json"
 local errors = require "moonwire.errors"
+local timer = require "moonwire.timer"
 
 local M = {
   json = json,
@@ -17,6 +18,11 @@ local M = {
   node_id = core.node_id,
   route = core.route,
   send_user = rooms.send_user,
+  store = require "moonwire.store",
+  -- Timers run their function in a new coroutine: mw.after(0.5, fn), mw.every(10, fn);
+  -- both return a handle with :cancel() and :pending().
+  after = timer.after,
+  every = timer.every,
 }
 
 -- mw.log(level, msg, fields?) and the shortcuts mw.log.info(msg, fields?) etc.

@@ -78,6 +78,10 @@ function M.message(app, conn, payload, binary)
   local t = msg.type
   if t == "ping" then
     return conn:send({ type = "pong", id = id, data = msg.data })
+  elseif t == "dev:watch" then -- this connection wants dev:reload events
+    conn:set("__dev_reload", true)
+    if id ~= nil then conn:send({ type = "ack", id = id }) end
+    return
   end
   local handler = app.handlers[t]
   if not handler then
@@ -132,6 +136,11 @@ end
 
 function M.disconnect(app, conn)
   if app.disconnect then run(conn, "disconnect", app.disconnect, conn) end
+end
+
+-- After a hot reload, in the new state.
+function M.reload(app)
+  if app.reload then run(nil, "reload", app.reload) end
 end
 
 -- Called once when a script is loaded: it must return an app.

@@ -343,12 +343,7 @@ static void finish(void)
     close_handle((uv_handle_t *)&sig_int);
     close_handle((uv_handle_t *)&sig_term);
     close_handle((uv_handle_t *)&sig_hup);
-    mw_presence_shutdown();
-    mw_store_free(); /* pending store calls complete with "unavailable" */
-    mw_lua_core_shutdown();
-    mw_lua_timer_cancel_app(NULL);
-    mw_conn_shutdown();
-    mw_reload_shutdown();
+    mw_server_release();
 }
 
 static void on_shutdown_tick(uv_timer_t *t)
@@ -432,11 +427,8 @@ static struct lws_context *create_context(const struct mw_config *cfg)
     return lws_create_context(&info);
 }
 
-int mw_server_run(const struct mw_config *cfg, const char *home)
+int mw_server_prepare(const struct mw_config *cfg, const char *home, char *err, size_t errlen)
 {
-    uv_loop_t *loop = uv_default_loop();
-    char err[1024];
-
     mw_conn_limits.send_queue = cfg->send_queue;
     mw_conn_limits.rate = cfg->rate;
     mw_conn_limits.burst = cfg->burst;
@@ -446,11 +438,38 @@ int mw_server_run(const struct mw_config *cfg, const char *home)
     else
         snprintf(mw_srv.node_id, sizeof mw_srv.node_id, "node-%08" PRIx64,
                  (uint64_t)(mw_random_u64() & 0xffffffffu));
-    mw_http_init(cfg, home);
     mw_store_init();
-    mw_api_init(cfg);
+    return mw_server_load_routes(cfg, home, err, errlen);
+}
 
-    if (mw_server_load_routes(cfg, home, err, sizeof err) < 0) {
+void mw_server_release(void)
+{
+    mw_presence_shutdown();
+    mw_store_free(); /* pending store calls complete with "unavailable" */
+    mw_lua_core_shutdown();
+    mw_lua_timer_cancel_app(NULL);
+    mw_conn_shutdown();
+    mw_reload_shutdown();
+}
+
+void mw_server_teardown(void)
+{
+    uv_loop_t *loop = uv_default_loop();
+    mw_room_free_all();
+    mw_server_unload_routes();
+    uv_run(loop, UV_RUN_DEFAULT); /* close callbacks of timers the scripts left */
+    if (uv_loop_close(loop) != 0)
+        mw_log_warn("loop not empty at exit", "%s", "");
+}
+
+int mw_server_run(const struct mw_config *cfg, const char *home)
+{
+    uv_loop_t *loop = uv_default_loop();
+    char err[1024];
+
+    mw_http_init(cfg, home);
+    mw_api_init(cfg);
+    if (mw_server_prepare(cfg, home, err, sizeof err) < 0) {
         fprintf(stderr, "moonwire: %s\n", err);
         return 1;
     }
@@ -491,11 +510,7 @@ int mw_server_run(const struct mw_config *cfg, const char *home)
     uv_run(loop, UV_RUN_DEFAULT);
     if (context) /* lws 4.1 with a foreign loop: the second call completes it */
         lws_context_destroy(context);
-    mw_room_free_all();
-    mw_server_unload_routes();
-    uv_run(loop, UV_RUN_DEFAULT); /* close callbacks of timers the scripts left */
-    if (uv_loop_close(loop) != 0)
-        mw_log_warn("loop not empty at exit", "%s", "");
+    mw_server_teardown();
     mw_msg_decref(ping_frame);
     mw_http_shutdown();
     mw_api_shutdown();

@@ -46,6 +46,14 @@ extern struct mw_server mw_srv;
 int mw_server_load_routes(const struct mw_config *cfg, const char *home, char *err, size_t errlen);
 void mw_server_unload_routes(void);
 
+/* The server state without a socket: limits, node id, store, routes (used by `serve`
+ * before it listens, and by `moonwire test`). Returns 0, or -1 with err set. */
+int mw_server_prepare(const struct mw_config *cfg, const char *home, char *err, size_t errlen);
+/* Stops what the subsystems keep on the loop (timers, store, watchers). */
+void mw_server_release(void);
+/* Frees rooms and routes and closes the loop; after mw_server_release. */
+void mw_server_teardown(void);
+
 /* Runs until SIGINT/SIGTERM. Returns the process exit code. */
 int mw_server_run(const struct mw_config *cfg, const char *home);
 

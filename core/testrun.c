@@ -16,16 +16,11 @@
 #include <uv.h>
 
 #include "config.h"
-#include "conn.h"
 #include "home.h"
 #include "log.h"
 #include "lua_api.h"
-#include "presence.h"
-#include "room.h"
 #include "script.h"
 #include "server.h"
-#include "store.h"
-#include "typing.h"
 #include "util.h"
 
 #define DEFAULT_TIMEOUT_S 60.0
@@ -206,42 +201,23 @@ static void run_file(struct run *r, const char *file)
     mw_app_decref(a); /* a test left sleeping keeps it until its timer or the end */
 }
 
-/* The server state `serve` sets up before it listens (mw_server_run), without a socket. */
+/* The server state `serve` sets up before it listens, without a socket. */
 static int server_start(const struct mw_config *cfg)
 {
     char err[1024];
-    mw_conn_limits.send_queue = cfg->send_queue;
-    mw_conn_limits.rate = cfg->rate;
-    mw_conn_limits.burst = cfg->burst;
-    mw_typing_init();
-    if (cfg->node_id)
-        snprintf(mw_srv.node_id, sizeof mw_srv.node_id, "%s", cfg->node_id);
-    else
-        snprintf(mw_srv.node_id, sizeof mw_srv.node_id, "test-%08" PRIx64,
-                 (uint64_t)(mw_random_u64() & 0xffffffffu));
-    mw_store_init();
-    if (mw_server_load_routes(cfg, mw_home(), err, sizeof err) < 0) {
+    if (mw_server_prepare(cfg, mw_home(), err, sizeof err) < 0) {
         fprintf(stderr, "moonwire: %s\n", err);
         return -1;
     }
     return 0;
 }
 
-/* Everything closes in the order of the server's own shutdown (server.c finish()). */
+/* Everything closes in the order of the server's own shutdown. */
 static void server_stop(void)
 {
-    uv_loop_t *loop = uv_default_loop();
     mw_lua_testing_shutdown();
-    mw_presence_shutdown();
-    mw_store_free();
-    mw_lua_core_shutdown();
-    mw_lua_timer_cancel_app(NULL);
-    mw_conn_shutdown();
-    mw_room_free_all();
-    mw_server_unload_routes();
-    uv_run(loop, UV_RUN_DEFAULT); /* close callbacks */
-    if (uv_loop_close(loop) != 0)
-        mw_log_warn("loop not empty at exit", "%s", "");
+    mw_server_release();
+    mw_server_teardown();
 }
 
 int mw_testrun_main(int argc, char **argv)

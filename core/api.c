@@ -11,6 +11,7 @@
 #include <libwebsockets.h>
 #include <lualib.h>
 
+#include "broker.h"
 #include "buf.h"
 #include "conn.h"
 #include "http.h"
@@ -147,33 +148,35 @@ static int api_publish(struct lws *wsi, const char *body, size_t len)
         return reply_error(wsi, 400, "bad_message", "room must be a string of 1..128 bytes");
     if (!type || !valid_type(type, tlen))
         return reply_error(wsi, 400, "bad_message", "type must be 1..64 characters of a-z 0-9 _ . : -");
+    /* Sequenced (and kept in history) where this node has the room; delivered to its
+     * members on every node either way. */
     struct mw_room *r = mw_room_find(room);
-    uint64_t seq = 0, ts = mw_wall_ms();
-    uint32_t delivered = 0;
+    uint64_t seq = r ? mw_room_next_seq(r) : 0, ts = mw_wall_ms();
+    lua_createtable(J, 0, 5);
+    lua_pushstring(J, type);
+    lua_setfield(J, -2, "type");
+    lua_pushstring(J, room);
+    lua_setfield(J, -2, "room");
+    lua_getfield(J, 1, "data");
+    lua_setfield(J, -2, "data");
     if (r) {
-        seq = mw_room_next_seq(r);
-        lua_createtable(J, 0, 5);
-        lua_pushstring(J, type);
-        lua_setfield(J, -2, "type");
-        lua_pushstring(J, room);
-        lua_setfield(J, -2, "room");
-        lua_getfield(J, 1, "data");
-        lua_setfield(J, -2, "data");
         lua_pushnumber(J, (lua_Number)seq);
         lua_setfield(J, -2, "seq");
         lua_pushnumber(J, (lua_Number)ts);
         lua_setfield(J, -2, "ts");
-        struct mw_buf ev = { 0 };
-        if (mw_json_encode(J, lua_gettop(J), &ev, err, sizeof err) < 0) {
-            mw_buf_free(&ev);
-            return reply_error(wsi, 400, "bad_message", err);
-        }
-        struct mw_msg *m = mw_msg_new(MW_OP_TEXT, ev.p, ev.len, 0);
-        mw_room_history_push(r, m, seq, ts, r->hcap);
-        delivered = mw_room_broadcast(r, m, NULL, NULL);
-        mw_msg_decref(m);
-        mw_buf_free(&ev);
     }
+    struct mw_buf ev = { 0 };
+    if (mw_json_encode(J, lua_gettop(J), &ev, err, sizeof err) < 0) {
+        mw_buf_free(&ev);
+        lua_settop(J, 0);
+        return reply_error(wsi, 400, "bad_message", err);
+    }
+    struct mw_msg *m = mw_msg_new(MW_OP_TEXT, ev.p, ev.len, 0);
+    if (r)
+        mw_room_history_push(r, m, seq, ts, r->hcap);
+    uint32_t delivered = mw_broker_room(room, m, NULL, NULL);
+    mw_msg_decref(m);
+    mw_buf_free(&ev);
     lua_settop(J, 0);
     struct mw_buf b = { 0 };
     mw_buf_printf(&b, "{\"seq\":%" PRIu64 ",\"delivered\":%" PRIu32 "}\n", seq, delivered);

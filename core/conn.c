@@ -22,6 +22,8 @@
 struct mw_conn_limits mw_conn_limits = { 1 << 20, 50, 100 };
 struct mw_conn_stats mw_conn_stats;
 
+void (*mw_user_on_active)(const char *user, bool active);
+
 static struct mw_map conns_by_id;
 static struct mw_map users_by_id;
 static struct mw_conn *all_head;
@@ -45,6 +47,8 @@ static struct mw_user *user_attach(struct mw_conn *c, const char *id)
         u = mw_calloc(1, sizeof *u);
         u->id = mw_strdup(id);
         mw_map_put(&users_by_id, u->id, u);
+        if (mw_user_on_active)
+            mw_user_on_active(u->id, true);
     }
     c->user_next = u->conns;
     c->user_prev = NULL;
@@ -65,6 +69,8 @@ static void user_detach(struct mw_conn *c)
     if (c->user_next)
         c->user_next->user_prev = c->user_prev;
     if (--u->nconns == 0) {
+        if (mw_user_on_active)
+            mw_user_on_active(u->id, false);
         mw_map_del(&users_by_id, u->id);
         free(u->id);
         free(u);

@@ -120,6 +120,10 @@ static inline bool mw_conn_is_open(const struct mw_conn *c)
 /* Frees it after the caller left its rooms; drops queued frames. */
 void mw_conn_free(struct mw_conn *c);
 
+/* Called when a user gets their first connection on this node (true) or loses the
+ * last (false): the broker subscribes to the user's channel meanwhile. */
+extern void (*mw_user_on_active)(const char *user, bool active);
+
 struct mw_conn *mw_conn_find(const char *id);
 struct mw_user *mw_user_find(const char *id);
 struct mw_conn *mw_conn_first(void); /* iterate with c->all_next */

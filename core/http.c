@@ -10,8 +10,10 @@
 #include <libwebsockets.h>
 
 #include "api.h"
+#include "broker.h"
 #include "buf.h"
 #include "conn.h"
+#include "redis.h"
 #include "room.h"
 #include "script.h"
 #include "server.h"
@@ -84,6 +86,21 @@ static void metrics_text(struct mw_buf *b)
                      "moonwire_heartbeat_timeouts_total %" PRIu64 "\n", mw_srv.heartbeat_timeouts);
     mw_buf_printf(b, "# TYPE moonwire_rate_limited_total counter\n"
                      "moonwire_rate_limited_total %" PRIu64 "\n", mw_srv.rate_limited);
+    if (mw_redis_configured()) {
+        mw_buf_printf(b, "# TYPE moonwire_redis_up gauge\nmoonwire_redis_up %d\n", mw_redis_up());
+        mw_buf_printf(b, "# TYPE moonwire_redis_transitions_total counter\n"
+                         "moonwire_redis_transitions_total{to=\"up\"} %" PRIu64 "\n"
+                         "moonwire_redis_transitions_total{to=\"down\"} %" PRIu64 "\n",
+                      mw_redis_stats.ups, mw_redis_stats.downs);
+        mw_buf_printf(b, "# TYPE moonwire_redis_channels gauge\nmoonwire_redis_channels %u\n",
+                      mw_redis_stats.channels);
+        mw_buf_printf(b, "# TYPE moonwire_broker_published_total counter\n"
+                         "moonwire_broker_published_total %" PRIu64 "\n", mw_redis_stats.published);
+        mw_buf_printf(b, "# TYPE moonwire_broker_received_total counter\n"
+                         "moonwire_broker_received_total %" PRIu64 "\n", mw_redis_stats.received);
+        mw_buf_printf(b, "# TYPE moonwire_broker_dropped_total counter\n"
+                         "moonwire_broker_dropped_total %" PRIu64 "\n", mw_broker_dropped);
+    }
     mw_buf_puts(b, "# TYPE moonwire_messages_in_total counter\n");
     for (size_t i = 0; i < mw_srv.nroutes; i++)
         mw_buf_printf(b, "moonwire_messages_in_total{route=\"%s\"} %" PRIu64 "\n",
@@ -160,9 +177,14 @@ int mw_http_request(struct lws *wsi, const char *uri, struct mw_http_req **req)
     }
     if (strcmp(uri, "/healthz") == 0)
         return reply_text(wsi, 200, "ok\n");
-    if (strcmp(uri, "/readyz") == 0)
-        return mw_srv.shutting_down ? reply_text(wsi, 503, "shutting down\n")
-                                    : reply_text(wsi, 200, "ready\n");
+    if (strcmp(uri, "/readyz") == 0) {
+        if (mw_srv.shutting_down)
+            return reply_text(wsi, 503, "shutting down\n");
+        /* Up means both connections work and every subscription is back in place. */
+        if (mw_redis_configured() && !mw_redis_up())
+            return reply_text(wsi, 503, "redis down\n");
+        return reply_text(wsi, 200, "ready\n");
+    }
     if (strcmp(uri, "/metrics") == 0) {
         struct mw_buf b = { 0 };
         metrics_text(&b);

@@ -3,6 +3,7 @@
 
 #include <lauxlib.h>
 
+#include "broker.h"
 #include "conn.h"
 #include "lua_api.h"
 #include "lua_json.h"
@@ -21,13 +22,8 @@ static int l_broadcast(lua_State *L)
     const char *name = mw_lua_check_room(L, 1);
     luaL_checkany(L, 2);
     struct mw_conn *except = lua_isnoneornil(L, 3) ? NULL : mw_lua_check_conn(L, 3);
-    struct mw_room *r = mw_room_find(name);
-    if (!r || !r->nmembers) {
-        lua_pushinteger(L, 0);
-        return 1;
-    }
     struct mw_msg *m = mw_lua_to_msg(L, 2, false, 0);
-    lua_pushinteger(L, mw_room_broadcast(r, m, except, NULL));
+    lua_pushinteger(L, mw_broker_room(name, m, except, NULL));
     mw_msg_decref(m);
     return 1;
 }
@@ -52,7 +48,7 @@ static int l_publish(lua_State *L)
     lua_setfield(L, 2, "ts");
     struct mw_msg *m = mw_lua_to_msg(L, 2, false, 0);
     mw_room_history_push(r, m, seq, ts, a->route->cfg->history_size);
-    mw_room_broadcast(r, m, NULL, NULL);
+    mw_broker_room(name, m, NULL, NULL);
     mw_msg_decref(m);
     lua_pushnumber(L, (lua_Number)seq);
     return 1;
@@ -150,19 +146,15 @@ static int l_typing(lua_State *L)
     return 1;
 }
 
-/* rooms.send_user(user, msg) -> connections reached on this node */
+/* rooms.send_user(user, msg) -> connections reached on this node (other nodes get
+ * it too when clustered) */
 static int l_send_user(lua_State *L)
 {
-    struct mw_user *u = mw_user_find(luaL_checkstring(L, 1));
+    const char *user = luaL_checkstring(L, 1);
     luaL_checkany(L, 2);
-    int n = 0;
-    if (u) {
-        struct mw_msg *m = mw_lua_to_msg(L, 2, false, 0);
-        for (struct mw_conn *c = u->conns; c; c = c->user_next)
-            n += mw_conn_send(c, m) == 0;
-        mw_msg_decref(m);
-    }
-    lua_pushinteger(L, n);
+    struct mw_msg *m = mw_lua_to_msg(L, 2, false, 0);
+    lua_pushinteger(L, mw_broker_user(user, m));
+    mw_msg_decref(m);
     return 1;
 }
 

@@ -7,6 +7,7 @@
 
 #include <uv.h>
 
+#include "broker.h"
 #include "config.h"
 #include "jsonw.h"
 #include "typing.h"
@@ -31,19 +32,21 @@ void mw_presence_member_json(struct mw_buf *b, const struct mw_presence *p)
     mw_buf_printf(b, ",\"conns\":%" PRIu32 "}", p->conns);
 }
 
-static void send_event(struct mw_room *r, const char *type, struct mw_buf *data,
+/* By room name: the local room may be gone (its last local member left) while
+ * members on other nodes still need the event. */
+static void send_event(const char *room, const char *type, struct mw_buf *data,
                        const struct mw_conn *except, unsigned flags)
 {
     struct mw_buf b = { 0 };
     mw_buf_puts(&b, "{\"type\":");
     mw_jsonw_str(&b, type);
     mw_buf_puts(&b, ",\"room\":");
-    mw_jsonw_str(&b, r->name);
+    mw_jsonw_str(&b, room);
     mw_buf_puts(&b, ",\"data\":");
     mw_buf_append(&b, data->p, data->len);
     mw_buf_putc(&b, '}');
     struct mw_msg *m = mw_msg_new(MW_OP_TEXT, b.p, b.len, flags);
-    mw_room_broadcast(r, m, except, NULL);
+    mw_broker_room(room, m, except, NULL);
     mw_msg_decref(m);
     mw_buf_free(&b);
 }
@@ -52,7 +55,7 @@ static void send_count(struct mw_room *r)
 {
     struct mw_buf d = { 0 };
     mw_buf_printf(&d, "{\"count\":%" PRIu32 "}", r->presence.len);
-    send_event(r, "presence:count", &d, NULL, MW_MSG_COALESCE);
+    send_event(r->name, "presence:count", &d, NULL, MW_MSG_COALESCE);
     mw_buf_free(&d);
     r->count_sent_ms = mw_now_ms();
     r->count_pending = false;
@@ -117,7 +120,7 @@ struct mw_member *mw_presence_join(struct mw_conn *c, const char *room, const ch
     } else {
         struct mw_buf d = { 0 };
         mw_presence_member_json(&d, m->presence);
-        send_event(r, "presence:join", &d, c, 0);
+        send_event(r->name, "presence:join", &d, c, 0);
         mw_buf_free(&d);
     }
     return m;
@@ -127,23 +130,25 @@ void mw_presence_leave(struct mw_member *m, const struct mw_route_config *rc)
 {
     struct mw_room *r = m->room;
     char *user = mw_strdup(m->conn->user->id);
+    char *room = mw_strdup(r->name);
     bool freed;
 
     if (m->presence->conns == 1)
         mw_typing_stop_user(r, user);
     bool last = mw_room_leave(m, &freed);
-    if (!freed && last && rc->presence_events) {
-        if (r->presence.len + 1 > rc->presence_threshold) {
+    if (last && rc->presence_events) {
+        if (!freed && r->presence.len + 1 > rc->presence_threshold) {
             schedule_count(r);
         } else {
             struct mw_buf d = { 0 };
             mw_buf_puts(&d, "{\"user\":");
             mw_jsonw_str(&d, user);
             mw_buf_putc(&d, '}');
-            send_event(r, "presence:leave", &d, NULL, 0);
+            send_event(room, "presence:leave", &d, NULL, 0);
             mw_buf_free(&d);
         }
     }
+    free(room);
     free(user);
 }
 

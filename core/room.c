@@ -10,6 +10,7 @@
 
 static struct mw_map rooms;
 void (*mw_room_on_free)(struct mw_room *r);
+void (*mw_room_on_active)(struct mw_room *r, bool active);
 
 struct mw_room *mw_room_find(const char *name)
 {
@@ -129,6 +130,8 @@ struct mw_member *mw_room_join(struct mw_conn *c, const char *name, const char *
     }
     m->room_idx = r->nmembers;
     r->members[r->nmembers++] = m;
+    if (r->nmembers == 1 && mw_room_on_active)
+        mw_room_on_active(r, true);
     if (c->nrooms == c->caprooms) {
         c->caprooms = c->caprooms ? c->caprooms * 2 : 2;
         c->rooms = mw_realloc(c->rooms, c->caprooms * sizeof *c->rooms);
@@ -159,6 +162,8 @@ bool mw_room_leave(struct mw_member *m, bool *room_freed)
         last = true;
     }
     free(m);
+    if (r->nmembers == 0 && mw_room_on_active)
+        mw_room_on_active(r, false);
     *room_freed = mw_room_maybe_free(r);
     return last;
 }

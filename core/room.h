@@ -88,5 +88,8 @@ void mw_room_free_all(void);
 
 /* Hooks other modules set to release their per-room state (typing timers). */
 extern void (*mw_room_on_free)(struct mw_room *r);
+/* Called when the room gets its first local member (true) or loses its last (false):
+ * the broker subscribes to the room's channel meanwhile. */
+extern void (*mw_room_on_active)(struct mw_room *r, bool active);
 
 #endif

@@ -15,6 +15,7 @@
 #include <uv.h>
 
 #include "api.h"
+#include "broker.h"
 #include "conn.h"
 #include "http.h"
 #include "jsonw.h"
@@ -444,6 +445,7 @@ int mw_server_prepare(const struct mw_config *cfg, const char *home, char *err, 
 
 void mw_server_release(void)
 {
+    mw_broker_stop();
     mw_presence_shutdown();
     mw_store_free(); /* pending store calls complete with "unavailable" */
     mw_lua_core_shutdown();
@@ -469,7 +471,8 @@ int mw_server_run(const struct mw_config *cfg, const char *home)
 
     mw_http_init(cfg, home);
     mw_api_init(cfg);
-    if (mw_server_prepare(cfg, home, err, sizeof err) < 0) {
+    if (mw_server_prepare(cfg, home, err, sizeof err) < 0 ||
+        mw_broker_start(cfg, err, sizeof err) < 0) {
         fprintf(stderr, "moonwire: %s\n", err);
         return 1;
     }

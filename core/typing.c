@@ -6,6 +6,7 @@
 
 #include <uv.h>
 
+#include "broker.h"
 #include "jsonw.h"
 #include "util.h"
 
@@ -25,7 +26,7 @@ static void broadcast(struct mw_room *r, const char *user, int typing)
     mw_jsonw_str(&b, user);
     mw_buf_puts(&b, typing ? ",\"typing\":true}}" : ",\"typing\":false}}");
     struct mw_msg *m = mw_msg_new(MW_OP_TEXT, b.p, b.len, MW_MSG_COALESCE);
-    mw_room_broadcast(r, m, NULL, mw_user_find(user));
+    mw_broker_room(r->name, m, NULL, mw_user_find(user));
     mw_msg_decref(m);
     mw_buf_free(&b);
 }

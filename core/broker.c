@@ -1,0 +1,158 @@
+/* broker.c - local fan-out plus Redis pub/sub between nodes.
+ *
+ * A published payload is "<node>\n<flags>\n<except_user>\n<event JSON>": the origin
+ * node, the frame flags (coalescible or not) and the user whose connections must not
+ * get it (typing), then the event exactly as local members got it. */
+#include "broker.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "buf.h"
+#include "log.h"
+#include "redis.h"
+#include "room.h"
+#include "server.h"
+#include "util.h"
+
+#define ROOM_CHANNEL "mw:room:"
+#define USER_CHANNEL "mw:user:"
+
+uint64_t mw_broker_dropped;
+static bool clustered;
+
+static void channel_name(char *out, size_t n, const char *prefix, const char *name)
+{
+    snprintf(out, n, "%s%s", prefix, name);
+}
+
+/* room.c / conn.c tell us when this node starts or stops having local members. */
+static void on_room_active(struct mw_room *r, bool active)
+{
+    char ch[160];
+    channel_name(ch, sizeof ch, ROOM_CHANNEL, r->name);
+    if (active)
+        mw_redis_subscribe(ch);
+    else
+        mw_redis_unsubscribe(ch);
+}
+
+static void on_user_active(const char *user, bool active)
+{
+    char ch[160];
+    channel_name(ch, sizeof ch, USER_CHANNEL, user);
+    if (active)
+        mw_redis_subscribe(ch);
+    else
+        mw_redis_unsubscribe(ch);
+}
+
+static void publish(const char *prefix, const char *name, const struct mw_msg *m,
+                    const struct mw_user *except_user)
+{
+    if (!clustered)
+        return;
+    char ch[160];
+    size_t len;
+    const char *json = mw_msg_payload(m, &len);
+    struct mw_buf b = { 0 };
+    channel_name(ch, sizeof ch, prefix, name);
+    mw_buf_printf(&b, "%s\n%u\n%s\n", mw_srv.node_id, (unsigned)m->flags,
+                  except_user ? except_user->id : "");
+    mw_buf_append(&b, json, len);
+    const char *argv[] = { "PUBLISH", ch, b.p };
+    size_t lens[] = { 7, strlen(ch), b.len };
+    if (mw_redis_command(NULL, NULL, 3, argv, lens) < 0)
+        mw_broker_dropped++; /* Redis down: local members got it, others cannot */
+    mw_buf_free(&b);
+}
+
+uint32_t mw_broker_room(const char *room, struct mw_msg *m, const struct mw_conn *except,
+                        const struct mw_user *except_user)
+{
+    struct mw_room *r = mw_room_find(room);
+    uint32_t n = r ? mw_room_broadcast(r, m, except, except_user) : 0;
+    publish(ROOM_CHANNEL, room, m, except_user);
+    return n;
+}
+
+static uint32_t deliver_user(const char *user, struct mw_msg *m)
+{
+    struct mw_user *u = mw_user_find(user);
+    uint32_t n = 0;
+    for (struct mw_conn *c = u ? u->conns : NULL; c; c = c->user_next)
+        n += mw_conn_send(c, m) == 0;
+    return n;
+}
+
+uint32_t mw_broker_user(const char *user, struct mw_msg *m)
+{
+    uint32_t n = deliver_user(user, m);
+    publish(USER_CHANNEL, user, m, NULL);
+    return n;
+}
+
+/* An event from another node: frame it once, deliver to the local members. */
+static void on_message(const char *channel, const char *payload, size_t len)
+{
+    const char *end = payload + len, *p = payload;
+    const char *node = p, *nl = memchr(p, '\n', (size_t)(end - p));
+    if (!nl)
+        return;
+    if ((size_t)(nl - node) == strlen(mw_srv.node_id) &&
+        memcmp(node, mw_srv.node_id, (size_t)(nl - node)) == 0)
+        return; /* our own broadcast: local members already have it */
+    p = nl + 1;
+    unsigned flags = (unsigned)strtoul(p, NULL, 10);
+    if (!(nl = memchr(p, '\n', (size_t)(end - p))))
+        return;
+    p = nl + 1;
+    if (!(nl = memchr(p, '\n', (size_t)(end - p))))
+        return;
+    char except[160];
+    snprintf(except, sizeof except, "%.*s", (int)(nl - p), p);
+    p = nl + 1;
+    struct mw_msg *m = mw_msg_new(MW_OP_TEXT, p, (size_t)(end - p), flags & MW_MSG_COALESCE);
+    if (strncmp(channel, ROOM_CHANNEL, strlen(ROOM_CHANNEL)) == 0) {
+        struct mw_room *r = mw_room_find(channel + strlen(ROOM_CHANNEL));
+        if (r)
+            mw_room_broadcast(r, m, NULL, except[0] ? mw_user_find(except) : NULL);
+    } else if (strncmp(channel, USER_CHANNEL, strlen(USER_CHANNEL)) == 0) {
+        deliver_user(channel + strlen(USER_CHANNEL), m);
+    }
+    mw_msg_decref(m);
+}
+
+static void on_state(bool up)
+{
+    (void)up; /* logged and counted by redis.c; resubscription happens there too */
+}
+
+int mw_broker_start(const struct mw_config *cfg, char *err, size_t errlen)
+{
+    if (!cfg->redis_url) {
+        if (cfg->nredis_cluster) {
+            snprintf(err, errlen, "redis.cluster is not supported yet: use redis.url");
+            return -1;
+        }
+        return 0;
+    }
+    struct mw_redis_hooks hooks = { on_message, on_state };
+    if (mw_redis_start(cfg->redis_url, &hooks, err, errlen) < 0)
+        return -1;
+    clustered = true;
+    mw_room_on_active = on_room_active;
+    mw_user_on_active = on_user_active;
+    return 0;
+}
+
+void mw_broker_stop(void)
+{
+    if (!clustered)
+        return;
+    mw_room_on_active = NULL;
+    mw_user_on_active = NULL;
+    mw_redis_stop();
+    clustered = false;
+}

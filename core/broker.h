@@ -1,0 +1,31 @@
+/* broker.h - rooms and users across nodes (SPEC section 7). Without `redis:` it is
+ * the local fan-out only. With Redis, a room is a channel this node subscribes to
+ * while it has local members, and a user one while they have local connections; every
+ * broadcast goes to local members at once and is published for the other nodes,
+ * tagged with this node's id so that no node delivers its own broadcast twice. */
+#ifndef MW_BROKER_H
+#define MW_BROKER_H
+
+#include <stdint.h>
+
+#include "config.h"
+#include "conn.h"
+#include "msg.h"
+
+/* Starts the Redis client when configured. 0, or -1 with err set. */
+int mw_broker_start(const struct mw_config *cfg, char *err, size_t errlen);
+void mw_broker_stop(void);
+
+/* Sends a framed event to every member of the room on every node, except the
+ * connection `except` (local) and every connection of `except_user` (all nodes).
+ * Returns the local recipients. */
+uint32_t mw_broker_room(const char *room, struct mw_msg *m, const struct mw_conn *except,
+                        const struct mw_user *except_user);
+
+/* Every connection of a user on every node. Returns the local recipients. */
+uint32_t mw_broker_user(const char *user, struct mw_msg *m);
+
+/* Events published to other nodes that could not be (Redis down). */
+extern uint64_t mw_broker_dropped;
+
+#endif

@@ -1,0 +1,147 @@
+// Clustering over Redis (SPEC section 7): two moonwire nodes and one real
+// redis-server, each started on free loopback ports. Rooms, presence and typing
+// events and send_user cross nodes; a Redis outage keeps local rooms working,
+// /readyz reports it, and cross-node delivery recovers after Redis returns.
+'use strict';
+
+const { describe, it, before, after } = require('node:test');
+const assert = require('node:assert/strict');
+const { startServer } = require('./lib/server');
+const { startRedis } = require('./lib/redis');
+const { connect, closeAll } = require('./lib/client');
+const { request } = require('./lib/http');
+const { uid, expectAck, waitFor } = require('./lib/helpers');
+
+const KEY = 'cluster-test-key';
+const NOTIFY = `
+local mw = require "moonwire"
+local app = mw.app()
+app:on("poke", function(conn, msg)
+  return mw.send_user(msg.data.user, { type = "poked", data = { by = conn.user } })
+end)
+return app
+`;
+
+describe('two nodes over one Redis', () => {
+  let redis;
+  let a;
+  let b;
+  const ready = async (node) => (await request('GET', node.httpUrl('/readyz'))).status;
+
+  before(async () => {
+    redis = await startRedis();
+    const config = { redis: { url: redis.url }, api: { keys: [KEY] } };
+    const routes = { '/notify': { script: 'notify.lua' } };
+    a = await startServer({ config: { ...config, node_id: 'node-a' }, routes, scripts: { 'notify.lua': NOTIFY } });
+    b = await startServer({ config: { ...config, node_id: 'node-b' }, routes, scripts: { 'notify.lua': NOTIFY } });
+    await waitFor(async () => (await ready(a)) === 200 && (await ready(b)) === 200, 5000, 'both nodes ready');
+  });
+  after(async () => {
+    await closeAll();
+    if (a) await a.stop();
+    if (b) await b.stop();
+    if (redis) await redis.stop();
+  });
+
+  it('delivers chat, presence and typing across nodes exactly once, in publish order', async () => {
+    const room = uid('x');
+    const ana = await connect(a.url(`/chat?user=${uid('ana')}`));
+    const bob = await connect(b.url(`/chat?user=${uid('bob')}`));
+    assert.equal(ana.hello.data.node, 'node-a');
+    assert.equal(bob.hello.data.node, 'node-b');
+    expectAck(await ana.request('join', { room }), 1);
+    expectAck(await bob.request('join', { room }), 1);
+    const pj = await ana.next({ type: 'presence:join', room }, 3000);
+    assert.equal(pj.data.user, bob.user);
+
+    const N = 50;
+    for (let i = 0; i < N; i++) ana.send({ type: 'chat:message', room, data: { i } });
+    const got = [];
+    for (let i = 0; i < N; i++) got.push((await bob.next({ type: 'chat:message', room }, 3000)).data.i);
+    assert.deepEqual(got, [...Array(N).keys()], 'every message once, in order');
+    const extra = await bob.collect((m) => m.type === 'chat:message', 300);
+    assert.equal(extra.length, 0, 'no duplicates');
+    const own = await ana.collect((m) => m.type === 'chat:message', 300);
+    assert.equal(own.length, N, 'the sender gets its own messages once, not again via Redis');
+
+    bob.send({ type: 'typing:start', room });
+    const typing = await ana.next({ type: 'typing', room }, 3000);
+    assert.deepEqual(typing.data, { user: bob.user, typing: true });
+    const echo = await bob.collect((m) => m.type === 'typing', 300);
+    assert.equal(echo.length, 0, 'the typer does not get its own typing event back');
+
+    await bob.close();
+    const left = await ana.next({ type: 'presence:leave', room }, 3000);
+    assert.equal(left.data.user, bob.user);
+  });
+
+  it('reaches every connection of a user on any node with send_user', async () => {
+    const target = uid('zoe');
+    const t1 = await connect(a.url(`/notify?user=${target}`));
+    const t2 = await connect(b.url(`/notify?user=${target}`));
+    const poker = await connect(a.url(`/notify?user=${uid('pat')}`));
+    await waitFor(async () => redis.cli('PUBSUB', 'NUMSUB', `mw:user:${target}`).endsWith('2'), 3000,
+      'both nodes subscribed to the user');
+    const ack = await poker.request('poke', { data: { user: target } });
+    expectAck(ack, 1);
+    assert.equal(ack.data, 1, 'one local connection on node a');
+    assert.equal((await t1.next({ type: 'poked' }, 3000)).data.by, poker.user);
+    assert.equal((await t2.next({ type: 'poked' }, 3000)).data.by, poker.user);
+  });
+
+  it('publishes from the HTTP API of one node to members on the other', async () => {
+    const room = uid('news');
+    const reader = await connect(b.url(`/chat?user=${uid('r')}`));
+    expectAck(await reader.request('join', { room }), 1);
+    // node a has no member in the room: the event still reaches node b's members.
+    await waitFor(async () => redis.cli('PUBSUB', 'NUMSUB', `mw:room:${room}`).endsWith('1'), 3000,
+      'node b subscribed to the room');
+    const res = await request('POST', a.httpUrl('/api/publish'), {
+      headers: { authorization: `Bearer ${KEY}` }, body: { room, type: 'news', data: { n: 1 } },
+    });
+    assert.equal(res.status, 200, res.text);
+    assert.equal(res.json.delivered, 0, 'no local member on node a');
+    const ev = await reader.next({ type: 'news' }, 3000);
+    assert.deepEqual(ev.data, { n: 1 });
+    assert.equal(ev.room, room);
+  });
+
+  it('keeps local rooms working while Redis is down, reports it, and recovers', async () => {
+    const room = uid('outage');
+    const ana = await connect(a.url(`/chat?user=${uid('ana')}`));
+    const amy = await connect(a.url(`/chat?user=${uid('amy')}`));
+    const bob = await connect(b.url(`/chat?user=${uid('bob')}`));
+    for (const c of [ana, amy, bob]) expectAck(await c.request('join', { room }), 1);
+    await waitFor(async () => redis.cli('PUBSUB', 'NUMSUB', `mw:room:${room}`).endsWith('2'), 3000,
+      'both nodes subscribed');
+    const port = redis.port;
+    await redis.stop();
+    await waitFor(async () => (await ready(a)) === 503, 3000, '/readyz 503 while Redis is down');
+    await a.waitForLog(/msg="redis down"/);
+
+    ana.send({ type: 'chat:message', room, data: 'local only' });
+    assert.equal((await amy.next({ type: 'chat:message', room }, 2000)).data, 'local only',
+      'a local room keeps working');
+
+    redis = await startRedis(port);
+    await waitFor(async () => (await ready(a)) === 200 && (await ready(b)) === 200, 15000,
+      'both nodes back (reconnect with backoff, rooms resubscribed)');
+    const metrics = (await request('GET', a.httpUrl('/metrics'))).text;
+    assert.match(metrics, /^moonwire_redis_up 1$/m);
+    assert.match(metrics, /^moonwire_redis_transitions_total\{to="down"\} [1-9]/m);
+    assert.match(metrics, /^moonwire_broker_dropped_total [1-9]/m, 'the message published while down was counted');
+
+    ana.send({ type: 'chat:message', room, data: 'after' });
+    const m = await bob.next((x) => x.type === 'chat:message' && x.data === 'after', 3000);
+    assert.equal(m.room, room, 'cross-node delivery recovered without rejoining');
+  });
+});
+
+describe('redis config errors', () => {
+  it('refuses an unsupported redis URL at start with a clear message', async () => {
+    await assert.rejects(
+      startServer({ config: { redis: { url: 'rediss://127.0.0.1:1' } } }),
+      /TLS \(rediss:\/\/\) is not supported/,
+    );
+  });
+});

@@ -1,0 +1,46 @@
+// Starts a real redis-server on a free 127.0.0.1 port (no persistence), for the
+// clustering tests; stop() and start() again on the same port simulate an outage.
+'use strict';
+
+const { spawn, execFileSync } = require('node:child_process');
+const net = require('node:net');
+const { freePort } = require('./server');
+
+function ping(port, timeoutMs = 300) {
+  return new Promise((resolve) => {
+    const s = net.connect({ host: '127.0.0.1', port });
+    const done = (ok) => { s.destroy(); resolve(ok); };
+    s.setTimeout(timeoutMs, () => done(false));
+    s.on('error', () => done(false));
+    s.on('connect', () => s.write('PING\r\n'));
+    s.on('data', (d) => done(d.toString().startsWith('+PONG')));
+  });
+}
+
+async function startRedis(port) {
+  port = port || await freePort();
+  const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1',
+    '--save', '', '--appendonly', 'no', '--protected-mode', 'no'],
+  { stdio: ['ignore', 'ignore', 'pipe'] });
+  let exited = false;
+  child.on('exit', () => { exited = true; });
+  for (let i = 0; i < 100 && !(await ping(port)); i++) {
+    if (exited) throw new Error(`redis-server on port ${port} exited at start`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return {
+    port,
+    url: `redis://127.0.0.1:${port}`,
+    async stop() {
+      if (exited) return;
+      child.kill('SIGKILL');
+      await new Promise((r) => (exited ? r() : child.on('exit', r)));
+    },
+    // Raw access for assertions: redis-cli, bounded.
+    cli(...args) {
+      return execFileSync('redis-cli', ['-p', String(port), ...args], { timeout: 3000 }).toString().trim();
+    },
+  };
+}
+
+module.exports = { startRedis };

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "buf.h"
+#include "cluster.h"
 #include "log.h"
 #include "redis.h"
 #include "room.h"
@@ -126,7 +127,8 @@ static void on_message(const char *channel, const char *payload, size_t len)
 
 static void on_state(bool up)
 {
-    (void)up; /* logged and counted by redis.c; resubscription happens there too */
+    if (up) /* logged by redis.c, which also resubscribed every channel */
+        mw_cluster_on_up();
 }
 
 int mw_broker_start(const struct mw_config *cfg, char *err, size_t errlen)
@@ -142,6 +144,7 @@ int mw_broker_start(const struct mw_config *cfg, char *err, size_t errlen)
     if (mw_redis_start(cfg->redis_url, &hooks, err, errlen) < 0)
         return -1;
     clustered = true;
+    mw_cluster_start(cfg);
     mw_room_on_active = on_room_active;
     mw_user_on_active = on_user_active;
     return 0;
@@ -153,6 +156,7 @@ void mw_broker_stop(void)
         return;
     mw_room_on_active = NULL;
     mw_user_on_active = NULL;
+    mw_cluster_stop();
     mw_redis_stop();
     clustered = false;
 }

@@ -1,13 +1,17 @@
 /* lua_rooms.c - rooms, presence and typing for Lua (module moonwire.rooms). */
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <lauxlib.h>
 
 #include "broker.h"
+#include "cluster.h"
 #include "conn.h"
 #include "lua_api.h"
 #include "lua_json.h"
 #include "presence.h"
+#include "redis.h"
 #include "room.h"
 #include "script.h"
 #include "server.h"
@@ -91,14 +95,11 @@ static int l_info(lua_State *L)
     return 1;
 }
 
-/* rooms.presence(room [, limit]) -> members array, count */
-static int l_presence(lua_State *L)
+/* Pushes the local members of a room (at most limit) and their count. */
+static int push_local_presence(lua_State *L, const char *room, lua_Integer limit)
 {
     char err[256];
-    struct mw_room *r = mw_room_find(mw_lua_check_room(L, 1));
-    lua_Integer limit = luaL_optinteger(L, 2, PRESENCE_LIST_MAX);
-    if (limit < 0 || limit > PRESENCE_LIST_MAX)
-        limit = PRESENCE_LIST_MAX;
+    struct mw_room *r = mw_room_find(room);
     uint32_t count = r ? r->presence.len : 0;
     mw_json_push_array(L, (int)(count < limit ? count : limit));
     struct mw_buf b = { 0 };
@@ -117,6 +118,52 @@ static int l_presence(lua_State *L)
     mw_buf_free(&b);
     lua_pushinteger(L, count);
     return 2;
+}
+
+/* A presence list being read from Redis by a waiting handler. */
+struct presence_wait {
+    struct mw_wait wait;
+    char room[129];
+    lua_Integer limit;
+};
+
+static void on_cluster_members(void *ud, const char *json, uint32_t count)
+{
+    char err[256];
+    struct presence_wait *pw = ud;
+    lua_State *co = mw_co_thread(&pw->wait);
+    int n;
+    if (json && mw_json_decode(co, json, strlen(json), err, sizeof err) == 0) {
+        lua_pushinteger(co, count);
+        n = 2;
+    } else { /* Redis failed meanwhile: this node's view is the best there is */
+        n = push_local_presence(co, pw->room, pw->limit);
+    }
+    mw_co_wake(&pw->wait, n);
+    free(pw);
+}
+
+/* rooms.presence(room [, limit]) -> members array, count. Clustered, the members of
+ * every node (the handler waits for Redis); else, or while Redis is down, this
+ * node's. */
+static int l_presence(lua_State *L)
+{
+    const char *room = mw_lua_check_room(L, 1);
+    lua_Integer limit = luaL_optinteger(L, 2, PRESENCE_LIST_MAX);
+    if (limit < 0 || limit > PRESENCE_LIST_MAX)
+        limit = PRESENCE_LIST_MAX;
+    if (!mw_cluster_active() || !mw_redis_up())
+        return push_local_presence(L, room, limit);
+    mw_co_check_wait(L);
+    struct presence_wait *pw = mw_calloc(1, sizeof *pw);
+    snprintf(pw->room, sizeof pw->room, "%s", room);
+    pw->limit = limit;
+    if (mw_cluster_members(room, (uint32_t)limit, on_cluster_members, pw) < 0) {
+        free(pw);
+        return push_local_presence(L, room, limit);
+    }
+    mw_co_wait(L, &pw->wait);
+    return lua_yield(L, 0);
 }
 
 static struct mw_room *member_room(lua_State *L, struct mw_conn **c)

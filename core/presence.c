@@ -8,6 +8,7 @@
 #include <uv.h>
 
 #include "broker.h"
+#include "cluster.h"
 #include "config.h"
 #include "jsonw.h"
 #include "typing.h"
@@ -54,7 +55,8 @@ static void send_event(const char *room, const char *type, struct mw_buf *data,
 static void send_count(struct mw_room *r)
 {
     struct mw_buf d = { 0 };
-    mw_buf_printf(&d, "{\"count\":%" PRIu32 "}", r->presence.len);
+    mw_buf_printf(&d, "{\"count\":%" PRIu32 "}",
+                  mw_cluster_active() ? r->cluster_users : r->presence.len);
     send_event(r->name, "presence:count", &d, NULL, MW_MSG_COALESCE);
     mw_buf_free(&d);
     r->count_sent_ms = mw_now_ms();
@@ -107,22 +109,61 @@ static void schedule_count(struct mw_room *r)
         uv_timer_start(&count_timer, on_count_timer, r->count_sent_ms + COUNT_INTERVAL_MS - now, 0);
 }
 
+void mw__presence_emit_join(const char *room, const char *user, const char *meta,
+                            uint32_t conns, const char *except_conn, uint32_t users,
+                            const struct mw_route_config *rc)
+{
+    struct mw_room *r = mw_room_find(room);
+    if (!rc->presence_events)
+        return;
+    if (users > rc->presence_threshold) {
+        if (r) {
+            r->cluster_users = users;
+            schedule_count(r);
+        }
+        return;
+    }
+    struct mw_presence p = { (char *)user, (char *)meta, conns };
+    struct mw_buf d = { 0 };
+    mw_presence_member_json(&d, &p);
+    send_event(room, "presence:join", &d, except_conn ? mw_conn_find(except_conn) : NULL, 0);
+    mw_buf_free(&d);
+}
+
+void mw__presence_emit_leave(const char *room, const char *user, uint32_t users_before,
+                             const struct mw_route_config *rc)
+{
+    struct mw_room *r = mw_room_find(room);
+    if (!rc->presence_events)
+        return;
+    if (users_before > rc->presence_threshold) {
+        if (r) {
+            r->cluster_users = users_before - 1;
+            schedule_count(r);
+        }
+        return;
+    }
+    struct mw_buf d = { 0 };
+    mw_buf_puts(&d, "{\"user\":");
+    mw_jsonw_str(&d, user);
+    mw_buf_putc(&d, '}');
+    send_event(room, "presence:leave", &d, NULL, 0);
+    mw_buf_free(&d);
+}
+
 struct mw_member *mw_presence_join(struct mw_conn *c, const char *room, const char *meta_json,
                                    const struct mw_route_config *rc)
 {
     bool first, already;
     struct mw_member *m = mw_room_join(c, room, meta_json, &first, &already);
-    if (!first || !rc->presence_events)
+    if (already)
         return m;
-    struct mw_room *r = m->room;
-    if (r->presence.len > rc->presence_threshold) {
-        schedule_count(r);
-    } else {
-        struct mw_buf d = { 0 };
-        mw_presence_member_json(&d, m->presence);
-        send_event(r->name, "presence:join", &d, c, 0);
-        mw_buf_free(&d);
-    }
+    /* Clustered: the event follows the user's connections on every node. */
+    if (mw_cluster_active() && mw_cluster_join(room, c->user->id, meta_json, c->id, rc) == 0)
+        return m;
+    if (first)
+        mw__presence_emit_join(room, c->user->id, m->presence->meta_json, m->presence->conns,
+                               c->id, m->room->presence.len, rc);
     return m;
 }
 
@@ -135,19 +176,10 @@ void mw_presence_leave(struct mw_member *m, const struct mw_route_config *rc)
 
     if (m->presence->conns == 1)
         mw_typing_stop_user(r, user);
+    uint32_t users_before = r->presence.len;
     bool last = mw_room_leave(m, &freed);
-    if (last && rc->presence_events) {
-        if (!freed && r->presence.len + 1 > rc->presence_threshold) {
-            schedule_count(r);
-        } else {
-            struct mw_buf d = { 0 };
-            mw_buf_puts(&d, "{\"user\":");
-            mw_jsonw_str(&d, user);
-            mw_buf_putc(&d, '}');
-            send_event(room, "presence:leave", &d, NULL, 0);
-            mw_buf_free(&d);
-        }
-    }
+    if (!(mw_cluster_active() && mw_cluster_leave(room, user, rc) == 0) && last)
+        mw__presence_emit_leave(room, user, users_before, rc);
     free(room);
     free(user);
 }

@@ -23,6 +23,16 @@ void mw_presence_leave_all(struct mw_conn *c, const struct mw_route_config *rc);
 /* Appends a member object {"user":U,...meta,"conns":N}. */
 void mw_presence_member_json(struct mw_buf *b, const struct mw_presence *p);
 
+/* Sends presence:join (or, above the route's threshold, a throttled presence:count)
+ * for a user's first connection in the room, from the given counts (local ones, or
+ * cluster-wide ones from cluster.c). */
+void mw__presence_emit_join(const char *room, const char *user, const char *meta,
+                            uint32_t conns, const char *except_conn, uint32_t users,
+                            const struct mw_route_config *rc);
+/* The same for a user's last connection leaving; users_before counts them included. */
+void mw__presence_emit_leave(const char *room, const char *user, uint32_t users_before,
+                             const struct mw_route_config *rc);
+
 /* Stops the throttle timer (shutdown). */
 void mw_presence_shutdown(void);
 

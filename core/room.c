@@ -17,6 +17,13 @@ struct mw_room *mw_room_find(const char *name)
     return mw_map_get(&rooms, name);
 }
 
+void mw_room_foreach(void (*fn)(struct mw_room *r, void *ud), void *ud)
+{
+    for (uint32_t i = 0; i < rooms.cap; i++)
+        if (rooms.slots[i].key)
+            fn(rooms.slots[i].val, ud);
+}
+
 uint32_t mw_room_count(void)
 {
     return rooms.len;

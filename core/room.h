@@ -49,10 +49,13 @@ struct mw_room {
 
     struct mw_map typing;   /* user id -> typing state (typing.c) */
     uint64_t count_sent_ms; /* presence:count throttle (presence.c) */
+    uint32_t cluster_users; /* users in the room on every node, last seen (cluster.c) */
     bool count_pending;
 };
 
 struct mw_room *mw_room_find(const char *name);
+/* Calls fn for every room (fn must not create or free rooms). */
+void mw_room_foreach(void (*fn)(struct mw_room *r, void *ud), void *ud);
 uint32_t mw_room_count(void);
 
 /* Adds c to the room (created when absent). meta_json (may be NULL) replaces the

@@ -145,3 +145,79 @@ describe('redis config errors', () => {
     );
   });
 });
+
+describe('presence across nodes', () => {
+  let redis;
+  let a;
+  let b;
+  const heartbeat = { interval: '1s', timeout: '1s' }; // registry refresh every 500 ms
+  before(async () => {
+    redis = await startRedis();
+    const config = { redis: { url: redis.url }, heartbeat };
+    a = await startServer({ config: { ...config, node_id: 'pa' } });
+    b = await startServer({ config: { ...config, node_id: 'pb' } });
+  });
+  after(async () => {
+    await closeAll();
+    if (a) await a.stop();
+    if (b) await b.stop();
+    if (redis) await redis.stop();
+  });
+
+  it('lists members of every node, and counts a user on two nodes once', async () => {
+    const room = uid('p');
+    const ana = await connect(a.url(`/chat?user=${uid('ana')}`));
+    expectAck(await ana.request('join', { room, data: { name: 'Ana' } }), 1);
+    const bob = await connect(b.url(`/chat?user=${uid('bob')}`));
+    const ack = await bob.request('join', { room });
+    expectAck(ack, 1);
+    const users = ack.data.members.map((m) => m.user).sort();
+    assert.deepEqual(users, [ana.user, bob.user].sort(), 'the join ack lists node a\'s member');
+    assert.equal(ack.data.members.find((m) => m.user === ana.user).name, 'Ana', 'with metadata');
+
+    const zoe = uid('zoe');
+    const z1 = await connect(a.url(`/chat?user=${zoe}`));
+    const z2 = await connect(b.url(`/chat?user=${zoe}`));
+    expectAck(await z1.request('join', { room }), 1);
+    expectAck(await z2.request('join', { room }), 1);
+    const joins = (await ana.collect((m) => m.type === 'presence:join' && m.data.user === zoe, 500));
+    assert.equal(joins.length, 1, 'one presence:join for a user on two nodes');
+    const list = await ana.request('presence:list', { room });
+    const zm = list.data.members.find((m) => m.user === zoe);
+    assert.equal(zm.conns, 2, 'conns counts both nodes');
+    assert.equal(list.data.count, 3, 'ana, bob and zoe');
+
+    await z1.close();
+    const early = await ana.collect((m) => m.type === 'presence:leave' && m.data.user === zoe, 500);
+    assert.equal(early.length, 0, 'still present through node b');
+    await z2.close();
+    const left = await ana.next((m) => m.type === 'presence:leave' && m.data.user === zoe, 3000);
+    assert.equal(left.room, room);
+  });
+
+  it('removes a killed node\'s members within a few heartbeats, announced once', async () => {
+    const room = uid('k');
+    const c = await startServer({ config: { redis: { url: redis.url }, heartbeat, node_id: 'pc' } });
+    const ana = await connect(a.url(`/chat?user=${uid('ana')}`));
+    const bob = await connect(b.url(`/chat?user=${uid('bob')}`));
+    expectAck(await ana.request('join', { room }), 1);
+    expectAck(await bob.request('join', { room }), 1);
+    const carl = await connect(c.url(`/chat?user=${uid('carl')}`));
+    expectAck(await carl.request('join', { room }), 1);
+    await ana.next((m) => m.type === 'presence:join' && m.data.user === carl.user, 3000);
+    await bob.next((m) => m.type === 'presence:join' && m.data.user === carl.user, 3000);
+
+    const t0 = Date.now();
+    c.process.kill('SIGKILL');
+    const left = await ana.next((m) => m.type === 'presence:leave' && m.data.user === carl.user, 8000);
+    assert.equal(left.room, room);
+    await bob.next((m) => m.type === 'presence:leave' && m.data.user === carl.user, 3000);
+    const took = Date.now() - t0;
+    assert.ok(took < 6000, `gone within a few heartbeats (${took} ms)`);
+    const dup = await ana.collect((m) => m.type === 'presence:leave' && m.data.user === carl.user, 1000);
+    assert.equal(dup.length, 0, 'one cleaner: the leave is announced once');
+    const list = await ana.request('presence:list', { room });
+    assert.deepEqual(list.data.members.map((m) => m.user).sort(), [ana.user, bob.user].sort());
+    await c.stop().catch(() => {}); // already dead: only the temp dir is left to remove
+  });
+});

@@ -15,6 +15,7 @@ int luaopen_moonwire_core(lua_State *L);
 int luaopen_moonwire_conn(lua_State *L);
 int luaopen_moonwire_rooms(lua_State *L);
 int luaopen_moonwire_store(lua_State *L);
+int luaopen_moonwire_redis(lua_State *L);
 int luaopen_moonwire_timer(lua_State *L);
 int luaopen_moonwire_testing(lua_State *L); /* lua_testing.c: simulated clients (moonwire test) */
 

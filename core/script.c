@@ -204,6 +204,7 @@ static struct mw_app *app_load(struct mw_route *route, const char *home, const c
     preload(L, "moonwire.conn", luaopen_moonwire_conn);
     preload(L, "moonwire.rooms", luaopen_moonwire_rooms);
     preload(L, "moonwire.store", luaopen_moonwire_store);
+    preload(L, "moonwire.redis", luaopen_moonwire_redis);
     preload(L, "moonwire.timer", luaopen_moonwire_timer);
     if (testing)
         preload(L, "moonwire.testing", luaopen_moonwire_testing);

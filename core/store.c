@@ -11,6 +11,7 @@
 
 static enum { STORE_NEW, STORE_OPEN, STORE_CLOSED } state;
 static const struct mw_store_backend *backend;
+static bool use_redis;
 
 const char *mw_store_strerror(int err)
 {
@@ -28,10 +29,22 @@ const char *mw_store_strerror(int err)
     }
 }
 
+void mw_store_use_redis(bool on)
+{
+    use_redis = on;
+}
+
 void mw_store_init(void)
 {
     if (state == STORE_OPEN)
         return;
+    if (use_redis) {
+        backend = &mw_store_redis;
+        mw__store_redis_open();
+        state = STORE_OPEN;
+        mw_log_info("store ready", "backend=%s prefix=%s", backend->name, MW_STORE_REDIS_PREFIX);
+        return;
+    }
     const char *deferred = getenv("MOONWIRE_STORE_DEFERRED");
     bool on = deferred && *deferred && strcmp(deferred, "0") != 0;
     backend = &mw_store_memory;

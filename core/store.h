@@ -1,6 +1,6 @@
 /* store.h - the store: one process-wide key/value and list store modeled on OpenResty's
- * ngx.shared.DICT, behind a backend interface (memory now, Redis later) with the same
- * semantics for both.
+ * ngx.shared.DICT, behind a backend interface (memory, or Redis with `redis:`) with the
+ * same semantics for both.
  *
  * Values are JSON texts (the Redis backend stores the same text, so a number is "12"
  * and INCRBYFLOAT works on it). A key is 1..MW_STORE_MAX_KEY bytes without NUL. A key
@@ -113,9 +113,14 @@ struct mw_store_backend {
     void (*free)(void);
 };
 
-/* Opens the store on the default loop: the memory backend (MOONWIRE_STORE_DEFERRED=1 in
- * the environment turns on its deferred mode, a testing aid). Does nothing while open;
- * the first request opens it too, so scripts compiled by `moonwire check` can use it. */
+/* Selects the backend the next mw_store_init opens: Redis when on (`serve` with
+ * `redis:`, before mw_server_prepare), else memory (the default: `moonwire test` and
+ * `moonwire check` always use it). */
+void mw_store_use_redis(bool on);
+/* Opens the store on the default loop: the selected backend (MOONWIRE_STORE_DEFERRED=1
+ * in the environment turns on the memory backend's deferred mode, a testing aid). Does
+ * nothing while open; the first request opens it too, so scripts compiled by
+ * `moonwire check` can use it. */
 void mw_store_init(void);
 /* Closes the store: pending requests complete with MW_STORE_EUNAVAIL, later ones get
  * it at once. Idempotent. Run the loop afterwards so that its handles finish closing. */
@@ -150,6 +155,23 @@ void mw_store_memory_set_deferred(int on);
 void mw_store_memory_set_clock(uint64_t (*now_ms)(void));
 void mw_store_memory_set_limits(size_t max_keys, size_t max_bytes);
 size_t mw_store_memory_sweep(size_t budget);
+
+/* The Redis backend (store_redis.c): key k is MW_STORE_REDIS_PREFIX k, on redis.c's
+ * command connection. It may open before that connection is up: until then, and
+ * whenever it is down, requests complete at once with MW_STORE_EUNAVAIL. */
+#define MW_STORE_REDIS_PREFIX "mw:s:"
+extern const struct mw_store_backend mw_store_redis;
+void mw__store_redis_open(void);
+
+/* A raw command for mw.redis.call (lua_redis.c), kept with the store's pending requests
+ * so that closing the store completes it too. Returns 0, and cb fires later exactly
+ * once: with the reply, or NULL when the connection went away or the store closed
+ * first. Returns -1 at once, cb never firing, when Redis is down or the store is not
+ * open on Redis. The reply is a hiredis redisReply, valid during the callback. */
+struct redisReply;
+typedef void (*mw_store_redis_cb)(void *ud, struct redisReply *reply);
+int mw_store_redis_call(mw_store_redis_cb cb, void *ud, int argc, const char **argv,
+                        const size_t *lens);
 
 #define MW_STORE_SWEEP_MS 100
 #define MW_STORE_SWEEP_BUDGET 10000

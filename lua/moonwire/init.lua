@@ -19,6 +19,8 @@ local M = {
   route = core.route,
   send_user = rooms.send_user,
   store = require "moonwire.store",
+  -- Raw Redis commands when `redis:` is configured: mw.redis.call("GET", key).
+  redis = require "moonwire.redis",
   -- Timers run their function in a new coroutine: mw.after(0.5, fn), mw.every(10, fn);
   -- both return a handle with :cancel() and :pending().
   after = timer.after,

@@ -1,13 +1,16 @@
 // mw.store through real WebSocket clients: values round-trip as JSON, add/replace/incr,
 // TTL expiry, lists, argument errors as `internal` with a log line, one store shared by
-// every connection and route; and the same again with MOONWIRE_STORE_DEFERRED=1, where
-// every store call yields to the loop (the path a Redis backend takes) and other
-// connections keep being served while a handler waits on the store.
+// every connection and route. The same cases run three times: the memory backend; the
+// memory backend with MOONWIRE_STORE_DEFERRED=1, where every store call yields to the
+// loop (the path the Redis backend takes); and the Redis backend against a real
+// redis-server. In the last two other connections keep being served while a handler
+// waits on the store. (store-redis.test.js has what only the Redis backend does.)
 'use strict';
 
 const { describe, it, before, after } = require('node:test');
 const assert = require('node:assert/strict');
 const { startServer } = require('./lib/server');
+const { startRedis } = require('./lib/redis');
 const { connect, closeAll } = require('./lib/client');
 const { uid, expectAck, expectError, waitFor, sleep } = require('./lib/helpers');
 
@@ -68,23 +71,35 @@ end)
 return app
 `;
 
+// mode: 'at once' | 'deferred' (memory backend) | 'redis'.
 function storeSuite(mode, env) {
   describe(`mw.store (${mode})`, () => {
+    let redis;
     let server;
     let c;
 
     before(async () => {
+      let config;
+      if (mode === 'redis') {
+        redis = await startRedis();
+        config = { redis: { url: redis.url } };
+      }
       server = await startServer({
         routes: { '/store': { script: 'store.lua' }, '/store2': { script: 'store.lua' } },
         scripts: { 'store.lua': SCRIPT },
+        config,
         env,
       });
-      await server.waitForLog(new RegExp(`msg="store ready" backend=memory deferred=${mode === 'deferred' ? 1 : 0}`));
+      await server.waitForLog(mode === 'redis'
+        ? /msg="store ready" backend=redis prefix=mw:s:/
+        : new RegExp(`msg="store ready" backend=memory deferred=${mode === 'deferred' ? 1 : 0}`));
+      if (mode === 'redis') await server.waitForLog(/msg="redis up"/, 5000);
       c = await connect(server.url('/store'));
     });
     after(async () => {
       await closeAll();
       if (server) await server.stop();
+      if (redis) await redis.stop();
     });
 
     // Runs one store operation and returns its results array.
@@ -240,7 +255,7 @@ function storeSuite(mode, env) {
       assert.deepEqual(expectAck(reply, reply.id), { value: 500, list: [500] });
     });
 
-    if (mode === 'deferred') {
+    if (mode !== 'at once') {
       it('serves other connections while a handler waits on the store', async () => {
         const other = await connect(server.url('/store'));
         const k = uid('spin');
@@ -270,5 +285,6 @@ function storeSuite(mode, env) {
 
 storeSuite('at once', {});
 storeSuite('deferred', { MOONWIRE_STORE_DEFERRED: '1' });
+storeSuite('redis', {});
 
 after(closeAll);

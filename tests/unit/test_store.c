@@ -1,10 +1,15 @@
-/* test_store.c - the store through its C interface (store.h), so that the same tests
- * can run against another backend: every operation and its edge cases, expiry (lazy
- * and the active sweep freeing memory), bounds, the deferred (asynchronous) completion
- * path, and the Lua binding's synchronous path and argument errors.
+/* test_store.c - the store through its C interface (store.h): every operation and
+ * its edge cases, expiry (lazy and the active sweep freeing memory), bounds, the
+ * deferred (asynchronous) completion path, and the Lua binding's synchronous path and
+ * argument errors.
  *
- * The operation tests run twice: with requests completing at once, and deferred to the
- * next loop iteration (the path the Redis backend takes). */
+ * The semantics cases (SHARED_OPS) run against every backend: here against the memory
+ * backend twice, with requests completing at once and deferred to the next loop
+ * iteration (the path the Redis backend takes); and in test_store_redis.c, which
+ * includes this file with MW_TEST_STORE_REDIS defined, against the Redis backend and
+ * a real redis-server. What differs between backends (the clock, counting keys) is
+ * behind `struct backend`; the memory backend's own cases (sweep, bounds, accounting)
+ * are compiled here only. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -26,15 +31,6 @@
 #include "lua_json.h"
 #include "store.h"
 #include "util.h"
-
-/* ---- a test clock ---- */
-
-static uint64_t fake_now = 1000000;
-
-static uint64_t fake_clock(void)
-{
-    return fake_now;
-}
 
 /* ---- running requests whichever way they complete ---- */
 
@@ -79,7 +75,7 @@ static struct got run(struct mw_store_req req)
         assert_int_equal(g.calls, 1);
     } else {
         assert_int_equal(g.calls, 0); /* never inside the call when it said "later" */
-        for (int i = 0; i < 100 && !g.calls; i++)
+        while (!g.calls) /* a Redis reply may take several loop runs to read */
             uv_run(uv_default_loop(), UV_RUN_ONCE);
     }
     assert_int_equal(g.calls, 1);
@@ -151,13 +147,32 @@ static struct mw_store_stats stats(void)
     return s;
 }
 
+/* ---- the backend under test ---- */
+
+struct backend {
+    void (*reset)(void);          /* after mw_store_init: an empty store, test settings */
+    void (*advance)(uint64_t ms); /* lets at least ms pass on the store's clock */
+    uint64_t (*keys)(void);       /* keys in the store */
+    double ttl_slack;             /* seconds a TTL may have run down by when read */
+    bool memory;                  /* the memory backend: byte and expiry counters too */
+};
+
+static const struct backend *be;
+
+/* Asserts key has a TTL of secs (0: none), less what time passed since it was set. */
+static void assert_ttl(const char *key, double secs)
+{
+    struct got g = op(MW_STORE_TTL, key);
+    assert_int_equal(g.err, 0);
+    if (g.num > secs + 1e-9 || g.num < secs - be->ttl_slack - 1e-9 || (secs == 0) != (g.num == 0))
+        fail_msg("ttl(%s) = %.6f, want %.6f (less at most %.3f)", key, g.num, secs, be->ttl_slack);
+}
+
 static int setup(void **state)
 {
     (void)state;
     mw_store_init();
-    mw_store_memory_set_deferred(deferred_group);
-    fake_now = 1000000;
-    mw_store_memory_set_clock(fake_clock);
+    be->reset();
     return 0;
 }
 
@@ -166,20 +181,6 @@ static int teardown(void **state)
     (void)state;
     mw_store_free();
     uv_run(uv_default_loop(), UV_RUN_NOWAIT); /* its handles' close callbacks */
-    return 0;
-}
-
-static int group_sync(void **state)
-{
-    (void)state;
-    deferred_group = false;
-    return 0;
-}
-
-static int group_deferred(void **state)
-{
-    (void)state;
-    deferred_group = true;
     return 0;
 }
 
@@ -197,7 +198,7 @@ static void test_get_set(void **state)
     assert_value("b", "\"text\"");
     assert_int_equal(set("c", "null", 0), 0); /* JSON null is a value; nil is not */
     assert_value("c", "null");
-    assert_int_equal(stats().keys, 3);
+    assert_int_equal(be->keys(), 3);
     /* Any bytes but NUL make a key, up to 256 of them. */
     char key[MW_STORE_MAX_KEY + 1];
     memset(key, 'k', MW_STORE_MAX_KEY);
@@ -211,13 +212,11 @@ static void test_get_set(void **state)
 static void test_set_resets_ttl(void **state)
 {
     (void)state;
-    assert_int_equal(set("a", "1", 5000), 0);
-    assert_float_equal(op(MW_STORE_TTL, "a").num, 5.0, 1e-9);
+    assert_int_equal(set("a", "1", 100), 0);
+    assert_ttl("a", 0.1);
     assert_int_equal(set("a", "2", 0), 0); /* like Redis SET: the TTL goes */
-    struct got g = op(MW_STORE_TTL, "a");
-    assert_int_equal(g.err, 0);
-    assert_float_equal(g.num, 0, 0);
-    fake_now += 10000;
+    assert_ttl("a", 0);
+    be->advance(150);
     assert_value("a", "2");
 }
 
@@ -227,7 +226,7 @@ static void test_add(void **state)
     assert_int_equal(put(MW_STORE_ADD, "a", "1", 100).err, 0);
     assert_int_equal(put(MW_STORE_ADD, "a", "2", 0).err, MW_STORE_EEXIST);
     assert_value("a", "1");
-    fake_now += 100; /* expired: absent again */
+    be->advance(100); /* expired: absent again */
     assert_int_equal(put(MW_STORE_ADD, "a", "3", 0).err, 0);
     assert_value("a", "3");
     assert_int_equal(put(MW_STORE_RPUSH, "l", "1", 0).err, 0);
@@ -240,10 +239,10 @@ static void test_replace(void **state)
     assert_int_equal(put(MW_STORE_REPLACE, "a", "1", 0).err, MW_STORE_ENOTFOUND);
     assert_absent("a");
     assert_int_equal(set("a", "1", 0), 0);
-    assert_int_equal(put(MW_STORE_REPLACE, "a", "[2]", 2000).err, 0);
+    assert_int_equal(put(MW_STORE_REPLACE, "a", "[2]", 200).err, 0);
     assert_value("a", "[2]");
-    assert_float_equal(op(MW_STORE_TTL, "a").num, 2.0, 1e-9);
-    fake_now += 2000;
+    assert_ttl("a", 0.2);
+    be->advance(200);
     assert_int_equal(put(MW_STORE_REPLACE, "a", "3", 0).err, MW_STORE_ENOTFOUND);
 }
 
@@ -287,14 +286,14 @@ static void test_incr(void **state)
 static void test_incr_ttl(void **state)
 {
     (void)state;
-    struct got g = incr_init("n", 1, 0, 1000); /* init_ttl applies to the new key */
+    struct got g = incr_init("n", 1, 0, 200); /* init_ttl applies to the new key */
     assert_float_equal(g.num, 1, 0);
-    assert_float_equal(op(MW_STORE_TTL, "n").num, 1.0, 1e-9);
-    fake_now += 400;
+    assert_ttl("n", 0.2);
+    be->advance(80);
     incr_init("n", 1, 0, 5000); /* existing key: keeps its TTL */
-    assert_float_equal(op(MW_STORE_TTL, "n").num, 0.6, 1e-9);
+    assert_ttl("n", 0.12);
     assert_value("n", "2");
-    fake_now += 600;
+    be->advance(120);
     assert_int_equal(incr("n", 1).err, MW_STORE_ENOTFOUND);
 }
 
@@ -308,10 +307,11 @@ static void test_delete(void **state)
     assert_int_equal(put(MW_STORE_RPUSH, "l", "1", 0).err, 0);
     assert_int_equal(op(MW_STORE_DELETE, "l").err, 0);
     assert_float_equal(op(MW_STORE_LLEN, "l").num, 0, 0);
-    struct mw_store_stats s = stats();
-    assert_int_equal(s.keys, 0);
-    assert_int_equal(s.bytes, 0);
-    assert_int_equal(s.expired_total, 0);
+    assert_int_equal(be->keys(), 0);
+    if (be->memory) {
+        assert_int_equal(stats().bytes, 0);
+        assert_int_equal(stats().expired_total, 0);
+    }
 }
 
 static void test_expire_and_ttl(void **state)
@@ -320,26 +320,26 @@ static void test_expire_and_ttl(void **state)
     assert_int_equal(op(MW_STORE_TTL, "a").err, MW_STORE_ENOTFOUND);
     assert_int_equal(expire("a", 1000).err, MW_STORE_ENOTFOUND);
     assert_int_equal(set("a", "1", 0), 0);
-    struct got g = op(MW_STORE_TTL, "a");
-    assert_int_equal(g.err, 0);
-    assert_float_equal(g.num, 0, 0); /* no expiry */
-    assert_int_equal(expire("a", 1500).err, 0);
-    assert_float_equal(op(MW_STORE_TTL, "a").num, 1.5, 1e-9);
-    fake_now += 500;
-    assert_float_equal(op(MW_STORE_TTL, "a").num, 1.0, 1e-9);
+    assert_ttl("a", 0); /* no expiry */
+    assert_int_equal(expire("a", 150).err, 0);
+    assert_ttl("a", 0.15);
+    be->advance(50);
+    assert_ttl("a", 0.1);
     assert_int_equal(expire("a", 0).err, 0); /* persist */
-    assert_float_equal(op(MW_STORE_TTL, "a").num, 0, 0);
-    fake_now += 100000;
+    assert_ttl("a", 0);
+    assert_int_equal(expire("a", 0).err, 0); /* persisting a persistent key is fine */
+    be->advance(200);
     assert_value("a", "1");
     assert_int_equal(expire("a", 1).err, 0);
-    fake_now += 1;
+    be->advance(1);
     assert_int_equal(op(MW_STORE_TTL, "a").err, MW_STORE_ENOTFOUND);
+    assert_int_equal(expire("a", 0).err, MW_STORE_ENOTFOUND);
     /* Lists expire too. */
     assert_int_equal(put(MW_STORE_RPUSH, "l", "1", 0).err, 0);
-    assert_int_equal(expire("l", 10).err, 0);
+    assert_int_equal(expire("l", 100).err, 0);
     assert_int_equal(put(MW_STORE_RPUSH, "l", "2", 0).err, 0); /* push keeps the TTL */
-    assert_float_equal(op(MW_STORE_TTL, "l").num, 0.01, 1e-9);
-    fake_now += 10;
+    assert_ttl("l", 0.1);
+    be->advance(100);
     assert_float_equal(op(MW_STORE_LLEN, "l").num, 0, 0);
 }
 
@@ -371,11 +371,12 @@ static void test_lists(void **state)
     assert_string_equal(op(MW_STORE_LPOP, "l").value, "0");
     assert_string_equal(op(MW_STORE_RPOP, "l").value, "{\"c\":[]}");
     assert_string_equal(op(MW_STORE_RPOP, "l").value, "\"b\"");
-    assert_int_equal(stats().keys, 1);
+    assert_int_equal(be->keys(), 1);
     assert_string_equal(op(MW_STORE_LPOP, "l").value, "\"a\"");
     /* An emptied list is gone, like in Redis. */
-    assert_int_equal(stats().keys, 0);
-    assert_int_equal(stats().bytes, 0);
+    assert_int_equal(be->keys(), 0);
+    if (be->memory)
+        assert_int_equal(stats().bytes, 0);
     assert_int_equal(op(MW_STORE_TTL, "l").err, MW_STORE_ENOTFOUND);
     assert_true(op(MW_STORE_LPOP, "l").nil);
     assert_int_equal(set("l", "1", 0), 0); /* and the key can be a scalar now */
@@ -401,7 +402,8 @@ static void test_wrong_type(void **state)
     assert_int_equal(put(MW_STORE_RPUSH, "l2", "1", 0).err, 0);
     assert_int_equal(set("l2", "3", 0), 0);
     assert_value("l2", "3");
-    assert_int_equal(stats().bytes, (1 + 17) + (1 + 17) + (2 + 17)); /* keys, values, overhead */
+    if (be->memory) /* keys, values, overhead */
+        assert_int_equal(stats().bytes, (1 + 17) + (1 + 17) + (2 + 17));
 }
 
 /* A list that grows past several ring sizes from both ends keeps its order, and one
@@ -429,8 +431,94 @@ static void test_list_ring(void **state)
     assert_float_equal(op(MW_STORE_LLEN, "l").num, 2, 0);
     op(MW_STORE_LPOP, "l");
     op(MW_STORE_LPOP, "l");
-    assert_int_equal(stats().keys, 0);
-    assert_int_equal(stats().bytes, 0);
+    assert_int_equal(be->keys(), 0);
+    if (be->memory)
+        assert_int_equal(stats().bytes, 0);
+}
+
+/* ---- requests the front refuses ---- */
+
+static void test_invalid_requests(void **state)
+{
+    (void)state;
+    char key[MW_STORE_MAX_KEY + 2];
+    memset(key, 'k', sizeof key - 1);
+    key[sizeof key - 1] = '\0';
+    assert_int_equal(set(key, "1", 0), MW_STORE_EINVAL);
+    assert_int_equal(set("", "1", 0), MW_STORE_EINVAL);
+    assert_int_equal(run((struct mw_store_req){ .op = MW_STORE_SET, .key = "a\0b", .keylen = 3,
+                                                .value = "1", .valuelen = 1 }).err,
+                     MW_STORE_EINVAL);
+    assert_int_equal(set("a", "", 0), MW_STORE_EINVAL);
+    assert_int_equal(put(MW_STORE_RPUSH, "a", "", 0).err, MW_STORE_EINVAL);
+    assert_int_equal(set("a", "1", MW_STORE_MAX_TTL_MS + 1), MW_STORE_EINVAL);
+    assert_int_equal(incr("a", NAN).err, MW_STORE_EINVAL);
+    assert_int_equal(be->keys(), 0);
+}
+
+#define SHARED_OPS                                                              \
+    cmocka_unit_test_setup_teardown(test_get_set, setup, teardown),             \
+    cmocka_unit_test_setup_teardown(test_set_resets_ttl, setup, teardown),      \
+    cmocka_unit_test_setup_teardown(test_add, setup, teardown),                 \
+    cmocka_unit_test_setup_teardown(test_replace, setup, teardown),             \
+    cmocka_unit_test_setup_teardown(test_incr, setup, teardown),                \
+    cmocka_unit_test_setup_teardown(test_incr_ttl, setup, teardown),            \
+    cmocka_unit_test_setup_teardown(test_delete, setup, teardown),              \
+    cmocka_unit_test_setup_teardown(test_expire_and_ttl, setup, teardown),      \
+    cmocka_unit_test_setup_teardown(test_lists, setup, teardown),               \
+    cmocka_unit_test_setup_teardown(test_wrong_type, setup, teardown),          \
+    cmocka_unit_test_setup_teardown(test_list_ring, setup, teardown),           \
+    cmocka_unit_test_setup_teardown(test_invalid_requests, setup, teardown)
+
+#ifndef MW_TEST_STORE_REDIS
+
+/* ---- the memory backend, on a test clock ---- */
+
+static uint64_t fake_now = 1000000;
+
+static uint64_t fake_clock(void)
+{
+    return fake_now;
+}
+
+
+static void memory_reset(void)
+{
+    mw_store_memory_set_deferred(deferred_group);
+    fake_now = 1000000;
+    mw_store_memory_set_clock(fake_clock);
+}
+
+static void memory_advance(uint64_t ms)
+{
+    fake_now += ms;
+}
+
+static uint64_t memory_keys(void)
+{
+    return stats().keys;
+}
+
+static const struct backend memory = {
+    .reset = memory_reset,
+    .advance = memory_advance,
+    .keys = memory_keys,
+    .ttl_slack = 0,
+    .memory = true,
+};
+
+static int group_sync(void **state)
+{
+    (void)state;
+    deferred_group = false;
+    return 0;
+}
+
+static int group_deferred(void **state)
+{
+    (void)state;
+    deferred_group = true;
+    return 0;
 }
 
 /* ---- expiry ---- */
@@ -725,26 +813,6 @@ static void test_limit_bytes(void **state)
     assert_int_equal(set("k3", "1", 0), MW_STORE_ENOMEM);
 }
 
-/* ---- requests the front refuses ---- */
-
-static void test_invalid_requests(void **state)
-{
-    (void)state;
-    char key[MW_STORE_MAX_KEY + 2];
-    memset(key, 'k', sizeof key - 1);
-    key[sizeof key - 1] = '\0';
-    assert_int_equal(set(key, "1", 0), MW_STORE_EINVAL);
-    assert_int_equal(set("", "1", 0), MW_STORE_EINVAL);
-    assert_int_equal(run((struct mw_store_req){ .op = MW_STORE_SET, .key = "a\0b", .keylen = 3,
-                                                .value = "1", .valuelen = 1 }).err,
-                     MW_STORE_EINVAL);
-    assert_int_equal(set("a", "", 0), MW_STORE_EINVAL);
-    assert_int_equal(put(MW_STORE_RPUSH, "a", "", 0).err, MW_STORE_EINVAL);
-    assert_int_equal(set("a", "1", MW_STORE_MAX_TTL_MS + 1), MW_STORE_EINVAL);
-    assert_int_equal(incr("a", NAN).err, MW_STORE_EINVAL);
-    assert_int_equal(stats().keys, 0);
-}
-
 static void test_strerror(void **state)
 {
     (void)state;
@@ -910,30 +978,21 @@ static void test_lua_cannot_wait_here(void **state)
     lua_close(L);
 }
 
-#define OPS(prefix)                                                             \
-    cmocka_unit_test_setup_teardown(test_get_set, setup, teardown),             \
-    cmocka_unit_test_setup_teardown(test_set_resets_ttl, setup, teardown),      \
-    cmocka_unit_test_setup_teardown(test_add, setup, teardown),                 \
-    cmocka_unit_test_setup_teardown(test_replace, setup, teardown),             \
-    cmocka_unit_test_setup_teardown(test_incr, setup, teardown),                \
-    cmocka_unit_test_setup_teardown(test_incr_ttl, setup, teardown),            \
-    cmocka_unit_test_setup_teardown(test_delete, setup, teardown),              \
-    cmocka_unit_test_setup_teardown(test_expire_and_ttl, setup, teardown),      \
-    cmocka_unit_test_setup_teardown(test_lists, setup, teardown),               \
-    cmocka_unit_test_setup_teardown(test_wrong_type, setup, teardown),          \
-    cmocka_unit_test_setup_teardown(test_list_ring, setup, teardown),           \
+/* The memory backend's own cases, after the shared ones. */
+#define OPS                                                                     \
+    SHARED_OPS,                                                                 \
     cmocka_unit_test_setup_teardown(test_lazy_expiry, setup, teardown),         \
     cmocka_unit_test_setup_teardown(test_sweep_frees_unread_keys, setup, teardown), \
     cmocka_unit_test_setup_teardown(test_sweep_follows_ttl_changes, setup, teardown), \
     cmocka_unit_test_setup_teardown(test_limit_keys, setup, teardown),          \
-    cmocka_unit_test_setup_teardown(test_limit_bytes, setup, teardown),         \
-    cmocka_unit_test_setup_teardown(test_invalid_requests, setup, teardown)
+    cmocka_unit_test_setup_teardown(test_limit_bytes, setup, teardown)
 
 int main(void)
 {
     mw_log_set(MW_LOG_WARN, 0);
+    be = &memory;
     const struct CMUnitTest at_once[] = {
-        OPS(sync),
+        OPS,
         cmocka_unit_test_setup_teardown(test_sweep_real_time, setup, teardown),
         cmocka_unit_test_setup_teardown(test_deferred_completes_later_in_order, setup, teardown),
         cmocka_unit_test_setup_teardown(test_free_completes_pending, setup, teardown),
@@ -944,7 +1003,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_lua_argument_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_lua_cannot_wait_here, setup, teardown),
     };
-    const struct CMUnitTest deferred[] = { OPS(deferred) };
+    const struct CMUnitTest deferred[] = { OPS };
     int failed = cmocka_run_group_tests_name("store, completing at once", at_once, group_sync, NULL);
     failed += cmocka_run_group_tests_name("store, deferred to the loop", deferred, group_deferred, NULL);
     /* Every handle the store opened has closed. */
@@ -954,3 +1013,5 @@ int main(void)
     }
     return failed;
 }
+
+#endif /* MW_TEST_STORE_REDIS */

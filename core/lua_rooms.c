@@ -1,4 +1,5 @@
 /* lua_rooms.c - rooms, presence and typing for Lua (module moonwire.rooms). */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,6 +47,8 @@ static int l_publish(lua_State *L)
         return 2;
     }
     uint64_t seq = mw_room_next_seq(r), ts = mw_wall_ms();
+    r->hist_ttl_ms = a->route->cfg->history_ttl_ms;
+    mw_room_history_expire(r, r->hist_ttl_ms, ts);
     lua_pushnumber(L, (lua_Number)seq);
     lua_setfield(L, 2, "seq");
     lua_pushnumber(L, (lua_Number)ts);
@@ -59,20 +62,36 @@ static int l_publish(lua_State *L)
 }
 
 /* rooms.history(room) -> array of events (oldest first) */
+/* rooms.history(room [, since]) -> events (oldest first) with seq > since, and
+ * `complete`: false when some events after `since` are no longer kept (trimmed by
+ * history.size or history.ttl), so the client must reset rather than merge. */
 static int l_history(lua_State *L)
 {
     char err[256];
     struct mw_room *r = mw_room_find(mw_lua_check_room(L, 1));
-    uint32_t n = r ? r->hlen : 0;
-    mw_json_push_array(L, (int)n);
-    for (uint32_t i = 0; i < n; i++) {
+    lua_Number since = luaL_optnumber(L, 2, 0);
+    if (since < 0 || since != floor(since))
+        return luaL_argerror(L, 2, "since must be a non-negative integer");
+    if (r)
+        mw_room_history_expire(r, r->hist_ttl_ms, mw_wall_ms());
+    uint32_t n = r ? r->hlen : 0, first = 0;
+    while (first < n && (lua_Number)r->hist[(r->hhead + first) % r->hcap].seq <= since)
+        first++;
+    mw_json_push_array(L, (int)(n - first));
+    for (uint32_t i = first; i < n; i++) {
         size_t len;
         const char *p = mw_msg_payload(r->hist[(r->hhead + i) % r->hcap].msg, &len);
         if (mw_json_decode(L, p, len, err, sizeof err) < 0)
             return luaL_error(L, "rooms.history: corrupt entry: %s", err);
-        lua_rawseti(L, -2, (int)i + 1);
+        lua_rawseti(L, -2, (int)(i - first) + 1);
     }
-    return 1;
+    /* Complete when the oldest kept event follows `since`, or nothing was published
+     * after it at all. */
+    uint64_t seq = r ? r->seq : 0;
+    bool complete = since >= (lua_Number)seq ||
+                    (n > 0 && (lua_Number)r->hist[r->hhead].seq <= since + 1);
+    lua_pushboolean(L, complete);
+    return 2;
 }
 
 /* rooms.info(room) -> {seq, epoch, members, users} or nil */

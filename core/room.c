@@ -191,6 +191,15 @@ uint32_t mw_room_broadcast(struct mw_room *r, struct mw_msg *msg, const struct m
     return n;
 }
 
+void mw_room_history_expire(struct mw_room *r, uint64_t ttl_ms, uint64_t now_ms)
+{
+    while (ttl_ms && r->hlen && r->hist[r->hhead].ts + ttl_ms < now_ms) {
+        mw_msg_decref(r->hist[r->hhead].msg);
+        r->hhead = (r->hhead + 1) % r->hcap;
+        r->hlen--;
+    }
+}
+
 uint64_t mw_room_next_seq(struct mw_room *r)
 {
     return ++r->seq;

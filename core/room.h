@@ -46,6 +46,7 @@ struct mw_room {
     char epoch[20];
     struct mw_history_entry *hist;
     uint32_t hhead, hlen, hcap;
+    uint64_t hist_ttl_ms;  /* the publishing route's history.ttl (0: none) */
 
     struct mw_map typing;   /* user id -> typing state (typing.c) */
     uint64_t count_sent_ms; /* presence:count throttle (presence.c) */
@@ -82,6 +83,9 @@ uint32_t mw_room_broadcast(struct mw_room *r, struct mw_msg *msg, const struct m
 uint64_t mw_room_next_seq(struct mw_room *r);
 void mw_room_history_push(struct mw_room *r, struct mw_msg *msg, uint64_t seq, uint64_t ts,
                           uint32_t keep);
+
+/* Drops history entries older than ttl_ms (0: no time bound). */
+void mw_room_history_expire(struct mw_room *r, uint64_t ttl_ms, uint64_t now_ms);
 
 /* Frees a room if it has no members and no history. Returns true when freed. */
 bool mw_room_maybe_free(struct mw_room *r);

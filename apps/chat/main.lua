@@ -23,7 +23,7 @@ app:on("join", function(conn, msg)
   return {
     room = room,
     members = (mw.presence.list(room)),
-    history = mw.rooms.history(room),
+    history = (mw.rooms.history(room)),
     seq = info.seq,
     epoch = info.epoch,
   }
@@ -41,6 +41,32 @@ app:on("chat:message", function(conn, msg)
     type = "chat:message", room = room, from = conn.user, data = msg.data,
   })
   return { seq = seq }
+end)
+
+-- Recovery after a reconnect: the events after `since` that are still kept, or
+-- reset = true when some are gone (trimmed) or the room's history epoch changed.
+app:on("sync", function(conn, msg)
+  local room = mw.member_room(conn, msg)
+  local d = msg.data
+  if type(d) ~= "table" then mw.fail("bad_message", "data must be {since, epoch?}") end
+  local since, epoch = d.since, d.epoch
+  if type(since) ~= "number" or since < 0 or since ~= math.floor(since) then
+    mw.fail("bad_message", "since must be a non-negative integer")
+  end
+  if epoch ~= nil and type(epoch) ~= "string" then
+    mw.fail("bad_message", "epoch must be a string")
+  end
+  local info = mw.rooms.info(room)
+  if since > info.seq then
+    mw.fail("bad_message", "since " .. since .. " is ahead of the room (seq " .. info.seq .. ")")
+  end
+  local messages, complete = mw.rooms.history(room, since)
+  return {
+    messages = messages,
+    seq = info.seq,
+    epoch = info.epoch,
+    reset = (epoch ~= nil and epoch ~= info.epoch) or not complete,
+  }
 end)
 
 app:on("typing:start", function(conn, msg)

@@ -137,6 +137,7 @@ struct mw_member *mw_room_join(struct mw_conn *c, const char *name, const char *
     }
     m->room_idx = r->nmembers;
     r->members[r->nmembers++] = m;
+    r->idle_since_ms = 0;
     if (r->nmembers == 1 && mw_room_on_active)
         mw_room_on_active(r, true);
     if (c->nrooms == c->caprooms) {
@@ -169,8 +170,11 @@ bool mw_room_leave(struct mw_member *m, bool *room_freed)
         last = true;
     }
     free(m);
-    if (r->nmembers == 0 && mw_room_on_active)
-        mw_room_on_active(r, false);
+    if (r->nmembers == 0) {
+        r->idle_since_ms = mw_now_ms();
+        if (mw_room_on_active)
+            mw_room_on_active(r, false);
+    }
     *room_freed = mw_room_maybe_free(r);
     return last;
 }
@@ -198,6 +202,31 @@ void mw_room_history_expire(struct mw_room *r, uint64_t ttl_ms, uint64_t now_ms)
         r->hhead = (r->hhead + 1) % r->hcap;
         r->hlen--;
     }
+}
+
+uint32_t mw_room_sweep(uint64_t wall_ms, uint64_t now_ms, uint64_t idle_keep_ms)
+{
+    struct mw_room **idle = NULL;
+    uint32_t n = 0, cap = 0, freed = 0;
+    for (uint32_t i = 0; i < rooms.cap; i++) { /* collect first: freeing edits the map */
+        struct mw_room *r = rooms.slots[i].val;
+        if (!rooms.slots[i].key || r->nmembers)
+            continue;
+        if (n == cap) {
+            cap = cap ? cap * 2 : 16;
+            idle = mw_realloc(idle, cap * sizeof *idle);
+        }
+        idle[n++] = r;
+    }
+    for (uint32_t i = 0; i < n; i++) {
+        struct mw_room *r = idle[i];
+        mw_room_history_expire(r, r->hist_ttl_ms, wall_ms);
+        if (!r->hist_ttl_ms && r->idle_since_ms && now_ms - r->idle_since_ms >= idle_keep_ms)
+            mw_room_history_expire(r, 1, UINT64_MAX); /* everything */
+        freed += mw_room_maybe_free(r);
+    }
+    free(idle);
+    return freed;
 }
 
 uint64_t mw_room_next_seq(struct mw_room *r)

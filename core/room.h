@@ -47,6 +47,7 @@ struct mw_room {
     struct mw_history_entry *hist;
     uint32_t hhead, hlen, hcap;
     uint64_t hist_ttl_ms;  /* the publishing route's history.ttl (0: none) */
+    uint64_t idle_since_ms; /* monotonic time the last member left (0: has members) */
 
     struct mw_map typing;   /* user id -> typing state (typing.c) */
     uint64_t count_sent_ms; /* presence:count throttle (presence.c) */
@@ -86,6 +87,14 @@ void mw_room_history_push(struct mw_room *r, struct mw_msg *msg, uint64_t seq, u
 
 /* Drops history entries older than ttl_ms (0: no time bound). */
 void mw_room_history_expire(struct mw_room *r, uint64_t ttl_ms, uint64_t now_ms);
+
+/* How long a room without members keeps its history when the route sets no
+ * history.ttl: what bounds memory when many rooms come and go. */
+#define MW_ROOM_IDLE_KEEP_MS (24ull * 3600 * 1000)
+
+/* Expires the history of rooms without members (their ttl, or MW_ROOM_IDLE_KEEP_MS
+ * of idleness) and frees the rooms left empty. Returns how many were freed. */
+uint32_t mw_room_sweep(uint64_t wall_ms, uint64_t now_ms, uint64_t idle_keep_ms);
 
 /* Frees a room if it has no members and no history. Returns true when freed. */
 bool mw_room_maybe_free(struct mw_room *r);

@@ -304,6 +304,7 @@ static void on_heartbeat(uv_timer_t *t)
 {
     (void)t;
     uint64_t now = mw_now_ms();
+    mw_room_sweep(mw_wall_ms(), now, MW_ROOM_IDLE_KEEP_MS);
     uint64_t interval = mw_srv.cfg->heartbeat_interval_ms;
     uint64_t deadline = interval + mw_srv.cfg->heartbeat_timeout_ms;
     for (struct mw_conn *c = mw_conn_first(), *next; c; c = next) {

@@ -172,6 +172,34 @@ static void test_history_ring_keeps_newest_and_room(void **state)
     assert_null(mw_room_find("h"));
 }
 
+/* Rooms without members must not keep history forever: the sweep expires it by the
+ * route's ttl, or after the idle period without one, and frees the room. */
+static void test_sweep_frees_idle_rooms_with_history(void **state)
+{
+    (void)state;
+    struct mw_conn *c = conn("u");
+    bool first, already;
+    mw_room_join(c, "keep", NULL, &first, &already);
+    mw_room_join(c, "ttl", NULL, &first, &already);
+    struct mw_room *keep = mw_room_find("keep"), *ttl = mw_room_find("ttl");
+    struct mw_msg *m = mw_msg_new(MW_OP_TEXT, "e", 1, 0);
+    mw_room_history_push(keep, m, mw_room_next_seq(keep), 1000, 10);
+    ttl->hist_ttl_ms = 500;
+    mw_room_history_push(ttl, m, mw_room_next_seq(ttl), 1000, 10);
+    mw_msg_decref(m);
+
+    assert_int_equal(mw_room_sweep(5000, 0, 60000), 0); /* members: nothing happens */
+    drop(c);
+    uint64_t idle_at = keep->idle_since_ms;
+    assert_true(idle_at > 0);
+    assert_int_equal(mw_room_sweep(1400, idle_at, 60000), 0);     /* within the ttl */
+    assert_int_equal(mw_room_sweep(1600, idle_at, 60000), 1);     /* ttl passed: "ttl" freed */
+    assert_null(mw_room_find("ttl"));
+    assert_non_null(mw_room_find("keep"));                        /* no ttl: kept while idle */
+    assert_int_equal(mw_room_sweep(1600, idle_at + 60000, 60000), 1);
+    assert_null(mw_room_find("keep"));
+}
+
 /* A frame that does not fit the send queue closes the connection (slow consumer)
  * unless the route drops coalescible frames first. */
 static void test_drop_policy_makes_room_with_coalescible_frames(void **state)
@@ -203,6 +231,7 @@ int main(void)
         cmocka_unit_test(test_broadcast_shares_one_frame),
         cmocka_unit_test(test_history_ring_keeps_newest_and_room),
         cmocka_unit_test(test_drop_policy_makes_room_with_coalescible_frames),
+        cmocka_unit_test(test_sweep_frees_idle_rooms_with_history),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

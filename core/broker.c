@@ -1,5 +1,10 @@
 /* broker.c - local fan-out plus Redis pub/sub between nodes.
  *
+ * A room's channel is mw:room:<room>, a user's mw:user:<user>. With a Redis Cluster
+ * they are mw:room:{<room>} and mw:user:{<user>}, sharded (SPUBLISH/SSUBSCRIBE): the
+ * hash tag puts a room's channel in the slot of its presence keys (cluster.c), so one
+ * master serves both.
+ *
  * A published payload is "<node>\n<flags>\n<except_user>\n<event JSON>": the origin
  * node, the frame flags (coalescible or not) and the user whose connections must not
  * get it (typing), then the event exactly as local members got it. */
@@ -21,11 +26,26 @@
 #define USER_CHANNEL "mw:user:"
 
 uint64_t mw_broker_dropped;
-static bool clustered;
+static bool clustered, sharded;
 
 static void channel_name(char *out, size_t n, const char *prefix, const char *name)
 {
-    snprintf(out, n, "%s%s", prefix, name);
+    snprintf(out, n, sharded ? "%s{%s}" : "%s%s", prefix, name);
+}
+
+/* The room or user of a channel: what follows the prefix, inside the {} if sharded. */
+static const char *channel_subject(const char *channel, const char *prefix, char *out, size_t n)
+{
+    const char *s = channel + strlen(prefix);
+    size_t len = strlen(s);
+    if (sharded) {
+        if (len < 2 || s[0] != '{' || s[len - 1] != '}')
+            return NULL;
+        s++;
+        len -= 2;
+    }
+    snprintf(out, n, "%.*s", (int)len, s);
+    return out;
 }
 
 /* room.c / conn.c tell us when this node starts or stops having local members. */
@@ -62,8 +82,8 @@ static void publish(const char *prefix, const char *name, const struct mw_msg *m
     mw_buf_printf(&b, "%s\n%u\n%s\n", mw_srv.node_id, (unsigned)m->flags,
                   except_user ? except_user->id : "");
     mw_buf_append(&b, json, len);
-    const char *argv[] = { "PUBLISH", ch, b.p };
-    size_t lens[] = { 7, strlen(ch), b.len };
+    const char *argv[] = { sharded ? "SPUBLISH" : "PUBLISH", ch, b.p };
+    size_t lens[] = { strlen(argv[0]), strlen(ch), b.len };
     if (mw_redis_command(NULL, NULL, 3, argv, lens) < 0)
         mw_broker_dropped++; /* Redis down: local members got it, others cannot */
     mw_buf_free(&b);
@@ -115,12 +135,15 @@ static void on_message(const char *channel, const char *payload, size_t len)
     snprintf(except, sizeof except, "%.*s", (int)(nl - p), p);
     p = nl + 1;
     struct mw_msg *m = mw_msg_new(MW_OP_TEXT, p, (size_t)(end - p), flags & MW_MSG_COALESCE);
+    char name[160];
     if (strncmp(channel, ROOM_CHANNEL, strlen(ROOM_CHANNEL)) == 0) {
-        struct mw_room *r = mw_room_find(channel + strlen(ROOM_CHANNEL));
+        struct mw_room *r = channel_subject(channel, ROOM_CHANNEL, name, sizeof name)
+                                ? mw_room_find(name) : NULL;
         if (r)
             mw_room_broadcast(r, m, NULL, except[0] ? mw_user_find(except) : NULL);
     } else if (strncmp(channel, USER_CHANNEL, strlen(USER_CHANNEL)) == 0) {
-        deliver_user(channel + strlen(USER_CHANNEL), m);
+        if (channel_subject(channel, USER_CHANNEL, name, sizeof name))
+            deliver_user(name, m);
     }
     mw_msg_decref(m);
 }
@@ -133,16 +156,18 @@ static void on_state(bool up)
 
 int mw_broker_start(const struct mw_config *cfg, char *err, size_t errlen)
 {
-    if (!cfg->redis_url) {
-        if (cfg->nredis_cluster) {
-            snprintf(err, errlen, "redis.cluster is not supported yet: use redis.url");
+    struct mw_redis_hooks hooks = { on_message, on_state };
+    if (cfg->redis_url) {
+        if (mw_redis_start(cfg->redis_url, &hooks, err, errlen) < 0)
             return -1;
-        }
+    } else if (cfg->nredis_cluster) {
+        if (mw_redis_start_cluster(cfg->redis_cluster, cfg->nredis_cluster, &hooks, err,
+                                   errlen) < 0)
+            return -1;
+        sharded = true;
+    } else {
         return 0;
     }
-    struct mw_redis_hooks hooks = { on_message, on_state };
-    if (mw_redis_start(cfg->redis_url, &hooks, err, errlen) < 0)
-        return -1;
     clustered = true;
     mw_cluster_start(cfg);
     mw_room_on_active = on_room_active;
@@ -158,5 +183,5 @@ void mw_broker_stop(void)
     mw_user_on_active = NULL;
     mw_cluster_stop();
     mw_redis_stop();
-    clustered = false;
+    clustered = sharded = false;
 }

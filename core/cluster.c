@@ -68,6 +68,19 @@ struct mw_cluster_stats mw_cluster_stats;
 
 static bool active, registered;
 static const struct mw_config *config;
+/* The registry's key prefix. With a Redis Cluster it is "{mw}": every registry key
+ * (mw:nodes, mw:node:<id>, mw:nr:<node>, mw:clean:<id>) in one slot, so that a master
+ * restarting empty loses all of them or none; split over masters, a lost
+ * mw:node:<id> next to a kept mw:nodes looked like a dead node to the others. */
+static const char *reg = "mw";
+static char nodes_key[16] = "mw:nodes";
+
+/* The registry key `kind` of `id`: "mw:node:<id>", "{mw}:nr:<id>"... */
+static void reg_key(char *out, size_t n, const char *kind, const char *id)
+{
+    snprintf(out, n, "%s:%s:%s", reg, kind, id);
+}
+
 static uv_timer_t tick;
 static uint64_t tick_ms;
 
@@ -186,7 +199,7 @@ int mw_cluster_join(const char *room, const char *user, const char *meta,
         change_free(ch);
         return -1; /* Redis down: the resync after the reconnect writes it */
     }
-    snprintf(nr, sizeof nr, "mw:nr:%s", mw_srv.node_id);
+    reg_key(nr, sizeof nr, "nr", mw_srv.node_id);
     simple("SADD", nr, room);
     return 0;
 }
@@ -383,14 +396,14 @@ static void on_dead_rooms(void *ud, redisReply *r)
         bool self = strcmp(c->node, mw_srv.node_id) == 0;
         for (size_t i = 0; i < r->elements; i++)
             replace_room(c->node, r->element[i]->str, true);
-        snprintf(nr, sizeof nr, "mw:nr:%s", c->node);
+        reg_key(nr, sizeof nr, "nr", c->node);
         simple("DEL", nr, NULL);
         if (self) { /* a previous run under our id; we stay registered */
             if (r->elements)
                 mw_log_info("cleared presence left by a previous run", "node=%s rooms=%zu",
                             c->node, r->elements);
         } else {
-            simple("SREM", "mw:nodes", c->node);
+            simple("SREM", nodes_key, c->node);
             mw_cluster_stats.dead_nodes_cleaned++;
             mw_log_info("cleaned up a dead node", "node=%s rooms=%zu", c->node, r->elements);
         }
@@ -402,7 +415,7 @@ static void on_dead_rooms(void *ud, redisReply *r)
 static void cleanup_node(const char *node)
 {
     char nr[120];
-    snprintf(nr, sizeof nr, "mw:nr:%s", node);
+    reg_key(nr, sizeof nr, "nr", node);
     struct cleanup *c = mw_calloc(1, sizeof *c);
     c->node = mw_strdup(node);
     const char *argv[] = { "SMEMBERS", nr };
@@ -428,7 +441,7 @@ static void on_alive(void *ud, redisReply *r)
     char *node = ud;
     if (r && r->type == REDIS_REPLY_INTEGER && r->integer == 0) {
         char lock[120], ttl[24];
-        snprintf(lock, sizeof lock, "mw:clean:%s", node);
+        reg_key(lock, sizeof lock, "clean", node);
         snprintf(ttl, sizeof ttl, "%llu", (unsigned long long)(tick_ms * 20));
         const char *argv[] = { "SET", lock, mw_srv.node_id, "NX", "PX", ttl };
         if (mw_redis_command(on_lock, node, 6, argv, NULL) == 0)
@@ -445,7 +458,7 @@ static void on_nodes(void *ud, redisReply *r)
         if (strcmp(node, mw_srv.node_id) == 0)
             continue;
         char key[120];
-        snprintf(key, sizeof key, "mw:node:%s", node);
+        reg_key(key, sizeof key, "node", node);
         const char *argv[] = { "EXISTS", key };
         char *copy = mw_strdup(node);
         if (mw_redis_command(on_alive, copy, 2, argv, NULL) < 0)
@@ -456,13 +469,13 @@ static void on_nodes(void *ud, redisReply *r)
 static void heartbeat(void)
 {
     char key[120], ttl[24], now[24];
-    snprintf(key, sizeof key, "mw:node:%s", mw_srv.node_id);
+    reg_key(key, sizeof key, "node", mw_srv.node_id);
     snprintf(ttl, sizeof ttl, "%llu", (unsigned long long)(tick_ms * 3));
     snprintf(now, sizeof now, "%llu", (unsigned long long)mw_wall_ms());
     const char *set[] = { "SET", key, now, "PX", ttl };
     mw_redis_command(NULL, NULL, 5, set, NULL);
-    simple("SADD", "mw:nodes", mw_srv.node_id);
-    const char *members[] = { "SMEMBERS", "mw:nodes" };
+    simple("SADD", nodes_key, mw_srv.node_id);
+    const char *members[] = { "SMEMBERS", nodes_key };
     mw_redis_command(on_nodes, NULL, 2, members, NULL);
 }
 
@@ -484,7 +497,7 @@ void mw_cluster_on_up(void)
     } else {
         /* Redis may have lost everything (a restart) or kept old counts: rewrite ours. */
         char nr[120];
-        snprintf(nr, sizeof nr, "mw:nr:%s", mw_srv.node_id);
+        reg_key(nr, sizeof nr, "nr", mw_srv.node_id);
         mw_room_foreach(resync_room, nr);
     }
     heartbeat();
@@ -494,6 +507,8 @@ void mw_cluster_start(const struct mw_config *cfg)
 {
     config = cfg;
     active = true;
+    reg = mw_redis_is_cluster() ? "{mw}" : "mw";
+    snprintf(nodes_key, sizeof nodes_key, "%s:nodes", reg);
     /* Registration refresh and dead-node checks: a few per heartbeat interval, so that
      * a crashed node's members vanish "within a few heartbeats". */
     tick_ms = cfg->heartbeat_interval_ms / 2;

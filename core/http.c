@@ -98,6 +98,15 @@ static void metrics_text(struct mw_buf *b)
                          "moonwire_broker_published_total %" PRIu64 "\n", mw_redis_stats.published);
         mw_buf_printf(b, "# TYPE moonwire_broker_received_total counter\n"
                          "moonwire_broker_received_total %" PRIu64 "\n", mw_redis_stats.received);
+        if (mw_redis_is_cluster())
+            mw_buf_printf(b, "# TYPE moonwire_redis_cluster_masters gauge\nmoonwire_redis_cluster_masters %u\n"
+                             "# TYPE moonwire_redis_cluster_redirects_total counter\n"
+                             "moonwire_redis_cluster_redirects_total{kind=\"moved\"} %" PRIu64 "\n"
+                             "moonwire_redis_cluster_redirects_total{kind=\"ask\"} %" PRIu64 "\n"
+                             "# TYPE moonwire_redis_cluster_topology_changes_total counter\n"
+                             "moonwire_redis_cluster_topology_changes_total %" PRIu64 "\n",
+                          mw_redis_stats.masters, mw_redis_stats.moved, mw_redis_stats.asked,
+                          mw_redis_stats.topology_changes);
         mw_buf_printf(b, "# TYPE moonwire_broker_dropped_total counter\n"
                          "moonwire_broker_dropped_total %" PRIu64 "\n", mw_broker_dropped);
     }

@@ -1,7 +1,12 @@
-/* redis.h - the Redis client (SPEC section 7): two hiredis async connections on the
- * server's libuv loop, one for commands and one for pub/sub, reconnected with
- * exponential backoff and jitter. Never a blocking call: host names are resolved with
- * uv_getaddrinfo, connects and commands are asynchronous. */
+/* redis.h - the Redis client (SPEC section 7): commands and pub/sub over one Redis
+ * (redis.url) or a Redis Cluster (redis.cluster), on the server's libuv loop,
+ * reconnected with exponential backoff and jitter. Never a blocking call: host names
+ * are resolved with uv_getaddrinfo, connects and commands are asynchronous.
+ *
+ * With a Redis Cluster, commands go to the master of their key's slot (MOVED and ASK
+ * followed), and channels are sharded: SSUBSCRIBE on the master of the channel's slot,
+ * SPUBLISH routed like a key. Callers name keys and channels with {hash tags} when
+ * several must share a slot (a room's channel and its presence keys). */
 #ifndef MW_REDIS_H
 #define MW_REDIS_H
 
@@ -11,13 +16,14 @@
 
 struct redisReply;
 
-/* A command's reply; reply is NULL when the connection went away first. */
+/* A command's reply; reply is NULL when the connection went away first (or, with a
+ * Redis Cluster, when the key's master could not be reached after a redirection). */
 typedef void (*mw_redis_cb)(void *ud, struct redisReply *reply);
 
 struct mw_redis_hooks {
     /* A message on a subscribed channel. */
     void (*on_message)(const char *channel, const char *payload, size_t len);
-    /* Both connections up (after every reconnect, once resubscribed), or one down. */
+    /* Everything up (after every reconnect, once resubscribed), or something down. */
     void (*on_state)(bool up);
 };
 
@@ -25,24 +31,37 @@ struct mw_redis_hooks {
 int mw_redis_parse_url(const char *url, char *host, size_t hostlen, int *port,
                        char **password, int *db, char *err, size_t errlen);
 
-/* Starts connecting (returns at once). */
+/* Starts connecting to one Redis (returns at once). 0, or -1 with err set. */
 int mw_redis_start(const char *url, const struct mw_redis_hooks *hooks, char *err, size_t errlen);
+/* Starts connecting to a Redis Cluster through any reachable seed URL; the masters are
+ * found with CLUSTER SLOTS. 0, or -1 with err set (a bad URL, a database number). */
+int mw_redis_start_cluster(char *const *urls, size_t nurls, const struct mw_redis_hooks *hooks,
+                           char *err, size_t errlen);
 void mw_redis_stop(void);
 bool mw_redis_configured(void);
-/* Both connections are up and every subscription is in place. */
+/* Started with mw_redis_start_cluster: channels are sharded (SPUBLISH/SSUBSCRIBE). */
+bool mw_redis_is_cluster(void);
+/* Every slot has a master whose links are up, and every subscription is in place. */
 bool mw_redis_up(void);
 
-/* Sends a command (binary-safe arguments). Returns 0, or -1 when Redis is down (the
- * callback is then never called). cb may be NULL. */
+/* Sends a command (binary-safe arguments), routed by its key (argv[1] for most
+ * commands, the first key of EVAL/EVALSHA, none for PING: any master). Returns 0, or
+ * -1 when the key's Redis is down (the callback is then never called). cb may be
+ * NULL. */
 int mw_redis_command(mw_redis_cb cb, void *ud, int argc, const char **argv, const size_t *lens);
+/* The same, routed by `key` (NULL: any master). One Redis ignores it. */
+int mw_redis_command_key(const char *key, size_t keylen, mw_redis_cb cb, void *ud, int argc,
+                         const char **argv, const size_t *lens);
 
-/* Subscriptions the client keeps across reconnects (resubscribed in batches). */
+/* Subscriptions the client keeps across reconnects and topology changes (resubscribed
+ * in batches): SUBSCRIBE, or SSUBSCRIBE on the master of the channel's slot. */
 void mw_redis_subscribe(const char *channel);
 void mw_redis_unsubscribe(const char *channel);
 
 struct mw_redis_stats {
     uint64_t ups, downs, published, received;
-    uint32_t channels;
+    uint64_t moved, asked, topology_changes; /* Redis Cluster */
+    uint32_t channels, masters;
 };
 extern struct mw_redis_stats mw_redis_stats;
 

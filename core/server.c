@@ -472,7 +472,8 @@ int mw_server_run(const struct mw_config *cfg, const char *home)
 
     mw_http_init(cfg, home);
     mw_api_init(cfg);
-    mw_store_use_redis(cfg->redis_url != NULL); /* `moonwire test` keeps the memory store */
+    /* The store follows Redis (single or cluster); `moonwire test` keeps memory. */
+    mw_store_use_redis(cfg->redis_url != NULL || cfg->nredis_cluster > 0);
     if (mw_server_prepare(cfg, home, err, sizeof err) < 0 ||
         mw_broker_start(cfg, err, sizeof err) < 0) {
         fprintf(stderr, "moonwire: %s\n", err);

@@ -8,7 +8,7 @@ DEB_PACKAGES = build-essential cmake pkg-config git \
 	libwebsockets-dev libwebsockets-evlib-uv libuv1-dev libluajit2-5.1-dev \
 	libhiredis-dev libyaml-dev libjwt-dev libjemalloc-dev libcmocka-dev redis-server
 
-.PHONY: all deps build run test test-unit test-integration test-sanitize check-config clean
+.PHONY: all deps build run test test-unit test-integration test-sanitize check-config bench clean
 
 all: build
 
@@ -54,6 +54,11 @@ test-sanitize: deps node_modules/.package-lock.json
 	cd $(BUILD_SAN) && ASAN_OPTIONS=detect_leaks=1 ctest --output-on-failure
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  MOONWIRE_BIN=$(CURDIR)/$(BUILD_SAN)/moonwire MOONWIRE_SANITIZE=1 node --test tests/integration/
+
+# moonwire and a Node ws peer side by side through SPEC section 11's scenarios
+# (tests/bench/run.sh, docs/performance.md). ~6 minutes; ROUNDS, DURATION, IDLE_N, ...
+bench: build node_modules/.package-lock.json
+	BUILD=$(BUILD) bash tests/bench/run.sh
 
 clean:
 	rm -rf $(BUILD) $(BUILD_SAN)

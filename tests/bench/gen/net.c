@@ -1,0 +1,622 @@
+/* net.c - the generator's epoll loop and WebSocket client connections (see net.h). */
+#include "net.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "bytes.h"
+#include "clock.h"
+#include "jscan.h"
+#include "wsc.h"
+
+#define RBUF_SIZE (256 * 1024)   /* one read takes at most this much */
+#define OUT_LIMIT (1 << 20)      /* unsent bytes per connection before sends are skipped */
+#define MAX_MESSAGE (16u << 20)  /* a reassembled message larger than this is an error */
+
+static unsigned char rbuf[RBUF_SIZE];
+
+/* ---- set-up and teardown ---- */
+
+static const int close_codes[8] = { 1000, 1001, 1006, 1008, 1009, 1011, 4001, 0 };
+
+const char *net_close_code_name(int i)
+{
+    static const char *names[8] = { "1000", "1001", "eof", "1008", "1009", "1011", "4001", "other" };
+    return names[i];
+}
+
+static int close_slot(int code)
+{
+    for (int i = 0; i < 7; i++)
+        if (close_codes[i] == code)
+            return i;
+    return 7;
+}
+
+int net_init(struct net *n, const struct net_opts *o, uint32_t nconns, uint32_t nrooms,
+             const char *room_prefix)
+{
+    memset(n, 0, sizeof *n);
+    n->o = *o;
+    n->ep = epoll_create1(EPOLL_CLOEXEC);
+    n->conns = calloc(nconns, sizeof *n->conns);
+    n->rooms = calloc(nrooms, sizeof *n->rooms);
+    n->room_ready = calloc(nrooms, sizeof *n->room_ready);
+    if (n->ep < 0 || !n->conns || !n->rooms || !n->room_ready)
+        return -1;
+    n->nconns = nconns;
+    n->nrooms = nrooms;
+    for (uint32_t i = 0; i < nconns; i++) {
+        n->conns[i].idx = i;
+        n->conns[i].fd = -1;
+    }
+    for (uint32_t i = 0; i < nrooms; i++) {
+        if (nrooms == 1)
+            snprintf(n->rooms[i], sizeof n->rooms[i], "%s", room_prefix);
+        else
+            snprintf(n->rooms[i], sizeof n->rooms[i], "%s-%u", room_prefix, i);
+    }
+    hist_reset(&n->c.lat);
+    hist_reset(&n->c.lat_user);
+    clock_refresh();
+    return 0;
+}
+
+void net_free(struct net *n)
+{
+    for (uint32_t i = 0; i < n->nconns; i++) {
+        struct conn *c = &n->conns[i];
+        if (c->fd >= 0)
+            close(c->fd);
+        bytes_free(&c->in);
+        bytes_free(&c->out);
+        bytes_free(&c->frag);
+    }
+    free(n->conns);
+    free(n->rooms);
+    free(n->room_ready);
+    if (n->ep >= 0)
+        close(n->ep);
+}
+
+static void set_events(struct net *n, struct conn *c, bool out)
+{
+    struct epoll_event ev = { .events = EPOLLIN | (out ? EPOLLOUT : 0), .data.ptr = c };
+    if (out != c->want_out) {
+        c->want_out = out;
+        epoll_ctl(n->ep, EPOLL_CTL_MOD, c->fd, &ev);
+    }
+}
+
+/* Remembers the first failure in words: "<kind>: <why>[ <strerror>]". */
+static void fail_note(struct net *n, const char *kind, const char *why, int err)
+{
+    if (!n->fails.first[0])
+        snprintf(n->fails.first, sizeof n->fails.first, "%s: %s%s%s", kind, why,
+                 err ? " " : "", err ? strerror(err) : "");
+}
+
+/* Ends c: counts the failure by the stage it was in, closes the socket. */
+static void conn_die(struct net *n, struct conn *c, const char *why, int err)
+{
+    uint8_t st = c->state;
+    if (st == C_DEAD || st == C_IDLE)
+        return;
+    if (c->fd >= 0)
+        close(c->fd);
+    c->fd = -1;
+    c->failed_in = st;
+    c->state = C_DEAD;
+    c->want_out = false;
+    bytes_free(&c->in);
+    bytes_free(&c->out);
+    bytes_free(&c->frag);
+    if (st != C_READY) {
+        n->in_setup--;
+        if (st == C_CONNECTING)
+            n->fails.connect++;
+        else if (st == C_UPGRADING)
+            n->fails.upgrade++;
+        else if (st == C_HELLO)
+            n->fails.hello++;
+        else
+            n->fails.join++;
+        fail_note(n, "set-up failed", why, err);
+    } else if (c->slow) {
+        n->slow_closed++;
+    } else {
+        n->room_ready[c->room]--;
+        n->fails.closed_ready++;
+        fail_note(n, "connection closed", why, err);
+        if (n->on_dead)
+            n->on_dead(n, c);
+    }
+}
+
+void net_drop(struct net *n, struct conn *c)
+{
+    if (c->state == C_DEAD || c->state == C_IDLE)
+        return;
+    if (c->state == C_READY && !c->slow)
+        n->room_ready[c->room]--;
+    else if (c->state != C_READY)
+        n->in_setup--;
+    if (n->o.linger0) {
+        struct linger l = { 1, 0 };
+        setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &l, sizeof l);
+    }
+    close(c->fd);
+    c->fd = -1;
+    c->state = C_DEAD;
+    c->failed_in = 0;
+    c->want_out = false;
+    bytes_free(&c->in);
+    bytes_free(&c->out);
+    bytes_free(&c->frag);
+}
+
+void net_start(struct net *n, struct conn *c, uint32_t room)
+{
+    struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)n->o.port),
+                              .sin_addr = n->o.host };
+    int one = 1;
+    c->room = room;
+    c->slow = false;
+    c->state = C_CONNECTING;
+    c->close_code = 0;
+    c->t0 = now_ns();
+    n->in_setup++;
+    c->fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (c->fd < 0) {
+        conn_die(n, c, "socket:", errno);
+        return;
+    }
+    setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    setsockopt(c->fd, SOL_SOCKET, SO_TIMESTAMPNS, &one, sizeof one);
+    if (n->slow_from && c->idx >= n->slow_from) {
+        int small = 4096; /* before connect: the window stays small */
+        setsockopt(c->fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+    }
+    if (n->o.sources > 1) {
+        /* Several source addresses multiply the ephemeral ports we can use; the port
+         * is chosen at connect time, per destination. */
+        struct sockaddr_in src = { .sin_family = AF_INET };
+        src.sin_addr.s_addr = htonl(0x7f000001u + c->idx % (uint32_t)n->o.sources);
+        setsockopt(c->fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
+        if (bind(c->fd, (struct sockaddr *)&src, sizeof src) < 0) {
+            conn_die(n, c, "bind:", errno);
+            return;
+        }
+    }
+    if (connect(c->fd, (struct sockaddr *)&sa, sizeof sa) < 0 && errno != EINPROGRESS) {
+        conn_die(n, c, "connect:", errno);
+        return;
+    }
+    struct epoll_event ev = { .events = EPOLLIN | EPOLLOUT, .data.ptr = c };
+    c->want_out = true;
+    epoll_ctl(n->ep, EPOLL_CTL_ADD, c->fd, &ev);
+}
+
+/* ---- writing ---- */
+
+/* Writes what the kernel takes now and keeps the rest for EPOLLOUT. */
+static void conn_write(struct net *n, struct conn *c, const void *p, size_t len)
+{
+    if (!bytes_pending(&c->out) && c->state != C_CONNECTING) {
+        ssize_t w = write(c->fd, p, len);
+        if (w < 0 && errno != EAGAIN) {
+            conn_die(n, c, "write:", errno);
+            return;
+        }
+        if (w > 0) {
+            p = (const char *)p + w;
+            len -= (size_t)w;
+        }
+        if (!len)
+            return;
+    }
+    bytes_append(&c->out, p, len);
+    set_events(n, c, true);
+}
+
+static void on_writable(struct net *n, struct conn *c)
+{
+    while (bytes_pending(&c->out)) {
+        ssize_t w = write(c->fd, c->out.p + c->out.off, bytes_pending(&c->out));
+        if (w < 0) {
+            if (errno != EAGAIN)
+                conn_die(n, c, "write:", errno);
+            return;
+        }
+        c->out.off += (size_t)w;
+    }
+    c->out.off = c->out.len = 0;
+    set_events(n, c, false);
+}
+
+static void send_frame(struct net *n, struct conn *c, int opcode, const void *p, size_t len)
+{
+    unsigned char stack[1024];
+    size_t need = wsc_frame_size(len);
+    unsigned char *buf = need <= sizeof stack ? stack : malloc(need);
+    if (!buf)
+        abort();
+    size_t fl = wsc_frame(buf, opcode, p, len);
+    conn_write(n, c, buf, fl);
+    if (buf != stack)
+        free(buf);
+}
+
+static void on_connected(struct net *n, struct conn *c)
+{
+    int err = 0;
+    socklen_t sl = sizeof err;
+    char req[512], target[256];
+    getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &sl);
+    if (err) {
+        conn_die(n, c, "connect:", err);
+        return;
+    }
+    snprintf(target, sizeof target, "%s?user=u%llu", n->o.path,
+             (unsigned long long)++n->user_serial);
+    int len = wsc_request(req, sizeof req, inet_ntoa(n->o.host), n->o.port, target, c->accept);
+    c->state = C_UPGRADING;
+    set_events(n, c, false);
+    conn_write(n, c, req, (size_t)len);
+}
+
+bool net_send_chat(struct net *n, struct conn *c, uint64_t seq, const char *pad)
+{
+    char msg[1024], id[32] = "";
+    if (c->state != C_READY)
+        return false;
+    if (bytes_pending(&c->out) > OUT_LIMIT) {
+        n->c.send_blocked++;
+        return false;
+    }
+    if (n->o.ack)
+        snprintf(id, sizeof id, ",\"id\":%llu", (unsigned long long)seq);
+    uint64_t t = now_ns();
+    int len = snprintf(msg, sizeof msg,
+                       "{\"type\":\"chat:message\",\"room\":\"%s\"%s,\"data\":{\"t\":%llu,"
+                       "\"seq\":%llu,\"pad\":\"%s\"}}",
+                       n->rooms[c->room], id, (unsigned long long)t, (unsigned long long)seq, pad);
+    if (len < 0 || (size_t)len >= sizeof msg)
+        return false;
+    n->c.sent++;
+    n->c.expected += n->room_ready[c->room];
+    if (!n->c.first_send_ns)
+        n->c.first_send_ns = t;
+    n->c.last_send_ns = t;
+    send_frame(n, c, WS_TEXT, msg, (size_t)len);
+    return true;
+}
+
+void net_set_slow(struct net *n, struct conn *c)
+{
+    struct epoll_event ev = { .events = 0, .data.ptr = c };
+    if (c->state != C_READY || c->slow)
+        return;
+    c->slow = true;
+    n->room_ready[c->room]--;
+    c->want_out = false;
+    epoll_ctl(n->ep, EPOLL_CTL_MOD, c->fd, &ev);
+}
+
+uint64_t net_slow_check(struct net *n, double secs)
+{
+    uint64_t end = now_ns() + (uint64_t)(secs * 1e9);
+    for (uint32_t i = 0; i < n->nconns; i++) {
+        struct conn *c = &n->conns[i];
+        struct epoll_event ev = { .events = EPOLLIN, .data.ptr = c };
+        if (c->slow && c->state == C_READY)
+            epoll_ctl(n->ep, EPOLL_CTL_MOD, c->fd, &ev);
+    }
+    for (uint64_t t; (t = now_ns()) < end;) {
+        uint32_t open = 0;
+        for (uint32_t i = 0; i < n->nconns; i++)
+            open += n->conns[i].slow && n->conns[i].state == C_READY;
+        if (!open)
+            break;
+        net_poll(n, 10000000);
+    }
+    return n->slow_closed;
+}
+
+void net_counters_reset(struct net *n, uint64_t seq_lo)
+{
+    memset(&n->c, 0, offsetof(struct counters, lat));
+    hist_reset(&n->c.lat);
+    hist_reset(&n->c.lat_user);
+    hist_reset(&n->c.send_lag);
+    n->c.seq_lo = seq_lo;
+}
+
+/* ---- frames in ---- */
+
+static void on_delivery(struct net *n, const char *data, size_t len, uint64_t now)
+{
+    struct js_iter it;
+    const char *k, *v;
+    size_t kl, vl;
+    int64_t t = -1, seq = -1;
+    if (js_iter_init(&it, data, len) < 0) {
+        n->c.other++;
+        return;
+    }
+    while (js_next(&it, &k, &kl, &v, &vl) > 0) {
+        if (js_eq(k, kl, "t"))
+            js_int(v, vl, &t);
+        else if (js_eq(k, kl, "seq"))
+            js_int(v, vl, &seq);
+    }
+    if (t < 0 || seq < 0) {
+        n->c.other++;
+        return;
+    }
+    if ((uint64_t)seq < n->c.seq_lo) {
+        n->c.late++;
+        return;
+    }
+    uint64_t rx = n->rx_ns ? n->rx_ns : now;
+    n->c.delivered++;
+    n->c.last_rx_ns = now;
+    hist_add(&n->c.lat, rx > (uint64_t)t ? rx - (uint64_t)t : 0);
+    hist_add(&n->c.lat_user, now > (uint64_t)t ? now - (uint64_t)t : 0);
+}
+
+static void send_join(struct net *n, struct conn *c)
+{
+    char msg[128];
+    int len = snprintf(msg, sizeof msg, "{\"type\":\"join\",\"room\":\"%s\",\"id\":0}",
+                       n->rooms[c->room]);
+    c->state = C_JOINING;
+    send_frame(n, c, WS_TEXT, msg, (size_t)len);
+}
+
+static void on_reply(struct net *n, struct conn *c, bool ok, const char *id, size_t idl,
+                     const char *code, size_t codel)
+{
+    int64_t v = -1;
+    if (id)
+        js_int(id, idl, &v);
+    if (v == 0 && c->state == C_JOINING) {
+        if (!ok) {
+            char why[96];
+            snprintf(why, sizeof why, "join error %.*s", (int)(codel < 40 ? codel : 40), code);
+            conn_die(n, c, why, 0);
+            return;
+        }
+        c->state = C_READY;
+        n->in_setup--;
+        n->ready_total++;
+        n->room_ready[c->room]++;
+        if (n->on_ready)
+            n->on_ready(n, c);
+        return;
+    }
+    if (ok) {
+        n->c.acked++;
+        return;
+    }
+    n->c.errors++;
+    if (!n->c.first_error[0])
+        snprintf(n->c.first_error, sizeof n->c.first_error, "%.*s",
+                 (int)(codel < 60 ? codel : 60), code ? code : "?");
+}
+
+/* One complete text message from the server. */
+static void on_text(struct net *n, struct conn *c, const char *p, size_t len, uint64_t now)
+{
+    struct js_iter it;
+    const char *k, *v, *type = NULL, *id = NULL, *data = NULL, *code = NULL;
+    size_t kl, vl, typel = 0, idl = 0, datal = 0, codel = 0;
+    n->frames_in++;
+    if (js_iter_init(&it, p, len) < 0) {
+        n->c.other++;
+        return;
+    }
+    while (js_next(&it, &k, &kl, &v, &vl) > 0) {
+        if (js_eq(k, kl, "type"))
+            type = v, typel = vl;
+        else if (js_eq(k, kl, "data"))
+            data = v, datal = vl;
+        else if (js_eq(k, kl, "id"))
+            id = v, idl = vl;
+        else if (js_eq(k, kl, "code"))
+            code = v, codel = vl;
+    }
+    if (!type || c->slow)
+        n->c.other++;
+    else if (js_eq(type, typel, "chat:message") && data)
+        on_delivery(n, data, datal, now);
+    else if (js_eq(type, typel, "ack"))
+        on_reply(n, c, true, id, idl, NULL, 0);
+    else if (js_eq(type, typel, "error"))
+        on_reply(n, c, false, id, idl, code, codel);
+    else if (js_eq(type, typel, "hello") && c->state == C_HELLO)
+        send_join(n, c);
+    else
+        n->c.other++;
+}
+
+static void on_frame(struct net *n, struct conn *c, const struct wsc_frame *f,
+                     const unsigned char *p, uint64_t now)
+{
+    switch (f->opcode) {
+    case WS_PING:
+        send_frame(n, c, WS_PONG, p, f->len);
+        return;
+    case WS_PONG:
+        return;
+    case WS_CLOSE: {
+        int code = f->len >= 2 ? (p[0] << 8 | p[1]) : 1005;
+        char why[32];
+        c->close_code = (uint16_t)code;
+        n->fails.by_code[close_slot(code)]++;
+        snprintf(why, sizeof why, "close %d", code);
+        conn_die(n, c, why, 0);
+        return;
+    }
+    default:
+        break;
+    }
+    if (f->fin && f->opcode != WS_CONT && !bytes_pending(&c->frag)) {
+        if (f->opcode == WS_TEXT)
+            on_text(n, c, (const char *)p, f->len, now);
+        else
+            n->c.other++;
+        return;
+    }
+    if (bytes_pending(&c->frag) + f->len > MAX_MESSAGE) {
+        conn_die(n, c, "message too big", 0);
+        return;
+    }
+    bytes_append(&c->frag, p, f->len);
+    if (f->fin) {
+        on_text(n, c, (const char *)c->frag.p + c->frag.off, bytes_pending(&c->frag), now);
+        if (c->state != C_DEAD)
+            c->frag.off = c->frag.len = 0;
+    }
+}
+
+/* Handles the frames in p[0..len); returns the bytes consumed (a partial frame stays),
+ * or len when c died on the way. */
+static size_t consume(struct net *n, struct conn *c, const unsigned char *p, size_t len,
+                      uint64_t now)
+{
+    size_t off = 0;
+    if (c->state == C_UPGRADING) {
+        int h = wsc_response((const char *)p, len, c->accept);
+        if (h <= 0) {
+            if (h < 0)
+                conn_die(n, c, "bad upgrade answer", 0);
+            return h < 0 ? len : 0;
+        }
+        c->state = C_HELLO;
+        off = (size_t)h;
+    }
+    while (off < len) {
+        struct wsc_frame f;
+        int r = wsc_parse(p + off, len - off, &f);
+        if (r < 0) {
+            conn_die(n, c, "bad frame", 0);
+            return len;
+        }
+        if (r == 0)
+            break;
+        on_frame(n, c, &f, p + off + f.hdr, now);
+        off += f.hdr + f.len;
+        if (c->state == C_DEAD)
+            return len;
+    }
+    return off;
+}
+
+/* read() that also returns when the kernel queued the last byte read (SO_TIMESTAMPNS),
+ * on now_ns()'s scale: latency is measured to arrival at our socket, so a busy
+ * generator does not add its own queueing to the server's latency. *rx is 0 when the
+ * kernel gave no timestamp. */
+static ssize_t read_stamped(int fd, void *buf, size_t cap, uint64_t now, uint64_t *rx)
+{
+    union {
+        char b[CMSG_SPACE(sizeof(struct timespec))];
+        struct cmsghdr align;
+    } ctl;
+    struct iovec iov = { buf, cap };
+    struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.b,
+                         .msg_controllen = sizeof ctl.b };
+    ssize_t r = recvmsg(fd, &mh, 0);
+    *rx = 0;
+    if (r <= 0)
+        return r;
+    for (struct cmsghdr *cm = CMSG_FIRSTHDR(&mh); cm; cm = CMSG_NXTHDR(&mh, cm)) {
+        if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_TIMESTAMPNS) {
+            struct timespec ts;
+            memcpy(&ts, CMSG_DATA(cm), sizeof ts);
+            *rx = clock_from_realtime(&ts, now);
+        }
+    }
+    return r;
+}
+
+static void on_readable(struct net *n, struct conn *c)
+{
+    ssize_t r;
+    uint64_t now = now_ns(), rx;
+    if (bytes_pending(&c->in) || c->state == C_UPGRADING) {
+        /* A partial frame (or the handshake) is waiting: read behind it. */
+        bytes_reserve(&c->in, 64 * 1024);
+        r = read_stamped(c->fd, c->in.p + c->in.len, c->in.cap - c->in.len, now, &rx);
+        if (r <= 0)
+            goto eof;
+        n->rx_ns = rx;
+        c->in.len += (size_t)r;
+        size_t used = consume(n, c, c->in.p + c->in.off, bytes_pending(&c->in), now);
+        if (c->state != C_DEAD) {
+            c->in.off += used;
+            if (!bytes_pending(&c->in))
+                bytes_free(&c->in); /* most connections never need it again */
+        }
+        return;
+    }
+    r = read_stamped(c->fd, rbuf, sizeof rbuf, now, &rx);
+    if (r <= 0)
+        goto eof;
+    n->rx_ns = rx;
+    size_t used = consume(n, c, rbuf, (size_t)r, now);
+    if (c->state != C_DEAD && used < (size_t)r)
+        bytes_append(&c->in, rbuf + used, (size_t)r - used);
+    return;
+eof:
+    if (r < 0 && errno == EAGAIN)
+        return;
+    n->fails.by_code[close_slot(1006)]++;
+    conn_die(n, c, r == 0 ? "server closed the TCP connection" : "read:", r == 0 ? 0 : errno);
+}
+
+void net_poll(struct net *n, int64_t timeout_ns)
+{
+    struct epoll_event evs[512];
+    if (n->o.batch_ns) {
+        /* Let bytes pile up in the sockets so that each read takes more frames;
+         * latency is taken from the kernel's arrival stamps, so waiting here adds at
+         * most batch_ns (to frames that arrived before the last one of a read). */
+        uint64_t since = now_ns() - n->last_poll_ns;
+        if (since < n->o.batch_ns && timeout_ns > 0) {
+            uint64_t nap = n->o.batch_ns - since;
+            nap = nap < (uint64_t)timeout_ns ? nap : (uint64_t)timeout_ns;
+            nanosleep(&(struct timespec){ 0, (long)nap }, NULL);
+            timeout_ns = 0;
+        }
+        n->last_poll_ns = now_ns();
+    }
+    struct timespec ts = { (time_t)(timeout_ns / 1000000000), (long)(timeout_ns % 1000000000) };
+    /* Nanosecond timeouts: sends are paced without busy-waiting between them. */
+    int k = epoll_pwait2(n->ep, evs, 512, timeout_ns < 0 ? NULL : &ts, NULL);
+    clock_refresh();
+    for (int i = 0; i < k; i++) {
+        struct conn *c = evs[i].data.ptr;
+        uint32_t e = evs[i].events;
+        if (c->state == C_DEAD || c->fd < 0)
+            continue;
+        if (c->state == C_CONNECTING) {
+            if (e & (EPOLLOUT | EPOLLERR | EPOLLHUP))
+                on_connected(n, c);
+            continue;
+        }
+        if (e & (EPOLLIN | EPOLLERR | EPOLLHUP))
+            on_readable(n, c);
+        if (c->state != C_DEAD && (e & EPOLLOUT))
+            on_writable(n, c);
+    }
+}

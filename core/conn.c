@@ -188,11 +188,14 @@ void mw_conn_free(struct mw_conn *c)
         free(a->json);
         free(a);
     }
-    for (uint32_t i = 0; i < c->ndedup; i++) {
-        free(c->dedup[i].key);
-        free(c->dedup[i].reply);
+    while (c->dedup_head) {
+        struct mw_dedup_entry *e = c->dedup_head;
+        c->dedup_head = e->next;
+        free(e->key);
+        free(e->reply);
+        free(e);
     }
-    free(c->dedup);
+    mw_map_free(&c->dedup);
     free(c->rx);
     free(c->remote);
     free(c->claims_json);
@@ -414,53 +417,59 @@ const char *mw_conn_attr_get(const struct mw_conn *c, const char *key)
 
 /* ---- duplicate ids ---- */
 
-static struct mw_dedup_entry *dedup_find(struct mw_conn *c, const char *key)
-{
-    for (uint32_t i = c->ndedup; i-- > 0;) /* newest first: retries come soon */
-        if (strcmp(c->dedup[i].key, key) == 0)
-            return &c->dedup[i];
-    return NULL;
-}
-
 /* Forgets ids beyond the window: older than MW_DEDUP_WINDOW_MS once more than
  * MW_DEDUP_MIN are kept. */
 static void dedup_expire(struct mw_conn *c, uint64_t now)
 {
-    uint32_t drop = 0;
-    while (c->ndedup - drop > MW_DEDUP_MIN && now - c->dedup[drop].ts_ms > MW_DEDUP_WINDOW_MS) {
-        free(c->dedup[drop].key);
-        free(c->dedup[drop].reply);
-        drop++;
-    }
-    if (drop) {
-        memmove(c->dedup, c->dedup + drop, (c->ndedup - drop) * sizeof *c->dedup);
-        c->ndedup -= drop;
+    while (c->ndedup > MW_DEDUP_MIN && now - c->dedup_head->ts_ms > MW_DEDUP_WINDOW_MS) {
+        struct mw_dedup_entry *e = c->dedup_head;
+        c->dedup_head = e->next;
+        if (!c->dedup_head)
+            c->dedup_tail = NULL;
+        mw_map_del(&c->dedup, e->key);
+        if (e->reply)
+            c->dedup_bytes -= (uint32_t)strlen(e->reply);
+        free(e->key);
+        free(e->reply);
+        free(e);
+        c->ndedup--;
     }
 }
 
 int mw_conn_dedup_begin(struct mw_conn *c, const char *key, const char **reply)
 {
     uint64_t now = mw_now_ms();
-    struct mw_dedup_entry *e = dedup_find(c, key);
+    struct mw_dedup_entry *e = mw_map_get(&c->dedup, key);
+    *reply = NULL;
     if (e) {
         *reply = e->reply;
-        return e->reply ? MW_DEDUP_DONE : MW_DEDUP_RUNNING;
+        return e->done ? MW_DEDUP_DONE : MW_DEDUP_RUNNING;
     }
     dedup_expire(c, now);
-    if (c->ndedup == c->capdedup) {
-        c->capdedup = c->capdedup ? c->capdedup * 2 : 16;
-        c->dedup = mw_realloc(c->dedup, c->capdedup * sizeof *c->dedup);
-    }
-    c->dedup[c->ndedup++] = (struct mw_dedup_entry){ mw_strdup(key), NULL, now };
-    *reply = NULL;
+    e = mw_calloc(1, sizeof *e);
+    e->key = mw_strdup(key);
+    e->ts_ms = now;
+    if (c->dedup_tail)
+        c->dedup_tail->next = e;
+    else
+        c->dedup_head = e;
+    c->dedup_tail = e;
+    mw_map_put(&c->dedup, e->key, e);
+    c->ndedup++;
     return MW_DEDUP_NEW;
 }
 
 void mw_conn_dedup_end(struct mw_conn *c, const char *key, const char *reply)
 {
-    struct mw_dedup_entry *e = dedup_find(c, key);
-    if (e && !e->reply)
+    struct mw_dedup_entry *e = mw_map_get(&c->dedup, key);
+    if (!e || e->done)
+        return;
+    e->done = true;
+    size_t len = strlen(reply);
+    if (len <= MW_DEDUP_REPLY_MAX && c->dedup_bytes + len <= MW_DEDUP_BYTES) {
         e->reply = mw_strdup(reply);
+        c->dedup_bytes += (uint32_t)len;
+    }
 }
 
 /* ---- flushing ---- */

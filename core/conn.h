@@ -27,15 +27,21 @@ struct mw_user {
 /* A client message id seen recently, and the reply it got (SPEC section 4: a repeated
  * id within the window is answered again without running the handler twice). */
 struct mw_dedup_entry {
+    struct mw_dedup_entry *next; /* oldest first */
     char *key;        /* "s:<string id>" or "n:<integer id>" */
-    char *reply;      /* the ack/error frame text; NULL while the handler runs */
+    char *reply;      /* the ack/error frame text, when kept */
+    bool done;
     uint64_t ts_ms;
 };
 
 /* The window: at least the last MW_DEDUP_MIN ids and every id of the last
- * MW_DEDUP_WINDOW_MS (bounded in practice by limits.rate). */
+ * MW_DEDUP_WINDOW_MS (bounded in practice by limits.rate). Replies are kept up to
+ * MW_DEDUP_REPLY_MAX bytes each and MW_DEDUP_BYTES per connection; a repeat of an
+ * id whose reply was not kept is acked without data (still never run twice). */
 #define MW_DEDUP_MIN 256
 #define MW_DEDUP_WINDOW_MS 60000
+#define MW_DEDUP_REPLY_MAX 1024
+#define MW_DEDUP_BYTES (16 * 1024)
 
 struct mw_attr {
     struct mw_attr *next;
@@ -77,8 +83,10 @@ struct mw_conn {
 
     struct mw_attr *attrs;
 
-    struct mw_dedup_entry *dedup; /* oldest first */
-    uint32_t ndedup, capdedup;
+    struct mw_map dedup;          /* key -> entry */
+    struct mw_dedup_entry *dedup_head, *dedup_tail;
+    uint32_t ndedup;
+    uint32_t dedup_bytes;         /* kept reply bytes */
 
     /* Incoming message reassembly (only used for fragmented/partial frames). */
     char *rx;
@@ -152,7 +160,8 @@ const char *mw_conn_attr_get(const struct mw_conn *c, const char *key);
 
 enum { MW_DEDUP_NEW = 0, MW_DEDUP_RUNNING = 1, MW_DEDUP_DONE = 2 };
 /* Looks a client message id up. NEW: recorded as running, go ahead. RUNNING: the first
- * one is still being handled (its reply will come). DONE: *reply is what it got. */
+ * one is still being handled (its reply will come). DONE: *reply is what it got, or
+ * NULL when that reply was too large to keep. */
 int mw_conn_dedup_begin(struct mw_conn *c, const char *key, const char **reply);
 /* Records the reply frame text of a handled id. */
 void mw_conn_dedup_end(struct mw_conn *c, const char *key, const char *reply);

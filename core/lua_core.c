@@ -113,6 +113,7 @@ static int l_dedup_begin(lua_State *L)
     const char *key = luaL_checkstring(L, 2), *reply = NULL;
     static const char *names[] = { "new", "running", "done" };
     int st = c ? mw_conn_dedup_begin(c, key, &reply) : MW_DEDUP_NEW;
+    /* "done" with no reply: it was too large to keep (the router acks without data) */
     lua_pushstring(L, names[st]);
     if (reply)
         lua_pushstring(L, reply);

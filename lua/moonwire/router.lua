@@ -99,7 +99,7 @@ function M.message(app, conn, payload, binary)
   -- A repeated id is answered with the first reply; the handler runs once.
   local key = (type(id) == "string" and "s:" .. id) or format("n:%d", id)
   local state, reply = core.dedup_begin(conn, key)
-  if state == "done" then return conn:send(reply) end
+  if state == "done" then return conn:send(reply or { type = "ack", id = id }) end
   if state == "running" then return end
   local ok, res = run(conn, t, handler, conn, msg)
   local answer

@@ -30,6 +30,8 @@ static const char usage[] =
     "  wait     wait until --port accepts TCP connections (--duration s, default 10)\n"
     "common:  --host 127.0.0.x (default 127.0.0.1; nothing outside 127.0.0.0/8)\n"
     "         --path /chat  --label NAME  --pid PID (server; else found by its port)\n"
+    "         --port2 PORT (a second node: members alternate between the two; publishers\n"
+    "         stay on --port; for cross-node delivery over Redis)\n"
     "         --duration S (default 10; idle: hold time, default 2; at most 120)\n"
     "         --drain S (wait for deliveries after the last send, default 3, max 30)\n"
     "         --setup-timeout S (default 60)  --settle S (default 0.5)\n"
@@ -48,14 +50,15 @@ static const char usage[] =
     "connect: --concurrency C (32)\n";
 
 enum {
-    O_HOST = 1000, O_PORT, O_PATH, O_LABEL, O_PID, O_DURATION, O_DRAIN, O_SETUP, O_SETTLE,
+    O_HOST = 1000, O_PORT, O_PORT2, O_PATH, O_LABEL, O_PID, O_DURATION, O_DRAIN, O_SETUP, O_SETTLE,
     O_INFLIGHT, O_SOURCES, O_PAD, O_NOACK, O_STRICT, O_MEMBERS, O_PUBS, O_RATE, O_RSTART,
     O_RFACTOR, O_RSTEP, O_RP99, O_RBISECT, O_RSTEPS, O_MAXRATE, O_ROOMS, O_RMEMBERS,
     O_MSGRATE, O_CONNS, O_ROOMSIZE, O_CONC, O_BATCH, O_SLOW, O_HELP
 };
 
 static const struct option longopts[] = {
-    { "host", 1, 0, O_HOST }, { "port", 1, 0, O_PORT }, { "path", 1, 0, O_PATH },
+    { "host", 1, 0, O_HOST }, { "port", 1, 0, O_PORT }, { "port2", 1, 0, O_PORT2 },
+    { "path", 1, 0, O_PATH },
     { "label", 1, 0, O_LABEL }, { "pid", 1, 0, O_PID }, { "duration", 1, 0, O_DURATION },
     { "drain", 1, 0, O_DRAIN }, { "setup-timeout", 1, 0, O_SETUP }, { "settle", 1, 0, O_SETTLE },
     { "inflight", 1, 0, O_INFLIGHT }, { "sources", 1, 0, O_SOURCES }, { "pad", 1, 0, O_PAD },
@@ -142,6 +145,7 @@ static void parse(struct opts *o, int argc, char **argv)
         switch (c) {
         case O_HOST: set_host(o, a); break;
         case O_PORT: o->port = (int)num("port", a, 1, 65535); break;
+        case O_PORT2: o->port2 = (int)num("port2", a, 1, 65535); break;
         case O_PATH:
             if (a[0] != '/' || strlen(a) > 100 || strpbrk(a, " ?#"))
                 die_usage("--path: '%s' must start with / and hold no space, ? or #", a);

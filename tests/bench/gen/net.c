@@ -164,9 +164,16 @@ void net_drop(struct net *n, struct conn *c)
     bytes_free(&c->frag);
 }
 
+/* The node a connection talks to: with --port2, members alternate between two nodes
+ * (publishers, the first connections, stay on the first). */
+static int conn_port(const struct net *n, const struct conn *c)
+{
+    return n->o.port2 && (c->idx % 2) ? n->o.port2 : n->o.port;
+}
+
 void net_start(struct net *n, struct conn *c, uint32_t room)
 {
-    struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)n->o.port),
+    struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)conn_port(n, c)),
                               .sin_addr = n->o.host };
     int one = 1;
     c->room = room;
@@ -268,7 +275,7 @@ static void on_connected(struct net *n, struct conn *c)
     }
     snprintf(target, sizeof target, "%s?user=u%llu", n->o.path,
              (unsigned long long)++n->user_serial);
-    int len = wsc_request(req, sizeof req, inet_ntoa(n->o.host), n->o.port, target, c->accept);
+    int len = wsc_request(req, sizeof req, inet_ntoa(n->o.host), conn_port(n, c), target, c->accept);
     c->state = C_UPGRADING;
     set_events(n, c, false);
     conn_write(n, c, req, (size_t)len);

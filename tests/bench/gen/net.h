@@ -55,6 +55,7 @@ struct counters {
 struct net_opts {
     struct in_addr host;
     int port;
+    int port2;              /* when set, odd-numbered connections go to this node */
     const char *path;
     int sources;            /* source addresses 127.0.0.1 .. 127.0.0.<sources> */
     bool ack;               /* send messages with an id (the server acks each) */

@@ -22,7 +22,7 @@ static uint64_t next_seq = 1; /* message numbers, unique over the whole process 
 static int setup_net(struct net *n, const struct opts *o, uint32_t nconns, uint32_t nrooms,
                      const char *room, bool linger0)
 {
-    struct net_opts no = { .host = o->host, .port = o->port, .path = o->path,
+    struct net_opts no = { .host = o->host, .port = o->port, .port2 = o->port2, .path = o->path,
                            .sources = o->sources, .ack = o->ack, .linger0 = linger0,
                            .batch_ns = (uint64_t)(o->batch_us * 1000) };
     uint32_t padlen = o->pad < sizeof pad_text ? o->pad : sizeof pad_text - 1;

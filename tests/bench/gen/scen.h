@@ -15,6 +15,7 @@ struct opts {
     const char *scenario, *label, *path;
     struct in_addr host;
     int port;
+    int port2;                   /* a second node: every other connection goes there */
     pid_t pid;                   /* the server, for CPU and RSS; 0 unknown */
     double duration, drain, setup_timeout, settle;
     uint32_t members, publishers; double rate;    /* fanout, ramp */

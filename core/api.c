@@ -94,16 +94,6 @@ static int valid_type(const char *t, size_t n)
     return 1;
 }
 
-static int valid_room(const char *r, size_t n)
-{
-    if (n < 1 || n > 128)
-        return 0;
-    for (size_t i = 0; i < n; i++)
-        if ((unsigned char)r[i] < 0x20 || r[i] == 0x7f)
-            return 0;
-    return 1;
-}
-
 /* Decodes the body into an object at the top of J's stack; replies 400 on failure. */
 static int decode_body(struct lws *wsi, const char *body, size_t len, int *rc)
 {
@@ -144,7 +134,7 @@ static int api_publish(struct lws *wsi, const char *body, size_t len)
     if (decode_body(wsi, body, len, &rc) < 0)
         return rc;
     const char *room = field("room", &rlen), *type = field("type", &tlen);
-    if (!room || !valid_room(room, rlen))
+    if (!room || mw_room_name_error(room, rlen))
         return reply_error(wsi, 400, "bad_message", "room must be a string of 1..128 bytes");
     if (!type || !valid_type(type, tlen))
         return reply_error(wsi, 400, "bad_message", "type must be 1..64 characters of a-z 0-9 _ . : -");
@@ -198,16 +188,9 @@ static int api_presence(struct lws *wsi, const char *path)
     struct mw_buf b = { 0 };
     mw_buf_puts(&b, "{\"room\":");
     mw_jsonw_str(&b, room);
-    mw_buf_puts(&b, ",\"members\":[");
-    uint32_t n = 0;
-    for (uint32_t i = 0; r && i < r->presence.cap && n < 1000; i++) {
-        if (!r->presence.slots[i].key)
-            continue;
-        if (n++)
-            mw_buf_putc(&b, ',');
-        mw_presence_member_json(&b, r->presence.slots[i].val);
-    }
-    mw_buf_printf(&b, "],\"count\":%" PRIu32 "}\n", r ? r->presence.len : 0);
+    mw_buf_puts(&b, ",\"members\":");
+    mw_presence_list_json(&b, r, 1000);
+    mw_buf_printf(&b, ",\"count\":%" PRIu32 "}\n", r ? r->presence.len : 0);
     int rc = reply_json(wsi, 200, &b);
     mw_buf_free(&b);
     return rc;

@@ -2,6 +2,7 @@
 #include "http.h"
 
 #include <inttypes.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -65,6 +66,18 @@ static int reply_text(struct lws *wsi, int status, const char *text)
     return mw_http_reply(wsi, status, "text/plain; charset=utf-8", text, strlen(text));
 }
 
+/* A per-route counter: the uint64_t at `field` of every route's stats. */
+static void route_counter(struct mw_buf *b, const char *name, size_t field)
+{
+    mw_buf_printf(b, "# TYPE %s counter\n", name);
+    for (size_t i = 0; i < mw_srv.nroutes; i++) {
+        const char *st = (const char *)&mw_srv.routes[i].stats;
+        uint64_t v;
+        memcpy(&v, st + field, sizeof v);
+        mw_buf_printf(b, "%s{route=\"%s\"} %" PRIu64 "\n", name, mw_srv.routes[i].cfg->path, v);
+    }
+}
+
 static void metrics_text(struct mw_buf *b)
 {
     mw_buf_printf(b, "# TYPE moonwire_connections gauge\nmoonwire_connections %" PRIu32 "\n",
@@ -110,14 +123,8 @@ static void metrics_text(struct mw_buf *b)
         mw_buf_printf(b, "# TYPE moonwire_broker_dropped_total counter\n"
                          "moonwire_broker_dropped_total %" PRIu64 "\n", mw_broker_dropped);
     }
-    mw_buf_puts(b, "# TYPE moonwire_messages_in_total counter\n");
-    for (size_t i = 0; i < mw_srv.nroutes; i++)
-        mw_buf_printf(b, "moonwire_messages_in_total{route=\"%s\"} %" PRIu64 "\n",
-                      mw_srv.routes[i].cfg->path, mw_srv.routes[i].stats.messages_in);
-    mw_buf_puts(b, "# TYPE moonwire_lua_errors_total counter\n");
-    for (size_t i = 0; i < mw_srv.nroutes; i++)
-        mw_buf_printf(b, "moonwire_lua_errors_total{route=\"%s\"} %" PRIu64 "\n",
-                      mw_srv.routes[i].cfg->path, mw_srv.routes[i].stats.lua_errors);
+    route_counter(b, "moonwire_messages_in_total", offsetof(struct mw_route_stats, messages_in));
+    route_counter(b, "moonwire_lua_errors_total", offsetof(struct mw_route_stats, lua_errors));
     mw_buf_printf(b, "# TYPE moonwire_lua_waiting gauge\nmoonwire_lua_waiting %" PRIu32 "\n",
                   mw_script_waiting());
     mw_buf_puts(b, "# TYPE moonwire_handler_seconds histogram\n");
@@ -142,10 +149,7 @@ static void metrics_text(struct mw_buf *b)
                          "moonwire_reloads_total{route=\"%s\",result=\"failed\"} %" PRIu64 "\n",
                       mw_srv.routes[i].cfg->path, mw_srv.routes[i].stats.reloads,
                       mw_srv.routes[i].cfg->path, mw_srv.routes[i].stats.reload_failures);
-    mw_buf_puts(b, "# TYPE moonwire_slow_handlers_total counter\n");
-    for (size_t i = 0; i < mw_srv.nroutes; i++)
-        mw_buf_printf(b, "moonwire_slow_handlers_total{route=\"%s\"} %" PRIu64 "\n",
-                      mw_srv.routes[i].cfg->path, mw_srv.routes[i].stats.slow_handlers);
+    route_counter(b, "moonwire_slow_handlers_total", offsetof(struct mw_route_stats, slow_handlers));
 }
 
 static const char *mime_of(const char *path)

@@ -26,10 +26,11 @@ void mw_jsonw_strn(struct mw_buf *b, const char *s, size_t n)
     mw_buf_putc(b, '"');
 }
 
-void mw_jsonw_key(struct mw_buf *b, const char *key, int first)
+void mw_jsonw_event(struct mw_buf *b, const char *type, const char *room)
 {
-    if (!first)
-        mw_buf_putc(b, ',');
-    mw_jsonw_str(b, key);
-    mw_buf_putc(b, ':');
+    mw_buf_puts(b, "{\"type\":");
+    mw_jsonw_str(b, type);
+    mw_buf_puts(b, ",\"room\":");
+    mw_jsonw_str(b, room);
+    mw_buf_puts(b, ",\"data\":");
 }

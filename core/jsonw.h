@@ -10,7 +10,8 @@
 /* Appends s[0..n) as a quoted, escaped JSON string. */
 void mw_jsonw_strn(struct mw_buf *b, const char *s, size_t n);
 static inline void mw_jsonw_str(struct mw_buf *b, const char *s) { mw_jsonw_strn(b, s, strlen(s)); }
-/* Appends ,"key": (or "key": when first) */
-void mw_jsonw_key(struct mw_buf *b, const char *key, int first);
+/* Appends the start of a core event, `{"type":T,"room":R,"data":`; the caller
+ * appends the data and the closing brace. */
+void mw_jsonw_event(struct mw_buf *b, const char *type, const char *room);
 
 #endif

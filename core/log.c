@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "buf.h"
+#include "jsonw.h"
 
 int mw_log_level = MW_LOG_INFO;
 static int log_json;
@@ -29,23 +30,6 @@ int mw_log_level_parse(const char *name)
     if (strcasecmp(name, "warning") == 0)
         return MW_LOG_WARN;
     return -1;
-}
-
-static void put_json_string(struct mw_buf *b, const char *s, size_t n)
-{
-    mw_buf_putc(b, '"');
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c == '"' || c == '\\') {
-            mw_buf_putc(b, '\\');
-            mw_buf_putc(b, (char)c);
-        } else if (c < 0x20) {
-            mw_buf_printf(b, "\\u%04x", c);
-        } else {
-            mw_buf_putc(b, (char)c);
-        }
-    }
-    mw_buf_putc(b, '"');
 }
 
 /* Turns `k=v k2="quoted \"v\""` into `,"k":"v","k2":"quoted \"v\""`. */
@@ -82,9 +66,9 @@ static void logfmt_to_json(struct mw_buf *b, const char *s)
             }
         }
         mw_buf_putc(b, ',');
-        put_json_string(b, k, klen);
+        mw_jsonw_strn(b, k, klen);
         mw_buf_putc(b, ':');
-        put_json_string(b, v.p ? v.p : "", v.len);
+        mw_jsonw_strn(b, v.p ? v.p : "", v.len);
         mw_buf_free(&v);
     }
 }
@@ -108,12 +92,12 @@ void mw__log(int level, const char *msg, const char *fmt, ...)
     struct mw_buf b = { 0 };
     if (log_json) {
         mw_buf_printf(&b, "{\"ts\":\"%s\",\"level\":\"%s\",\"msg\":", ts, level_names[level]);
-        put_json_string(&b, msg, strlen(msg));
+        mw_jsonw_str(&b, msg);
         logfmt_to_json(&b, fields);
         mw_buf_puts(&b, "}\n");
     } else {
         mw_buf_printf(&b, "ts=%s level=%s msg=", ts, level_names[level]);
-        put_json_string(&b, msg, strlen(msg));
+        mw_jsonw_str(&b, msg);
         if (fields[0]) {
             mw_buf_putc(&b, ' ');
             mw_buf_puts(&b, fields);

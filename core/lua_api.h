@@ -25,8 +25,8 @@ void mw_lua_timer_cancel_app(struct mw_app *a);
 
 /* Pushes the conn object for c (the same userdata while it is referenced). */
 void mw_lua_push_conn(lua_State *L, struct mw_conn *c);
-/* The connection behind argument idx: raises when idx is not a conn; returns NULL when
- * the connection has closed. */
+/* The connection behind argument idx: raises when idx is not a conn; returns NULL once
+ * the connection is freed (a closing one, e.g. in `disconnect`, is still returned). */
 struct mw_conn *mw_lua_check_conn(lua_State *L, int idx);
 
 /* Frames the value at idx: a string as is (text, or binary when `binary`), anything

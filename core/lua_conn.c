@@ -46,11 +46,9 @@ const char *mw_lua_check_room(lua_State *L, int idx)
 {
     size_t len;
     const char *room = luaL_checklstring(L, idx, &len);
-    if (len == 0 || len > 128)
-        luaL_argerror(L, idx, "room must be 1..128 bytes");
-    for (size_t i = 0; i < len; i++)
-        if ((unsigned char)room[i] < 0x20 || room[i] == 0x7f)
-            luaL_argerror(L, idx, "room must not contain control characters");
+    const char *why = mw_room_name_error(room, len);
+    if (why)
+        luaL_argerror(L, idx, why);
     return room;
 }
 

@@ -10,6 +10,7 @@
 
 #include "buf.h"
 #include "conn.h"
+#include "jsonw.h"
 #include "log.h"
 #include "lua_api.h"
 #include "lua_json.h"
@@ -26,23 +27,11 @@ struct sleeper {
 
 static struct sleeper *sleepers;
 
-/* Appends ` key="value"` with quotes, backslashes and newlines escaped. */
+/* Appends ` key="value"`, the value escaped like a JSON string. */
 static void logfmt_pair(struct mw_buf *b, const char *key, const char *v)
 {
-    mw_buf_printf(b, " %s=\"", key);
-    for (; *v; v++) {
-        if (*v == '"' || *v == '\\') {
-            mw_buf_putc(b, '\\');
-            mw_buf_putc(b, *v);
-        } else if (*v == '\n') {
-            mw_buf_puts(b, "\\n");
-        } else if (*v == '\t') {
-            mw_buf_puts(b, "\\t");
-        } else {
-            mw_buf_putc(b, *v);
-        }
-    }
-    mw_buf_putc(b, '"');
+    mw_buf_printf(b, " %s=", key);
+    mw_jsonw_str(b, v);
 }
 
 static const char *route_path(lua_State *L)

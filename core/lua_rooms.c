@@ -114,28 +114,19 @@ static int l_info(lua_State *L)
     return 1;
 }
 
-/* Pushes the local members of a room (at most limit) and their count. */
+/* Pushes the local members of a room (at most limit) and their count: built as one
+ * JSON array and decoded once. */
 static int push_local_presence(lua_State *L, const char *room, lua_Integer limit)
 {
     char err[256];
     struct mw_room *r = mw_room_find(room);
-    uint32_t count = r ? r->presence.len : 0;
-    mw_json_push_array(L, (int)(count < limit ? count : limit));
     struct mw_buf b = { 0 };
-    int n = 0;
-    for (uint32_t i = 0; r && i < r->presence.cap && n < limit; i++) {
-        if (!r->presence.slots[i].key)
-            continue;
-        mw_buf_reset(&b);
-        mw_presence_member_json(&b, r->presence.slots[i].val);
-        if (mw_json_decode(L, b.p, b.len, err, sizeof err) < 0) {
-            mw_buf_free(&b);
-            return luaL_error(L, "rooms.presence: %s", err);
-        }
-        lua_rawseti(L, -2, ++n);
-    }
+    mw_presence_list_json(&b, r, (uint32_t)limit);
+    int rc = mw_json_decode(L, b.p, b.len, err, sizeof err);
     mw_buf_free(&b);
-    lua_pushinteger(L, count);
+    if (rc < 0)
+        return luaL_error(L, "rooms.presence: %s", err);
+    lua_pushinteger(L, r ? r->presence.len : 0);
     return 2;
 }
 

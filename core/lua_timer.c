@@ -125,15 +125,14 @@ static int l_pending(lua_State *L)
 /* Cancels every timer of an app (hot reload retired it, or shutdown). */
 void mw_lua_timer_cancel_app(struct mw_app *a)
 {
-    for (;;) {
-        struct timer *found = NULL;
-        for (uint32_t i = 0; i < timers.cap && !found; i++)
-            if (timers.slots[i].key && (!a || ((struct timer *)timers.slots[i].val)->app == a))
-                found = timers.slots[i].val;
-        if (!found)
-            break;
-        timer_end(found);
-    }
+    struct timer **mine = mw_malloc((timers.len ? timers.len : 1) * sizeof *mine);
+    uint32_t n = 0;
+    for (uint32_t i = 0; i < timers.cap; i++) /* collect first: ending edits the map */
+        if (timers.slots[i].key && (!a || ((struct timer *)timers.slots[i].val)->app == a))
+            mine[n++] = timers.slots[i].val;
+    for (uint32_t i = 0; i < n; i++)
+        timer_end(mine[i]);
+    free(mine);
     if (!a)
         mw_map_free(&timers);
 }

@@ -35,15 +35,25 @@ void mw_presence_member_json(struct mw_buf *b, const struct mw_presence *p)
 
 /* By room name: the local room may be gone (its last local member left) while
  * members on other nodes still need the event. */
+void mw_presence_list_json(struct mw_buf *b, const struct mw_room *r, uint32_t limit)
+{
+    uint32_t n = 0;
+    mw_buf_putc(b, '[');
+    for (uint32_t i = 0; r && i < r->presence.cap && n < limit; i++) {
+        if (!r->presence.slots[i].key)
+            continue;
+        if (n++)
+            mw_buf_putc(b, ',');
+        mw_presence_member_json(b, r->presence.slots[i].val);
+    }
+    mw_buf_putc(b, ']');
+}
+
 static void send_event(const char *room, const char *type, struct mw_buf *data,
                        const struct mw_conn *except, unsigned flags)
 {
     struct mw_buf b = { 0 };
-    mw_buf_puts(&b, "{\"type\":");
-    mw_jsonw_str(&b, type);
-    mw_buf_puts(&b, ",\"room\":");
-    mw_jsonw_str(&b, room);
-    mw_buf_puts(&b, ",\"data\":");
+    mw_jsonw_event(&b, type, room);
     mw_buf_append(&b, data->p, data->len);
     mw_buf_putc(&b, '}');
     struct mw_msg *m = mw_msg_new(MW_OP_TEXT, b.p, b.len, flags);

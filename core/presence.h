@@ -22,6 +22,8 @@ void mw_presence_leave_all(struct mw_conn *c, const struct mw_route_config *rc);
 
 /* Appends a member object {"user":U,...meta,"conns":N}. */
 void mw_presence_member_json(struct mw_buf *b, const struct mw_presence *p);
+/* Appends a JSON array of at most `limit` members of r (NULL: an empty room). */
+void mw_presence_list_json(struct mw_buf *b, const struct mw_room *r, uint32_t limit);
 
 /* Sends presence:join (or, above the route's threshold, a throttled presence:count)
  * for a user's first connection in the room, from the given counts (local ones, or

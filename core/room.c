@@ -12,6 +12,16 @@ static struct mw_map rooms;
 void (*mw_room_on_free)(struct mw_room *r);
 void (*mw_room_on_active)(struct mw_room *r, bool active);
 
+const char *mw_room_name_error(const char *name, size_t len)
+{
+    if (len == 0 || len > 128)
+        return "room must be 1..128 bytes";
+    for (size_t i = 0; i < len; i++)
+        if ((unsigned char)name[i] < 0x20 || name[i] == 0x7f)
+            return "room must not contain control characters";
+    return NULL;
+}
+
 struct mw_room *mw_room_find(const char *name)
 {
     return mw_map_get(&rooms, name);
@@ -65,22 +75,20 @@ bool mw_room_maybe_free(struct mw_room *r)
 
 void mw_room_free_all(void)
 {
-    while (rooms.len) {
-        for (uint32_t i = 0; i < rooms.cap; i++) {
-            struct mw_room *r = rooms.slots[i].val;
-            if (!rooms.slots[i].key)
-                continue;
-            while (r->nmembers) {
-                bool freed;
-                mw_room_leave(r->members[r->nmembers - 1], &freed);
-                if (freed)
-                    break;
-            }
-            if (mw_room_find(r->name) == r)
-                room_free(r);
-            break; /* the table changed: rescan */
-        }
+    uint32_t n = 0;
+    struct mw_room **all = mw_malloc((rooms.len ? rooms.len : 1) * sizeof *all);
+    for (uint32_t i = 0; i < rooms.cap; i++) /* collect first: freeing edits the map */
+        if (rooms.slots[i].key)
+            all[n++] = rooms.slots[i].val;
+    for (uint32_t i = 0; i < n; i++) {
+        struct mw_room *r = all[i];
+        bool freed = false;
+        while (r->nmembers && !freed)
+            mw_room_leave(r->members[r->nmembers - 1], &freed);
+        if (!freed)
+            room_free(r);
     }
+    free(all);
     mw_map_free(&rooms);
 }
 

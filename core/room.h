@@ -55,6 +55,9 @@ struct mw_room {
     bool count_pending;
 };
 
+/* The room-name rule (SPEC section 4): NULL when name[0..len) is valid, else why not. */
+const char *mw_room_name_error(const char *name, size_t len);
+
 struct mw_room *mw_room_find(const char *name);
 /* Calls fn for every room (fn must not create or free rooms). */
 void mw_room_foreach(void (*fn)(struct mw_room *r, void *ud), void *ud);

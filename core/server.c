@@ -37,7 +37,6 @@ static uv_timer_t heartbeat_timer, shutdown_timer;
 static uv_signal_t sig_int, sig_term, sig_hup;
 static struct mw_msg *ping_frame;
 static uint64_t shutdown_started_ms;
-static int exit_code;
 
 /* What lws keeps per WebSocket: just our connection. */
 struct session {
@@ -163,7 +162,6 @@ void mw_server_conn_opened(struct mw_conn *c)
 {
     struct mw_route *route = c->route;
     c->slow_drop = route->cfg->slow_consumer == MW_SLOW_DROP;
-    route->stats.connections++;
     mw_log_debug("conn open", "conn=%s route=%s user=%s remote=%s", c->id, route->cfg->path,
                  c->user->id, c->remote);
     if (route->cfg->protocol == MW_PROTO_JSON)
@@ -199,7 +197,6 @@ static int on_receive(struct lws *wsi, struct mw_conn *c, const char *in, size_t
     if (c->closing)
         return 0;
     if (c->rxlen + len + remaining > mw_srv.cfg->max_message) {
-        mw_srv.bad_frames++;
         mw_log_info("message too big", "conn=%s size>=%zu limit=%zu", c->id,
                     c->rxlen + len + remaining, mw_srv.cfg->max_message);
         const char *why = "message too big";
@@ -521,5 +518,5 @@ int mw_server_run(const struct mw_config *cfg, const char *home)
     mw_http_shutdown();
     mw_api_shutdown();
     mw_log_info("stopped", "%s", "");
-    return exit_code;
+    return 0;
 }

@@ -19,7 +19,7 @@ extern const double mw_handler_bucket_le[MW_HANDLER_BUCKETS];
 struct mw_route_stats {
     uint64_t handler_buckets[MW_HANDLER_BUCKETS + 1]; /* last: +Inf */
     double handler_seconds;
-    uint64_t messages_in, errors, lua_errors, connections, slow_handlers;
+    uint64_t messages_in, lua_errors, slow_handlers;
     uint64_t reloads, reload_failures;
 };
 
@@ -36,7 +36,7 @@ struct mw_server {
     struct mw_route *routes;
     size_t nroutes;
     bool shutting_down;
-    uint64_t heartbeat_timeouts, rate_limited, bad_frames;
+    uint64_t heartbeat_timeouts, rate_limited;
 };
 
 extern struct mw_server mw_srv;

@@ -20,9 +20,8 @@ struct typing {
 static void broadcast(struct mw_room *r, const char *user, int typing)
 {
     struct mw_buf b = { 0 };
-    mw_buf_puts(&b, "{\"type\":\"typing\",\"room\":");
-    mw_jsonw_str(&b, r->name);
-    mw_buf_puts(&b, ",\"data\":{\"user\":");
+    mw_jsonw_event(&b, "typing", r->name);
+    mw_buf_puts(&b, "{\"user\":");
     mw_jsonw_str(&b, user);
     mw_buf_puts(&b, typing ? ",\"typing\":true}}" : ",\"typing\":false}}");
     struct mw_msg *m = mw_msg_new(MW_OP_TEXT, b.p, b.len, MW_MSG_COALESCE);

@@ -6,8 +6,11 @@
  * master serves both.
  *
  * A published payload is "<node>\n<flags>\n<except_user>\n<event JSON>": the origin
- * node, the frame flags (coalescible or not) and the user whose connections must not
- * get it (typing), then the event exactly as local members got it. */
+ * node, the frame flags (coalescible or not, and ORIGIN_TOO) and the user whose
+ * connections must not get it (typing), then the event exactly as local members got
+ * it. The origin node skips its own broadcasts (its members got them at once) unless
+ * ORIGIN_TOO is set: sequenced events (history.c) reach every node, the origin
+ * included, through the channel only. */
 #include "broker.h"
 
 #include <stdio.h>
@@ -25,8 +28,16 @@
 #define ROOM_CHANNEL "mw:room:"
 #define USER_CHANNEL "mw:user:"
 
+/* A payload flag above the frame flags (MW_MSG_*). */
+#define ORIGIN_TOO 0x100u
+
 uint64_t mw_broker_dropped;
 static bool clustered, sharded;
+
+bool mw_broker_clustered(void)
+{
+    return clustered;
+}
 
 static void channel_name(char *out, size_t n, const char *prefix, const char *name)
 {
@@ -69,6 +80,22 @@ static void on_user_active(const char *user, bool active)
         mw_redis_unsubscribe(ch);
 }
 
+static void payload_head(struct mw_buf *b, unsigned flags, const struct mw_user *except_user)
+{
+    mw_buf_printf(b, "%s\n%u\n%s\n", mw_srv.node_id, flags, except_user ? except_user->id : "");
+}
+
+void mw_broker_payload_head(struct mw_buf *b, unsigned msg_flags, bool origin_too)
+{
+    payload_head(b, msg_flags | (origin_too ? ORIGIN_TOO : 0), NULL);
+}
+
+void mw_broker_room_channel(const char *room, char *channel, size_t n, const char **publish_cmd)
+{
+    channel_name(channel, n, ROOM_CHANNEL, room);
+    *publish_cmd = sharded ? "SPUBLISH" : "PUBLISH";
+}
+
 static void publish(const char *prefix, const char *name, const struct mw_msg *m,
                     const struct mw_user *except_user)
 {
@@ -79,8 +106,7 @@ static void publish(const char *prefix, const char *name, const struct mw_msg *m
     const char *json = mw_msg_payload(m, &len);
     struct mw_buf b = { 0 };
     channel_name(ch, sizeof ch, prefix, name);
-    mw_buf_printf(&b, "%s\n%u\n%s\n", mw_srv.node_id, (unsigned)m->flags,
-                  except_user ? except_user->id : "");
+    payload_head(&b, m->flags, except_user);
     mw_buf_append(&b, json, len);
     const char *argv[] = { sharded ? "SPUBLISH" : "PUBLISH", ch, b.p };
     size_t lens[] = { strlen(argv[0]), strlen(ch), b.len };
@@ -121,11 +147,12 @@ static void on_message(const char *channel, const char *payload, size_t len)
     const char *node = p, *nl = memchr(p, '\n', (size_t)(end - p));
     if (!nl)
         return;
-    if ((size_t)(nl - node) == strlen(mw_srv.node_id) &&
-        memcmp(node, mw_srv.node_id, (size_t)(nl - node)) == 0)
-        return; /* our own broadcast: local members already have it */
+    bool ours = (size_t)(nl - node) == strlen(mw_srv.node_id) &&
+                memcmp(node, mw_srv.node_id, (size_t)(nl - node)) == 0;
     p = nl + 1;
     unsigned flags = (unsigned)strtoul(p, NULL, 10);
+    if (ours && !(flags & ORIGIN_TOO))
+        return; /* our own broadcast: local members already have it */
     if (!(nl = memchr(p, '\n', (size_t)(end - p))))
         return;
     p = nl + 1;

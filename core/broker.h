@@ -6,8 +6,11 @@
 #ifndef MW_BROKER_H
 #define MW_BROKER_H
 
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
+#include "buf.h"
 #include "config.h"
 #include "conn.h"
 #include "msg.h"
@@ -24,6 +27,16 @@ uint32_t mw_broker_room(const char *room, struct mw_msg *m, const struct mw_conn
 
 /* Every connection of a user on every node. Returns the local recipients. */
 uint32_t mw_broker_user(const char *user, struct mw_msg *m);
+
+/* Clustered: Redis is configured. */
+bool mw_broker_clustered(void);
+
+/* For an event that a Redis script publishes (history.c): the room's channel and the
+ * command (PUBLISH or SPUBLISH), and the payload head to put before the event JSON.
+ * Such an event is delivered by every node from the channel, its origin included, so
+ * that each node delivers a room's sequenced events in seq order. */
+void mw_broker_room_channel(const char *room, char *channel, size_t n, const char **publish_cmd);
+void mw_broker_payload_head(struct mw_buf *b, unsigned msg_flags, bool origin_too);
 
 /* Events published to other nodes that could not be (Redis down). */
 extern uint64_t mw_broker_dropped;

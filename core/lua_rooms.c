@@ -9,6 +9,8 @@
 #include "broker.h"
 #include "cluster.h"
 #include "conn.h"
+#include "history.h"
+#include "log.h"
 #include "lua_api.h"
 #include "lua_json.h"
 #include "presence.h"
@@ -33,65 +35,153 @@ static int l_broadcast(lua_State *L)
     return 1;
 }
 
-/* rooms.publish(room, event) -> seq: stamps event.seq and event.ts, keeps it in the
- * room's history (the route's `history.size`) and sends it to every member. */
+/* A publish or history read in flight. Heap-allocated: it outlives the C function
+ * when the handler waits for Redis. */
+struct history_call {
+    lua_State *L;        /* the calling thread, while the call runs */
+    struct mw_wait wait;
+    bool in_call;        /* the completion runs inside the call (memory, Redis down) */
+    bool detached;       /* nobody waits for the result (not in a handler) */
+    int nret;
+};
+
+/* Finishes a call from its completion: pushes the results onto the caller (inside the
+ * call) or onto the waiting coroutine, which it wakes. */
+static void history_done(struct history_call *hc, int (*push)(lua_State *L, void *arg), void *arg)
+{
+    if (hc->in_call) {
+        hc->nret = push(hc->L, arg);
+    } else if (hc->detached) {
+        free(hc);
+    } else {
+        int n = push(mw_co_thread(&hc->wait), arg);
+        mw_co_wake(&hc->wait, n);
+        free(hc);
+    }
+}
+
+/* After the call returned: the results, or a wait (or nothing to wait for outside a
+ * handler: `nil, "pending"`). */
+static int history_return(lua_State *L, struct history_call *hc)
+{
+    hc->in_call = false;
+    if (hc->nret) {
+        int n = hc->nret;
+        free(hc);
+        return n;
+    }
+    if (!mw_co_can_wait(L)) {
+        hc->detached = true;
+        lua_pushnil(L);
+        lua_pushliteral(L, "pending");
+        return 2;
+    }
+    mw_co_wait(L, &hc->wait);
+    return lua_yield(L, 0);
+}
+
+struct published {
+    int err;
+    uint64_t seq;
+};
+
+static int push_published(lua_State *L, void *arg)
+{
+    const struct published *p = arg;
+    if (p->err == 0) {
+        lua_pushnumber(L, (lua_Number)p->seq);
+        return 1;
+    }
+    lua_pushnil(L);
+    lua_pushstring(L, p->err == MW_HISTORY_ENOROOM ? "no such room" : "unavailable");
+    return 2;
+}
+
+static void on_published(void *ud, int err, uint64_t seq)
+{
+    struct published p = { err, seq };
+    history_done(ud, push_published, &p);
+}
+
+/* rooms.publish(room, event) -> seq: stamps the event with the room's next seq and
+ * ts, keeps it in history (the route's `history`) and sends it to every member, on
+ * every node. Clustered, seq comes from Redis (the handler waits); while Redis is
+ * down it returns nil, "unavailable": the event reached this node's members only,
+ * without seq. */
 static int l_publish(lua_State *L)
 {
+    char err[256];
     const char *name = mw_lua_check_room(L, 1);
     luaL_checktype(L, 2, LUA_TTABLE);
     struct mw_app *a = mw_app_of(L);
-    struct mw_room *r = mw_room_find(name);
-    if (!r) {
-        lua_pushnil(L);
-        lua_pushliteral(L, "no such room");
-        return 2;
+    struct mw_buf b = { 0 };
+    if (mw_json_encode(L, 2, &b, err, sizeof err) < 0) {
+        mw_buf_free(&b);
+        return luaL_error(L, "rooms.publish: cannot encode the event: %s", err);
     }
-    uint64_t seq = mw_room_next_seq(r), ts = mw_wall_ms();
-    r->hist_ttl_ms = a->route->cfg->history_ttl_ms;
-    mw_room_history_expire(r, r->hist_ttl_ms, ts);
-    lua_pushnumber(L, (lua_Number)seq);
-    lua_setfield(L, 2, "seq");
-    lua_pushnumber(L, (lua_Number)ts);
-    lua_setfield(L, 2, "ts");
-    struct mw_msg *m = mw_lua_to_msg(L, 2, false, 0);
-    mw_room_history_push(r, m, seq, ts, a->route->cfg->history_size);
-    mw_broker_room(name, m, NULL, NULL);
-    mw_msg_decref(m);
-    lua_pushnumber(L, (lua_Number)seq);
-    return 1;
+    if (b.len < 2 || b.p[0] != '{') {
+        mw_buf_free(&b);
+        return luaL_argerror(L, 2, "the event must be an object (a table with fields)");
+    }
+    struct history_call *hc = mw_calloc(1, sizeof *hc);
+    hc->L = L;
+    hc->in_call = true;
+    mw_history_publish(name, a->route->cfg, b.p, b.len, 0, on_published, hc);
+    mw_buf_free(&b);
+    return history_return(L, hc);
 }
 
-/* rooms.history(room) -> array of events (oldest first) */
-/* rooms.history(room [, since]) -> events (oldest first) with seq > since, and
- * `complete`: false when some events after `since` are no longer kept (trimmed by
- * history.size or history.ttl), so the client must reset rather than merge. */
+struct page_result {
+    int err;
+    const struct mw_history_page *page;
+};
+
+static int push_page(lua_State *L, void *arg)
+{
+    const struct page_result *pr = arg;
+    char err[256];
+    if (pr->err) {
+        lua_pushnil(L);
+        lua_pushliteral(L, "unavailable");
+        return 2;
+    }
+    const struct mw_history_page *p = pr->page;
+    mw_json_push_array(L, (int)p->n);
+    for (size_t i = 0; i < p->n; i++) {
+        if (mw_json_decode(L, p->events[i], p->lens[i], err, sizeof err) < 0) {
+            mw_log_error("corrupt history entry", "err=\"%s\"", err);
+            lua_pushnil(L);
+        }
+        lua_rawseti(L, -2, (int)i + 1);
+    }
+    lua_pushboolean(L, p->complete);
+    lua_pushnumber(L, (lua_Number)p->seq);
+    lua_pushstring(L, p->epoch);
+    return 4;
+}
+
+static void on_page(void *ud, int err, const struct mw_history_page *page)
+{
+    struct page_result pr = { err, page };
+    history_done(ud, push_page, &pr);
+}
+
+/* rooms.history(room [, since]) -> events (oldest first) with seq > since, complete,
+ * seq, epoch. complete is false when some events after `since` are no longer kept
+ * (trimmed by history.size or history.ttl), so the client must reset rather than
+ * merge; seq and epoch are the room's. Clustered, read from Redis (the handler
+ * waits); nil, "unavailable" while Redis is down. */
 static int l_history(lua_State *L)
 {
-    char err[256];
-    struct mw_room *r = mw_room_find(mw_lua_check_room(L, 1));
+    const char *name = mw_lua_check_room(L, 1);
     lua_Number since = luaL_optnumber(L, 2, 0);
-    if (since < 0 || since != floor(since))
+    if (since < 0 || since != floor(since) || since > 9007199254740992.0)
         return luaL_argerror(L, 2, "since must be a non-negative integer");
-    if (r)
-        mw_room_history_expire(r, r->hist_ttl_ms, mw_wall_ms());
-    uint32_t n = r ? r->hlen : 0, first = 0;
-    while (first < n && (lua_Number)r->hist[(r->hhead + first) % r->hcap].seq <= since)
-        first++;
-    mw_json_push_array(L, (int)(n - first));
-    for (uint32_t i = first; i < n; i++) {
-        size_t len;
-        const char *p = mw_msg_payload(r->hist[(r->hhead + i) % r->hcap].msg, &len);
-        if (mw_json_decode(L, p, len, err, sizeof err) < 0)
-            return luaL_error(L, "rooms.history: corrupt entry: %s", err);
-        lua_rawseti(L, -2, (int)(i - first) + 1);
-    }
-    /* Complete when the oldest kept event follows `since`, or nothing was published
-     * after it at all. */
-    uint64_t seq = r ? r->seq : 0;
-    bool complete = since >= (lua_Number)seq ||
-                    (n > 0 && (lua_Number)r->hist[r->hhead].seq <= since + 1);
-    lua_pushboolean(L, complete);
-    return 2;
+    struct history_call *hc = mw_calloc(1, sizeof *hc);
+    hc->L = L;
+    hc->in_call = true;
+    mw_history_read(name, (uint64_t)since, mw_app_of(L)->route->cfg, on_page, hc);
+    return history_return(L, hc);
 }
 
 /* rooms.info(room) -> {seq, epoch, members, users} or nil */

@@ -404,9 +404,14 @@ static void wait_unlink(struct mw_wait *w)
     w->next = w->prev = NULL;
 }
 
+bool mw_co_can_wait(lua_State *L)
+{
+    return current.co && current.co == L;
+}
+
 void mw_co_check_wait(lua_State *L)
 {
-    if (!current.co || current.co != L)
+    if (!mw_co_can_wait(L))
         luaL_error(L, "cannot wait here: only inside a handler's coroutine "
                       "(not at load time, not inside coroutine.wrap)");
 }

@@ -59,6 +59,8 @@ void mw_co_wait(lua_State *L, struct mw_wait *w);
 /* Raises the same error mw_co_wait would, without registering anything: call it
  * before allocating the struct that embeds the wait (w must not move once waiting). */
 void mw_co_check_wait(lua_State *L);
+/* Whether L could wait: it is the running handler's coroutine. */
+bool mw_co_can_wait(lua_State *L);
 /* The waiting coroutine's thread: push the results on it, then mw_co_wake. */
 lua_State *mw_co_thread(const struct mw_wait *w);
 /* Resumes it with nargs values pushed on its stack. */

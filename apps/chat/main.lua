@@ -19,13 +19,15 @@ app:on("join", function(conn, msg)
   if room == nil then mw.fail("bad_message", "room is required") end
   local name = check_name(msg.data)
   conn:join(room, { name = name })
-  local info = mw.rooms.info(room)
+  -- Clustered, history comes from Redis; while it is down the room works on this
+  -- node only: no history, and an empty epoch so that a later sync says reset.
+  local history, _, seq, epoch = mw.rooms.history(room)
   return {
     room = room,
     members = (mw.presence.list(room)),
-    history = (mw.rooms.history(room)),
-    seq = info.seq,
-    epoch = info.epoch,
+    history = history or mw.json.array(),
+    seq = seq or 0,
+    epoch = epoch or "",
   }
 end)
 
@@ -43,8 +45,9 @@ app:on("chat:message", function(conn, msg)
   return { seq = seq }
 end)
 
--- Recovery after a reconnect: the events after `since` that are still kept, or
--- reset = true when some are gone (trimmed) or the room's history epoch changed.
+-- Recovery after a reconnect: the events after `since` that are still kept, with
+-- reset = false when none is missing. reset = true when some are gone (trimmed), or
+-- when the room's history epoch changed (then messages are all the room keeps now).
 app:on("sync", function(conn, msg)
   local room = mw.member_room(conn, msg)
   local d = msg.data
@@ -56,16 +59,24 @@ app:on("sync", function(conn, msg)
   if epoch ~= nil and type(epoch) ~= "string" then
     mw.fail("bad_message", "epoch must be a string")
   end
-  local info = mw.rooms.info(room)
-  if since > info.seq then
-    mw.fail("bad_message", "since " .. since .. " is ahead of the room (seq " .. info.seq .. ")")
+  local messages, complete, seq, room_epoch = mw.rooms.history(room, since)
+  if not messages then mw.fail("unavailable", "history is unavailable, try again") end
+  if since > seq and (epoch == nil or epoch == room_epoch) then
+    mw.fail("bad_message", "since " .. since .. " is ahead of the room (seq " .. seq .. ")")
   end
-  local messages, complete = mw.rooms.history(room, since)
+  local reset = not complete
+  if epoch ~= nil and epoch ~= room_epoch then
+    -- `since` counts in another incarnation of the room's history: start over with
+    -- everything the current one keeps.
+    local all, _, now_seq, now_epoch = mw.rooms.history(room, 0)
+    if not all then mw.fail("unavailable", "history is unavailable, try again") end
+    messages, seq, room_epoch, reset = all, now_seq, now_epoch, true
+  end
   return {
     messages = messages,
-    seq = info.seq,
-    epoch = info.epoch,
-    reset = (epoch ~= nil and epoch ~= info.epoch) or not complete,
+    seq = seq,
+    epoch = room_epoch,
+    reset = reset,
   }
 end)
 

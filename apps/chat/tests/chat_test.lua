@@ -198,7 +198,7 @@ t.test("a repeated id gets the first reply and the handler runs once", function(
   ana:refute("chat:message")
 end)
 
-t.test("sync returns the messages after since, and reset for another epoch", function()
+t.test("sync returns the messages after since, and reset with all kept for another epoch", function()
   local ana = joined("ana", "sync")
   local info = ana:request("presence:list", { room = "sync" })
   t.eq(info.type, "ack")
@@ -215,6 +215,7 @@ t.test("sync returns the messages after since, and reset for another epoch", fun
   t.eq(s.data.messages[2].data, "c")
   local other = bob:request("sync", { room = "sync", data = { since = first, epoch = "nope" } })
   t.eq(other.data.reset, true)
+  t.eq(#other.data.messages, 3) -- since counted in another epoch: everything kept
   local bad = bob:request("sync", { room = "sync", data = { since = -1 } })
   t.eq(bad.type, "error")
   t.eq(bad.code, "bad_message")

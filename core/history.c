@@ -1,0 +1,320 @@
+/* history.c - seq and history of rooms: the memory ring (room.c) on one node, a Redis
+ * Stream per room when clustered (history.h). */
+#include "history.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <hiredis/hiredis.h>
+
+#include "broker.h"
+#include "buf.h"
+#include "log.h"
+#include "msg.h"
+#include "redis.h"
+#include "room.h"
+#include "util.h"
+
+/* How long Redis keeps a room's seq and history after its last publish when the route
+ * sets no longer history.ttl: as long as a room without members keeps it in memory. */
+#define KEEP_MS MW_ROOM_IDLE_KEEP_MS
+
+/* Both scripts start a new epoch (dropping any leftover stream) when the room has
+ * none: never seen, expired, or lost by Redis. Stream entry ids are "<seq>-0", so a
+ * read seeks straight to since + 1; each entry holds t (ts, ms) and e (the event). */
+#define EPOCH_LUA                                                                    \
+    "if redis.call('HSETNX', KEYS[1], 'epoch', ARGV[1]) == 1 then\n"                 \
+    "  redis.call('DEL', KEYS[2])\n"                                                 \
+    "  redis.call('PEXPIRE', KEYS[1], ARGV[2])\n"                                    \
+    "end\n"
+
+/* KEYS hm h; ARGV new_epoch keep_ms size ttl_ms ts event_head publish_cmd channel
+ * payload_head -> {seq, epoch}. The event is event_head (the JSON object without its
+ * closing brace, with a trailing comma if it has fields) + seq and ts. Entries older
+ * than ttl (by their t) are trimmed from the front, a few per publish. */
+static const char PUBLISH_LUA[] =
+    EPOCH_LUA
+    "local seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)\n"
+    "local ev = ARGV[6] .. '\"seq\":' .. seq .. ',\"ts\":' .. ARGV[5] .. '}'\n"
+    "local size, ttl = tonumber(ARGV[3]), tonumber(ARGV[4])\n"
+    "if size > 0 then\n"
+    "  redis.call('XADD', KEYS[2], 'MAXLEN', size, seq .. '-0', 't', ARGV[5], 'e', ev)\n"
+    "  if ttl > 0 then\n"
+    "    local cut, last = tonumber(ARGV[5]) - ttl, nil\n"
+    "    for _, e in ipairs(redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', 32)) do\n"
+    "      if tonumber(e[2][2]) >= cut then break end\n"
+    "      last = e[1]\n"
+    "    end\n"
+    "    if last then\n"
+    "      redis.call('XTRIM', KEYS[2], 'MINID', (tonumber(string.match(last, '^%d+')) + 1) .. '-0')\n"
+    "    end\n"
+    "  end\n"
+    "  redis.call('PEXPIRE', KEYS[2], ARGV[2])\n"
+    "end\n"
+    "redis.call('PEXPIRE', KEYS[1], ARGV[2])\n"
+    "redis.call(ARGV[7], ARGV[8], ARGV[9] .. ev)\n"
+    "return {seq, redis.call('HGET', KEYS[1], 'epoch')}\n";
+
+/* KEYS hm h; ARGV new_epoch keep_ms since cut_ts -> {seq, epoch, complete, events...}:
+ * the kept events (t >= cut_ts) after since, complete = 1 when the first of them is
+ * since + 1 or nothing came after since. */
+static const char READ_LUA[] =
+    EPOCH_LUA
+    "local m = redis.call('HMGET', KEYS[1], 'seq', 'epoch')\n"
+    "local seq, since, cut = tonumber(m[1] or '0'), tonumber(ARGV[3]), tonumber(ARGV[4])\n"
+    "local out = {seq, m[2], 1}\n"
+    "if since >= seq then return out end\n"
+    "out[3] = 0\n"
+    "for _, e in ipairs(redis.call('XRANGE', KEYS[2], (since + 1) .. '-0', '+')) do\n"
+    "  if tonumber(e[2][2]) >= cut then\n"
+    "    if #out == 3 and tonumber(string.match(e[1], '^%d+')) == since + 1 then out[3] = 1 end\n"
+    "    out[#out + 1] = e[2][4]\n"
+    "  end\n"
+    "end\n"
+    "return out\n";
+
+static void keys_for(const char *room, char hm[160], char h[160])
+{
+    snprintf(hm, 160, "mw:hm:{%s}", room);
+    snprintf(h, 160, "mw:h:{%s}", room);
+}
+
+static void new_epoch(char out[20])
+{
+    snprintf(out, 20, "%012" PRIx64, (uint64_t)(mw_random_u64() & 0xffffffffffffull));
+}
+
+static uint64_t keep_ms(const struct mw_route_config *rc)
+{
+    return rc->history_ttl_ms > KEEP_MS ? rc->history_ttl_ms : KEEP_MS;
+}
+
+/* Runs a script over the room's two keys with the given ARGV (argv[0..nargs)). */
+static int eval_room(const char *script, const char *room, int nargs, const char **args,
+                     const size_t *arglens, mw_redis_cb cb, void *ud)
+{
+    char hm[160], h[160];
+    keys_for(room, hm, h);
+    const char *argv[16] = { "EVAL", script, "2", hm, h };
+    size_t lens[16];
+    for (int i = 0; i < 5; i++)
+        lens[i] = strlen(argv[i]);
+    for (int i = 0; i < nargs; i++) {
+        argv[5 + i] = args[i];
+        lens[5 + i] = arglens[i];
+    }
+    return mw_redis_command(cb, ud, 5 + nargs, argv, lens);
+}
+
+static bool is_int(const redisReply *r)
+{
+    return r->type == REDIS_REPLY_INTEGER;
+}
+
+static bool is_str(const redisReply *r)
+{
+    return r->type == REDIS_REPLY_STRING;
+}
+
+static void log_script_error(const char *what, const char *room, const redisReply *r)
+{
+    if (r && r->type == REDIS_REPLY_ERROR)
+        mw_log_error("history script failed", "op=%s room=\"%s\" err=\"%s\"", what, room, r->str);
+}
+
+/* ---- read ---- */
+
+struct read_call {
+    mw_history_read_cb cb;
+    void *ud;
+    char room[160];
+};
+
+static void read_memory(const char *room, uint64_t since, mw_history_read_cb cb, void *ud)
+{
+    struct mw_room *r = mw_room_find(room);
+    if (r)
+        mw_room_history_expire(r, r->hist_ttl_ms, mw_wall_ms());
+    uint32_t n = r ? r->hlen : 0, first = 0;
+    while (first < n && r->hist[(r->hhead + first) % r->hcap].seq <= since)
+        first++;
+    const char **events = mw_malloc((n - first + 1) * sizeof *events);
+    size_t *lens = mw_malloc((n - first + 1) * sizeof *lens);
+    for (uint32_t i = first; i < n; i++)
+        events[i - first] = mw_msg_payload(r->hist[(r->hhead + i) % r->hcap].msg, &lens[i - first]);
+    /* Complete when the oldest kept event follows `since`, or nothing was published
+     * after it at all. */
+    uint64_t seq = r ? r->seq : 0;
+    struct mw_history_page page = {
+        .seq = seq,
+        .epoch = r ? r->epoch : "",
+        .complete = since >= seq || (n > 0 && r->hist[r->hhead].seq <= since + 1),
+        .n = n - first,
+        .events = events,
+        .lens = lens,
+    };
+    cb(ud, 0, &page);
+    free(events);
+    free(lens);
+}
+
+static void on_read(void *ud, redisReply *r)
+{
+    struct read_call *rc = ud;
+    if (!r || r->type != REDIS_REPLY_ARRAY || r->elements < 3 || !is_int(r->element[0]) ||
+        !is_str(r->element[1]) || !is_int(r->element[2])) {
+        log_script_error("read", rc->room, r);
+        rc->cb(rc->ud, MW_HISTORY_EUNAVAIL, NULL);
+        free(rc);
+        return;
+    }
+    size_t n = r->elements - 3;
+    const char **events = mw_malloc((n + 1) * sizeof *events);
+    size_t *lens = mw_malloc((n + 1) * sizeof *lens);
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        const redisReply *e = r->element[3 + i];
+        if (is_str(e)) {
+            events[k] = e->str;
+            lens[k++] = e->len;
+        }
+    }
+    struct mw_history_page page = {
+        .seq = (uint64_t)r->element[0]->integer,
+        .epoch = r->element[1]->str,
+        .complete = r->element[2]->integer == 1,
+        .n = k,
+        .events = events,
+        .lens = lens,
+    };
+    rc->cb(rc->ud, 0, &page);
+    free(events);
+    free(lens);
+    free(rc);
+}
+
+void mw_history_read(const char *room, uint64_t since, const struct mw_route_config *rc,
+                     mw_history_read_cb cb, void *ud)
+{
+    if (!mw_broker_clustered()) {
+        read_memory(room, since, cb, ud);
+        return;
+    }
+    char epoch[20], keep[24], since_s[24], cut[24];
+    new_epoch(epoch);
+    snprintf(keep, sizeof keep, "%" PRIu64, keep_ms(rc));
+    snprintf(since_s, sizeof since_s, "%" PRIu64, since);
+    uint64_t now = mw_wall_ms(), ttl = rc->history_ttl_ms;
+    snprintf(cut, sizeof cut, "%" PRIu64, ttl && ttl < now ? now - ttl : 0);
+    const char *args[] = { epoch, keep, since_s, cut };
+    size_t lens[] = { strlen(epoch), strlen(keep), strlen(since_s), strlen(cut) };
+    struct read_call *call = mw_calloc(1, sizeof *call);
+    call->cb = cb;
+    call->ud = ud;
+    snprintf(call->room, sizeof call->room, "%s", room);
+    if (eval_room(READ_LUA, room, 4, args, lens, on_read, call) < 0) {
+        free(call);
+        cb(ud, MW_HISTORY_EUNAVAIL, NULL);
+    }
+}
+
+/* ---- publish ---- */
+
+/* The event with seq and ts spliced in before its closing brace. */
+static void stamp(struct mw_buf *b, const char *json, size_t len, uint64_t seq, uint64_t ts)
+{
+    mw_buf_append(b, json, len - 1);
+    if (len > 2)
+        mw_buf_putc(b, ',');
+    if (seq)
+        mw_buf_printf(b, "\"seq\":%" PRIu64 ",", seq);
+    mw_buf_printf(b, "\"ts\":%" PRIu64 "}", ts);
+}
+
+struct publish_call {
+    mw_history_publish_cb cb;
+    void *ud;
+    char room[160];
+};
+
+/* Without Redis to sequence it: this node's members only, no seq, not kept. */
+static void publish_local(const char *room, const char *json, size_t len, unsigned flags)
+{
+    struct mw_buf b = { 0 };
+    stamp(&b, json, len, 0, mw_wall_ms());
+    struct mw_room *r = mw_room_find(room);
+    struct mw_msg *m = mw_msg_new(MW_OP_TEXT, b.p, b.len, flags);
+    if (r)
+        mw_room_broadcast(r, m, NULL, NULL);
+    mw_msg_decref(m);
+    mw_buf_free(&b);
+    mw_broker_dropped++;
+}
+
+static void on_published(void *ud, redisReply *r)
+{
+    struct publish_call *pc = ud;
+    uint64_t seq = 0;
+    if (r && r->type == REDIS_REPLY_ARRAY && r->elements == 2 && is_int(r->element[0]))
+        seq = (uint64_t)r->element[0]->integer;
+    else
+        log_script_error("publish", pc->room, r);
+    if (pc->cb)
+        pc->cb(pc->ud, seq ? 0 : MW_HISTORY_EUNAVAIL, seq);
+    free(pc);
+}
+
+void mw_history_publish(const char *room, const struct mw_route_config *rc, const char *json,
+                        size_t len, unsigned msg_flags, mw_history_publish_cb cb, void *ud)
+{
+    uint64_t ts = mw_wall_ms();
+    if (!mw_broker_clustered()) {
+        struct mw_room *r = mw_room_find(room);
+        uint64_t seq = 0;
+        if (r) {
+            seq = mw_room_next_seq(r);
+            r->hist_ttl_ms = rc->history_ttl_ms;
+            mw_room_history_expire(r, r->hist_ttl_ms, ts);
+            struct mw_buf b = { 0 };
+            stamp(&b, json, len, seq, ts);
+            struct mw_msg *m = mw_msg_new(MW_OP_TEXT, b.p, b.len, msg_flags);
+            mw_room_history_push(r, m, seq, ts, rc->history_size);
+            mw_room_broadcast(r, m, NULL, NULL);
+            mw_msg_decref(m);
+            mw_buf_free(&b);
+        }
+        if (cb)
+            cb(ud, r ? 0 : MW_HISTORY_ENOROOM, seq);
+        return;
+    }
+    char epoch[20], keep[24], size[16], ttl[24], ts_s[24], channel[160];
+    const char *cmd;
+    new_epoch(epoch);
+    snprintf(keep, sizeof keep, "%" PRIu64, keep_ms(rc));
+    snprintf(size, sizeof size, "%" PRIu32, rc->history_size);
+    snprintf(ttl, sizeof ttl, "%" PRIu64, rc->history_ttl_ms);
+    snprintf(ts_s, sizeof ts_s, "%" PRIu64, ts);
+    mw_broker_room_channel(room, channel, sizeof channel, &cmd);
+    struct mw_buf head = { 0 }, phead = { 0 };
+    mw_buf_append(&head, json, len - 1);
+    if (len > 2)
+        mw_buf_putc(&head, ',');
+    mw_broker_payload_head(&phead, msg_flags, true);
+    const char *args[] = { epoch, keep, size, ttl, ts_s, head.p, cmd, channel, phead.p };
+    size_t lens[] = { strlen(epoch), strlen(keep), strlen(size), strlen(ttl), strlen(ts_s),
+                      head.len, strlen(cmd), strlen(channel), phead.len };
+    struct publish_call *pc = mw_calloc(1, sizeof *pc);
+    pc->cb = cb;
+    pc->ud = ud;
+    snprintf(pc->room, sizeof pc->room, "%s", room);
+    if (eval_room(PUBLISH_LUA, room, 9, args, lens, on_published, pc) < 0) {
+        free(pc);
+        publish_local(room, json, len, msg_flags);
+        if (cb)
+            cb(ud, MW_HISTORY_EUNAVAIL, 0);
+    }
+    mw_buf_free(&head);
+    mw_buf_free(&phead);
+}

@@ -184,7 +184,8 @@ static int l_history(lua_State *L)
     return history_return(L, hc);
 }
 
-/* rooms.info(room) -> {seq, epoch, members, users} or nil */
+/* rooms.info(room) -> {connections, users} on this node, or nil. seq and epoch come
+ * with rooms.history: clustered they live in Redis. */
 static int l_info(lua_State *L)
 {
     struct mw_room *r = mw_room_find(mw_lua_check_room(L, 1));
@@ -192,11 +193,7 @@ static int l_info(lua_State *L)
         lua_pushnil(L);
         return 1;
     }
-    lua_createtable(L, 0, 4);
-    lua_pushnumber(L, (lua_Number)r->seq);
-    lua_setfield(L, -2, "seq");
-    lua_pushstring(L, r->epoch);
-    lua_setfield(L, -2, "epoch");
+    lua_createtable(L, 0, 2);
     lua_pushinteger(L, r->nmembers);
     lua_setfield(L, -2, "connections");
     lua_pushinteger(L, r->presence.len);

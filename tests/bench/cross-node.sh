@@ -5,17 +5,22 @@
 # Servers and Redis are pinned to CPU 0, the generator to CPU 1; everything stops by
 # itself and is killed at exit.
 # Usage: tests/bench/cross-node.sh [BUILD_DIR=build]   env: MEMBERS (200) RATES ("100 500 1000")
-#        DURATION (8)
+#        DURATION (8)  HISTORY ("{ size: 100 }", or "off") the chat route's history
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 BUILD=${1:-$ROOT/build}
 MEMBERS=${MEMBERS:-200}
 RATES=${RATES:-100 500 1000}
 DURATION=${DURATION:-8}
+HISTORY=${HISTORY:-"{ size: 100 }"}
 export MOONWIRE_HOME=$ROOT
 DIR=$(mktemp -d "${TMPDIR:-/tmp}/mw-cross-XXXXXX")
 pids=()
-cleanup() { for p in "${pids[@]}"; do kill -KILL "$p" 2>/dev/null || true; done; rm -rf "$DIR"; }
+cleanup() {
+  for p in "${pids[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
+  { wait; } 2>/dev/null || true # reap them without "Killed" lines
+  rm -rf "$DIR"
+}
 trap cleanup EXIT
 
 MWBENCH=$BUILD/mwbench
@@ -31,7 +36,7 @@ for n in a b; do
 listen: 127.0.0.1:$p
 node_id: bench-$n
 routes:
-  /chat: { script: "app:chat" }
+  /chat: { script: "app:chat", history: $HISTORY }
 redis: { url: "redis://127.0.0.1:$rport" }
 dev: { user_param: true }
 limits: { rate: 1000000, burst: 1000000, send_queue: 4MiB, max_connections: 100000 }

@@ -48,6 +48,7 @@ struct ctx {
     size_t nvals;
     char path[512];    /* key path of the node being parsed: "routes./chat.history" */
     size_t pathlen;
+    const yaml_node_t *workers; /* the `workers:` value, for the check after the walk */
     const yaml_node_t *options; /* the `options:` map being converted, and the length */
     size_t options_pathlen;     /* of its key path, for the size error */
     char *err;
@@ -731,6 +732,15 @@ static int parse_redis(struct ctx *c, yaml_node_t *n, void *obj)
 
 #define CFG(m) offsetof(struct mw_config, m)
 
+static const struct field workers_field = { "workers", K_INT, .off = CFG(workers), .min = 1, .max = 256 };
+
+/* Kept for the check in parse_document: it depends on `redis`, which may come later. */
+static int parse_workers(struct ctx *c, yaml_node_t *n, void *obj)
+{
+    c->workers = n;
+    return set_scalar(c, n, &workers_field, (char *)obj + workers_field.off);
+}
+
 static const struct field auth_fields[] = {
     { "jwt_secret", K_STR, .off = CFG(jwt_secret) },
     { "required", K_BOOL, .off = CFG(auth_required) },
@@ -1087,7 +1097,7 @@ static const struct field top_fields[] = {
     { "listen", K_FUNC, .fn = parse_listen },
     { "node_id", K_FUNC, .fn = parse_node_id },
     { "static", K_FUNC, .fn = parse_static },
-    { "workers", K_INT, .off = CFG(workers), .min = 1, .max = 256 },
+    { "workers", K_FUNC, .fn = parse_workers },
     { "routes", K_FUNC, .fn = parse_routes },
     { "heartbeat", K_MAP, .sub = heartbeat_fields },
     { "limits", K_MAP, .sub = limits_fields },
@@ -1184,7 +1194,15 @@ static int parse_document(struct ctx *c)
                     kind_name(root));
     c->nvals = (size_t)(c->doc.nodes.top - c->doc.nodes.start);
     c->vals = mw_calloc(c->nvals, sizeof *c->vals);
-    return parse_map(c, root, top_fields, c->cfg);
+    if (parse_map(c, root, top_fields, c->cfg) < 0)
+        return -1;
+    /* Workers are separate processes: without Redis each would be its own island
+     * (rooms, presence and send_user split by whichever worker a client landed on). */
+    struct mw_config *cfg = c->cfg;
+    if (cfg->workers > 1 && !cfg->redis_url && !cfg->nredis_cluster)
+        return fail(c, c->workers, "workers: %d workers need `redis` (url or cluster) so that "
+                    "they share rooms and presence; set redis or use workers: 1", cfg->workers);
+    return 0;
 }
 
 int mw_config_parse(const char *yaml, size_t len, const char *source, const char *base_dir,

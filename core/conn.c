@@ -17,7 +17,7 @@
 #include "log.h"
 #include "util.h"
 
-#define FLUSH_CHUNK (256 * 1024) /* bytes gathered per write */
+#define FLUSH_CHUNK MW_FLUSH_CHUNK
 
 struct mw_conn_limits mw_conn_limits = { 1 << 20, 50, 100 };
 struct mw_conn_stats mw_conn_stats;

@@ -173,6 +173,9 @@ void mw_conn_flush_pending(void);
 /* The WRITEABLE callback. Returns -1 when lws should close the connection now. */
 int mw_conn_on_writable(struct mw_conn *c);
 
+/* Bytes of queued frames gathered into one write. */
+#define MW_FLUSH_CHUNK (256 * 1024)
+
 /* How long a requested close may take (flush, close frame, acknowledgement) before
  * the connection is dropped. */
 #define MW_CLOSE_GRACE_MS 3000

@@ -7,6 +7,7 @@
 #include "log.h"
 #include "server.h"
 #include "testrun.h"
+#include "workers.h"
 
 static void usage(FILE *f)
 {
@@ -59,7 +60,8 @@ static int cmd_serve(int argc, char **argv)
     if (load_config(file, &cfg) < 0)
         return 1;
     mw_log_set(cfg.log_level, cfg.log_format == MW_LOG_JSON);
-    int rc = mw_server_run(&cfg, mw_home());
+    /* workers: 1 is the plain single process, without a master. */
+    int rc = cfg.workers > 1 ? mw_workers_run(&cfg, mw_home()) : mw_server_run(&cfg, mw_home());
     mw_config_free(&cfg);
     return rc;
 }

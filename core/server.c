@@ -19,6 +19,7 @@
 #include "conn.h"
 #include "http.h"
 #include "jsonw.h"
+#include "listener.h"
 #include "log.h"
 #include "lua_api.h"
 #include "presence.h"
@@ -37,6 +38,7 @@ static uv_timer_t heartbeat_timer, shutdown_timer;
 static uv_signal_t sig_int, sig_term, sig_hup;
 static struct mw_msg *ping_frame;
 static uint64_t shutdown_started_ms;
+static int given_fd = -1; /* a listening socket opened by the master (workers) */
 
 /* What lws keeps per WebSocket: just our connection. */
 struct session {
@@ -283,8 +285,18 @@ static int on_lws(struct lws *wsi, enum lws_callback_reasons reason, void *user,
     return lws_callback_http_dummy(wsi, reason, user, in, len);
 }
 
+/* How much lws reads from a connection per readiness: one read of at most
+ * min(rx_buffer_size, pt_serv_buf_size). At 4 KiB a publisher got ~17 messages in per
+ * loop iteration, and an iteration with 1000 recipients takes milliseconds. It is also
+ * the size of the per-connection buffer lws reassembles payload in (allocated at the
+ * upgrade; only touched pages are resident: +0.25 KiB per idle connection measured). */
+#define RX_BUFFER (64 * 1024)
+/* At most this much per send(): with 0, lws caps each send at rx_buffer_size and keeps
+ * the rest of a gathered flush for a WRITEABLE callback (an epoll_ctl round trip). */
+#define TX_PACKET (MW_FLUSH_CHUNK + 1024)
+
 static const struct lws_protocols protocols[] = {
-    { "moonwire", on_lws, sizeof(struct session), 4096, 0, NULL, 0 },
+    { "moonwire", on_lws, sizeof(struct session), RX_BUFFER, 0, NULL, TX_PACKET },
     { NULL, NULL, 0, 0, 0, NULL, 0 }
 };
 
@@ -334,6 +346,7 @@ static void close_handle(uv_handle_t *h)
  * that uv_run returns once everything has closed. */
 static void finish(void)
 {
+    mw_listener_stop();
     if (context)
         lws_context_destroy(context);
     close_handle((uv_handle_t *)&flush_hook);
@@ -375,6 +388,7 @@ static void begin_shutdown(int signum)
     }
     mw_srv.shutting_down = true;
     shutdown_started_ms = mw_now_ms();
+    mw_listener_stop(); /* other workers (or a restarted server) take new clients */
     mw_log_info("shutting down", "signal=%d connections=%" PRIu32, signum, mw_conn_count());
     uv_timer_stop(&heartbeat_timer);
     uv_timer_start(&shutdown_timer, on_shutdown_tick, 0, 20);
@@ -409,12 +423,9 @@ static struct lws_context *create_context(const struct mw_config *cfg)
     memset(&info, 0, sizeof info);
     foreign_loops[0] = uv_default_loop();
     info.foreign_loops = foreign_loops;
-    info.options = LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_VALIDATE_UTF8 |
-                   LWS_SERVER_OPTION_DISABLE_IPV6;
-    if (strchr(cfg->listen_host, ':'))
-        info.options &= ~(uint64_t)LWS_SERVER_OPTION_DISABLE_IPV6;
-    info.port = cfg->listen_port;
-    info.iface = cfg->listen_host;
+    info.options = LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_VALIDATE_UTF8;
+    (void)cfg;
+    info.port = CONTEXT_PORT_NO_LISTEN_SERVER; /* listener.c accepts and adopts */
     info.protocols = protocols;
     info.retry_and_idle_policy = &no_validity;
     info.gid = (gid_t)-1;
@@ -422,6 +433,7 @@ static struct lws_context *create_context(const struct mw_config *cfg)
     info.vhost_name = "moonwire";
     info.server_string = "moonwire";
     info.timeout_secs = 10;
+    info.pt_serv_buf_size = RX_BUFFER;
     info.pcontext = &context; /* lws clears it when destruction completes */
     return lws_create_context(&info);
 }
@@ -462,11 +474,25 @@ void mw_server_teardown(void)
         mw_log_warn("loop not empty at exit", "%s", "");
 }
 
+void mw_server_use_socket(int fd)
+{
+    given_fd = fd;
+}
+
 int mw_server_run(const struct mw_config *cfg, const char *home)
 {
     uv_loop_t *loop = uv_default_loop();
     char err[1024];
+    int port = cfg->listen_port;
+    int fd = given_fd;
 
+    if (fd < 0)
+        fd = mw_listen_open(cfg->listen_host, cfg->listen_port, false, &port, err, sizeof err);
+    if (fd < 0) {
+        mw_log_error("cannot listen", "addr=%s:%d detail=\"%s\"", cfg->listen_host,
+                     cfg->listen_port, err);
+        return 1;
+    }
     mw_http_init(cfg, home);
     mw_api_init(cfg);
     /* The store follows Redis (single or cluster); `moonwire test` keeps memory. */
@@ -474,19 +500,20 @@ int mw_server_run(const struct mw_config *cfg, const char *home)
     if (mw_server_prepare(cfg, home, err, sizeof err) < 0 ||
         mw_broker_start(cfg, err, sizeof err) < 0) {
         fprintf(stderr, "moonwire: %s\n", err);
+        close(fd);
         return 1;
     }
     signal(SIGPIPE, SIG_IGN);
     lws_set_log_level(LLL_ERR, on_lws_log);
     context = create_context(cfg);
     struct lws_vhost *vh = context ? lws_get_vhost_by_name(context, "moonwire") : NULL;
-    if (!context || !vh || lws_get_vhost_listen_port(vh) <= 0) {
-        /* lws logs the bind error but may still return a context, and tearing a
-         * half-made one down on a foreign loop crashes inside lws: exit right away. */
-        mw_log_error("cannot listen", "addr=%s:%d", cfg->listen_host, cfg->listen_port);
+    if (!context || !vh) {
+        /* Tearing a half-made context down on a foreign loop crashes inside lws. */
+        mw_log_error("cannot start libwebsockets", "%s", "");
         fflush(stderr);
         _exit(1);
     }
+    mw_listener_start(fd, vh);
     /* With a payload: libwebsockets 4.1 does not report empty pongs to the callback,
      * so an empty ping's answer would never count as traffic. */
     ping_frame = mw_msg_new(MW_OP_PING, "mw", 2, MW_MSG_CONTROL);
@@ -508,7 +535,7 @@ int mw_server_run(const struct mw_config *cfg, const char *home)
 
     mw_reload_init(cfg->hot_reload, home);
     mw_log_info("listening", "addr=%s:%d node=%s routes=%zu version=%s", cfg->listen_host,
-                cfg->listen_port, mw_srv.node_id, cfg->nroutes, MW_VERSION);
+                port, mw_srv.node_id, cfg->nroutes, MW_VERSION);
     /* Runs until finish() closed every handle (lws's included). */
     uv_run(loop, UV_RUN_DEFAULT);
     if (context) /* lws 4.1 with a foreign loop: the second call completes it */

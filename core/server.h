@@ -54,6 +54,9 @@ void mw_server_release(void);
 /* Frees rooms and routes and closes the loop; after mw_server_release. */
 void mw_server_teardown(void);
 
+/* Serve on this listening socket (a worker's, opened by the master) instead of opening
+ * one from cfg->listen. */
+void mw_server_use_socket(int fd);
 /* Runs until SIGINT/SIGTERM. Returns the process exit code. */
 int mw_server_run(const struct mw_config *cfg, const char *home);
 

@@ -6,6 +6,7 @@
 #include <string.h>
 #include <sys/random.h>
 #include <time.h>
+#include <unistd.h>
 
 const char *mw_strerror(int err)
 {
@@ -92,13 +93,20 @@ void mw__assert_fail(const char *expr, const char *file, int line)
     abort();
 }
 
+static uint64_t rand_state[2];
+
+void mw_random_reseed(void)
+{
+    rand_state[0] = rand_state[1] = 0; /* the next call asks the kernel again */
+}
+
 uint64_t mw_random_u64(void)
 {
-    static uint64_t s[2];
+    uint64_t *s = rand_state;
     if (!s[0] && !s[1]) {
         if (getrandom(s, sizeof s, 0) != (ssize_t)sizeof s || (!s[0] && !s[1])) {
             s[0] = mw_wall_ms() ^ 0x9e3779b97f4a7c15ull;
-            s[1] = (uint64_t)(uintptr_t)&s ^ mw_now_ms();
+            s[1] = (uint64_t)getpid() << 32 ^ mw_now_ms();
         }
     }
     uint64_t x = s[0], y = s[1]; /* xorshift128+ */

@@ -26,6 +26,8 @@ char *mw_strndup(const char *s, size_t n);
 
 /* A fast non-cryptographic random number (seeded from the kernel once). */
 uint64_t mw_random_u64(void);
+/* Forgets the state (a forked worker must not repeat its siblings' numbers). */
+void mw_random_reseed(void);
 
 /* Milliseconds from a monotonic clock / from the Unix epoch. */
 uint64_t mw_now_ms(void);

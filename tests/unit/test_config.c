@@ -415,8 +415,23 @@ static void test_integers(void **state)
     expect_error("limits: { max_connections: 99999999999 }\n", 1,
                  "limits.max_connections: expected a whole number");
     expect_error("limits: { max_connections: 0 }\n", 1, "limits.max_connections: must be greater");
-    struct mw_config cfg = parse_ok("workers: \"8\"\n");
+    struct mw_config cfg = parse_ok("workers: \"8\"\nredis: { url: redis://127.0.0.1:6379 }\n");
     assert_int_equal(cfg.workers, 8);
+    mw_config_free(&cfg);
+}
+
+/* Several workers share rooms only through Redis: without it, an error at the key. */
+static void test_workers_need_redis(void **state)
+{
+    (void)state;
+    expect_error("listen: :1\nworkers: 2\n", 2,
+                 "workers: 2 workers need `redis` (url or cluster)");
+    expect_error("workers: 3\nredis: ~\n", 1, "workers: 3 workers need `redis`");
+    struct mw_config cfg = parse_ok("redis: { cluster: [redis://127.0.0.1:7000] }\nworkers: 2\n");
+    assert_int_equal(cfg.workers, 2);
+    mw_config_free(&cfg);
+    cfg = parse_ok("workers: 1\n");
+    assert_int_equal(cfg.workers, 1);
     mw_config_free(&cfg);
 }
 
@@ -468,7 +483,7 @@ static void test_env_before_conversion(void **state)
     (void)state;
     setenv("MW_TEST_WORKERS", "3", 1);
     setenv("MW_TEST_BAD", "lots", 1);
-    struct mw_config cfg = parse_ok("workers: ${MW_TEST_WORKERS}\n");
+    struct mw_config cfg = parse_ok("workers: ${MW_TEST_WORKERS}\nredis: { url: redis://h }\n");
     assert_int_equal(cfg.workers, 3);
     mw_config_free(&cfg);
     expect_error("\nworkers: ${MW_TEST_BAD}\n", 2, "workers: expected a whole number, got 'lots'");
@@ -982,6 +997,7 @@ int main(void)
         cmocka_unit_test(test_size_error),
         cmocka_unit_test(test_booleans),
         cmocka_unit_test(test_integers),
+        cmocka_unit_test(test_workers_need_redis),
         cmocka_unit_test(test_numbers),
         cmocka_unit_test(test_env_substitution),
         cmocka_unit_test(test_env_before_conversion),

@@ -18,6 +18,7 @@
 #include "broker.h"
 #include "conn.h"
 #include "http.h"
+#include "inbox.h"
 #include "jsonw.h"
 #include "log.h"
 #include "lua_api.h"
@@ -438,6 +439,7 @@ int mw_server_prepare(const struct mw_config *cfg, const char *home, char *err, 
         snprintf(mw_srv.node_id, sizeof mw_srv.node_id, "node-%08" PRIx64,
                  (uint64_t)(mw_random_u64() & 0xffffffffu));
     mw_store_init();
+    mw_inbox_init(cfg);
     return mw_server_load_routes(cfg, home, err, errlen);
 }
 
@@ -446,6 +448,7 @@ void mw_server_release(void)
     mw_broker_stop();
     mw_presence_shutdown();
     mw_store_free(); /* pending store calls complete with "unavailable" */
+    mw_inbox_free();
     mw_lua_core_shutdown();
     mw_lua_timer_cancel_app(NULL);
     mw_conn_shutdown();

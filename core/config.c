@@ -1013,7 +1013,8 @@ static int check_route_path(struct ctx *c, const yaml_node_t *k, const char *pat
     return 0;
 }
 
-static bool has_key(const yaml_node_t *m, struct ctx *c, const char *key)
+/* Whether map m has `key` (written, whatever its value). */
+static bool has_key(struct ctx *c, const yaml_node_t *m, const char *key)
 {
     for (const yaml_node_pair_t *p = m->data.mapping.pairs.start; p < m->data.mapping.pairs.top; p++) {
         const yaml_node_t *k = yaml_document_get_node(&c->doc, p->key);
@@ -1033,7 +1034,7 @@ static int parse_route(struct ctx *c, yaml_node_t *k, yaml_node_t *v, struct mw_
         rc = fail(c, k, "%s: missing required key 'script'", c->path);
     /* The notify app's rooms are topic feeds: who else subscribes is nobody's business,
      * so its routes send no presence events unless the file asks for them. */
-    if (rc == 0 && r->app && !strcmp(r->app, "notify") && !has_key(v, c, "presence"))
+    if (rc == 0 && r->app && !strcmp(r->app, "notify") && !has_key(c, v, "presence"))
         r->presence_events = false;
     path_pop(c, mark);
     return rc;

@@ -258,6 +258,10 @@ static int on_lws(struct lws *wsi, enum lws_callback_reasons reason, void *user,
         return mw_http_body(s->http, in, len);
     case LWS_CALLBACK_HTTP_BODY_COMPLETION:
         return mw_http_body_done(wsi, &s->http);
+    case LWS_CALLBACK_HTTP_WRITEABLE:
+        if (s && s->http && s->http->later) /* an API call that answers later */
+            return mw_http_writable(wsi, &s->http);
+        break;
     case LWS_CALLBACK_HTTP_DROP_PROTOCOL:
     case LWS_CALLBACK_CLOSED_HTTP:
         if (s)

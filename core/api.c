@@ -1,4 +1,5 @@
-/* api.c - the HTTP API: publish to a room, read a room's presence, disconnect a user.
+/* api.c - the HTTP API: publish to a room, notify a user, read a room's presence,
+ * disconnect a user.
  * Request and response bodies are JSON; a private Lua state runs the JSON codec. */
 #include "api.h"
 
@@ -15,6 +16,7 @@
 #include "buf.h"
 #include "conn.h"
 #include "http.h"
+#include "inbox.h"
 #include "jsonw.h"
 #include "log.h"
 #include "lua_json.h"
@@ -175,6 +177,88 @@ static int api_publish(struct lws *wsi, const char *body, size_t len)
     return rc;
 }
 
+/* A POST /api/notify waiting for the inbox. */
+struct notify_call {
+    char user[MW_INBOX_MAX_USER + 1]; /* for the log */
+    struct lws *wsi;               /* while answering at once */
+    struct mw_http_later *later;   /* once deferred */
+    int rc;                        /* what the lws callback returns, when at once */
+};
+
+static void on_notified(void *ud, const struct mw_inbox_result *res)
+{
+    struct notify_call *nc = ud;
+    struct mw_buf b = { 0 };
+    int status = 200;
+    if (res->err == 0) {
+        mw_buf_puts(&b, "{\"id\":");
+        mw_jsonw_str(&b, res->id);
+        mw_buf_puts(&b, "}\n");
+    } else {
+        /* Invalid input was refused before the push; what is left is the backend. */
+        status = 503;
+        mw_log_warn("api notify failed", "user=%s err=\"%s\"", nc->user, mw_inbox_strerror(res->err));
+        mw_buf_puts(&b, "{\"error\":\"unavailable\",\"message\":");
+        mw_jsonw_str(&b, res->err == MW_INBOX_EFULL ? "the inbox memory is full"
+                                                    : "the inbox is unavailable (Redis down)");
+        mw_buf_puts(&b, "}\n");
+    }
+    if (nc->later) {
+        mw_http_later_reply(nc->later, status, b.p, b.len);
+        free(nc);
+    } else {
+        nc->rc = reply_json(nc->wsi, status, &b);
+    }
+    mw_buf_free(&b);
+}
+
+/* POST /api/notify {user, data} -> {id}: into the user's inbox, and live to every
+ * connection of the user. Answers once the item is stored (with Redis, after Redis
+ * said so), 503 when it cannot be. */
+static int api_notify(struct lws *wsi, struct mw_http_req *req, const char *body, size_t len)
+{
+    char err[256];
+    size_t ulen = 0;
+    int rc;
+    if (decode_body(wsi, body, len, &rc) < 0)
+        return rc;
+    const char *user = field("user", &ulen);
+    const char *bad = user ? mw_inbox_user_error(user, ulen) : "user must be a string of 1..128 bytes";
+    if (!bad && strlen(user) != ulen)
+        bad = "user must not contain NUL bytes";
+    if (bad) {
+        lua_settop(J, 0);
+        return reply_error(wsi, 400, "bad_message", bad);
+    }
+    lua_getfield(J, 1, "data");
+    if (lua_isnil(J, -1) || (lua_islightuserdata(J, -1) && !lua_touserdata(J, -1))) {
+        lua_settop(J, 0);
+        return reply_error(wsi, 400, "bad_message", "data is required (any JSON value but null)");
+    }
+    struct mw_buf data = { 0 };
+    if (mw_json_encode(J, -1, &data, err, sizeof err) < 0 || data.len > mw_inbox_max_item()) {
+        if (data.len > mw_inbox_max_item())
+            snprintf(err, sizeof err, "data is %zu bytes of JSON, over inbox.max_item (%zu)",
+                     data.len, mw_inbox_max_item());
+        mw_buf_free(&data);
+        lua_settop(J, 0);
+        return reply_error(wsi, 400, "bad_message", err);
+    }
+    struct notify_call *nc = mw_calloc(1, sizeof *nc);
+    nc->wsi = wsi;
+    snprintf(nc->user, sizeof nc->user, "%s", user);
+    int now = mw_inbox_push(user, data.p, data.len, on_notified, nc);
+    mw_buf_free(&data);
+    lua_settop(J, 0);
+    if (now) {
+        rc = nc->rc;
+        free(nc);
+        return rc;
+    }
+    nc->later = mw_http_defer(req, wsi);
+    return 0;
+}
+
 /* GET /api/rooms/{room}/presence -> {room, members, count} */
 static int api_presence(struct lws *wsi, const char *path)
 {
@@ -224,8 +308,8 @@ static int api_disconnect(struct lws *wsi, const char *body, size_t len)
     return rc;
 }
 
-int mw_api_call(struct lws *wsi, const char *method, const char *path, const char *body,
-                size_t len)
+int mw_api_call(struct lws *wsi, struct mw_http_req *req, const char *method, const char *path,
+                const char *body, size_t len)
 {
     if (!authorized(wsi))
         return reply_error(wsi, 401, "unauthorized", "missing or wrong API key (Authorization: Bearer KEY)");
@@ -233,6 +317,9 @@ int mw_api_call(struct lws *wsi, const char *method, const char *path, const cha
     if (strcmp(path, "/api/publish") == 0)
         return post ? api_publish(wsi, body, len)
                     : reply_error(wsi, 405, "bad_message", "use POST");
+    if (strcmp(path, "/api/notify") == 0)
+        return post && req ? api_notify(wsi, req, body, len)
+                           : reply_error(wsi, 405, "bad_message", "use POST");
     if (strcmp(path, "/api/disconnect") == 0)
         return post ? api_disconnect(wsi, body, len)
                     : reply_error(wsi, 405, "bad_message", "use POST");

@@ -1,5 +1,5 @@
 /* api.h - the HTTP API for backends (SPEC section 8): POST /api/publish,
- * GET /api/rooms/{room}/presence, POST /api/disconnect; every call needs
+ * POST /api/notify, GET /api/rooms/{room}/presence, POST /api/disconnect; every call needs
  * `Authorization: Bearer <key>` with a key from `api.keys`. */
 #ifndef MW_API_H
 #define MW_API_H
@@ -17,9 +17,11 @@ void mw_api_shutdown(void);
 
 /* Whether a method + path is an API call (path starts with /api/). */
 int mw_api_is_call(const char *path);
-/* Handles a complete call and writes the response. Returns what the lws callback
+/* Handles a complete call and writes the response, or defers it (mw_http_defer on
+ * req, which is NULL for a GET: those answer at once). Returns what the lws callback
  * must return. */
-int mw_api_call(struct lws *wsi, const char *method, const char *path, const char *body,
-                size_t len);
+struct mw_http_req;
+int mw_api_call(struct lws *wsi, struct mw_http_req *req, const char *method, const char *path,
+                const char *body, size_t len);
 
 #endif

@@ -32,7 +32,9 @@ const char mw_config_embedded_yaml[] =
     "  /echo:\n"
     "    script: \"app:echo\"\n"
     "    protocol: raw\n"
-    /* /reservations and /notify join here when their bundled apps land. */
+    "  /notify:\n"
+    "    script: \"app:notify\"\n"
+    /* /reservations joins here when its bundled app lands. */
     "dev: { hot_reload: true, user_param: true }\n";
 
 #define DEFAULT_HISTORY_SIZE 100
@@ -1021,6 +1023,17 @@ static int check_route_path(struct ctx *c, const yaml_node_t *k, const char *pat
     return 0;
 }
 
+/* Whether map m has `key` (written, whatever its value). */
+static bool has_key(struct ctx *c, const yaml_node_t *m, const char *key)
+{
+    for (const yaml_node_pair_t *p = m->data.mapping.pairs.start; p < m->data.mapping.pairs.top; p++) {
+        const yaml_node_t *k = yaml_document_get_node(&c->doc, p->key);
+        if (k->type == YAML_SCALAR_NODE && !strcmp(raw_text(k), key))
+            return true;
+    }
+    return false;
+}
+
 static int parse_route(struct ctx *c, yaml_node_t *k, yaml_node_t *v, struct mw_route_config *r)
 {
     if (check_route_path(c, k, r->path) < 0)
@@ -1029,6 +1042,10 @@ static int parse_route(struct ctx *c, yaml_node_t *k, yaml_node_t *v, struct mw_
     int rc = parse_map(c, v, route_fields, r);
     if (rc == 0 && !r->script)
         rc = fail(c, k, "%s: missing required key 'script'", c->path);
+    /* The notify app's rooms are topic feeds: who else subscribes is nobody's business,
+     * so its routes send no presence events unless the file asks for them. */
+    if (rc == 0 && r->app && !strcmp(r->app, "notify") && !has_key(c, v, "presence"))
+        r->presence_events = false;
     path_pop(c, mark);
     return rc;
 }
@@ -1079,6 +1096,13 @@ static const struct field api_fields[] = {
     { NULL },
 };
 
+static const struct field inbox_fields[] = {
+    { "size", K_U32, .off = CFG(inbox_size), .min = 1, .max = MW_CONFIG_MAX_INBOX },
+    { "ttl", K_MS, .off = CFG(inbox_ttl_ms) },
+    { "max_item", K_SIZE, .off = CFG(inbox_max_item), .min = 1, .max = 1 << 20 },
+    { NULL },
+};
+
 static const struct field dev_fields[] = {
     { "hot_reload", K_BOOL, .off = CFG(hot_reload) },
     { "user_param", K_BOOL, .off = CFG(user_param) },
@@ -1104,6 +1128,7 @@ static const struct field top_fields[] = {
     { "redis", K_FUNC, .fn = parse_redis },
     { "auth", K_FUNC, .fn = parse_auth },
     { "api", K_MAP, .sub = api_fields },
+    { "inbox", K_MAP, .sub = inbox_fields },
     { "dev", K_MAP, .sub = dev_fields },
     { "log", K_MAP, .sub = log_fields },
     { NULL },
@@ -1125,6 +1150,9 @@ static void set_defaults(struct mw_config *cfg, const char *source, const char *
     cfg->burst = 100;
     cfg->max_connections = 100000;
     cfg->slow_handler_ms = 100;
+    cfg->inbox_size = 100;
+    cfg->inbox_ttl_ms = 168 * 3600 * 1000ull; /* a week */
+    cfg->inbox_max_item = 4096;
     cfg->log_level = MW_LOG_INFO;
     cfg->log_format = MW_LOG_LOGFMT;
 }

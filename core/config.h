@@ -13,6 +13,9 @@ enum mw_route_protocol { MW_PROTO_JSON = 0, MW_PROTO_RAW = 1 };
 enum mw_slow_policy { MW_SLOW_CLOSE = 0, MW_SLOW_DROP = 1 };
 enum mw_log_format { MW_LOG_LOGFMT = 0, MW_LOG_JSON = 1 };
 
+/* Most items `inbox.size` may keep per user: a backlog goes out as one frame. */
+#define MW_CONFIG_MAX_INBOX 10000
+
 struct mw_route_config {
     char *path;               /* "/chat": starts with '/', no query, unique */
     char *script;             /* absolute (or home-resolved) path of the script */
@@ -60,6 +63,10 @@ struct mw_config {
 
     char **api_keys;          /* empty strings dropped (an unset ${VAR}) */
     size_t napi_keys;
+
+    uint32_t inbox_size;      /* `inbox: { size, ttl, max_item }`: items kept per user (100) */
+    uint64_t inbox_ttl_ms;    /* an item's lifetime; 0 = until read or trimmed (168h) */
+    size_t inbox_max_item;    /* largest notification payload, JSON bytes (4KiB) */
 
     bool hot_reload;          /* dev.hot_reload */
     bool user_param;          /* dev.user_param */

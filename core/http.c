@@ -2,6 +2,7 @@
 #include "http.h"
 
 #include <inttypes.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +15,7 @@
 #include "broker.h"
 #include "buf.h"
 #include "conn.h"
+#include "inbox.h"
 #include "redis.h"
 #include "room.h"
 #include "script.h"
@@ -123,6 +125,17 @@ static void metrics_text(struct mw_buf *b)
         mw_buf_printf(b, "# TYPE moonwire_broker_dropped_total counter\n"
                          "moonwire_broker_dropped_total %" PRIu64 "\n", mw_broker_dropped);
     }
+    struct mw_inbox_stats ib;
+    mw_inbox_stats(&ib);
+    mw_buf_printf(b, "# TYPE moonwire_inbox_items_total counter\n"
+                     "moonwire_inbox_items_total{event=\"pushed\"} %" PRIu64 "\n"
+                     "moonwire_inbox_items_total{event=\"read\"} %" PRIu64 "\n"
+                     "moonwire_inbox_items_total{event=\"trimmed\"} %" PRIu64 "\n"
+                     "# TYPE moonwire_inbox_push_failures_total counter\n"
+                     "moonwire_inbox_push_failures_total %" PRIu64 "\n"
+                     "# TYPE moonwire_inbox_memory_items gauge\nmoonwire_inbox_memory_items %zu\n"
+                     "# TYPE moonwire_inbox_memory_bytes gauge\nmoonwire_inbox_memory_bytes %zu\n",
+                  ib.pushed, ib.read, ib.trimmed, ib.failed, ib.items, ib.bytes);
     route_counter(b, "moonwire_messages_in_total", offsetof(struct mw_route_stats, messages_in));
     route_counter(b, "moonwire_lua_errors_total", offsetof(struct mw_route_stats, lua_errors));
     mw_buf_printf(b, "# TYPE moonwire_lua_waiting gauge\nmoonwire_lua_waiting %" PRIu32 "\n",
@@ -186,7 +199,7 @@ int mw_http_request(struct lws *wsi, const char *uri, struct mw_http_req **req)
             snprintf((*req)->path, sizeof (*req)->path, "%s", uri);
             return 0;
         }
-        return mw_api_call(wsi, "GET", uri, NULL, 0);
+        return mw_api_call(wsi, NULL, "GET", uri, NULL, 0);
     }
     if (strcmp(uri, "/healthz") == 0)
         return reply_text(wsi, 200, "ok\n");
@@ -235,17 +248,83 @@ int mw_http_body_done(struct lws *wsi, struct mw_http_req **req)
     struct mw_http_req *r = *req;
     if (!r)
         return -1;
-    int rc = r->too_big ? reply_text(wsi, 413, "request body over 64KiB\n")
-                        : mw_api_call(wsi, "POST", r->path, r->body, r->len);
-    mw_http_req_free(req);
+    /* Answering may complete the transaction, and lws may then free the session that
+     * holds *req: take the request out of it first. */
+    *req = NULL;
+    static const char too_big[] =
+        "{\"error\":\"bad_message\",\"message\":\"the request body is over 64KiB\"}\n";
+    int rc = r->too_big ? mw_http_reply(wsi, 413, "application/json", too_big, sizeof too_big - 1)
+                        : mw_api_call(wsi, r, "POST", r->path, r->body, r->len);
+    if (r->later && rc == 0) {
+        *req = r; /* deferred: nothing was written, the session is intact */
+        return 0;
+    }
+    mw_http_req_free(&r);
+    return rc;
+}
+
+/* A deferred answer: owned by its request until answered, then by whichever of the
+ * two goes last (the request closing first leaves it `gone`). */
+struct mw_http_later {
+    struct lws *wsi;
+    bool gone;     /* the request went away: the answer is dropped */
+    bool answered; /* status and body are set */
+    int status;
+    char *body;
+    size_t len;
+};
+
+struct mw_http_later *mw_http_defer(struct mw_http_req *req, struct lws *wsi)
+{
+    mw_assert(!req->later);
+    req->later = mw_calloc(1, sizeof *req->later);
+    req->later->wsi = wsi;
+    return req->later;
+}
+
+static void later_free(struct mw_http_later *l)
+{
+    free(l->body);
+    free(l);
+}
+
+void mw_http_later_reply(struct mw_http_later *l, int status, const char *json, size_t len)
+{
+    mw_assert(!l->answered);
+    if (l->gone) {
+        later_free(l);
+        return;
+    }
+    l->answered = true;
+    l->status = status;
+    l->body = mw_malloc(len + 1);
+    memcpy(l->body, json, len);
+    l->len = len;
+    lws_callback_on_writable(l->wsi);
+}
+
+int mw_http_writable(struct lws *wsi, struct mw_http_req **req)
+{
+    struct mw_http_req *r = *req;
+    if (!r || !r->later || !r->later->answered)
+        return 0;
+    *req = NULL; /* as in mw_http_body_done: the session may go while we answer */
+    int rc = mw_http_reply(wsi, r->later->status, "application/json", r->later->body,
+                           r->later->len);
+    mw_http_req_free(&r);
     return rc;
 }
 
 void mw_http_req_free(struct mw_http_req **req)
 {
-    if (!*req)
+    struct mw_http_req *r = *req;
+    if (!r)
         return;
-    free((*req)->body);
-    free(*req);
     *req = NULL;
+    if (r->later && !r->later->answered)
+        r->later->gone = true; /* its completion frees it */
+    else if (r->later)
+        later_free(r->later);
+    free(r->body);
+    free(r);
 }

@@ -18,6 +18,7 @@
 #include "broker.h"
 #include "conn.h"
 #include "http.h"
+#include "inbox.h"
 #include "jsonw.h"
 #include "listener.h"
 #include "log.h"
@@ -259,6 +260,10 @@ static int on_lws(struct lws *wsi, enum lws_callback_reasons reason, void *user,
         return mw_http_body(s->http, in, len);
     case LWS_CALLBACK_HTTP_BODY_COMPLETION:
         return mw_http_body_done(wsi, &s->http);
+    case LWS_CALLBACK_HTTP_WRITEABLE:
+        if (s && s->http && s->http->later) /* an API call that answers later */
+            return mw_http_writable(wsi, &s->http);
+        break;
     case LWS_CALLBACK_HTTP_DROP_PROTOCOL:
     case LWS_CALLBACK_CLOSED_HTTP:
         if (s)
@@ -450,6 +455,7 @@ int mw_server_prepare(const struct mw_config *cfg, const char *home, char *err, 
         snprintf(mw_srv.node_id, sizeof mw_srv.node_id, "node-%08" PRIx64,
                  (uint64_t)(mw_random_u64() & 0xffffffffu));
     mw_store_init();
+    mw_inbox_init(cfg);
     return mw_server_load_routes(cfg, home, err, errlen);
 }
 
@@ -458,6 +464,7 @@ void mw_server_release(void)
     mw_broker_stop();
     mw_presence_shutdown();
     mw_store_free(); /* pending store calls complete with "unavailable" */
+    mw_inbox_free();
     mw_lua_core_shutdown();
     mw_lua_timer_cancel_app(NULL);
     mw_conn_shutdown();

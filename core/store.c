@@ -121,6 +121,11 @@ bool mw_store_may_defer(void)
     return state == STORE_OPEN && backend->may_defer();
 }
 
+bool mw_store_on_redis(void)
+{
+    return use_redis;
+}
+
 void mw_store_stats(struct mw_store_stats *out)
 {
     memset(out, 0, sizeof *out);

@@ -135,6 +135,11 @@ int mw_store_submit(const struct mw_store_req *req, mw_store_cb cb, void *ud);
  * at load time) checks this first instead of submitting what it cannot finish. */
 bool mw_store_may_defer(void);
 
+/* Whether the store is on Redis (mw_store_use_redis): its neighbours that keep data
+ * of their own (inbox.c) follow it there, through mw_store_redis_call, which fails
+ * while the store is closed. */
+bool mw_store_on_redis(void);
+
 /* Counters for metrics (zeros while the store is closed). */
 void mw_store_stats(struct mw_store_stats *out);
 

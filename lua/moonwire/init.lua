@@ -21,6 +21,9 @@ local M = {
   store = require "moonwire.store",
   -- Raw Redis commands when `redis:` is configured: mw.redis.call("GET", key).
   redis = require "moonwire.redis",
+  -- Users' notification inboxes (the notify app): push(user, data) -> id,
+  -- list(user) -> items, read(user, ids) -> ids; nil, err on failure.
+  inbox = require "moonwire.inbox",
   -- Timers run their function in a new coroutine: mw.after(0.5, fn), mw.every(10, fn);
   -- both return a handle with :cancel() and :pending().
   after = timer.after,

@@ -22,7 +22,7 @@
 
 /* A scratch tree made once for the whole run:
  *   TMP/app.lua  TMP/sub/other.lua  TMP/web/
- *   TMP/home/apps/{x,chat,echo}/main.lua  TMP/home/examples/web/ */
+ *   TMP/home/apps/{x,chat,echo,notify}/main.lua  TMP/home/examples/web/ */
 static char tmp[PATH_MAX], home[PATH_MAX + 8];
 
 static void make_dir(const char *rel)
@@ -52,7 +52,7 @@ static int setup_tree(void **state)
         return -1;
     snprintf(home, sizeof home, "%s/home", tmp);
     const char *dirs[] = { "sub", "web", "home", "home/apps", "home/apps/x", "home/apps/chat",
-                           "home/apps/echo", "home/examples", "home/examples/web", "conf" };
+                           "home/apps/echo", "home/apps/notify", "home/examples", "home/examples/web", "conf" };
     for (size_t i = 0; i < sizeof dirs / sizeof *dirs; i++)
         make_dir(dirs[i]);
     make_file("app.lua", "return {}\n");
@@ -60,6 +60,7 @@ static int setup_tree(void **state)
     make_file("home/apps/x/main.lua", "return {}\n");
     make_file("home/apps/chat/main.lua", "return {}\n");
     make_file("home/apps/echo/main.lua", "return {}\n");
+    make_file("home/apps/notify/main.lua", "return {}\n");
     make_file("conf/main.lua", "return {}\n");
     return 0;
 }
@@ -158,8 +159,42 @@ static void test_defaults(void **state)
     assert_false(cfg.user_param);
     assert_int_equal(cfg.log_level, MW_LOG_INFO);
     assert_int_equal(cfg.log_format, MW_LOG_LOGFMT);
+    assert_int_equal(cfg.inbox_size, 100);
+    assert_int_equal(cfg.inbox_ttl_ms, 168 * 3600 * 1000ull);
+    assert_int_equal(cfg.inbox_max_item, 4096);
     mw_config_free(&cfg);
     assert_zeroed(&cfg);
+}
+
+static void test_inbox(void **state)
+{
+    (void)state;
+    struct mw_config cfg = parse_ok("inbox: { size: 5, ttl: 90s, max_item: 1KiB }\n");
+    assert_int_equal(cfg.inbox_size, 5);
+    assert_int_equal(cfg.inbox_ttl_ms, 90000);
+    assert_int_equal(cfg.inbox_max_item, 1024);
+    mw_config_free(&cfg);
+    cfg = parse_ok("inbox: { ttl: 0 }\n"); /* no time bound */
+    assert_int_equal(cfg.inbox_ttl_ms, 0);
+    mw_config_free(&cfg);
+    expect_error("inbox:\n  size: 0\n", 2, "inbox.size: must be between 1 and 10000, got '0'");
+    expect_error("inbox:\n  size: 10001\n", 2, "inbox.size: must be between 1 and 10000");
+    expect_error("inbox:\n  max_item: 2MiB\n", 2, "inbox.max_item: must be between 1 and 1048576");
+    expect_error("inbox:\n  ttl: soon\n", 2, "inbox.ttl: invalid duration 'soon'");
+    expect_error("inbox:\n  sise: 3\n", 2, "unknown key 'sise' in inbox (did you mean 'size'?)");
+}
+
+/* Topic feeds have no presence events unless the file asks for them. */
+static void test_notify_route_presence(void **state)
+{
+    (void)state;
+    struct mw_config cfg = parse_ok("routes:\n  /n: { script: \"app:notify\" }\n"
+                                    "  /m: { script: \"app:notify\", presence: { events: true } }\n"
+                                    "  /x: { script: \"app:x\" }\n");
+    assert_false(cfg.routes[0].presence_events);
+    assert_true(cfg.routes[1].presence_events);
+    assert_true(cfg.routes[2].presence_events);
+    mw_config_free(&cfg);
 }
 
 static void test_route_defaults(void **state)
@@ -925,8 +960,12 @@ static void test_embedded_default(void **state)
     assert_string_equal(cfg.static_dir, in_tmp("home/examples/web"));
     const struct mw_route_config *chat = mw_config_route(&cfg, "/chat");
     const struct mw_route_config *echo = mw_config_route(&cfg, "/echo");
+    const struct mw_route_config *notify = mw_config_route(&cfg, "/notify");
     assert_non_null(chat);
     assert_non_null(echo);
+    assert_non_null(notify);
+    assert_string_equal(notify->app, "notify");
+    assert_false(notify->presence_events);
     assert_string_equal(chat->app, "chat");
     assert_string_equal(chat->script, in_tmp("home/apps/chat/main.lua"));
     assert_int_equal(chat->protocol, MW_PROTO_JSON);
@@ -946,7 +985,8 @@ static void test_embedded_default_in_real_home(void **state)
 {
     (void)state;
     const char *real_home = getenv("MOONWIRE_HOME");
-    const char *needed[] = { "apps/chat/main.lua", "apps/echo/main.lua", "examples/web" };
+    const char *needed[] = { "apps/chat/main.lua", "apps/echo/main.lua", "apps/notify/main.lua",
+                             "examples/web" };
     char path[PATH_MAX * 2], err[ERRLEN];
     assert_non_null(real_home); /* CTest sets it to the source tree */
     for (size_t i = 0; i < sizeof needed / sizeof *needed; i++) {
@@ -988,6 +1028,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_defaults),
         cmocka_unit_test(test_route_defaults),
+        cmocka_unit_test(test_inbox),
+        cmocka_unit_test(test_notify_route_presence),
         cmocka_unit_test(test_null_sections_keep_defaults),
         cmocka_unit_test(test_full_config),
         cmocka_unit_test(test_spec_sample),

@@ -22,14 +22,6 @@
 #include "store.h"
 #include "util.h"
 
-/* One call in flight; heap-allocated since it outlives the C function when it waits. */
-struct call {
-    lua_State *L;
-    struct mw_wait wait;
-    bool in_submit;
-    int nret;
-};
-
 static const char *check_user(lua_State *L, const char *fn)
 {
     size_t len;
@@ -64,14 +56,8 @@ static int push_result(lua_State *L, const struct mw_inbox_result *res)
 
 static void on_done(void *ud, const struct mw_inbox_result *res)
 {
-    struct call *c = ud;
-    if (c->in_submit) {
-        c->nret = push_result(c->L, res);
-        return;
-    }
-    int n = push_result(mw_co_thread(&c->wait), res);
-    mw_co_wake(&c->wait, n);
-    free(c);
+    struct mw_co_call *c = ud;
+    mw_co_call_done(c, push_result(mw_co_call_thread(c), res));
 }
 
 /* Refuses to start what cannot finish where waiting is impossible (load time). */
@@ -95,24 +81,14 @@ struct args {
  * answers. */
 static int run(lua_State *L, enum op op, struct args *a)
 {
-    struct call *c = mw_calloc(1, sizeof *c);
-    c->L = L;
-    c->in_submit = true;
-    int now;
+    struct mw_co_call *c = mw_co_call_new(L);
     switch (op) {
-    case PUSH: now = mw_inbox_push(a->user, a->data.p, a->data.len, on_done, c); break;
-    case LIST: now = mw_inbox_list(a->user, on_done, c); break;
-    default: now = mw_inbox_read(a->user, a->ids, a->lens, a->nids, on_done, c); break;
+    case PUSH: mw_inbox_push(a->user, a->data.p, a->data.len, on_done, c); break;
+    case LIST: mw_inbox_list(a->user, on_done, c); break;
+    default: mw_inbox_read(a->user, a->ids, a->lens, a->nids, on_done, c); break;
     }
     mw_buf_free(&a->data);
-    c->in_submit = false;
-    if (now) {
-        int n = c->nret;
-        free(c);
-        return n;
-    }
-    mw_co_wait(L, &c->wait); /* check_wait ran: it cannot raise */
-    return lua_yield(L, 0);
+    return mw_co_call_finish(L, c);
 }
 
 static int l_push(lua_State *L)

@@ -35,59 +35,13 @@ static int l_broadcast(lua_State *L)
     return 1;
 }
 
-/* A publish or history read in flight. Heap-allocated: it outlives the C function
- * when the handler waits for Redis. */
-struct history_call {
-    lua_State *L;        /* the calling thread, while the call runs */
-    struct mw_wait wait;
-    bool in_call;        /* the completion runs inside the call (memory, Redis down) */
-    bool detached;       /* nobody waits for the result (not in a handler) */
-    int nret;
-};
-
-/* Finishes a call from its completion: pushes the results onto the caller (inside the
- * call) or onto the waiting coroutine, which it wakes. */
-static void history_done(struct history_call *hc, int (*push)(lua_State *L, void *arg), void *arg)
-{
-    if (hc->in_call) {
-        hc->nret = push(hc->L, arg);
-    } else if (hc->detached) {
-        free(hc);
-    } else {
-        int n = push(mw_co_thread(&hc->wait), arg);
-        mw_co_wake(&hc->wait, n);
-        free(hc);
-    }
-}
-
-/* After the call returned: the results, or a wait (or nothing to wait for outside a
- * handler: `nil, "pending"`). */
-static int history_return(lua_State *L, struct history_call *hc)
-{
-    hc->in_call = false;
-    if (hc->nret) {
-        int n = hc->nret;
-        free(hc);
-        return n;
-    }
-    if (!mw_co_can_wait(L)) {
-        hc->detached = true;
-        lua_pushnil(L);
-        lua_pushliteral(L, "pending");
-        return 2;
-    }
-    mw_co_wait(L, &hc->wait);
-    return lua_yield(L, 0);
-}
-
 struct published {
     int err;
     uint64_t seq;
 };
 
-static int push_published(lua_State *L, void *arg)
+static int push_published(lua_State *L, const struct published *p)
 {
-    const struct published *p = arg;
     if (p->err == 0) {
         lua_pushnumber(L, (lua_Number)p->seq);
         return 1;
@@ -100,7 +54,8 @@ static int push_published(lua_State *L, void *arg)
 static void on_published(void *ud, int err, uint64_t seq)
 {
     struct published p = { err, seq };
-    history_done(ud, push_published, &p);
+    struct mw_co_call *c = ud;
+    mw_co_call_done(c, push_published(mw_co_call_thread(c), &p));
 }
 
 /* rooms.publish(room, event) -> seq: stamps the event with the room's next seq and
@@ -123,12 +78,17 @@ static int l_publish(lua_State *L)
         mw_buf_free(&b);
         return luaL_argerror(L, 2, "the event must be an object (a table with fields)");
     }
-    struct history_call *hc = mw_calloc(1, sizeof *hc);
-    hc->L = L;
-    hc->in_call = true;
-    mw_history_publish(name, a->route->cfg, b.p, b.len, 0, on_published, hc);
+    if (mw_broker_clustered() && !mw_co_can_wait(L)) { /* load time: nobody can wait */
+        mw_history_publish(name, a->route->cfg, b.p, b.len, 0, NULL, NULL);
+        mw_buf_free(&b);
+        lua_pushnil(L);
+        lua_pushliteral(L, "pending");
+        return 2;
+    }
+    struct mw_co_call *c = mw_co_call_new(L);
+    mw_history_publish(name, a->route->cfg, b.p, b.len, 0, on_published, c);
     mw_buf_free(&b);
-    return history_return(L, hc);
+    return mw_co_call_finish(L, c);
 }
 
 struct page_result {
@@ -136,9 +96,8 @@ struct page_result {
     const struct mw_history_page *page;
 };
 
-static int push_page(lua_State *L, void *arg)
+static int push_page(lua_State *L, const struct page_result *pr)
 {
-    const struct page_result *pr = arg;
     char err[256];
     if (pr->err) {
         lua_pushnil(L);
@@ -163,7 +122,8 @@ static int push_page(lua_State *L, void *arg)
 static void on_page(void *ud, int err, const struct mw_history_page *page)
 {
     struct page_result pr = { err, page };
-    history_done(ud, push_page, &pr);
+    struct mw_co_call *c = ud;
+    mw_co_call_done(c, push_page(mw_co_call_thread(c), &pr));
 }
 
 /* rooms.history(room [, since]) -> events (oldest first) with seq > since, complete,
@@ -177,11 +137,11 @@ static int l_history(lua_State *L)
     lua_Number since = luaL_optnumber(L, 2, 0);
     if (since < 0 || since != floor(since) || since > 9007199254740992.0)
         return luaL_argerror(L, 2, "since must be a non-negative integer");
-    struct history_call *hc = mw_calloc(1, sizeof *hc);
-    hc->L = L;
-    hc->in_call = true;
-    mw_history_read(name, (uint64_t)since, mw_app_of(L)->route->cfg, on_page, hc);
-    return history_return(L, hc);
+    if (mw_broker_clustered())
+        mw_co_check_wait(L);
+    struct mw_co_call *c = mw_co_call_new(L);
+    mw_history_read(name, (uint64_t)since, mw_app_of(L)->route->cfg, on_page, c);
+    return mw_co_call_finish(L, c);
 }
 
 /* rooms.info(room) -> {connections, users} on this node, or nil. seq and epoch come

@@ -19,14 +19,6 @@
 #include "store.h"
 #include "util.h"
 
-/* One call in flight. Heap-allocated: it outlives the C function when it waits. */
-struct call {
-    lua_State *L;       /* the calling thread, while submit runs */
-    struct mw_wait wait;
-    bool in_submit;     /* the completion runs inside mw_store_submit */
-    int nret;           /* results pushed by a completion inside submit */
-};
-
 /* Raises "file:line: store.<fn>: <message>" pointing at the Lua caller. */
 static int arg_error(lua_State *L, const char *fn, const char *fmt, ...)
 {
@@ -169,14 +161,8 @@ static int push_result(lua_State *L, const struct mw_store_result *res)
 
 static void on_done(void *ud, const struct mw_store_result *res)
 {
-    struct call *c = ud;
-    if (c->in_submit) { /* completed at once: results go straight to the caller */
-        c->nret = push_result(c->L, res);
-        return;
-    }
-    int n = push_result(mw_co_thread(&c->wait), res);
-    mw_co_wake(&c->wait, n);
-    free(c);
+    struct mw_co_call *c = ud;
+    mw_co_call_done(c, push_result(mw_co_call_thread(c), res));
 }
 
 /* A call that may have to wait is refused where waiting is impossible (load time,
@@ -195,21 +181,11 @@ static int run(lua_State *L, struct mw_store_req *req, struct mw_buf *b)
 {
     if (!b)
         check_wait(L);
-    struct call *c = mw_calloc(1, sizeof *c);
-    c->L = L;
-    c->in_submit = true;
-    int done = mw_store_submit(req, on_done, c);
+    struct mw_co_call *c = mw_co_call_new(L);
+    mw_store_submit(req, on_done, c);
     if (b)
         mw_buf_free(b);
-    c->in_submit = false;
-    if (done) {
-        int n = c->nret;
-        free(c);
-        return n;
-    }
-    mw_assert(mw_store_may_defer()); /* so check_wait ran: mw_co_wait cannot raise */
-    mw_co_wait(L, &c->wait);
-    return lua_yield(L, 0);
+    return mw_co_call_finish(L, c);
 }
 
 static int l_get(lua_State *L)

@@ -434,6 +434,42 @@ void mw_co_wait(lua_State *L, struct mw_wait *w)
     w->app->refs++;
 }
 
+struct mw_co_call *mw_co_call_new(lua_State *L)
+{
+    struct mw_co_call *c = mw_calloc(1, sizeof *c);
+    c->L = L;
+    c->in_call = true;
+    return c;
+}
+
+lua_State *mw_co_call_thread(struct mw_co_call *c)
+{
+    return c->in_call ? c->L : mw_co_thread(&c->wait);
+}
+
+void mw_co_call_done(struct mw_co_call *c, int nret)
+{
+    if (c->in_call) { /* completed at once: the results go straight to the caller */
+        c->done = true;
+        c->nret = nret;
+        return;
+    }
+    mw_co_wake(&c->wait, nret);
+    free(c);
+}
+
+int mw_co_call_finish(lua_State *L, struct mw_co_call *c)
+{
+    c->in_call = false;
+    if (c->done) {
+        int n = c->nret;
+        free(c);
+        return n;
+    }
+    mw_co_wait(L, &c->wait); /* the API checked that it can wait: this cannot raise */
+    return lua_yield(L, 0);
+}
+
 void mw_script_cancel_conn(const char *conn_id)
 {
     struct mw_wait *w = waits, *next;

@@ -66,6 +66,27 @@ lua_State *mw_co_thread(const struct mw_wait *w);
 /* Resumes it with nargs values pushed on its stack. */
 void mw_co_wake(struct mw_wait *w, int nargs);
 
+/* A Lua API call whose C side completes through a callback, either before it returns
+ * (memory backends) or later from the loop (Redis): store, inbox, history. The API
+ * allocates it with mw_co_call_new, starts the request with the call as the callback's
+ * ud, and returns mw_co_call_finish(L, c). The completion pushes its results onto
+ * mw_co_call_thread(c) and then calls mw_co_call_done(c, n). A request that may
+ * complete later must only be started where waiting is possible (mw_co_check_wait
+ * first, before anything that would need undoing). */
+struct mw_co_call {
+    lua_State *L;       /* the calling thread, while the request is being started */
+    struct mw_wait wait;
+    bool in_call;       /* the completion runs inside the API function */
+    bool done;
+    int nret;
+};
+struct mw_co_call *mw_co_call_new(lua_State *L);
+lua_State *mw_co_call_thread(struct mw_co_call *c);
+void mw_co_call_done(struct mw_co_call *c, int nret);
+/* The results, when the request completed at once (c is freed); else the coroutine
+ * waits for them (lua_yield). */
+int mw_co_call_finish(lua_State *L, struct mw_co_call *c);
+
 /* Runs the function at registry ref fn_ref in a new coroutine of app a, belonging
  * to no connection (timers). */
 void mw_script_run_ref(struct mw_app *a, int fn_ref);

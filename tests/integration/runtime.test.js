@@ -156,6 +156,15 @@ app:on("busy", function(conn, msg)
 end)
 app:on("global", function(conn, msg) leaked = 1 return true end)
 app:on("sleep-bad", function(conn, msg) mw.sleep(-1) end)
+app:on("publish-bad", function(conn, msg)
+  conn:join("pb")
+  return mw.rooms.publish("pb", mw.json.array({ 1, 2 }))
+end)
+app:on("history-bad", function(conn, msg) return mw.rooms.history("pb", -1) end)
+app:on("publish-none", function(conn, msg)
+  local seq, err = mw.rooms.publish("nobody-here", { type = "x" })
+  return { seq = seq, err = err }
+end)
 return app
 `;
   let server;
@@ -227,5 +236,10 @@ return app
     await server.waitForLog(/lua error.*assignment to undeclared global 'leaked'/);
     expectError(await c.request('sleep-bad'), 'internal', 2);
     await server.waitForLog(/lua error.*seconds must be between 0 and one year/);
+    expectError(await c.request('publish-bad'), 'internal', 3);
+    await server.waitForLog(/lua error.*the event must be an object/);
+    expectError(await c.request('history-bad'), 'internal', 4);
+    await server.waitForLog(/lua error.*since must be a non-negative integer/);
+    assert.deepEqual(expectAck(await c.request('publish-none'), 5), { err: 'no such room' });
   });
 });

@@ -85,7 +85,7 @@ describe('two nodes over a 3-master Redis Cluster', () => {
 
   before(async () => {
     rc = await startRedisCluster({ masters: 3 });
-    const routes = { '/notify': { script: 'notify.lua' } };
+    const routes = { '/notify': { script: 'notify.lua' }, '/inbox': { script: 'app:notify' } };
     const scripts = { 'notify.lua': NOTIFY };
     // Node a knows every master; node b one seed only and must discover the others.
     const config = { api: { keys: [KEY] }, log: { level: 'debug' } };
@@ -167,6 +167,31 @@ describe('two nodes over a 3-master Redis Cluster', () => {
     expectAck(await poker.request('poke', { data: { user: target } }), 1);
     assert.equal((await t1.next({ type: 'poked' }, 3000)).data.by, poker.user);
     assert.equal((await t2.next({ type: 'poked' }, 3000)).data.by, poker.user);
+  });
+
+  it('keeps a user\'s inbox on the master of the user\'s slot, shared by both nodes', async () => {
+    const user = uid('ivy');
+    const key = `mw:inbox:{${user}}`;
+    const port = await rc.portOfSlot(keySlot(key));
+    const onB = await connect(b.url(`/inbox?user=${user}`));
+    assert.deepEqual((await onB.next({ type: 'notify:backlog' }, 3000)).data.items, []);
+    const channel = `mw:user:{${user}}`;
+    await waitFor(async () => (await shardSubscribers(await rc.portOfSlot(keySlot(channel)), channel)) === 1,
+      3000, 'node b subscribed to the user');
+    const res = await request('POST', a.httpUrl('/api/notify'), {
+      headers: { authorization: `Bearer ${KEY}` }, body: { user, data: { text: 'hi' } },
+    });
+    assert.equal(res.status, 200, res.text);
+    const live = await onB.next({ type: 'notify' }, 3000);
+    assert.equal(live.data.id, res.json.id, 'pushed through node a, delivered on node b');
+    assert.equal(await rc.cli(port, 'LLEN', key), '1', 'stored on the master of the user\'s slot');
+    const onA = await connect(a.url(`/inbox?user=${user}`));
+    const backlog = await onA.next({ type: 'notify:backlog' }, 3000);
+    assert.deepEqual(backlog.data.items.map((i) => i.id), [res.json.id], 'node a reads the same inbox');
+    const read = await onA.request('notify:read', { data: { ids: [res.json.id] } });
+    assert.deepEqual(expectAck(read, 1).ids, [res.json.id]);
+    assert.deepEqual((await onB.next({ type: 'notify:read' }, 3000)).data.ids, [res.json.id]);
+    assert.equal(await rc.cli(port, 'LLEN', key), '0');
   });
 
   it('shares the store across nodes through the cluster', async () => {

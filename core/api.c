@@ -14,13 +14,16 @@
 
 #include "broker.h"
 #include "buf.h"
+#include "cluster.h"
 #include "conn.h"
+#include "history.h"
 #include "http.h"
 #include "inbox.h"
 #include "jsonw.h"
 #include "log.h"
 #include "lua_json.h"
 #include "presence.h"
+#include "redis.h"
 #include "room.h"
 #include "util.h"
 
@@ -128,7 +131,43 @@ static const char *field(const char *name, size_t *len)
 
 /* POST /api/publish {room, type, data} -> {seq, delivered}: a sequenced event, kept
  * in the room's history when the room keeps one. */
-static int api_publish(struct lws *wsi, const char *body, size_t len)
+/* A POST /api/publish waiting for its seq (from Redis when clustered). */
+struct publish_call {
+    struct lws *wsi;             /* while answering at once */
+    struct mw_http_later *later; /* once deferred */
+    uint32_t local;              /* this node's member connections */
+    bool answered;               /* at once, with rc */
+    int rc;
+};
+
+static void on_api_published(void *ud, int err, uint64_t seq)
+{
+    struct publish_call *pc = ud;
+    struct mw_buf b = { 0 };
+    int status = 200;
+    if (err == MW_HISTORY_EUNAVAIL) { /* Redis went down after the check */
+        status = 503;
+        mw_buf_puts(&b, "{\"error\":\"unavailable\",\"message\":\"Redis is down: "
+                        "delivered to this node's members only, without seq\"}\n");
+    } else {
+        mw_buf_printf(&b, "{\"seq\":%" PRIu64 ",\"delivered\":%" PRIu32 "}\n", seq,
+                      err ? 0 : pc->local);
+    }
+    if (pc->later) {
+        mw_http_later_reply(pc->later, status, b.p, b.len);
+        free(pc);
+    } else {
+        pc->rc = reply_json(pc->wsi, status, &b);
+        pc->answered = true;
+    }
+    mw_buf_free(&b);
+}
+
+/* POST /api/publish {room, type, data?} -> {seq, delivered}: a sequenced event, kept in
+ * the room's history and sent to its members on every node, like mw.rooms.publish.
+ * Clustered, it answers once Redis gave the seq, and 503 without sending anything
+ * while Redis is down. `delivered` counts this node's member connections. */
+static int api_publish(struct lws *wsi, struct mw_http_req *req, const char *body, size_t len)
 {
     char err[256];
     size_t rlen = 0, tlen = 0;
@@ -140,41 +179,43 @@ static int api_publish(struct lws *wsi, const char *body, size_t len)
         return reply_error(wsi, 400, "bad_message", "room must be a string of 1..128 bytes");
     if (!type || !valid_type(type, tlen))
         return reply_error(wsi, 400, "bad_message", "type must be 1..64 characters of a-z 0-9 _ . : -");
-    /* Sequenced (and kept in history) where this node has the room; delivered to its
-     * members on every node either way. */
-    struct mw_room *r = mw_room_find(room);
-    uint64_t seq = r ? mw_room_next_seq(r) : 0, ts = mw_wall_ms();
-    lua_createtable(J, 0, 5);
+    if (mw_broker_clustered() && !mw_redis_up()) {
+        lua_settop(J, 0);
+        return reply_error(wsi, 503, "unavailable", "Redis is down: nothing was published, retry later");
+    }
+    lua_createtable(J, 0, 3);
     lua_pushstring(J, type);
     lua_setfield(J, -2, "type");
     lua_pushstring(J, room);
     lua_setfield(J, -2, "room");
     lua_getfield(J, 1, "data");
     lua_setfield(J, -2, "data");
-    if (r) {
-        lua_pushnumber(J, (lua_Number)seq);
-        lua_setfield(J, -2, "seq");
-        lua_pushnumber(J, (lua_Number)ts);
-        lua_setfield(J, -2, "ts");
-    }
     struct mw_buf ev = { 0 };
     if (mw_json_encode(J, lua_gettop(J), &ev, err, sizeof err) < 0) {
         mw_buf_free(&ev);
         lua_settop(J, 0);
         return reply_error(wsi, 400, "bad_message", err);
     }
-    struct mw_msg *m = mw_msg_new(MW_OP_TEXT, ev.p, ev.len, 0);
-    if (r)
-        mw_room_history_push(r, m, seq, ts, r->hcap);
-    uint32_t delivered = mw_broker_room(room, m, NULL, NULL);
-    mw_msg_decref(m);
-    mw_buf_free(&ev);
     lua_settop(J, 0);
-    struct mw_buf b = { 0 };
-    mw_buf_printf(&b, "{\"seq\":%" PRIu64 ",\"delivered\":%" PRIu32 "}\n", seq, delivered);
-    rc = reply_json(wsi, 200, &b);
-    mw_buf_free(&b);
-    return rc;
+    /* Kept like the route that last published in the room keeps it (rooms are one
+     * namespace across routes), else with the default history size. */
+    struct mw_room *r = mw_room_find(room);
+    struct mw_route_config hist = {
+        .history_size = r && r->hcap ? r->hcap : MW_DEFAULT_HISTORY_SIZE,
+        .history_ttl_ms = r ? r->hist_ttl_ms : 0,
+    };
+    struct publish_call *pc = mw_calloc(1, sizeof *pc);
+    pc->wsi = wsi;
+    pc->local = r ? r->nmembers : 0;
+    mw_history_publish(room, &hist, ev.p, ev.len, 0, on_api_published, pc);
+    mw_buf_free(&ev);
+    if (pc->answered) {
+        rc = pc->rc;
+        free(pc);
+        return rc;
+    }
+    pc->later = mw_http_defer(req, wsi);
+    return 0;
 }
 
 /* A POST /api/notify waiting for the inbox. */
@@ -259,8 +300,48 @@ static int api_notify(struct lws *wsi, struct mw_http_req *req, const char *body
     return 0;
 }
 
-/* GET /api/rooms/{room}/presence -> {room, members, count} */
-static int api_presence(struct lws *wsi, const char *path)
+/* The body of a presence answer. */
+static void presence_body(struct mw_buf *b, const char *room, const char *members_json,
+                          size_t members_len, uint32_t count)
+{
+    mw_buf_puts(b, "{\"room\":");
+    mw_jsonw_str(b, room);
+    mw_buf_puts(b, ",\"members\":");
+    mw_buf_append(b, members_json, members_len);
+    mw_buf_printf(b, ",\"count\":%" PRIu32 "}\n", count);
+}
+
+static void local_presence(struct mw_buf *b, const char *room)
+{
+    struct mw_room *r = mw_room_find(room);
+    struct mw_buf members = { 0 };
+    mw_presence_list_json(&members, r, 1000);
+    presence_body(b, room, members.p, members.len, r ? r->presence.len : 0);
+    mw_buf_free(&members);
+}
+
+/* A presence list being read from Redis for a deferred answer. */
+struct presence_call {
+    struct mw_http_later *later;
+    char room[129];
+};
+
+static void on_cluster_presence(void *ud, const char *json, uint32_t count)
+{
+    struct presence_call *pc = ud;
+    struct mw_buf b = { 0 };
+    if (json)
+        presence_body(&b, pc->room, json, strlen(json), count);
+    else /* Redis failed meanwhile: this node's view is the best there is */
+        local_presence(&b, pc->room);
+    mw_http_later_reply(pc->later, 200, b.p, b.len);
+    mw_buf_free(&b);
+    free(pc);
+}
+
+/* GET /api/rooms/{room}/presence -> {room, members, count}: the members on every node
+ * when clustered (at most 1000 listed), this node's while Redis is down. */
+static int api_presence(struct lws *wsi, struct mw_http_req *req, const char *path)
 {
     const char *start = path + strlen("/api/rooms/");
     const char *end = strstr(start, "/presence");
@@ -268,13 +349,20 @@ static int api_presence(struct lws *wsi, const char *path)
         return reply_error(wsi, 404, "not_found", "no such API endpoint");
     char room[129];
     snprintf(room, sizeof room, "%.*s", (int)(end - start), start);
-    struct mw_room *r = mw_room_find(room);
+    const char *bad = mw_room_name_error(room, strlen(room));
+    if (bad)
+        return reply_error(wsi, 400, "bad_message", bad);
+    if (req && mw_cluster_active() && mw_redis_up()) {
+        struct presence_call *pc = mw_calloc(1, sizeof *pc);
+        snprintf(pc->room, sizeof pc->room, "%s", room);
+        if (mw_cluster_members(room, 1000, on_cluster_presence, pc) == 0) {
+            pc->later = mw_http_defer(req, wsi);
+            return 0;
+        }
+        free(pc);
+    }
     struct mw_buf b = { 0 };
-    mw_buf_puts(&b, "{\"room\":");
-    mw_jsonw_str(&b, room);
-    mw_buf_puts(&b, ",\"members\":");
-    mw_presence_list_json(&b, r, 1000);
-    mw_buf_printf(&b, ",\"count\":%" PRIu32 "}\n", r ? r->presence.len : 0);
+    local_presence(&b, room);
     int rc = reply_json(wsi, 200, &b);
     mw_buf_free(&b);
     return rc;
@@ -315,7 +403,7 @@ int mw_api_call(struct lws *wsi, struct mw_http_req *req, const char *method, co
         return reply_error(wsi, 401, "unauthorized", "missing or wrong API key (Authorization: Bearer KEY)");
     int post = strcmp(method, "POST") == 0;
     if (strcmp(path, "/api/publish") == 0)
-        return post ? api_publish(wsi, body, len)
+        return post && req ? api_publish(wsi, req, body, len)
                     : reply_error(wsi, 405, "bad_message", "use POST");
     if (strcmp(path, "/api/notify") == 0)
         return post && req ? api_notify(wsi, req, body, len)
@@ -324,7 +412,7 @@ int mw_api_call(struct lws *wsi, struct mw_http_req *req, const char *method, co
         return post ? api_disconnect(wsi, body, len)
                     : reply_error(wsi, 405, "bad_message", "use POST");
     if (strncmp(path, "/api/rooms/", 11) == 0)
-        return !post ? api_presence(wsi, path)
+        return !post ? api_presence(wsi, req, path)
                      : reply_error(wsi, 405, "bad_message", "use GET");
     return reply_error(wsi, 404, "not_found", "no such API endpoint");
 }

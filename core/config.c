@@ -37,7 +37,6 @@ const char mw_config_embedded_yaml[] =
     /* /reservations joins here when its bundled app lands. */
     "dev: { hot_reload: true, user_param: true }\n";
 
-#define DEFAULT_HISTORY_SIZE 100
 #define MAX_OPTIONS_JSON (1024 * 1024) /* guards against alias bombs in `options:` */
 #define MAX_JSON_DEPTH 64              /* and against recursive aliases */
 
@@ -839,7 +838,7 @@ static int parse_history(struct ctx *c, yaml_node_t *n, void *obj)
     if (parse_bool(s, &on) < 0)
         return fail(c, n, "%s: expected a map like { size: 100 } or off, found '%s'",
                     c->path, s);
-    r->history_size = on ? DEFAULT_HISTORY_SIZE : 0;
+    r->history_size = on ? MW_DEFAULT_HISTORY_SIZE : 0;
     return 0;
 }
 
@@ -1004,7 +1003,7 @@ static void route_defaults(struct mw_route_config *r)
 {
     r->protocol = MW_PROTO_JSON;
     r->slow_consumer = MW_SLOW_CLOSE;
-    r->history_size = DEFAULT_HISTORY_SIZE;
+    r->history_size = MW_DEFAULT_HISTORY_SIZE;
     r->history_ttl_ms = 0;
     r->presence_events = true;
     r->presence_threshold = 100;

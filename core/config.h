@@ -16,6 +16,8 @@ enum mw_log_format { MW_LOG_LOGFMT = 0, MW_LOG_JSON = 1 };
 /* Most items `inbox.size` may keep per user: a backlog goes out as one frame. */
 #define MW_CONFIG_MAX_INBOX 10000
 
+#define MW_DEFAULT_HISTORY_SIZE 100
+
 struct mw_route_config {
     char *path;               /* "/chat": starts with '/', no query, unique */
     char *script;             /* absolute (or home-resolved) path of the script */

@@ -199,7 +199,15 @@ int mw_http_request(struct lws *wsi, const char *uri, struct mw_http_req **req)
             snprintf((*req)->path, sizeof (*req)->path, "%s", uri);
             return 0;
         }
-        return mw_api_call(wsi, NULL, "GET", uri, NULL, 0);
+        /* A GET may answer later too (a cluster-wide presence list waits for Redis). */
+        struct mw_http_req *r = mw_calloc(1, sizeof *r);
+        int rc = mw_api_call(wsi, r, "GET", uri, NULL, 0);
+        if (r->later && rc == 0) {
+            *req = r;
+            return 0;
+        }
+        mw_http_req_free(&r);
+        return rc;
     }
     if (strcmp(uri, "/healthz") == 0)
         return reply_text(wsi, 200, "ok\n");

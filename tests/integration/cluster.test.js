@@ -6,6 +6,7 @@
 
 const { describe, it, before, after } = require('node:test');
 const assert = require('node:assert/strict');
+const http = require('node:http');
 const { startServer } = require('./lib/server');
 const { startRedis } = require('./lib/redis');
 const { connect, closeAll } = require('./lib/client');
@@ -153,7 +154,7 @@ describe('presence across nodes', () => {
   const heartbeat = { interval: '1s', timeout: '1s' }; // registry refresh every 500 ms
   before(async () => {
     redis = await startRedis();
-    const config = { redis: { url: redis.url }, heartbeat };
+    const config = { redis: { url: redis.url }, heartbeat, api: { keys: [KEY] } };
     a = await startServer({ config: { ...config, node_id: 'pa' } });
     b = await startServer({ config: { ...config, node_id: 'pb' } });
   });
@@ -186,6 +187,31 @@ describe('presence across nodes', () => {
     const zm = list.data.members.find((m) => m.user === zoe);
     assert.equal(zm.conns, 2, 'conns counts both nodes');
     assert.equal(list.data.count, 3, 'ana, bob and zoe');
+    const api = await request('GET', b.httpUrl(`/api/rooms/${encodeURIComponent(room)}/presence`),
+      { headers: { authorization: `Bearer ${KEY}` } });
+    assert.equal(api.status, 200, api.text);
+    assert.equal(api.json.count, 3, 'the HTTP API counts every node\'s members');
+    assert.deepEqual(api.json.members.map((m) => m.user).sort(), [ana.user, bob.user, zoe].sort());
+    assert.equal(api.json.members.find((m) => m.user === zoe).conns, 2);
+    // Answered later (after Redis), so also on a kept-alive connection, twice in a row.
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+    try {
+      for (let i = 0; i < 2; i++) {
+        const got = await new Promise((resolve, reject) => {
+          const req = http.get(b.httpUrl(`/api/rooms/${encodeURIComponent(room)}/presence`),
+            { agent, timeout: 3000, headers: { authorization: `Bearer ${KEY}` } }, (res) => {
+              let text = '';
+              res.on('data', (d) => { text += d; });
+              res.on('end', () => resolve({ status: res.statusCode, count: JSON.parse(text).count, reused: req.reusedSocket }));
+            });
+          req.on('timeout', () => req.destroy(new Error('no answer within 3 s')));
+          req.on('error', reject);
+        });
+        assert.deepEqual(got, { status: 200, count: 3, reused: i === 1 });
+      }
+    } finally {
+      agent.destroy();
+    }
 
     await z1.close();
     const early = await ana.collect((m) => m.type === 'presence:leave' && m.data.user === zoe, 500);

@@ -18,6 +18,7 @@ function expectAck(msg) {
   return msg.data;
 }
 
+const KEY = 'history-cluster-key';
 const ROUTES = {
   '/small': { script: 'app:chat', history: { size: 5 } },
   '/brief': { script: 'app:chat', history: { size: 100, ttl: '300ms' } },
@@ -29,7 +30,7 @@ describe('history and sync across nodes', () => {
   let b;
   const ready = async (node) => (await request('GET', node.httpUrl('/readyz'))).status;
   const startNode = async (id) => {
-    const node = await startServer({ config: { redis: { url: redis.url }, node_id: id }, routes: ROUTES });
+    const node = await startServer({ config: { redis: { url: redis.url }, node_id: id, api: { keys: [KEY] } }, routes: ROUTES });
     await waitFor(async () => (await ready(node)) === 200, 5000, `${id} ready`);
     return node;
   };
@@ -45,6 +46,9 @@ describe('history and sync across nodes', () => {
     if (b) await b.stop();
     if (redis) await redis.stop();
   });
+
+  const publishApi = (node, body) => request('POST', node.httpUrl('/api/publish'),
+    { headers: { authorization: `Bearer ${KEY}` }, body });
 
   // Joins `room` on `node` as a new user and waits until both nodes deliver the room.
   const member = async (node, room, path = '/chat') => {
@@ -115,6 +119,15 @@ describe('history and sync across nodes', () => {
     // Live events go on from there.
     expectAck(await pub.c.request('chat:message', { room, data: 15 }));
     assert.equal((await reader.c.next({ type: 'chat:message', room }, 3000)).seq, 16);
+    // A backend's POST /api/publish on the node without members takes the next seq too.
+    const res = await publishApi(b, { room, type: 'announce', data: 'via api' });
+    assert.equal(res.status, 200, res.text);
+    assert.deepEqual(res.json, { seq: 17, delivered: 0 });
+    const ev = await reader.c.next({ type: 'announce', room }, 3000);
+    assert.equal(ev.seq, 17);
+    assert.equal(ev.data, 'via api');
+    const s2 = expectAck(await reader.c.request('sync', { room, data: { since: 15, epoch } }));
+    assert.deepEqual(s2.messages.map((m) => m.seq), [16, 17], 'kept in the same history');
   });
 
   it('keeps history and seq across a node restart', async () => {
@@ -197,6 +210,9 @@ describe('history and sync across nodes', () => {
     await waitFor(async () => (await ready(a)) === 503, 3000, 'node a sees Redis down');
     const down = await x.c.request('sync', { room, data: { since: 1, epoch: x.ack.epoch } });
     expectError(down, 'unavailable', down.id);
+    const refused = await publishApi(a, { room, type: 'announce', data: 'x' });
+    assert.equal(refused.status, 503, 'the HTTP API publishes nothing while Redis is down');
+    assert.equal(refused.json.error, 'unavailable');
     // The room still works on this node: events without seq, not kept.
     const ack = expectAck(await x.c.request('chat:message', { room, data: 'local' }));
     assert.equal(ack.seq, undefined, 'not sequenced while Redis is down');

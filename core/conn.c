@@ -15,6 +15,7 @@
 #include <uv.h>
 
 #include "log.h"
+#include "session.h"
 #include "util.h"
 
 #define FLUSH_CHUNK MW_FLUSH_CHUNK
@@ -188,13 +189,8 @@ void mw_conn_free(struct mw_conn *c)
         free(a->json);
         free(a);
     }
-    while (c->dedup_head) {
-        struct mw_dedup_entry *e = c->dedup_head;
-        c->dedup_head = e->next;
-        free(e->reply);
-        free(e);
-    }
-    mw_map_free(&c->dedup);
+    if (c->session)
+        mw_session_detach(c->session);
     free(c->rx);
     free(c->remote);
     free(c->close_reason);
@@ -419,84 +415,23 @@ const char *mw_conn_attr_get(const struct mw_conn *c, const char *key)
 
 /* ---- duplicate ids ---- */
 
-static struct mw_dedup_entry *dedup_find(const struct mw_conn *c, const char *key)
+struct mw_session *mw_conn_session(struct mw_conn *c)
 {
-    if (c->dedup.cap)
-        return mw_map_get(&c->dedup, key);
-    for (struct mw_dedup_entry *e = c->dedup_head; e; e = e->next)
-        if (strcmp(e->key, key) == 0)
-            return e;
-    return NULL;
+    if (!c->session)
+        c->session = mw_session_attach(c->user->id, NULL);
+    return c->session;
 }
 
-/* Forgets ids older than the window, oldest first; frees the map with the last. */
-static void dedup_expire(struct mw_conn *c, uint64_t now)
+void mw_conn_join_session(struct mw_conn *c, const char *sid)
 {
-    while (c->dedup_head && now - c->dedup_head->ts_ms > MW_DEDUP_WINDOW_MS) {
-        struct mw_dedup_entry *e = c->dedup_head;
-        c->dedup_head = e->next;
-        if (!c->dedup_head)
-            c->dedup_tail = NULL;
-        if (c->dedup.cap)
-            mw_map_del(&c->dedup, e->key);
-        if (e->reply)
-            c->dedup_bytes -= (uint32_t)strlen(e->reply);
-        free(e->reply);
-        free(e);
-        c->ndedup--;
-    }
-    if (!c->ndedup && c->dedup.cap)
-        mw_map_free(&c->dedup);
-}
-
-int mw_conn_dedup_begin(struct mw_conn *c, const char *key, const char **reply)
-{
-    uint64_t now = mw_now_ms();
-    dedup_expire(c, now); /* first: an id older than the window counts as new */
-    struct mw_dedup_entry *e = dedup_find(c, key);
-    *reply = NULL;
-    if (e) {
-        *reply = e->reply;
-        return e->done ? MW_DEDUP_DONE : MW_DEDUP_RUNNING;
-    }
-    size_t klen = strlen(key);
-    e = mw_malloc(sizeof *e + klen + 1);
-    e->next = NULL;
-    e->reply = NULL;
-    e->done = false;
-    e->ts_ms = now;
-    memcpy(e->key, key, klen + 1);
-    if (c->dedup_tail)
-        c->dedup_tail->next = e;
-    else
-        c->dedup_head = e;
-    c->dedup_tail = e;
-    c->ndedup++;
-    if (c->dedup.cap) {
-        mw_map_put(&c->dedup, e->key, e);
-    } else if (c->ndedup > MW_DEDUP_LIST) { /* a busy connection: index them */
-        for (struct mw_dedup_entry *x = c->dedup_head; x; x = x->next)
-            mw_map_put(&c->dedup, x->key, x);
-    }
-    return MW_DEDUP_NEW;
-}
-
-void mw_conn_dedup_end(struct mw_conn *c, const char *key, const char *reply)
-{
-    struct mw_dedup_entry *e = dedup_find(c, key);
-    if (!e || e->done)
-        return;
-    e->done = true;
-    size_t len = strlen(reply);
-    if (len <= MW_DEDUP_REPLY_MAX && c->dedup_bytes + len <= MW_DEDUP_BYTES) {
-        e->reply = mw_strdup(reply);
-        c->dedup_bytes += (uint32_t)len;
-    }
+    mw_assert(!c->session);
+    c->session = mw_session_attach(c->user->id, sid);
 }
 
 void mw_conn_trim(struct mw_conn *c, uint64_t now_ms)
 {
-    dedup_expire(c, now_ms);
+    if (c->session)
+        mw_session_trim(c->session, now_ms);
     if (!c->qlen && c->q) {
         free(c->q);
         c->q = NULL;

@@ -24,30 +24,6 @@ struct mw_user {
     uint32_t nconns;
 };
 
-/* A client message id seen recently, and the reply it got (SPEC section 4: a repeated
- * id within the window is answered again without running the handler twice). */
-struct mw_dedup_entry {
-    struct mw_dedup_entry *next; /* oldest first */
-    char *reply;      /* the ack/error frame text, when kept */
-    uint64_t ts_ms;
-    bool done;
-    char key[];       /* "s:<string id>" or "n:<integer id>"; one allocation with it */
-};
-
-/* The window: every id of the last MW_DEDUP_WINDOW_MS, however many (at least
- * MW_DEDUP_MIN fit: ids are never dropped by count; limits.rate bounds them). Older
- * ones are forgotten when the connection sends a new id and by the heartbeat sweep
- * (mw_conn_trim), so a quiet connection does not keep its join ack for ever. Replies
- * are kept up to MW_DEDUP_REPLY_MAX bytes each and MW_DEDUP_BYTES per connection; a
- * repeat of an id whose reply was not kept is acked without data (still never run
- * twice). Up to MW_DEDUP_LIST ids are looked up in the list; the map exists only
- * beyond that (an 8-slot map costs more than the entries of an idle connection). */
-#define MW_DEDUP_MIN 256
-#define MW_DEDUP_WINDOW_MS 60000
-#define MW_DEDUP_REPLY_MAX 1024
-#define MW_DEDUP_BYTES (16 * 1024)
-#define MW_DEDUP_LIST 8
-
 struct mw_attr {
     struct mw_attr *next;
     char *key;
@@ -89,10 +65,9 @@ struct mw_conn {
 
     struct mw_attr *attrs;
 
-    struct mw_map dedup;          /* key -> entry, only beyond MW_DEDUP_LIST entries */
-    struct mw_dedup_entry *dedup_head, *dedup_tail;
-    uint32_t ndedup;
-    uint32_t dedup_bytes;         /* kept reply bytes */
+    /* The window of recent message ids (session.c): a named session's (?session=),
+     * or a private one made on the first id. */
+    struct mw_session *session;
 
     /* Incoming message reassembly (only used for fragmented/partial frames). */
     char *rx;
@@ -164,17 +139,15 @@ bool mw_conn_take_token(struct mw_conn *c, uint64_t now_ms);
 void mw_conn_attr_set(struct mw_conn *c, const char *key, const char *json);
 const char *mw_conn_attr_get(const struct mw_conn *c, const char *key);
 
-enum { MW_DEDUP_NEW = 0, MW_DEDUP_RUNNING = 1, MW_DEDUP_DONE = 2 };
-/* Looks a client message id up. NEW: recorded as running, go ahead. RUNNING: the first
- * one is still being handled (its reply will come). DONE: *reply is what it got, or
- * NULL when that reply was too large to keep. */
-int mw_conn_dedup_begin(struct mw_conn *c, const char *key, const char **reply);
-/* Records the reply frame text of a handled id. */
-void mw_conn_dedup_end(struct mw_conn *c, const char *key, const char *reply);
+/* The connection's session (session.h): the named one it was opened with, else a
+ * private one made now. */
+struct mw_session *mw_conn_session(struct mw_conn *c);
+/* Opens the connection in the user's session `sid` (right after mw_conn_new). */
+void mw_conn_join_session(struct mw_conn *c, const char *sid);
 
 /* Gives back what an idle connection no longer needs: ids older than the dedup
- * window (with their replies) and an empty send queue. The heartbeat sweep calls it
- * for every connection. */
+ * window (their replies) and an empty send queue. The heartbeat sweep calls it for
+ * every connection. */
 void mw_conn_trim(struct mw_conn *c, uint64_t now_ms);
 
 /* Flushes every pending connection: all queued frames in one write each; asks for

@@ -15,6 +15,7 @@
 #include "lua_api.h"
 #include "lua_json.h"
 #include "script.h"
+#include "session.h"
 #include "server.h"
 #include "util.h"
 
@@ -95,29 +96,39 @@ static int l_report_error(lua_State *L)
     return 0;
 }
 
-/* core.dedup_begin(conn, key) -> "new" | "running" | "done", reply */
+/* core.dedup_begin(conn, key) -> "new" | "running" | "done", reply, session: the
+ * session's id (nil when private) for dedup_end, whose connection may be gone by then. */
 static int l_dedup_begin(lua_State *L)
 {
     struct mw_conn *c = mw_lua_check_conn(L, 1);
     const char *key = luaL_checkstring(L, 2), *reply = NULL;
     static const char *names[] = { "new", "running", "done" };
-    int st = c ? mw_conn_dedup_begin(c, key, &reply) : MW_DEDUP_NEW;
+    struct mw_session *s = c ? mw_conn_session(c) : NULL;
+    int st = s ? mw_session_dedup_begin(s, key, &reply) : MW_DEDUP_NEW;
     /* "done" with no reply: it was too large to keep (the router acks without data) */
     lua_pushstring(L, names[st]);
     if (reply)
         lua_pushstring(L, reply);
     else
         lua_pushnil(L);
-    return 2;
+    if (s && mw_session_sid(s))
+        lua_pushstring(L, mw_session_sid(s));
+    else
+        lua_pushnil(L);
+    return 3;
 }
 
-/* core.dedup_end(conn, key, reply_frame_text) */
+/* core.dedup_end(conn, key, reply_frame_text [, user, session]) */
 static int l_dedup_end(lua_State *L)
 {
     struct mw_conn *c = mw_lua_check_conn(L, 1);
     const char *key = luaL_checkstring(L, 2), *reply = luaL_checkstring(L, 3);
-    if (c)
-        mw_conn_dedup_end(c, key, reply);
+    const char *user = luaL_optstring(L, 4, NULL), *sid = luaL_optstring(L, 5, NULL);
+    struct mw_session *s = c ? c->session : NULL;
+    if (!s && user && sid) /* the connection closed while the handler ran */
+        s = mw_session_find(user, sid);
+    if (s)
+        mw_session_dedup_end(s, key, reply);
     return 0;
 }
 

@@ -18,6 +18,7 @@
 #include "lua_api.h"
 #include "lua_json.h"
 #include "server.h"
+#include "session.h"
 #include "util.h"
 
 #define APP_KEY "moonwire.app"
@@ -381,7 +382,10 @@ void mw_script_disconnect(struct mw_conn *c)
 {
     struct mw_app *a = c->route->app;
     int ref;
-    mw_script_cancel_conn(c->id);
+    /* In a named session the handlers run to the end: their replies are kept for the
+     * client's resend after it reconnects (session.h). */
+    if (!c->session || !mw_session_sid(c->session))
+        mw_script_cancel_conn(c->id);
     lua_State *co = spawn(a, a->disconnect_ref, c, &ref);
     resume(a, co, ref, 2, ""); /* may wait past the close: belongs to no connection */
 }

@@ -28,6 +28,7 @@
 #include "reload.h"
 #include "room.h"
 #include "script.h"
+#include "session.h"
 #include "store.h"
 #include "typing.h"
 #include "util.h"
@@ -155,10 +156,24 @@ static int on_established(struct lws *wsi, struct session *s)
         if (!v || strlen(user) > 128)
             user[0] = '\0';
     }
+    /* ?session=ID: this connection shares its window of message ids with the user's
+     * earlier connections in that session (session.h). */
+    char sid[MW_SESSION_ID_MAX + 16] = "";
+    const char *sv = lws_get_urlarg_by_name(wsi, "session=", sid, sizeof sid);
+    if (sv && sv != sid)
+        memmove(sid, sv, strlen(sv) + 1);
+    const char *bad_sid = sv ? mw_session_id_error(sid, strlen(sid)) : NULL;
     lws_get_peer_simple(wsi, remote, sizeof remote);
     struct mw_conn *c = mw_conn_new(wsi, route, user[0] ? user : NULL, remote);
     s->conn = c;
+    if (sv && !bad_sid)
+        mw_conn_join_session(c, sid);
     mw_server_conn_opened(c);
+    if (bad_sid) {
+        mw_log_info("bad session id", "conn=%s", c->id);
+        send_error(c, "bad_message", bad_sid);
+        mw_conn_close(c, LWS_CLOSE_STATUS_POLICY_VIOLATION, "bad session id");
+    }
     return 0;
 }
 
@@ -327,6 +342,7 @@ static void on_heartbeat(uv_timer_t *t)
     (void)t;
     uint64_t now = mw_now_ms();
     mw_room_sweep(mw_wall_ms(), now, MW_ROOM_IDLE_KEEP_MS);
+    mw_session_sweep(now);
     uint64_t interval = mw_srv.cfg->heartbeat_interval_ms;
     uint64_t deadline = interval + mw_srv.cfg->heartbeat_timeout_ms;
     for (struct mw_conn *c = mw_conn_first(), *next; c; c = next) {
@@ -520,6 +536,7 @@ void mw_server_teardown(void)
 {
     uv_loop_t *loop = uv_default_loop();
     mw_room_free_all();
+    mw_session_free_all();
     mw_server_unload_routes();
     uv_run(loop, UV_RUN_DEFAULT); /* close callbacks of timers the scripts left */
     if (uv_loop_close(loop) != 0)

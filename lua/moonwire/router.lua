@@ -98,7 +98,8 @@ function M.message(app, conn, payload, binary)
 
   -- A repeated id is answered with the first reply; the handler runs once.
   local key = (type(id) == "string" and "s:" .. id) or format("n:%d", id)
-  local state, reply = core.dedup_begin(conn, key)
+  local state, reply, session = core.dedup_begin(conn, key)
+  local user = conn.user
   if state == "done" then return conn:send(reply or { type = "ack", id = id }) end
   if state == "running" then return end
   local ok, res = run(conn, t, handler, conn, msg)
@@ -115,7 +116,7 @@ function M.message(app, conn, payload, binary)
     core.report_error(conn, "handler reply: " .. tostring(frame), "", t)
     frame = json.encode({ type = "error", id = id, code = "internal", message = "internal error" })
   end
-  core.dedup_end(conn, key, frame)
+  core.dedup_end(conn, key, frame, user, session)
   conn:send(frame)
 end
 

@@ -15,7 +15,7 @@ const { uid } = require('./lib/helpers');
 
 const PAGE = '<!doctype html><meta charset="utf-8"><title>t</title><script src="/moonwire.js"></script>\n';
 
-describe('moonwire.js in Chromium', () => {
+describe('moonwire.js in Chromium', { timeout: 120000 }, () => {
   let server;
   let browser;
   before(async () => {

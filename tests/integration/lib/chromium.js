@@ -14,13 +14,17 @@ const BIN = process.env.CHROMIUM_BIN || '/usr/bin/chromium';
 
 function getJson(url) {
   return new Promise((resolve, reject) => {
-    http.get(url, { timeout: 3000 }, (res) => {
+    const req = http.get(url, { timeout: 3000 }, (res) => {
       let text = '';
       res.on('data', (d) => { text += d; });
       res.on('end', () => { try { resolve(JSON.parse(text)); } catch (e) { reject(e); } });
-    }).on('error', reject);
+    });
+    req.on('timeout', () => req.destroy(new Error(`${url}: no answer in 3 s`)));
+    req.on('error', reject);
   });
 }
+
+const exited = (child) => child.exitCode !== null || child.signalCode !== null;
 
 async function launch() {
   if (!fs.existsSync(BIN)) throw new Error(`chromium not found at ${BIN} (apt-get install chromium, or make deps)`);
@@ -30,6 +34,7 @@ async function launch() {
     '--remote-debugging-port=0', `--user-data-dir=${dir}`, 'about:blank'],
   { stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
+  const pending = new Map();
   child.stderr.on('data', (d) => { stderr += d; });
   const portFile = path.join(dir, 'DevToolsActivePort');
   let port = null;
@@ -41,12 +46,26 @@ async function launch() {
     child.kill('SIGKILL');
     throw new Error(`chromium did not start: ${stderr.slice(-2000)}`);
   }
-  const targets = await getJson(`http://127.0.0.1:${port}/json/list`);
-  const page = targets.find((t) => t.type === 'page');
-  const ws = new WebSocket(page.webSocketDebuggerUrl, { perMessageDeflate: false });
-  await new Promise((resolve, reject) => { ws.once('open', resolve); ws.once('error', reject); });
+  let ws;
+  try {
+    const targets = await getJson(`http://127.0.0.1:${port}/json/list`);
+    const page = targets.find((t) => t.type === 'page');
+    if (!page) throw new Error('no page target');
+    ws = new WebSocket(page.webSocketDebuggerUrl, { perMessageDeflate: false, handshakeTimeout: 5000 });
+    await new Promise((resolve, reject) => {
+      ws.once('open', resolve);
+      ws.once('error', reject);
+      ws.once('close', () => reject(new Error('the DevTools socket closed')));
+    });
+  } catch (err) {
+    child.kill('SIGKILL');
+    throw new Error(`chromium: ${err.message}; stderr: ${stderr.slice(-2000)}`);
+  }
+  ws.on('close', () => {
+    for (const { reject } of pending.values()) reject(new Error(`chromium went away; stderr: ${stderr.slice(-2000)}`));
+    pending.clear();
+  });
   let nextId = 1;
-  const pending = new Map();
   ws.on('message', (data) => {
     const msg = JSON.parse(data.toString());
     if (msg.id && pending.has(msg.id)) {
@@ -60,7 +79,13 @@ async function launch() {
     const id = nextId++;
     const timer = setTimeout(() => { pending.delete(id); reject(new Error(`${method}: no answer in ${ms} ms`)); }, ms);
     pending.set(id, { resolve: (v) => { clearTimeout(timer); resolve(v); }, reject: (e) => { clearTimeout(timer); reject(e); } });
-    ws.send(JSON.stringify({ id, method, params }));
+    try {
+      ws.send(JSON.stringify({ id, method, params }));
+    } catch (err) {
+      pending.delete(id);
+      clearTimeout(timer);
+      reject(new Error(`${method}: ${err.message}; stderr: ${stderr.slice(-2000)}`));
+    }
   });
   await send('Runtime.enable');
   await send('Page.enable');
@@ -88,7 +113,7 @@ async function launch() {
     async close() {
       ws.close();
       child.kill('SIGKILL');
-      await new Promise((r) => (child.exitCode !== null ? r() : child.once('exit', r)));
+      await new Promise((r) => (exited(child) ? r() : child.once('exit', r)));
       fs.rmSync(dir, { recursive: true, force: true });
     },
   };

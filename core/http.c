@@ -20,6 +20,7 @@
 #include "room.h"
 #include "script.h"
 #include "server.h"
+#include "session.h"
 #include "util.h"
 
 static char *docroot;     /* static: DIR, or NULL */
@@ -85,6 +86,11 @@ static void metrics_text(struct mw_buf *b)
     mw_buf_printf(b, "# TYPE moonwire_connections gauge\nmoonwire_connections %" PRIu32 "\n",
                   mw_conn_count());
     mw_buf_printf(b, "# TYPE moonwire_rooms gauge\nmoonwire_rooms %" PRIu32 "\n", mw_room_count());
+    struct mw_session_stats ss = mw_session_stats();
+    mw_buf_printf(b, "# TYPE moonwire_sessions gauge\n"
+                     "moonwire_sessions{state=\"attached\"} %" PRIu32 "\n"
+                     "moonwire_sessions{state=\"detached\"} %" PRIu32 "\n",
+                  ss.named - ss.detached, ss.detached);
     mw_buf_printf(b, "# TYPE moonwire_connections_opened_total counter\n"
                      "moonwire_connections_opened_total %" PRIu64 "\n", mw_conn_stats.opened);
     mw_buf_printf(b, "# TYPE moonwire_bytes_out_total counter\nmoonwire_bytes_out_total %" PRIu64 "\n",

@@ -10,6 +10,7 @@ const WebSocket = require('ws');
 const { startServer } = require('./lib/server');
 const { connect, closeAll } = require('./lib/client');
 const { uid, sleep, waitFor } = require('./lib/helpers');
+const { request } = require('./lib/http');
 
 // A handler that takes a while, so that the connection can drop before its ack.
 const SLOW = `
@@ -71,6 +72,8 @@ describe('sessions', () => {
     assert.deepEqual(ack(again), { runs: 1 }, 'acked again, not run again');
     const c = await connect(server.url(`/slow?user=${user}`));
     assert.equal(ack(await c.request('runs', { data: key })), 1, 'the handler ran once');
+    const metrics = (await request('GET', server.httpUrl('/metrics'))).text;
+    assert.match(metrics, /^moonwire_sessions\{state="detached"\} [1-9]/m, 'the closed session is kept');
   });
 
   it('keeps sessions apart per user and per session id, and without one per connection', async () => {

@@ -19,6 +19,7 @@
 
 #include "buf.h"
 #include "cluster.h"
+#include "jsonw.h"
 #include "log.h"
 #include "redis.h"
 #include "room.h"
@@ -175,10 +176,33 @@ static void on_message(const char *channel, const char *payload, size_t len)
     mw_msg_decref(m);
 }
 
+/* Tells a room's local members that they may have missed events: while this node's
+ * link to Redis was down, other nodes went on publishing into it. */
+static void hint_resync(struct mw_room *r, void *ud)
+{
+    (void)ud;
+    if (!r->nmembers)
+        return;
+    struct mw_buf b = { 0 };
+    mw_buf_puts(&b, "{\"type\":\"resync\",\"room\":");
+    mw_jsonw_str(&b, r->name);
+    mw_buf_putc(&b, '}');
+    struct mw_msg *m = mw_msg_new(MW_OP_TEXT, b.p, b.len, 0);
+    mw_room_broadcast(r, m, NULL, NULL);
+    mw_msg_decref(m);
+    mw_buf_free(&b);
+}
+
 static void on_state(bool up)
 {
-    if (up) /* logged by redis.c, which also resubscribed every channel */
-        mw_cluster_on_up();
+    static bool was_up;
+    if (!up)
+        return;
+    /* logged by redis.c, which also resubscribed every channel */
+    mw_cluster_on_up();
+    if (was_up) /* back after an outage, not the first connect */
+        mw_room_foreach(hint_resync, NULL);
+    was_up = true;
 }
 
 int mw_broker_start(const struct mw_config *cfg, char *err, size_t errlen)

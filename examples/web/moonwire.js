@@ -195,6 +195,11 @@
         case 'reconnect':
           this.reconnectAfter = msg.data && msg.data.after_ms;
           return;
+        case 'resync': // the server's link to the other nodes was down: catch up
+          if (this.rooms.has(msg.room) && !this.rooms.get(msg.room).joining) {
+            this.resync(msg.room).catch((err) => this.emit('error', err));
+          }
+          return;
         default:
           return this.deliver(msg);
       }
@@ -234,6 +239,13 @@
       const ack = await this.call('join', r.data, { room });
       this.emit('joined', room, ack);
       if (r.epoch === null || r.seq === null) return this.adopt(room, ack);
+      return this.resync(room);
+    }
+
+    /* Fetches what came after the last seq we have (sync), or emits reset. */
+    async resync(room) {
+      const r = this.rooms.get(room);
+      if (r.epoch === null || r.seq === null) return;
       const s = await this.call('sync', { since: r.seq, epoch: r.epoch }, { room });
       r.epoch = s.epoch;
       if (s.reset) {

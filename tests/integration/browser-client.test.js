@@ -15,7 +15,9 @@ const { uid } = require('./lib/helpers');
 
 const PAGE = '<!doctype html><meta charset="utf-8"><title>t</title><script src="/moonwire.js"></script>\n';
 
-describe('moonwire.js in Chromium', { timeout: 120000 }, () => {
+const LIMIT = { timeout: 60000 }; // a stuck browser fails the test instead of hanging CI
+
+describe('moonwire.js in Chromium', LIMIT, () => {
   let server;
   let browser;
   before(async () => {
@@ -23,12 +25,12 @@ describe('moonwire.js in Chromium', { timeout: 120000 }, () => {
     server = await startServer({ config: { static: 'www' }, scripts: { 'www/t.html': PAGE, 'www/demo/index.html': demo } });
     browser = await launch();
     await browser.goto(server.httpUrl('/t.html'));
-  });
+  }, LIMIT);
   after(async () => {
     await closeAll();
     if (browser) await browser.close();
     if (server) await server.stop();
-  });
+  }, LIMIT);
 
   // Runs an async function body in the page; `ws` is the chat route's URL.
   const run = (body, ms) => browser.evaluate(`(async () => {
@@ -40,7 +42,7 @@ describe('moonwire.js in Chromium', { timeout: 120000 }, () => {
     ${body}
   })()`, ms);
 
-  it('is served at /moonwire.js and connects, requests and measures the round trip', async () => {
+  it('is served at /moonwire.js and connects, requests and measures the round trip', LIMIT, async () => {
     const user = uid('ana');
     const got = await run(`
       const states = [];
@@ -67,7 +69,7 @@ describe('moonwire.js in Chromium', { timeout: 120000 }, () => {
     assert.equal(got.closed, 'closed');
   });
 
-  it('reconnects after a drop, rejoins, syncs what it missed and sends its outbox once', async () => {
+  it('reconnects after a drop, rejoins, syncs what it missed and sends its outbox once', LIMIT, async () => {
     const room = uid('room');
     const user = uid('bea');
     const pub = await connect(server.url(`/chat?user=${uid('pub')}`));
@@ -104,7 +106,7 @@ describe('moonwire.js in Chromium', { timeout: 120000 }, () => {
     await run('mw.close();');
   });
 
-  it('runs the demo page: history, live messages, members and sending', async () => {
+  it('runs the demo page: history, live messages, members and sending', LIMIT, async () => {
     const room = uid('demo');
     const bob = await connect(server.url(`/chat?user=${uid('bob')}`));
     assert.equal((await bob.request('join', { room })).type, 'ack');
@@ -128,7 +130,7 @@ describe('moonwire.js in Chromium', { timeout: 120000 }, () => {
     await browser.goto(server.httpUrl('/t.html'));
   });
 
-  it('backs off exponentially with jitter, capped', async () => {
+  it('backs off exponentially with jitter, capped', LIMIT, async () => {
     const delays = await run(`
       const b = { base: 1000, cap: 30000, jitter: 0.25 };
       return [0, 1, 2, 3, 4, 5, 6, 10].map((n) => [Moonwire.backoffDelay(n, b, 0), Moonwire.backoffDelay(n, b, 0.999999)]);

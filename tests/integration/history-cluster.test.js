@@ -223,6 +223,10 @@ describe('history and sync across nodes', () => {
     // This Redis keeps nothing on disk: it comes back empty, the room's history is gone.
     redis = await startRedis(port);
     await waitFor(async () => (await ready(a)) === 200 && (await ready(b)) === 200, 15000, 'both nodes back');
+    for (const c of [x.c, y.c]) {
+      assert.equal((await c.next({ type: 'resync', room }, 3000)).room, room,
+        'members are told they may have missed events');
+    }
     const after = expectAck(await x.c.request('chat:message', { room, data: 'after' }));
     assert.equal(after.seq, 1, 'a new epoch numbers from 1');
     const s = expectAck(await x.c.request('sync', { room, data: { since: 1, epoch: x.ack.epoch } }));

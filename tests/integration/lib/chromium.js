@@ -32,10 +32,16 @@ async function launch() {
   const child = spawn(BIN, ['--headless=new', '--no-sandbox', '--disable-gpu', '--no-first-run',
     '--disable-extensions', '--disable-background-networking', '--remote-debugging-address=127.0.0.1',
     '--remote-debugging-port=0', `--user-data-dir=${dir}`, 'about:blank'],
-  { stdio: ['ignore', 'ignore', 'pipe'] });
+  { stdio: ['ignore', 'ignore', 'pipe'], detached: true }); // its own group: killed whole
+  const killAll = () => { try { process.kill(-child.pid, 'SIGKILL'); } catch (e) { /* gone */ } };
   let stderr = '';
   const pending = new Map();
   child.stderr.on('data', (d) => { stderr += d; });
+  child.on('exit', (code, signal) => { // whatever waits on the browser fails now
+    stderr += `\n[harness] chromium exited (code ${code}, signal ${signal})\n`;
+    for (const { reject } of pending.values()) reject(new Error(`chromium went away; stderr: ${stderr.slice(-2000)}`));
+    pending.clear();
+  });
   const portFile = path.join(dir, 'DevToolsActivePort');
   let port = null;
   for (let i = 0; i < 200 && port === null; i++) { // up to 10 s
@@ -43,7 +49,7 @@ async function launch() {
     if (port === null) await new Promise((r) => setTimeout(r, 50));
   }
   if (port === null) {
-    child.kill('SIGKILL');
+    killAll();
     throw new Error(`chromium did not start: ${stderr.slice(-2000)}`);
   }
   let ws;
@@ -58,7 +64,7 @@ async function launch() {
       ws.once('close', () => reject(new Error('the DevTools socket closed')));
     });
   } catch (err) {
-    child.kill('SIGKILL');
+    killAll();
     throw new Error(`chromium: ${err.message}; stderr: ${stderr.slice(-2000)}`);
   }
   ws.on('close', () => {
@@ -112,9 +118,9 @@ async function launch() {
     },
     async close() {
       ws.close();
-      child.kill('SIGKILL');
+      killAll(); // the browser and its renderer, GPU and zygote processes
       await new Promise((r) => (exited(child) ? r() : child.once('exit', r)));
-      fs.rmSync(dir, { recursive: true, force: true });
+      fs.rmSync(dir, { recursive: true, force: true, maxRetries: 10, retryDelay: 50 });
     },
   };
 }

@@ -191,13 +191,13 @@ void mw_conn_free(struct mw_conn *c)
     while (c->dedup_head) {
         struct mw_dedup_entry *e = c->dedup_head;
         c->dedup_head = e->next;
-        free(e->key);
         free(e->reply);
         free(e);
     }
     mw_map_free(&c->dedup);
     free(c->rx);
     free(c->remote);
+    free(c->close_reason);
     free(c->claims_json);
     free(c);
     if (nconns == 0) {
@@ -344,7 +344,9 @@ void mw_conn_close(struct mw_conn *c, int code, const char *reason)
     }
     mark_closing(c);
     c->close_code = (uint16_t)code;
-    snprintf(c->close_reason, sizeof c->close_reason, "%s", reason ? reason : "");
+    free(c->close_reason);
+    reason = reason ? reason : "";
+    c->close_reason = mw_strndup(reason, strnlen(reason, 63)); /* as the old 64-byte field */
     pending_add(c);
 }
 
@@ -417,51 +419,71 @@ const char *mw_conn_attr_get(const struct mw_conn *c, const char *key)
 
 /* ---- duplicate ids ---- */
 
-/* Forgets ids beyond the window: older than MW_DEDUP_WINDOW_MS once more than
- * MW_DEDUP_MIN are kept. */
+static struct mw_dedup_entry *dedup_find(const struct mw_conn *c, const char *key)
+{
+    if (c->dedup.cap)
+        return mw_map_get(&c->dedup, key);
+    for (struct mw_dedup_entry *e = c->dedup_head; e; e = e->next)
+        if (strcmp(e->key, key) == 0)
+            return e;
+    return NULL;
+}
+
+/* Forgets ids older than the window, oldest first; frees the map with the last. */
 static void dedup_expire(struct mw_conn *c, uint64_t now)
 {
-    while (c->ndedup > MW_DEDUP_MIN && now - c->dedup_head->ts_ms > MW_DEDUP_WINDOW_MS) {
+    while (c->dedup_head && now - c->dedup_head->ts_ms > MW_DEDUP_WINDOW_MS) {
         struct mw_dedup_entry *e = c->dedup_head;
         c->dedup_head = e->next;
         if (!c->dedup_head)
             c->dedup_tail = NULL;
-        mw_map_del(&c->dedup, e->key);
+        if (c->dedup.cap)
+            mw_map_del(&c->dedup, e->key);
         if (e->reply)
             c->dedup_bytes -= (uint32_t)strlen(e->reply);
-        free(e->key);
         free(e->reply);
         free(e);
         c->ndedup--;
     }
+    if (!c->ndedup && c->dedup.cap)
+        mw_map_free(&c->dedup);
 }
 
 int mw_conn_dedup_begin(struct mw_conn *c, const char *key, const char **reply)
 {
     uint64_t now = mw_now_ms();
-    struct mw_dedup_entry *e = mw_map_get(&c->dedup, key);
+    dedup_expire(c, now); /* first: an id older than the window counts as new */
+    struct mw_dedup_entry *e = dedup_find(c, key);
     *reply = NULL;
     if (e) {
         *reply = e->reply;
         return e->done ? MW_DEDUP_DONE : MW_DEDUP_RUNNING;
     }
-    dedup_expire(c, now);
-    e = mw_calloc(1, sizeof *e);
-    e->key = mw_strdup(key);
+    size_t klen = strlen(key);
+    e = mw_malloc(sizeof *e + klen + 1);
+    e->next = NULL;
+    e->reply = NULL;
+    e->done = false;
     e->ts_ms = now;
+    memcpy(e->key, key, klen + 1);
     if (c->dedup_tail)
         c->dedup_tail->next = e;
     else
         c->dedup_head = e;
     c->dedup_tail = e;
-    mw_map_put(&c->dedup, e->key, e);
     c->ndedup++;
+    if (c->dedup.cap) {
+        mw_map_put(&c->dedup, e->key, e);
+    } else if (c->ndedup > MW_DEDUP_LIST) { /* a busy connection: index them */
+        for (struct mw_dedup_entry *x = c->dedup_head; x; x = x->next)
+            mw_map_put(&c->dedup, x->key, x);
+    }
     return MW_DEDUP_NEW;
 }
 
 void mw_conn_dedup_end(struct mw_conn *c, const char *key, const char *reply)
 {
-    struct mw_dedup_entry *e = mw_map_get(&c->dedup, key);
+    struct mw_dedup_entry *e = dedup_find(c, key);
     if (!e || e->done)
         return;
     e->done = true;
@@ -469,6 +491,17 @@ void mw_conn_dedup_end(struct mw_conn *c, const char *key, const char *reply)
     if (len <= MW_DEDUP_REPLY_MAX && c->dedup_bytes + len <= MW_DEDUP_BYTES) {
         e->reply = mw_strdup(reply);
         c->dedup_bytes += (uint32_t)len;
+    }
+}
+
+void mw_conn_trim(struct mw_conn *c, uint64_t now_ms)
+{
+    dedup_expire(c, now_ms);
+    if (!c->qlen && c->q) {
+        free(c->q);
+        c->q = NULL;
+        c->qcap = 0;
+        c->qhead = 0;
     }
 }
 
@@ -542,8 +575,9 @@ static void start_close(struct mw_conn *c)
 {
     c->close_started = true;
     mw_log_debug("close started", "conn=%s code=%u", c->id, c->close_code);
-    lws_close_reason(c->wsi, (enum lws_close_status)c->close_code,
-                     (unsigned char *)c->close_reason, strlen(c->close_reason));
+    const char *why = c->close_reason ? c->close_reason : "";
+    lws_close_reason(c->wsi, (enum lws_close_status)c->close_code, (unsigned char *)why,
+                     strlen(why));
     lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_SYNC);
 }
 

@@ -28,20 +28,25 @@ struct mw_user {
  * id within the window is answered again without running the handler twice). */
 struct mw_dedup_entry {
     struct mw_dedup_entry *next; /* oldest first */
-    char *key;        /* "s:<string id>" or "n:<integer id>" */
     char *reply;      /* the ack/error frame text, when kept */
-    bool done;
     uint64_t ts_ms;
+    bool done;
+    char key[];       /* "s:<string id>" or "n:<integer id>"; one allocation with it */
 };
 
-/* The window: at least the last MW_DEDUP_MIN ids and every id of the last
- * MW_DEDUP_WINDOW_MS (bounded in practice by limits.rate). Replies are kept up to
- * MW_DEDUP_REPLY_MAX bytes each and MW_DEDUP_BYTES per connection; a repeat of an
- * id whose reply was not kept is acked without data (still never run twice). */
+/* The window: every id of the last MW_DEDUP_WINDOW_MS, however many (at least
+ * MW_DEDUP_MIN fit: ids are never dropped by count; limits.rate bounds them). Older
+ * ones are forgotten when the connection sends a new id and by the heartbeat sweep
+ * (mw_conn_trim), so a quiet connection does not keep its join ack for ever. Replies
+ * are kept up to MW_DEDUP_REPLY_MAX bytes each and MW_DEDUP_BYTES per connection; a
+ * repeat of an id whose reply was not kept is acked without data (still never run
+ * twice). Up to MW_DEDUP_LIST ids are looked up in the list; the map exists only
+ * beyond that (an 8-slot map costs more than the entries of an idle connection). */
 #define MW_DEDUP_MIN 256
 #define MW_DEDUP_WINDOW_MS 60000
 #define MW_DEDUP_REPLY_MAX 1024
 #define MW_DEDUP_BYTES (16 * 1024)
+#define MW_DEDUP_LIST 8
 
 struct mw_attr {
     struct mw_attr *next;
@@ -72,7 +77,8 @@ struct mw_conn {
     uint64_t last_ping_ms;
     uint64_t close_deadline_ms; /* closing: dropped if still open then */
 
-    /* Send queue: a ring of frame references, bounded in bytes by limits.send_queue. */
+    /* Send queue: a ring of frame references, bounded in bytes by limits.send_queue;
+     * allocated on the first send, freed by mw_conn_trim once empty. */
     struct mw_msg **q;
     uint32_t qhead, qlen, qcap;
     size_t qbytes;
@@ -83,7 +89,7 @@ struct mw_conn {
 
     struct mw_attr *attrs;
 
-    struct mw_map dedup;          /* key -> entry */
+    struct mw_map dedup;          /* key -> entry, only beyond MW_DEDUP_LIST entries */
     struct mw_dedup_entry *dedup_head, *dedup_tail;
     uint32_t ndedup;
     uint32_t dedup_bytes;         /* kept reply bytes */
@@ -104,7 +110,7 @@ struct mw_conn {
     bool closing;             /* close requested: stop queueing */
     bool close_started;       /* close frame handed to libwebsockets */
     uint16_t close_code;
-    char close_reason[64];
+    char *close_reason;       /* set by mw_conn_close: most connections never need it */
 };
 
 /* Settings the conn module reads; set once at start by the server. */
@@ -165,6 +171,11 @@ enum { MW_DEDUP_NEW = 0, MW_DEDUP_RUNNING = 1, MW_DEDUP_DONE = 2 };
 int mw_conn_dedup_begin(struct mw_conn *c, const char *key, const char **reply);
 /* Records the reply frame text of a handled id. */
 void mw_conn_dedup_end(struct mw_conn *c, const char *key, const char *reply);
+
+/* Gives back what an idle connection no longer needs: ids older than the dedup
+ * window (with their replies) and an empty send queue. The heartbeat sweep calls it
+ * for every connection. */
+void mw_conn_trim(struct mw_conn *c, uint64_t now_ms);
 
 /* Flushes every pending connection: all queued frames in one write each; asks for
  * writability only when the kernel did not take everything. Called once per loop

@@ -481,8 +481,12 @@ static void rx_put(void *p)
     rx_free[rx_nfree++] = p;
 }
 
+/* At exit, once libwebsockets has freed every buffer; with any still out (lws would
+ * free it later) the mappings stay. */
 static void rx_pool_free(void)
 {
+    if (rx_nfree != rx_capfree)
+        return;
     while (rx_chunks) {
         struct rx_chunk *k = rx_chunks;
         rx_chunks = k->next;

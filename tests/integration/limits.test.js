@@ -117,6 +117,26 @@ describe('limits', () => {
       await c.close();
     });
 
+    // The server gives back the page of its receive buffer that each pong touched
+    // (core/server.c, release_rx_page): the buffer must keep working afterwards, for
+    // control frames and for a message that comes in fragments.
+    it('still reads control frames and fragmented messages after answered pings', async () => {
+      const c = await connect(server.url(`/chat?user=${uid('frag')}`));
+      await sleep(1500);
+      assert.ok(c.pings >= 2, `expected pings, got ${c.pings}`);
+      const echoed = new Promise((resolve) => c.ws.once('pong', (data) => resolve(data.toString())));
+      c.ws.ping('client-ping-payload');
+      assert.equal(await echoed, 'client-ping-payload');
+      const text = JSON.stringify({ type: 'ping', id: 'frag', data: 'y'.repeat(300) });
+      c.ws.send(text.slice(0, 100), { fin: false });
+      c.ws.send(text.slice(100, 250), { fin: false });
+      c.ws.send(text.slice(250), { fin: true });
+      const pong = await c.next((m) => m.type === 'pong' && m.id === 'frag');
+      assert.equal(pong.data, 'y'.repeat(300));
+      await assertPingPong(c, 'after fragments');
+      await c.close();
+    });
+
     it('closes a client that answers no pings, logs it, and removes its presence', async () => {
       const room = uid('room');
       const watcher = await connect(server.url(`/chat?user=${uid('watcher')}`));

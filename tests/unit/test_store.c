@@ -626,11 +626,11 @@ static void test_sweep_real_time(void **state)
 {
     (void)state;
     mw_store_memory_set_clock(NULL);
+    uint64_t t0 = mw_now_ms(); /* before the set: its TTL runs from there at the latest */
     assert_int_equal(set("gone", "\"soon\"", 100), 0);
     assert_int_equal(set("kept", "1", 0), 0);
     uv_timer_t t;
     uv_timer_init(uv_default_loop(), &t);
-    uint64_t t0 = mw_now_ms();
     while (stats().keys > 1 && mw_now_ms() - t0 < 2000) {
         uv_timer_start(&t, on_test_timer, 50, 0);
         uv_run(uv_default_loop(), UV_RUN_DEFAULT); /* the sweep timer alone would not keep it */

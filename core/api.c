@@ -131,13 +131,45 @@ static const char *field(const char *name, size_t *len)
 
 /* POST /api/publish {room, type, data} -> {seq, delivered}: a sequenced event, kept
  * in the room's history when the room keeps one. */
-/* A POST /api/publish waiting for its seq (from Redis when clustered). */
-struct publish_call {
+/* The answer of a call whose backend completes at once (memory) or later (Redis):
+ * the first member of that call's struct, which is heap-allocated. */
+struct answer {
     struct lws *wsi;             /* while answering at once */
     struct mw_http_later *later; /* once deferred */
-    uint32_t local;              /* this node's member connections */
     bool answered;               /* at once, with rc */
-    int rc;
+    int rc;                      /* what the lws callback returns then */
+};
+
+/* From the completion: answers now, or through the deferred answer and then frees
+ * the call (nobody else holds it any more). */
+static void answer(struct answer *a, int status, struct mw_buf *b)
+{
+    if (a->later) {
+        mw_http_later_reply(a->later, status, b->p, b->len);
+        free(a);
+        return;
+    }
+    a->rc = reply_json(a->wsi, status, b);
+    a->answered = true;
+}
+
+/* After starting the backend request: what the lws callback returns. Either the
+ * completion answered already (the call is freed), or the answer is deferred. */
+static int answer_finish(struct answer *a, struct mw_http_req *req)
+{
+    if (a->answered) {
+        int rc = a->rc;
+        free(a);
+        return rc;
+    }
+    a->later = mw_http_defer(req, a->wsi);
+    return 0;
+}
+
+/* A POST /api/publish waiting for its seq (from Redis when clustered). */
+struct publish_call {
+    struct answer a; /* first */
+    uint32_t local;  /* this node's member connections */
 };
 
 static void on_api_published(void *ud, int err, uint64_t seq)
@@ -153,13 +185,7 @@ static void on_api_published(void *ud, int err, uint64_t seq)
         mw_buf_printf(&b, "{\"seq\":%" PRIu64 ",\"delivered\":%" PRIu32 "}\n", seq,
                       err ? 0 : pc->local);
     }
-    if (pc->later) {
-        mw_http_later_reply(pc->later, status, b.p, b.len);
-        free(pc);
-    } else {
-        pc->rc = reply_json(pc->wsi, status, &b);
-        pc->answered = true;
-    }
+    answer(&pc->a, status, &b);
     mw_buf_free(&b);
 }
 
@@ -205,25 +231,17 @@ static int api_publish(struct lws *wsi, struct mw_http_req *req, const char *bod
         .history_ttl_ms = r ? r->hist_ttl_ms : 0,
     };
     struct publish_call *pc = mw_calloc(1, sizeof *pc);
-    pc->wsi = wsi;
+    pc->a.wsi = wsi;
     pc->local = r ? r->nmembers : 0;
     mw_history_publish(room, &hist, ev.p, ev.len, 0, on_api_published, pc);
     mw_buf_free(&ev);
-    if (pc->answered) {
-        rc = pc->rc;
-        free(pc);
-        return rc;
-    }
-    pc->later = mw_http_defer(req, wsi);
-    return 0;
+    return answer_finish(&pc->a, req);
 }
 
 /* A POST /api/notify waiting for the inbox. */
 struct notify_call {
+    struct answer a;                  /* first */
     char user[MW_INBOX_MAX_USER + 1]; /* for the log */
-    struct lws *wsi;               /* while answering at once */
-    struct mw_http_later *later;   /* once deferred */
-    int rc;                        /* what the lws callback returns, when at once */
 };
 
 static void on_notified(void *ud, const struct mw_inbox_result *res)
@@ -244,12 +262,7 @@ static void on_notified(void *ud, const struct mw_inbox_result *res)
                                                     : "the inbox is unavailable (Redis down)");
         mw_buf_puts(&b, "}\n");
     }
-    if (nc->later) {
-        mw_http_later_reply(nc->later, status, b.p, b.len);
-        free(nc);
-    } else {
-        nc->rc = reply_json(nc->wsi, status, &b);
-    }
+    answer(&nc->a, status, &b);
     mw_buf_free(&b);
 }
 
@@ -286,18 +299,12 @@ static int api_notify(struct lws *wsi, struct mw_http_req *req, const char *body
         return reply_error(wsi, 400, "bad_message", err);
     }
     struct notify_call *nc = mw_calloc(1, sizeof *nc);
-    nc->wsi = wsi;
+    nc->a.wsi = wsi;
     snprintf(nc->user, sizeof nc->user, "%s", user);
-    int now = mw_inbox_push(user, data.p, data.len, on_notified, nc);
+    mw_inbox_push(user, data.p, data.len, on_notified, nc);
     mw_buf_free(&data);
     lua_settop(J, 0);
-    if (now) {
-        rc = nc->rc;
-        free(nc);
-        return rc;
-    }
-    nc->later = mw_http_defer(req, wsi);
-    return 0;
+    return answer_finish(&nc->a, req);
 }
 
 /* The body of a presence answer. */

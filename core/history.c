@@ -222,12 +222,19 @@ void mw_history_read(const char *room, uint64_t since, const struct mw_route_con
 
 /* ---- publish ---- */
 
-/* The event with seq and ts spliced in before its closing brace. */
-static void stamp(struct mw_buf *b, const char *json, size_t len, uint64_t seq, uint64_t ts)
+/* The event without its closing brace, ready for more fields: what the publish
+ * script and stamp() complete with seq and ts. */
+static void event_head(struct mw_buf *b, const char *json, size_t len)
 {
     mw_buf_append(b, json, len - 1);
     if (len > 2)
         mw_buf_putc(b, ',');
+}
+
+/* The event with seq and ts spliced in before its closing brace. */
+static void stamp(struct mw_buf *b, const char *json, size_t len, uint64_t seq, uint64_t ts)
+{
+    event_head(b, json, len);
     if (seq)
         mw_buf_printf(b, "\"seq\":%" PRIu64 ",", seq);
     mw_buf_printf(b, "\"ts\":%" PRIu64 "}", ts);
@@ -298,9 +305,7 @@ void mw_history_publish(const char *room, const struct mw_route_config *rc, cons
     snprintf(ts_s, sizeof ts_s, "%" PRIu64, ts);
     mw_broker_room_channel(room, channel, sizeof channel, &cmd);
     struct mw_buf head = { 0 }, phead = { 0 };
-    mw_buf_append(&head, json, len - 1);
-    if (len > 2)
-        mw_buf_putc(&head, ',');
+    event_head(&head, json, len);
     mw_broker_payload_head(&phead, msg_flags, true);
     const char *args[] = { epoch, keep, size, ttl, ts_s, head.p, cmd, channel, phead.p };
     size_t lens[] = { strlen(epoch), strlen(keep), strlen(size), strlen(ttl), strlen(ts_s),

@@ -25,6 +25,7 @@
 #include "presence.h"
 #include "redis.h"
 #include "room.h"
+#include "userid.h"
 #include "util.h"
 
 static const struct mw_config *config;
@@ -52,9 +53,16 @@ static int reply_json(struct lws *wsi, int status, struct mw_buf *b)
     return mw_http_reply(wsi, status, "application/json", b->p, b->len);
 }
 
+struct mw_api_stats mw_api_stats;
+
 static int reply_error(struct lws *wsi, int status, const char *code, const char *message)
 {
     struct mw_buf b = { 0 };
+    if (status == 401)
+        mw_api_stats.unauthorized++;
+    else if (status >= 400 && status < 500)
+        mw_api_stats.refused++;
+    mw_log_info("api refused", "status=%d code=%s", status, code);
     mw_buf_puts(&b, "{\"error\":");
     mw_jsonw_str(&b, code);
     mw_buf_puts(&b, ",\"message\":");
@@ -63,6 +71,45 @@ static int reply_error(struct lws *wsi, int status, const char *code, const char
     int rc = reply_json(wsi, status, &b);
     mw_buf_free(&b);
     return rc;
+}
+
+/* The Content-Length of the request: 0 with *len set, -1 when absent, -2 when it is
+ * not a plain decimal number. */
+static int content_length(struct lws *wsi, size_t *len)
+{
+    char v[32];
+    int n = lws_hdr_copy(wsi, v, sizeof v, WSI_TOKEN_HTTP_CONTENT_LENGTH);
+    if (lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH) <= 0)
+        return -1;
+    if (n <= 0 || n > 19 || strspn(v, "0123456789") != (size_t)n)
+        return -2;
+    *len = (size_t)strtoull(v, NULL, 10);
+    return 0;
+}
+
+int mw_api_precheck(struct lws *wsi, bool post)
+{
+    size_t len = 0;
+    int rc;
+    if (!mw_api_authorized(wsi)) {
+        rc = reply_error(wsi, 401, "unauthorized", "missing or wrong API key (Authorization: Bearer KEY)");
+    } else if (!post) {
+        return 1;
+    } else if (lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_TRANSFER_ENCODING) > 0) {
+        rc = reply_error(wsi, 411, "bad_message",
+                         "chunked request bodies are not accepted: send a Content-Length");
+    } else {
+        int cl = content_length(wsi, &len);
+        if (cl == -1)
+            rc = reply_error(wsi, 411, "bad_message", "a POST needs a Content-Length");
+        else if (cl == -2)
+            rc = reply_error(wsi, 400, "bad_message", "Content-Length must be a decimal number");
+        else if (len > MW_API_MAX_BODY)
+            rc = reply_error(wsi, 413, "bad_message", "the request body is over 64KiB");
+        else
+            return 1;
+    }
+    return post ? -1 : rc; /* a body left unread would be taken for the next request */
 }
 
 /* Compares without an early exit, so response time does not leak the key. */
@@ -75,7 +122,7 @@ static int same_secret(const char *a, const char *b)
     return diff == 0;
 }
 
-static int authorized(struct lws *wsi)
+int mw_api_authorized(struct lws *wsi)
 {
     char h[512];
     if (!config || !config->napi_keys)
@@ -108,7 +155,11 @@ static int decode_body(struct lws *wsi, const char *body, size_t len, int *rc)
         luaL_openlibs(J);
     }
     lua_settop(J, 0);
-    if (mw_json_decode(J, body ? body : "", len, err, sizeof err) < 0) {
+    if (!len) {
+        *rc = reply_error(wsi, 400, "bad_json", "the request body is empty (send a JSON object)");
+        return -1;
+    }
+    if (mw_json_decode(J, body, len, err, sizeof err) < 0) {
         *rc = reply_error(wsi, 400, "bad_json", err);
         return -1;
     }
@@ -277,9 +328,7 @@ static int api_notify(struct lws *wsi, struct mw_http_req *req, const char *body
     if (decode_body(wsi, body, len, &rc) < 0)
         return rc;
     const char *user = field("user", &ulen);
-    const char *bad = user ? mw_inbox_user_error(user, ulen) : "user must be a string of 1..128 bytes";
-    if (!bad && strlen(user) != ulen)
-        bad = "user must not contain NUL bytes";
+    const char *bad = user ? mw_user_id_error(user, ulen) : "user must be a string of 1..128 bytes";
     if (bad) {
         lua_settop(J, 0);
         return reply_error(wsi, 400, "bad_message", bad);
@@ -384,8 +433,11 @@ static int api_disconnect(struct lws *wsi, const char *body, size_t len)
     if (decode_body(wsi, body, len, &rc) < 0)
         return rc;
     const char *user = field("user", &ulen);
-    if (!user || !ulen || ulen > 128)
-        return reply_error(wsi, 400, "bad_message", "user must be a string of 1..128 bytes");
+    const char *bad = user ? mw_user_id_error(user, ulen) : "user must be a string of 1..128 bytes";
+    if (bad) {
+        lua_settop(J, 0);
+        return reply_error(wsi, 400, "bad_message", bad);
+    }
     uint32_t closed = 0;
     struct mw_user *u = mw_user_find(user);
     for (struct mw_conn *c = u ? u->conns : NULL; c; c = c->user_next) {
@@ -406,7 +458,7 @@ static int api_disconnect(struct lws *wsi, const char *body, size_t len)
 int mw_api_call(struct lws *wsi, struct mw_http_req *req, const char *method, const char *path,
                 const char *body, size_t len)
 {
-    if (!authorized(wsi))
+    if (!mw_api_authorized(wsi))
         return reply_error(wsi, 401, "unauthorized", "missing or wrong API key (Authorization: Bearer KEY)");
     int post = strcmp(method, "POST") == 0;
     if (strcmp(path, "/api/publish") == 0)

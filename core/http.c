@@ -200,7 +200,11 @@ static int serve_file(struct lws *wsi, const char *path)
 int mw_http_request(struct lws *wsi, const char *uri, struct mw_http_req **req)
 {
     if (mw_api_is_call(uri)) {
-        if (lws_hdr_total_length(wsi, WSI_TOKEN_POST_URI) > 0) { /* the body comes next */
+        bool post = lws_hdr_total_length(wsi, WSI_TOKEN_POST_URI) > 0;
+        int pre = mw_api_precheck(wsi, post); /* the key before any body is read */
+        if (pre != 1)
+            return pre;
+        if (post) { /* the body comes next */
             *req = mw_calloc(1, sizeof **req);
             snprintf((*req)->path, sizeof (*req)->path, "%s", uri);
             return 0;
@@ -246,6 +250,8 @@ int mw_http_body(struct mw_http_req *req, const char *in, size_t len)
 {
     if (!req)
         return -1;
+    if (!len) /* lws announces an explicit Content-Length: 0 with (NULL, 0) */
+        return 0;
     if (req->len + len > MW_API_MAX_BODY) {
         req->too_big = 1;
         return 0;

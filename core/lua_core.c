@@ -101,7 +101,10 @@ static int l_report_error(lua_State *L)
 static int l_dedup_begin(lua_State *L)
 {
     struct mw_conn *c = mw_lua_check_conn(L, 1);
-    const char *key = luaL_checkstring(L, 2), *reply = NULL;
+    size_t klen;
+    const char *key = luaL_checklstring(L, 2, &klen), *reply = NULL;
+    if (strlen(key) != klen) /* the window's keys are C strings */
+        luaL_argerror(L, 2, "key must not contain NUL bytes");
     static const char *names[] = { "new", "running", "done" };
     struct mw_session *s = c ? mw_conn_session(c) : NULL;
     int st = s ? mw_session_dedup_begin(s, key, &reply) : MW_DEDUP_NEW;

@@ -16,6 +16,7 @@
 #include <uv.h>
 
 #include "api.h"
+#include "auth.h"
 #include "broker.h"
 #include "conn.h"
 #include "http.h"
@@ -143,36 +144,35 @@ static int on_filter(struct lws *wsi)
 
 static int on_established(struct lws *wsi, struct session *s)
 {
-    char path[256], user[160] = "", remote[64] = "";
+    char path[256], user[MW_USER_ID_MAX + 1] = "", remote[64] = "";
+    const char *bad_user = NULL;
     request_path(wsi, path, sizeof path);
     struct mw_route *route = mw_server_route(path);
     if (!route)
         return -1;
-    if (mw_srv.cfg->user_param) {
-        /* lws_get_urlarg_by_name matches "name=" at the start of each argument. */
-        const char *v = lws_get_urlarg_by_name(wsi, "user=", user, sizeof user);
-        if (v && v != user)
-            memmove(user, v, strlen(v) + 1);
-        if (!v || strlen(user) > 128)
-            user[0] = '\0';
-    }
+    if (mw_srv.cfg->user_param)
+        mw_auth_user_param(wsi, user, &bad_user);
     /* ?session=ID: this connection shares its window of message ids with the user's
      * earlier connections in that session (session.h). */
-    char sid[MW_SESSION_ID_MAX + 16] = "";
-    const char *sv = lws_get_urlarg_by_name(wsi, "session=", sid, sizeof sid);
-    if (sv && sv != sid)
-        memmove(sid, sv, strlen(sv) + 1);
-    const char *bad_sid = sv ? mw_session_id_error(sid, strlen(sid)) : NULL;
+    char sid[MW_SESSION_ID_MAX + 1] = "";
+    size_t sidlen = 0;
+    int sv = mw_auth_query_arg(wsi, "session", sid, sizeof sid, &sidlen);
+    const char *bad_sid = sv < 0 ? mw_session_id_error(sid, MW_SESSION_ID_MAX + 1)
+                        : sv > 0 ? mw_session_id_error(sid, sidlen) : NULL;
     lws_get_peer_simple(wsi, remote, sizeof remote);
     struct mw_conn *c = mw_conn_new(wsi, route, user[0] ? user : NULL, remote);
     s->conn = c;
-    if (sv && !bad_sid)
+    if (sv > 0 && !bad_sid)
         mw_conn_join_session(c, sid);
     mw_server_conn_opened(c);
     if (bad_sid) {
         mw_log_info("bad session id", "conn=%s", c->id);
         send_error(c, "bad_message", bad_sid);
         mw_conn_close(c, LWS_CLOSE_STATUS_POLICY_VIOLATION, "bad session id");
+    } else if (bad_user) {
+        mw_log_info("bad user parameter", "conn=%s reason=\"%s\"", c->id, bad_user);
+        send_error(c, "bad_message", bad_user);
+        mw_conn_close(c, LWS_CLOSE_STATUS_POLICY_VIOLATION, "bad user");
     }
     return 0;
 }

@@ -41,6 +41,14 @@ local function valid_id(id)
   return t == "number" and id == floor(id) and id >= -2^53 and id <= 2^53
 end
 
+-- The key of an id in the session's window: "s:<id>", "n:<integer>", or "x:<hex>" for a
+-- string with NUL bytes (the window is keyed by C strings: "a\0b" must not be "a").
+local function dedup_key(id)
+  if type(id) ~= "string" then return format("n:%d", id) end
+  if not id:find("\0", 1, true) then return "s:" .. id end
+  return "x:" .. (id:gsub(".", function(c) return format("%02x", c:byte()) end))
+end
+
 -- Returns the error message for a bad envelope, or nil.
 local function check_envelope(msg)
   local t = msg.type
@@ -97,7 +105,7 @@ function M.message(app, conn, payload, binary)
   end
 
   -- A repeated id is answered with the first reply; the handler runs once.
-  local key = (type(id) == "string" and "s:" .. id) or format("n:%d", id)
+  local key = dedup_key(id)
   local state, reply, session = core.dedup_begin(conn, key)
   local user = conn.user
   if state == "done" then return conn:send(reply or { type = "ack", id = id }) end

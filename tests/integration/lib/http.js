@@ -2,6 +2,7 @@
 'use strict';
 
 const http = require('node:http');
+const net = require('node:net');
 
 // request(method, url, { headers, body, timeout }) -> { status, headers, text, json }.
 // `body` objects are sent as JSON; `json` is the parsed body or undefined.
@@ -36,4 +37,34 @@ function request(method, url, { headers = {}, body, timeout = 3000 } = {}) {
   });
 }
 
-module.exports = { request };
+// Sends `bytes` (a string or Buffer, exactly as given) to 127.0.0.1:port and collects
+// what comes back until the server closes or `ms` pass: { status, head, body, closed }.
+// For requests node's http module will not send (no Content-Length, bad headers).
+function rawRequest(port, bytes, ms = 3000) {
+  return new Promise((resolve) => {
+    const chunks = [];
+    let done = false;
+    const socket = net.connect(port, '127.0.0.1', () => socket.write(bytes));
+    const finish = (closed) => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      socket.destroy();
+      const text = Buffer.concat(chunks).toString('latin1');
+      const m = /^HTTP\/1\.[01] (\d{3})/.exec(text);
+      const split = text.indexOf('\r\n\r\n');
+      resolve({
+        status: m ? Number(m[1]) : 0,
+        head: split >= 0 ? text.slice(0, split) : text,
+        body: split >= 0 ? text.slice(split + 4) : '',
+        closed,
+      });
+    };
+    const timer = setTimeout(() => finish(false), ms);
+    socket.on('data', (c) => chunks.push(c));
+    socket.on('close', () => finish(true));
+    socket.on('error', () => finish(true));
+  });
+}
+
+module.exports = { request, rawRequest };

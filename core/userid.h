@@ -1,0 +1,15 @@
+/* userid.h - the one rule for user ids, whatever their source (the `user` query
+ * parameter, a token's `sub`, the HTTP API, Lua): 1..128 bytes of valid UTF-8 without
+ * control characters. Ids go into every frame that names a user (hello, presence,
+ * `from`), into Redis keys and into log lines, so nothing else may pass. Leaf module. */
+#ifndef MW_USERID_H
+#define MW_USERID_H
+
+#include <stddef.h>
+
+#define MW_USER_ID_MAX 128
+
+/* NULL when id[0..len) is a valid user id, else why not (a sentence for the client). */
+const char *mw_user_id_error(const char *id, size_t len);
+
+#endif

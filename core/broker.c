@@ -24,6 +24,7 @@
 #include "redis.h"
 #include "room.h"
 #include "server.h"
+#include "utf8.h"
 #include "util.h"
 
 #define ROOM_CHANNEL "mw:room:"
@@ -32,7 +33,7 @@
 /* A payload flag above the frame flags (MW_MSG_*). */
 #define ORIGIN_TOO 0x100u
 
-uint64_t mw_broker_dropped;
+uint64_t mw_broker_dropped, mw_broker_invalid;
 static bool clustered, sharded;
 
 bool mw_broker_clustered(void)
@@ -144,6 +145,11 @@ uint32_t mw_broker_user(const char *user, struct mw_msg *m)
 /* An event from another node: frame it once, deliver to the local members. */
 static void on_message(const char *channel, const char *payload, size_t len)
 {
+    if (!mw_utf8_valid(payload, len)) { /* nothing from Redis goes out unchecked */
+        mw_broker_invalid++;
+        mw_log_warn("invalid UTF-8 from Redis: dropped", "bytes=%zu", len);
+        return;
+    }
     const char *end = payload + len, *p = payload;
     const char *node = p, *nl = memchr(p, '\n', (size_t)(end - p));
     if (!nl)

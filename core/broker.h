@@ -38,7 +38,8 @@ bool mw_broker_clustered(void);
 void mw_broker_room_channel(const char *room, char *channel, size_t n, const char **publish_cmd);
 void mw_broker_payload_head(struct mw_buf *b, unsigned msg_flags, bool origin_too);
 
-/* Events published to other nodes that could not be (Redis down). */
-extern uint64_t mw_broker_dropped;
+/* Events published to other nodes that could not be (Redis down); payloads from Redis
+ * dropped for not being UTF-8. */
+extern uint64_t mw_broker_dropped, mw_broker_invalid;
 
 #endif

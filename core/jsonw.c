@@ -1,5 +1,9 @@
-/* jsonw.c - JSON string escaping for core-generated events. */
+/* jsonw.c - JSON string escaping for core-generated events. Text that is not valid
+ * UTF-8 (a file path in a reload error, bytes from a script) gets U+FFFD for each bad
+ * byte: a frame that browsers refuse would disconnect its every recipient. */
 #include "jsonw.h"
+
+#include "utf8.h"
 
 void mw_jsonw_strn(struct mw_buf *b, const char *s, size_t n)
 {
@@ -18,6 +22,14 @@ void mw_jsonw_strn(struct mw_buf *b, const char *s, size_t n)
             if (c < 0x20) {
                 char e[6] = { '\\', 'u', '0', '0', hex[c >> 4], hex[c & 15] };
                 mw_buf_append(b, e, 6);
+            } else if (c >= 0x80) {
+                size_t len = mw_utf8_seq(s + i, s + n);
+                if (len) {
+                    mw_buf_append(b, s + i, len);
+                    i += len - 1;
+                } else {
+                    mw_buf_append(b, "\xef\xbf\xbd", 3); /* U+FFFD */
+                }
             } else {
                 mw_buf_putc(b, (char)c);
             }

@@ -31,10 +31,12 @@ void mw_lua_push_conn(lua_State *L, struct mw_conn *c);
 struct mw_conn *mw_lua_check_conn(lua_State *L, int idx);
 
 /* Frames the value at idx: a string as is (text, or binary when `binary`), anything
- * else JSON-encoded as text. Raises a Lua error when it cannot be encoded. */
+ * else JSON-encoded as text. Raises a Lua error when it cannot be encoded, or when a
+ * text frame would not be valid UTF-8. */
 struct mw_msg *mw_lua_to_msg(lua_State *L, int idx, bool binary, unsigned flags);
 
-/* Validates a room name argument (1..128 bytes, no control characters); raises. */
+/* Validates a room name argument (1..128 bytes of UTF-8, no control characters);
+ * raises. */
 const char *mw_lua_check_room(lua_State *L, int idx);
 
 /* Cancels what the core module keeps waiting (sleep timers) at shutdown. */

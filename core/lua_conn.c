@@ -14,6 +14,7 @@
 #include "presence.h"
 #include "room.h"
 #include "server.h"
+#include "utf8.h"
 #include "util.h"
 
 #define CONN_MT "moonwire.conn"
@@ -31,6 +32,10 @@ struct mw_msg *mw_lua_to_msg(lua_State *L, int idx, bool binary, unsigned flags)
     size_t len;
     if (lua_type(L, idx) == LUA_TSTRING) {
         const char *s = lua_tolstring(L, idx, &len);
+        size_t bad = binary ? len : mw_utf8_check(s, len);
+        if (bad < len) /* a browser would drop the connection on this frame */
+            luaL_error(L, "invalid UTF-8 at byte %d of a text frame (send binary data as binary)",
+                       (int)bad);
         return mw_msg_new(binary ? MW_OP_BINARY : MW_OP_TEXT, s, len, flags);
     }
     mw_buf_reset(&scratch);

@@ -14,8 +14,10 @@
  * - A number literal that overflows a double (1e400) is a decode error, so decoding
  *   never produces an infinity that could not be encoded back.
  * - On an encode error, out is truncated back to its length before the call.
- * - The Lua-level decode does not check UTF-8: the server validates frames before they
- *   reach here, and other bytes >= 0x80 pass through both ways. */
+ * - Strings must be valid UTF-8 both ways (decode: bad_json; encode: an error): JSON
+ *   text is UTF-8 (RFC 8259), and text the server stores and sends is read by browsers,
+ *   which drop a connection on the first invalid byte. A \u escape of a lone
+ *   surrogate is refused for the same reason; \u0000 is valid and kept. */
 #include "lua_json.h"
 
 #include <math.h>
@@ -26,6 +28,7 @@
 
 #include <lauxlib.h>
 
+#include "utf8.h"
 #include "util.h"
 
 /* 2^53: integral doubles below this in magnitude are exact and printed as integers. */
@@ -56,11 +59,12 @@ struct dec {
     size_t errlen;
 };
 
-/* Bytes that end a run of literal string content. */
+/* Bytes that end a run of literal string content: 1 for the end of it (a quote, an
+ * escape, a control character), 2 for the start of a multi-byte sequence to check. */
 static const char str_special[256] = {
     1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
     1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
-    ['"'] = 1, ['\\'] = 1,
+    ['"'] = 1, ['\\'] = 1, [0x80 ... 0xff] = 2,
 };
 
 /* Sets "<what> at offset N" and returns -1. */
@@ -287,6 +291,25 @@ static const char *dec_escape(struct dec *d, luaL_Buffer *b, const char *esc)
     return esc + 2;
 }
 
+/* Skips literal string content from p: returns the first quote, backslash or control
+ * character (or the end), or NULL with the error set at a byte that is not UTF-8. */
+static const char *skip_literal(struct dec *d, const char *p)
+{
+    const char *end = d->end;
+    for (;;) {
+        while (p < end && !str_special[(unsigned char)*p])
+            p++;
+        if (p == end || str_special[(unsigned char)*p] != 2)
+            return p;
+        size_t n = mw_utf8_seq(p, end);
+        if (!n) {
+            fail(d, p, "invalid UTF-8 in string");
+            return NULL;
+        }
+        p += n;
+    }
+}
+
 /* The slow path of dec_string: the string starting at quote has an escape (or an
  * error) at p; everything in [quote + 1, p) is literal. */
 static int dec_string_escaped(struct dec *d, const char *quote, const char *p)
@@ -313,8 +336,8 @@ static int dec_string_escaped(struct dec *d, const char *quote, const char *p)
         run = dec_escape(d, &b, p);
         if (!run)
             return p + 1 >= end ? fail(d, quote, "unterminated string") : -1;
-        for (p = run; p < end && !str_special[(unsigned char)*p]; p++)
-            ;
+        if (!(p = skip_literal(d, run)))
+            return -1;
     }
     luaL_pushresult(&b);
     d->p = p + 1;
@@ -324,10 +347,10 @@ static int dec_string_escaped(struct dec *d, const char *quote, const char *p)
 /* Decodes the string at the cursor (which is on its opening quote). */
 static int dec_string(struct dec *d)
 {
-    const char *quote = d->p, *p = quote + 1, *end = d->end;
+    const char *quote = d->p, *p = skip_literal(d, quote + 1), *end = d->end;
 
-    while (p < end && !str_special[(unsigned char)*p])
-        p++;
+    if (!p)
+        return -1;
     if (p < end && *p == '"') {
         lua_pushlstring(d->L, quote + 1, (size_t)(p - quote - 1));
         d->p = p + 1;
@@ -483,11 +506,11 @@ struct enc {
 };
 
 /* For each byte: 0 to copy it as is, else the letter after the backslash ('u' means
- * \u00XX). */
+ * \u00XX), or 'U' for the start of a multi-byte sequence to check. */
 static const char esc_tab[256] = {
     'u', 'u', 'u', 'u', 'u', 'u', 'u', 'u', 'b', 't', 'n', 'u', 'f', 'r', 'u', 'u',
     'u', 'u', 'u', 'u', 'u', 'u', 'u', 'u', 'u', 'u', 'u', 'u', 'u', 'u', 'u', 'u',
-    ['"'] = '"', ['\\'] = '\\',
+    ['"'] = '"', ['\\'] = '\\', [0x80 ... 0xff] = 'U',
 };
 
 static int enc_fail(struct enc *e, const char *fmt, const char *arg)
@@ -497,11 +520,13 @@ static int enc_fail(struct enc *e, const char *fmt, const char *arg)
     return -1;
 }
 
-/* Appends s[0..n) quoted, copying runs of plain bytes in one go. */
-static void enc_string(struct mw_buf *out, const char *s, size_t n)
+/* Appends s[0..n) quoted, copying runs of plain bytes in one go; fails on bytes that
+ * are not UTF-8. */
+static int enc_string(struct enc *e, const char *s, size_t n)
 {
     static const char hex[] = "0123456789abcdef";
     const unsigned char *p = (const unsigned char *)s, *end = p + n, *run = p;
+    struct mw_buf *out = e->out;
 
     mw_buf_reserve(out, n + 2);
     mw_buf_putc(out, '"');
@@ -509,6 +534,16 @@ static void enc_string(struct mw_buf *out, const char *s, size_t n)
         char c = esc_tab[*p];
         if (!c)
             continue;
+        if (c == 'U') {
+            size_t len = mw_utf8_seq((const char *)p, (const char *)end);
+            if (!len) {
+                char what[64];
+                snprintf(what, sizeof what, "byte %zu of a string", (size_t)(p - (const unsigned char *)s));
+                return enc_fail(e, "invalid UTF-8 at %s", what);
+            }
+            p += len - 1;
+            continue;
+        }
         mw_buf_append(out, run, (size_t)(p - run));
         if (c == 'u') {
             char u[6] = { '\\', 'u', '0', '0', hex[*p >> 4], hex[*p & 15] };
@@ -521,6 +556,7 @@ static void enc_string(struct mw_buf *out, const char *s, size_t n)
     }
     mw_buf_append(out, run, (size_t)(end - run));
     mw_buf_putc(out, '"');
+    return 0;
 }
 
 /* Appends an integer known to be exact (|v| < 2^53); -0 comes out as "0". */
@@ -576,8 +612,7 @@ static int enc_key(struct enc *e, int idx)
     if (t == LUA_TSTRING) {
         size_t n;
         const char *s = lua_tolstring(L, idx, &n); /* already a string: no conversion */
-        enc_string(e->out, s, n);
-        return 0;
+        return enc_string(e, s, n);
     }
     if (t == LUA_TNUMBER && is_exact_int(lua_tonumber(L, idx))) {
         mw_buf_putc(e->out, '"');
@@ -700,8 +735,7 @@ static int enc_value(struct enc *e, int idx, int depth)
     case LUA_TSTRING: {
         size_t n;
         const char *s = lua_tolstring(L, idx, &n);
-        enc_string(e->out, s, n);
-        return 0;
+        return enc_string(e, s, n);
     }
     case LUA_TTABLE:
         return enc_table(e, idx, depth + 1);

@@ -26,7 +26,8 @@ int mw_json_decode(lua_State *L, const char *s, size_t len, char *err, size_t er
  * Tables: array_mt or a non-empty sequence 1..n -> array; otherwise object (keys must
  * be strings, or integers written as strings); an empty plain table -> {}.
  * Numbers: integral values with |v| < 2^53 print without a fraction; others with %.17g.
- * Strings are escaped (", \, control characters as \uXXXX); other bytes pass as is. */
+ * Strings are escaped (", \, control characters as \uXXXX) and must be valid UTF-8
+ * (decode: the same, else an error naming the offset). */
 int mw_json_encode(lua_State *L, int idx, struct mw_buf *out, char *err, size_t errlen);
 
 /* Pushes the module table: encode(v) -> string (raises on error), decode(s) -> value |

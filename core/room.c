@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "utf8.h"
 #include "util.h"
 
 static struct mw_map rooms;
@@ -19,6 +20,8 @@ const char *mw_room_name_error(const char *name, size_t len)
     for (size_t i = 0; i < len; i++)
         if ((unsigned char)name[i] < 0x20 || name[i] == 0x7f)
             return "room must not contain control characters";
+    if (!mw_utf8_valid(name, len))
+        return "room must be valid UTF-8";
     return NULL;
 }
 

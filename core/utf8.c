@@ -5,9 +5,9 @@
 #include <stdint.h>
 #include <string.h>
 
-/* The length of the valid sequence at p (at most end - p bytes), or 0. */
-static size_t sequence(const unsigned char *p, const unsigned char *end)
+size_t mw_utf8_seq(const char *s, const char *e)
 {
+    const unsigned char *p = (const unsigned char *)s, *end = (const unsigned char *)e;
     unsigned char c = p[0];
     size_t n;
     unsigned char lo = 0x80, hi = 0xbf; /* range of the second byte */
@@ -59,7 +59,7 @@ size_t mw_utf8_check(const char *s, size_t len)
             p++;
             continue;
         }
-        size_t n = sequence(p, end);
+        size_t n = mw_utf8_seq((const char *)p, (const char *)end);
         if (!n)
             return (size_t)(p - (const unsigned char *)s);
         p += n;

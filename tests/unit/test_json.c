@@ -213,16 +213,20 @@ static void test_roundtrip_nested(void **state)
                         "[1,{\"a\":[]},\"x\"]");
 }
 
+/* Every byte below 0x80 and one sequence of each UTF-8 length, through encode and
+ * decode and back. */
 static void test_roundtrip_all_bytes(void **state)
 {
     lua_State *L = *state;
     struct mw_buf b = { 0 };
-    char s[256], err[128];
+    static const char wide[] = "\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80\xf4\x8f\xbf\xbf";
+    char s[128 + sizeof wide - 1], err[128];
     const char *back;
     size_t n;
 
-    for (int i = 0; i < 256; i++)
+    for (int i = 0; i < 128; i++)
         s[i] = (char)i;
+    memcpy(s + 128, wide, sizeof wide - 1);
     lua_pushlstring(L, s, sizeof s);
     assert_int_equal(mw_json_encode(L, -1, &b, err, sizeof err), 0);
     lua_pop(L, 1);
@@ -232,6 +236,29 @@ static void test_roundtrip_all_bytes(void **state)
     assert_memory_equal(back, s, sizeof s);
     lua_pop(L, 1);
     mw_buf_free(&b);
+}
+
+/* Text that is not UTF-8 is refused both ways, wherever it sits (a browser drops the
+ * connection on the first invalid byte of a text frame). */
+static void test_invalid_utf8(void **state)
+{
+    lua_State *L = *state;
+
+    DECODE_ERR(L, "\"ab\xff\"", "invalid UTF-8 in string at offset 3");
+    DECODE_ERR(L, "\"\xc0\xaf\"", "invalid UTF-8 in string at offset 1");      /* overlong */
+    DECODE_ERR(L, "\"\xed\xa0\x80\"", "invalid UTF-8 in string at offset 1");  /* surrogate */
+    DECODE_ERR(L, "\"\xf4\x90\x80\x80\"", "invalid UTF-8 in string at offset 1");
+    DECODE_ERR(L, "\"\xe2\x82\"", "invalid UTF-8 in string at offset 1");     /* truncated */
+    DECODE_ERR(L, "\"a\\n\xfe\"", "invalid UTF-8 in string at offset 4"); /* after an escape */
+    DECODE_ERR(L, "{\"k\xff\":1}", "invalid UTF-8 in string at offset 3");   /* in a key */
+    DECODE_ERR(L, "[\"ok\",\"\xc3\"]", "invalid UTF-8 in string at offset 7");
+
+    assert_encode_error_lua(L, "return 'ab\\255'", "invalid UTF-8 at byte 2 of a string");
+    assert_encode_error_lua(L, "return {x = {'\\237\\160\\128'}}",
+                            "invalid UTF-8 at byte 0 of a string");
+    assert_encode_error_lua(L, "return {['k\\192\\175'] = 1}",
+                            "invalid UTF-8 at byte 1 of a string");
+    assert_encodes_lua(L, "return 'caf\\195\\169'", "\"caf\xc3\xa9\"");
 }
 
 /* ---- decoding ---- */
@@ -747,6 +774,7 @@ int main(void)
         T(test_roundtrip_empty_containers),
         T(test_roundtrip_nested),
         T(test_roundtrip_all_bytes),
+        T(test_invalid_utf8),
         T(test_decode_types),
         T(test_decode_strings),
         T(test_decode_long_strings),

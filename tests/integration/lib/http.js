@@ -5,13 +5,14 @@ const http = require('node:http');
 const net = require('node:net');
 
 // request(method, url, { headers, body, timeout }) -> { status, headers, text, json }.
-// `body` objects are sent as JSON; `json` is the parsed body or undefined.
+// `body` objects are sent as JSON, strings and Buffers as they are; `json` is the
+// parsed body or undefined.
 function request(method, url, { headers = {}, body, timeout = 3000 } = {}) {
   return new Promise((resolve, reject) => {
     let payload;
     const h = { ...headers };
     if (body !== undefined) {
-      payload = typeof body === 'string' ? body : JSON.stringify(body);
+      payload = typeof body === 'string' || Buffer.isBuffer(body) ? body : JSON.stringify(body);
       if (!h['content-type']) h['content-type'] = 'application/json';
       h['content-length'] = Buffer.byteLength(payload);
     }

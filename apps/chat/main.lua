@@ -54,7 +54,7 @@ app:on("sync", function(conn, msg)
   if type(d) ~= "table" then mw.fail("bad_message", "data must be {since, epoch?}") end
   local since, epoch = d.since, d.epoch
   if type(since) ~= "number" or since < 0 or since > 2^53 or since ~= math.floor(since) then
-    mw.fail("bad_message", "since must be an integer from 0 to 2^53")
+    mw.fail("bad_message", "since must be a non-negative integer (at most 2^53)")
   end
   if epoch ~= nil and type(epoch) ~= "string" then
     mw.fail("bad_message", "epoch must be a string")

@@ -1,5 +1,6 @@
 /* map.h - string-keyed hash map (open addressing, linear probing, backward-shift
- * deletion). Keys are not copied: the entry's value owns its key, which must stay
+ * deletion), hashed with SipHash under a random per-process key so that keys chosen
+ * by clients cannot be made to collide. Keys are not copied: the entry's value owns its key, which must stay
  * valid and unchanged while the entry is in the map. Leaf module. */
 #ifndef MW_MAP_H
 #define MW_MAP_H

@@ -1087,6 +1087,7 @@ static const struct field limits_fields[] = {
     { "burst", K_NUM, .off = CFG(burst), .min = 1 },
     { "max_connections", K_U32, .off = CFG(max_connections), .min = 1 },
     { "slow_handler", K_MS, .off = CFG(slow_handler_ms) },
+    { "handler_timeout", K_MS, .off = CFG(handler_timeout_ms) },
     { NULL },
 };
 
@@ -1149,6 +1150,7 @@ static void set_defaults(struct mw_config *cfg, const char *source, const char *
     cfg->burst = 100;
     cfg->max_connections = 100000;
     cfg->slow_handler_ms = 100;
+    cfg->handler_timeout_ms = 1000;
     cfg->inbox_size = 100;
     cfg->inbox_ttl_ms = 168 * 3600 * 1000ull; /* a week */
     cfg->inbox_max_item = 4096;

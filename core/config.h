@@ -55,6 +55,8 @@ struct mw_config {
     double burst;             /* 100 */
     uint32_t max_connections; /* 100000 */
     uint64_t slow_handler_ms; /* `limits.slow_handler` (default 100ms): log handlers slower */
+    uint64_t handler_timeout_ms; /* `limits.handler_timeout` (1s): Lua code holding the loop
+                                    longer is stopped (watchdog.h); 0 = never */
 
     char *redis_url;          /* NULL when absent */
     char **redis_cluster;     /* seed URLs, NULL-terminated count in nredis_cluster */

@@ -96,7 +96,33 @@ static int l_report_error(lua_State *L)
     return 0;
 }
 
-/* core.dedup_begin(conn, key) -> "new" | "running" | "done", reply, session: the
+/* Records (or, with id nil, forgets) the id of the message the running coroutine L
+ * handles, for the answer script.c gives when the watchdog stops the handler. */
+static void note_reply(lua_State *L, const char *key, int id_idx, struct mw_conn *c,
+                       struct mw_session *s)
+{
+    lua_getfield(L, LUA_REGISTRYINDEX, MW_SCRIPT_REPLIES);
+    lua_pushthread(L);
+    if (id_idx) {
+        lua_createtable(L, 0, 4);
+        lua_pushstring(L, key);
+        lua_setfield(L, -2, "key");
+        lua_pushvalue(L, id_idx);
+        lua_setfield(L, -2, "id");
+        if (s && mw_session_sid(s)) {
+            lua_pushstring(L, c->user->id);
+            lua_setfield(L, -2, "user");
+            lua_pushstring(L, mw_session_sid(s));
+            lua_setfield(L, -2, "sid");
+        }
+    } else {
+        lua_pushnil(L);
+    }
+    lua_rawset(L, -3);
+    lua_pop(L, 1);
+}
+
+/* core.dedup_begin(conn, key, id) -> "new" | "running" | "done", reply, session: the
  * session's id (nil when private) for dedup_end, whose connection may be gone by then. */
 static int l_dedup_begin(lua_State *L)
 {
@@ -108,6 +134,8 @@ static int l_dedup_begin(lua_State *L)
     static const char *names[] = { "new", "running", "done" };
     struct mw_session *s = c ? mw_conn_session(c) : NULL;
     int st = s ? mw_session_dedup_begin(s, key, &reply) : MW_DEDUP_NEW;
+    if (st == MW_DEDUP_NEW && c && !lua_isnoneornil(L, 3))
+        note_reply(L, key, 3, c, s);
     /* "done" with no reply: it was too large to keep (the router acks without data) */
     lua_pushstring(L, names[st]);
     if (reply)
@@ -132,6 +160,7 @@ static int l_dedup_end(lua_State *L)
         s = mw_session_find(user, sid);
     if (s)
         mw_session_dedup_end(s, key, reply);
+    note_reply(L, key, 0, NULL, NULL);
     return 0;
 }
 

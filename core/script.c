@@ -20,6 +20,7 @@
 #include "server.h"
 #include "session.h"
 #include "util.h"
+#include "watchdog.h"
 
 #define APP_KEY "moonwire.app"
 
@@ -35,6 +36,7 @@ static struct {
     lua_State *co;
     int ref;
     const char *conn; /* the connection that started it, "" for none */
+    char kind;        /* MW_RUN_* */
     bool waiting;
 } current;
 
@@ -108,6 +110,17 @@ static int pcall_tb(lua_State *L, int nargs, int nresults)
     lua_insert(L, base);
     int rc = lua_pcall(L, nargs, nresults, base);
     lua_remove(L, base);
+    return rc;
+}
+
+/* pcall_tb under the watchdog: code that runs too long fails with an error. */
+static int watched_pcall(struct mw_app *a, lua_State *L, int nargs, int nresults)
+{
+    mw_watchdog_enter(L, a->vm, mw_now_us());
+    int rc = pcall_tb(L, nargs, nresults);
+    char where[160];
+    if (mw_watchdog_leave(where, sizeof where))
+        mw_log_error("lua stopped by the watchdog", "route=%s at=%s", a->route->cfg->path, where);
     return rc;
 }
 
@@ -195,6 +208,13 @@ static struct mw_app *app_load(struct mw_route *route, const char *home, const c
     a->route = route;
     a->refs = 1;
     luaL_openlibs(L);
+    a->vm = mw_watchdog_prepare(L);
+    lua_newtable(L); /* MW_SCRIPT_REPLIES, weak keys: a coroutine's record goes with it */
+    lua_createtable(L, 0, 1);
+    lua_pushliteral(L, "k");
+    lua_setfield(L, -2, "__mode");
+    lua_setmetatable(L, -2);
+    lua_setfield(L, LUA_REGISTRYINDEX, MW_SCRIPT_REPLIES);
     lua_pushlightuserdata(L, a);
     lua_setfield(L, LUA_REGISTRYINDEX, APP_KEY);
     set_path(L, home, script);
@@ -213,7 +233,7 @@ static struct mw_app *app_load(struct mw_route *route, const char *home, const c
 
     lua_getglobal(L, "require");
     lua_pushstring(L, "moonwire.router");
-    if (pcall_tb(L, 1, 1) != 0) {
+    if (watched_pcall(a, L, 1, 1) != 0) {
         first_line(err, errlen, lua_tostring(L, -1));
         goto fail;
     }
@@ -228,7 +248,7 @@ static struct mw_app *app_load(struct mw_route *route, const char *home, const c
         first_line(err, errlen, lua_tostring(L, -1));
         goto fail;
     }
-    if (pcall_tb(L, 0, 1) != 0) {
+    if (watched_pcall(a, L, 0, 1) != 0) { /* the script's top level */
         first_line(err, errlen, lua_tostring(L, -1));
         goto fail;
     }
@@ -252,7 +272,7 @@ struct mw_app *mw_app_new(struct mw_route *route, const char *home, char *err, s
     lua_getfield(L, -1, "moonwire.router");
     lua_getfield(L, -1, "check_app");
     lua_pushvalue(L, -4);
-    if (pcall_tb(L, 1, 1) != 0) {
+    if (watched_pcall(a, L, 1, 1) != 0) {
         char msg[512];
         first_line(msg, sizeof msg, lua_tostring(L, -1));
         snprintf(err, errlen, "%s: %s", script, msg);
@@ -305,19 +325,84 @@ uint32_t mw_script_waiting(void)
     return nwaiting;
 }
 
-/* Resumes co; when it finishes (or fails), unpins it. */
-static void resume(struct mw_app *a, lua_State *co, int ref, int nargs, const char *conn)
+/* A handler the watchdog stopped never got to its answer: the router's own error
+ * path was stopped too. Answers for it as the router would have: a message gets
+ * `internal` (with its id when it had one, recorded by core.dedup_begin, and that id
+ * is closed in the session's window with this answer, so that a resend gets it
+ * again); a connect handler's connection is closed with 1011. */
+static void answer_stopped(struct mw_app *a, lua_State *co, const char *conn_id, char kind)
+{
+    struct mw_conn *c = conn_id[0] ? mw_conn_find(conn_id) : NULL;
+    lua_State *L = a->L;
+    char err[128];
+    if (kind == MW_RUN_CONNECT) {
+        if (c && mw_conn_is_open(c))
+            mw_conn_close(c, 1011, "internal error");
+        return;
+    }
+    if (kind != MW_RUN_MESSAGE)
+        return;
+    int top = lua_gettop(L);
+    lua_getfield(L, LUA_REGISTRYINDEX, MW_SCRIPT_REPLIES);
+    lua_pushthread(co);
+    lua_xmove(co, L, 1);
+    lua_rawget(L, -2); /* the id's record, or nil when the message had no id */
+    int rec = lua_gettop(L);
+    lua_createtable(L, 0, 4);
+    lua_pushliteral(L, "error");
+    lua_setfield(L, -2, "type");
+    if (lua_istable(L, rec)) {
+        lua_getfield(L, rec, "id");
+        lua_setfield(L, -2, "id");
+    }
+    lua_pushliteral(L, "internal");
+    lua_setfield(L, -2, "code");
+    lua_pushliteral(L, "internal error");
+    lua_setfield(L, -2, "message");
+    struct mw_buf frame = { 0 };
+    if (mw_json_encode(L, -1, &frame, err, sizeof err) == 0) {
+        mw_buf_putc(&frame, '\0');
+        if (lua_istable(L, rec)) {
+            lua_getfield(L, rec, "key");
+            lua_getfield(L, rec, "user");
+            lua_getfield(L, rec, "sid");
+            const char *key = lua_tostring(L, -3), *user = lua_tostring(L, -2),
+                       *sid = lua_tostring(L, -1);
+            struct mw_session *s = c ? c->session : NULL;
+            if (!s && user && sid)
+                s = mw_session_find(user, sid);
+            if (s && key)
+                mw_session_dedup_end(s, key, frame.p);
+            lua_pushthread(co);
+            lua_xmove(co, L, 1);
+            lua_pushnil(L);
+            lua_rawset(L, rec - 1);
+        }
+        if (c && mw_conn_is_open(c))
+            mw_conn_send_text(c, frame.p, frame.len - 1);
+    }
+    mw_buf_free(&frame);
+    lua_settop(L, top);
+}
+
+/* Resumes co under the watchdog; when it finishes (or fails), unpins it. */
+static void resume(struct mw_app *a, lua_State *co, int ref, int nargs, const char *conn,
+                   char kind)
 {
     typeof(current) saved = current;
     current.app = a;
     current.co = co;
     current.ref = ref;
     current.conn = conn;
+    current.kind = kind;
     current.waiting = false;
     a->refs++; /* whatever the coroutine does, its state outlives this resume */
 
     uint64_t t0 = mw_now_us();
+    mw_watchdog_enter(co, a->vm, t0);
     int st = lua_resume(co, nargs);
+    char where[160];
+    bool stopped = mw_watchdog_leave(where, sizeof where);
     uint64_t took = mw_now_us() - t0;
     bool waiting = current.waiting;
     current = saved;
@@ -336,6 +421,11 @@ static void resume(struct mw_app *a, lua_State *co, int ref, int nargs, const ch
         mw_log_error("lua error", "route=%s err=\"%s\"", a->route->cfg->path,
                      lua_tostring(a->L, -1));
         lua_pop(a->L, 1);
+        if (stopped) {
+            mw_log_error("handler stopped by the watchdog", "route=%s conn=%s at=%s ms=%.0f",
+                         a->route->cfg->path, conn[0] ? conn : "-", where, (double)took / 1000.0);
+            answer_stopped(a, co, conn, kind);
+        }
     }
     luaL_unref(a->L, LUA_REGISTRYINDEX, ref);
     mw_app_decref(a);
@@ -376,7 +466,9 @@ static bool app_has(struct mw_app *a, const char *name)
     lua_pushcfunction(L, get_field);
     lua_rawgeti(L, LUA_REGISTRYINDEX, a->app_ref);
     lua_pushstring(L, name);
+    mw_watchdog_enter(L, a->vm, mw_now_us());
     bool has = lua_pcall(L, 2, 1, 0) != 0 || lua_toboolean(L, -1);
+    mw_watchdog_leave(NULL, 0);
     lua_pop(L, 1);
     return has; /* on an error, let the router run and report it */
 }
@@ -388,7 +480,7 @@ void mw_script_connect(struct mw_conn *c)
     if (!app_has(a, "connect"))
         return;
     lua_State *co = spawn(a, a->connect_ref, c, &ref);
-    resume(a, co, ref, 2, c->id);
+    resume(a, co, ref, 2, c->id, MW_RUN_CONNECT);
 }
 
 void mw_script_message(struct mw_conn *c, const char *payload, size_t len, bool binary)
@@ -398,7 +490,7 @@ void mw_script_message(struct mw_conn *c, const char *payload, size_t len, bool 
     lua_State *co = spawn(a, a->message_ref, c, &ref);
     lua_pushlstring(co, payload, len);
     lua_pushboolean(co, binary);
-    resume(a, co, ref, 4, c->id);
+    resume(a, co, ref, 4, c->id, MW_RUN_MESSAGE);
 }
 
 void mw_script_disconnect(struct mw_conn *c)
@@ -412,14 +504,14 @@ void mw_script_disconnect(struct mw_conn *c)
     if (!app_has(a, "disconnect"))
         return;
     lua_State *co = spawn(a, a->disconnect_ref, c, &ref);
-    resume(a, co, ref, 2, ""); /* may wait past the close: belongs to no connection */
+    resume(a, co, ref, 2, "", MW_RUN_OTHER); /* may wait past the close: belongs to no connection */
 }
 
 void mw_script_run_ref(struct mw_app *a, int fn_ref)
 {
     int ref;
     lua_State *co = spawn_fn(a, fn_ref, &ref);
-    resume(a, co, ref, 0, "");
+    resume(a, co, ref, 0, "", MW_RUN_OTHER);
 }
 
 static void wait_unlink(struct mw_wait *w)
@@ -452,6 +544,7 @@ void mw_co_wait(lua_State *L, struct mw_wait *w)
     current.waiting = true;
     w->app = current.app;
     w->ref = current.ref;
+    w->kind = current.kind;
     snprintf(w->conn, sizeof w->conn, "%s", current.conn);
     w->cancel = NULL;
     w->prev = NULL;
@@ -530,7 +623,7 @@ void mw_co_wake(struct mw_wait *w, int nargs)
     char conn[sizeof w->conn];
     memcpy(conn, w->conn, sizeof conn);
     wait_unlink(w);
-    resume(a, mw_co_thread(w), w->ref, nargs, conn);
+    resume(a, mw_co_thread(w), w->ref, nargs, conn, w->kind);
     mw_app_decref(a);
 }
 
@@ -546,6 +639,6 @@ int mw_script_reload(struct mw_route *route, const char *home, char *err, size_t
     int ref;
     lua_State *co = spawn_fn(fresh, fresh->reload_ref, &ref);
     lua_rawgeti(co, LUA_REGISTRYINDEX, fresh->app_ref);
-    resume(fresh, co, ref, 1, "");
+    resume(fresh, co, ref, 1, "", MW_RUN_OTHER);
     return 0;
 }

@@ -21,7 +21,15 @@ struct mw_app {
     int connect_ref, message_ref, disconnect_ref, reload_ref; /* router functions */
     char **files;      /* loaded from disk, for hot reload */
     size_t nfiles;
+    void *vm;          /* the state's watchdog handle (watchdog.h) */
 };
+
+/* What a coroutine runs, for the answer when the watchdog stops it. */
+enum { MW_RUN_OTHER = 0, MW_RUN_CONNECT = 1, MW_RUN_MESSAGE = 2 };
+
+/* Registry table: a message handler's coroutine -> {key, id, user, sid} of its id, from
+ * core.dedup_begin until core.dedup_end (weak keys). */
+#define MW_SCRIPT_REPLIES "moonwire.replies"
 
 /* Creates a Lua state, loads lua/moonwire, runs the route's script. Returns the app,
  * or NULL with "file:line: message" in err. */
@@ -45,6 +53,7 @@ struct mw_wait {
     struct mw_app *app;
     int ref;            /* registry ref pinning the coroutine */
     char conn[24];      /* the connection whose message started it ("" for none) */
+    char kind;          /* MW_RUN_* */
     /* Optional: releases what the wait holds (stops its timer...) without resuming,
      * when the connection closes first. Set it after mw_co_wait. Waits without one
      * are left to complete (a store reply comes soon). */

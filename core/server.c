@@ -33,6 +33,7 @@
 #include "store.h"
 #include "typing.h"
 #include "util.h"
+#include "watchdog.h"
 
 struct mw_server mw_srv;
 
@@ -65,6 +66,7 @@ int mw_server_load_routes(const struct mw_config *cfg, const char *home, char *e
     mw_srv.nroutes = cfg->nroutes;
     mw_srv.routes = mw_calloc(cfg->nroutes, sizeof *mw_srv.routes);
     mw_script_slow_ms = cfg->slow_handler_ms;
+    mw_watchdog_set_timeout(cfg->handler_timeout_ms);
     for (size_t i = 0; i < cfg->nroutes; i++) {
         mw_srv.routes[i].cfg = &cfg->routes[i];
         mw_srv.routes[i].app = mw_app_new(&mw_srv.routes[i], home, err, errlen);

@@ -106,7 +106,7 @@ function M.message(app, conn, payload, binary)
 
   -- A repeated id is answered with the first reply; the handler runs once.
   local key = dedup_key(id)
-  local state, reply, session = core.dedup_begin(conn, key)
+  local state, reply, session = core.dedup_begin(conn, key, id)
   local user = conn.user
   if state == "done" then return conn:send(reply or { type = "ack", id = id }) end
   if state == "running" then return end

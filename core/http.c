@@ -93,6 +93,17 @@ static void metrics_text(struct mw_buf *b)
                   ss.named - ss.detached, ss.detached);
     mw_buf_printf(b, "# TYPE moonwire_connections_opened_total counter\n"
                      "moonwire_connections_opened_total %" PRIu64 "\n", mw_conn_stats.opened);
+    mw_buf_printf(b, "# TYPE moonwire_connections_closed_total counter\n"
+                     "moonwire_connections_closed_total %" PRIu64 "\n", mw_conn_stats.closed);
+    mw_buf_printf(b, "# TYPE moonwire_connections_by_state gauge\n"
+                     "moonwire_connections_by_state{state=\"open\"} %" PRIu32 "\n"
+                     "moonwire_connections_by_state{state=\"closing\"} %" PRIu32 "\n"
+                     "moonwire_connections_by_state{state=\"unlinked\"} %" PRIu32 "\n",
+                  mw_conn_stats.open, mw_conn_stats.closing, mw_conn_stats.unlinked);
+    mw_buf_printf(b, "# TYPE moonwire_zombie_connections gauge\nmoonwire_zombie_connections %" PRIu32 "\n",
+                  mw_conn_stats.zombies);
+    mw_buf_printf(b, "# TYPE moonwire_close_timeouts_total counter\n"
+                     "moonwire_close_timeouts_total %" PRIu64 "\n", mw_conn_stats.close_timeouts);
     mw_buf_printf(b, "# TYPE moonwire_bytes_out_total counter\nmoonwire_bytes_out_total %" PRIu64 "\n",
                   mw_conn_stats.bytes_out);
     mw_buf_printf(b, "# TYPE moonwire_writes_total counter\nmoonwire_writes_total %" PRIu64 "\n",

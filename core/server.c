@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -36,7 +37,8 @@
 struct mw_server mw_srv;
 
 static struct lws_context *context;
-static uv_prepare_t flush_hook;
+static uv_prepare_t before_sleep;
+static bool before_sleep_ready;
 static uv_timer_t heartbeat_timer, shutdown_timer;
 static uv_signal_t sig_int, sig_term, sig_hup;
 static struct mw_msg *ping_frame;
@@ -86,6 +88,85 @@ void mw_server_unload_routes(void)
 }
 
 /* ---- WebSocket side ---- */
+
+static unsigned char *scratch; /* LWS_PRE + gathered frames */
+static size_t scratch_cap;
+
+static void ws_want_writable(struct mw_conn *c)
+{
+    if (!c->want_writable) {
+        c->want_writable = true;
+        lws_callback_on_writable(c->tx);
+    }
+}
+
+/* Writes queued frames while the kernel takes them: each gather of up to
+ * MW_FLUSH_CHUNK bytes is one raw write; libwebsockets keeps what the kernel did not
+ * take and asks for WRITEABLE. */
+static int ws_flush(struct mw_conn *c)
+{
+    struct lws *wsi = c->tx;
+    if (c->want_writable || c->peer_closed)
+        return 0;
+    if (lws_partial_buffered(wsi)) {
+        ws_want_writable(c);
+        return 0;
+    }
+    while (c->q.len) {
+        size_t n = mw_sendq_gather_need(&c->q, MW_FLUSH_CHUNK);
+        if (LWS_PRE + n > scratch_cap) {
+            scratch_cap = LWS_PRE + (n > MW_FLUSH_CHUNK ? n : MW_FLUSH_CHUNK);
+            scratch = mw_realloc(scratch, scratch_cap);
+        }
+        mw_sendq_gather(&c->q, scratch + LWS_PRE, MW_FLUSH_CHUNK);
+        if (lws_write(wsi, scratch + LWS_PRE, n, LWS_WRITE_RAW) < 0) {
+            mw_log_debug("write failed", "conn=%s", c->id);
+            return -1;
+        }
+        mw_sendq_consume(&c->q, n); /* lws took it all, buffering what the kernel did not */
+        mw_conn_sent(c, n);
+        if (lws_partial_buffered(wsi)) {
+            ws_want_writable(c);
+            return 0;
+        }
+    }
+    if (c->state != MW_CONN_OPEN && !c->kill)
+        c->close_sent = true; /* the close frame was the last one queued */
+    return 0;
+}
+
+/* Queues the close frame behind what is queued: our own frame, through the same raw
+ * writes as data, so it can never overtake a message. */
+static void ws_close(struct mw_conn *c)
+{
+    unsigned char p[2 + 123];
+    size_t rlen = strlen(c->close_reason);
+    p[0] = (unsigned char)(c->close_code >> 8);
+    p[1] = (unsigned char)c->close_code;
+    memcpy(p + 2, c->close_reason, rlen);
+    struct mw_msg *m = mw_msg_new(MW_OP_CLOSE, p, 2 + rlen, MW_MSG_CONTROL);
+    mw_sendq_push(&c->q, m);
+    mw_msg_decref(m);
+}
+
+/* Ends the connection for real: shutdown(2) makes libwebsockets' pending write fail
+ * at once (a peer that does not read would otherwise keep it flushing forever), and
+ * SO_LINGER 0 has the kernel drop what it still holds and reset the connection. */
+static void ws_abort(struct mw_conn *c)
+{
+    struct lws *wsi = c->tx;
+    int fd = lws_get_socket_fd(wsi);
+    if (fd >= 0) {
+        struct linger lg = { 1, 0 };
+        setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+        shutdown(fd, SHUT_RDWR);
+    }
+    lws_set_timeout(wsi, PENDING_TIMEOUT_CLOSE_SEND, LWS_TO_KILL_SYNC);
+}
+
+static const struct mw_transport ws_transport = {
+    .name = "ws", .flush = ws_flush, .close = ws_close, .abort = ws_abort,
+};
 
 static void send_hello(struct mw_conn *c)
 {
@@ -164,7 +245,7 @@ static int on_established(struct lws *wsi, struct session *s)
         memmove(sid, sv, strlen(sv) + 1);
     const char *bad_sid = sv ? mw_session_id_error(sid, strlen(sid)) : NULL;
     lws_get_peer_simple(wsi, remote, sizeof remote);
-    struct mw_conn *c = mw_conn_new(wsi, route, user[0] ? user : NULL, remote);
+    struct mw_conn *c = mw_conn_new(&ws_transport, wsi, route, user[0] ? user : NULL, remote);
     s->conn = c;
     if (sv && !bad_sid)
         mw_conn_join_session(c, sid);
@@ -213,14 +294,13 @@ static int on_receive(struct lws *wsi, struct mw_conn *c, const char *in, size_t
     bool final = lws_is_final_fragment(wsi);
 
     c->last_rx_ms = mw_now_ms();
-    if (c->closing)
-        return 0;
+    if (!mw_conn_is_open(c))
+        return 0; /* nothing is handled once the close is decided */
     if (c->rxlen + len + remaining > mw_srv.cfg->max_message) {
         mw_log_info("message too big", "conn=%s size>=%zu limit=%zu", c->id,
                     c->rxlen + len + remaining, mw_srv.cfg->max_message);
-        const char *why = "message too big";
-        lws_close_reason(wsi, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, (unsigned char *)why, strlen(why));
-        return -1;
+        mw_conn_close(c, 1009, "message too big");
+        return 0;
     }
     if (c->rxlen == 0 && final) { /* the common case: one piece, no copy */
         mw_server_conn_input(c, in, len, lws_frame_is_binary(wsi));
@@ -251,17 +331,29 @@ static void on_closed(struct session *s)
     if (!c)
         return;
     s->conn = NULL;
-    c->wsi = NULL;
-    mw_server_conn_gone(c);
+    mw_conn_transport_gone(c);
 }
 
-void mw_server_conn_gone(struct mw_conn *c)
+/* The peer's close frame: answered by libwebsockets when the peer closed first;
+ * when ours went out first, the handshake is complete and lws may end the
+ * connection (-1). */
+static int on_peer_close(struct mw_conn *c, const unsigned char *in, size_t len)
 {
-    mw_log_debug("conn closed", "conn=%s user=%s", c->id, c->user->id);
-    c->sink = NULL;
+    char reason[124] = "";
+    int code = len >= 2 ? (in[0] << 8) | in[1] : 0;
+    if (len > 2)
+        snprintf(reason, sizeof reason, "%.*s", (int)(len - 2), (const char *)in + 2);
+    mw_sendq_discard(&c->q); /* nothing may follow the close reply */
+    return mw_conn_peer_close(c, code, reason) ? -1 : 0;
+}
+
+/* The connection left (unlink, conn.h): the app's disconnect handler, then rooms,
+ * presence and typing. */
+static void on_unlink(struct mw_conn *c)
+{
+    mw_log_debug("conn unlinked", "conn=%s user=%s", c->id, c->user->id);
     mw_script_disconnect(c);
     mw_presence_leave_all(c, c->route->cfg);
-    mw_conn_free(c);
 }
 
 static void release_rx_page(void *in, size_t len);
@@ -299,7 +391,12 @@ static int on_lws(struct lws *wsi, enum lws_callback_reasons reason, void *user,
         release_rx_page(in, len);
         return 0;
     case LWS_CALLBACK_SERVER_WRITEABLE:
-        return s->conn ? mw_conn_on_writable(s->conn) : 0;
+        if (!s->conn || !s->conn->tx)
+            return 0;
+        s->conn->want_writable = false;
+        return ws_flush(s->conn);
+    case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
+        return s->conn ? on_peer_close(s->conn, in, len) : -1;
     case LWS_CALLBACK_CLOSED:
         on_closed(s);
         return 0;
@@ -329,10 +426,10 @@ static const struct lws_protocols protocols[] = {
 
 /* ---- loop hooks ---- */
 
-static void on_flush(uv_prepare_t *h)
+static void on_before_sleep(uv_prepare_t *h)
 {
     (void)h;
-    mw_conn_flush_pending();
+    mw_conn_before_sleep();
 }
 
 /* One sweep over every connection: ping the quiet ones, drop the dead ones, and give
@@ -345,17 +442,16 @@ static void on_heartbeat(uv_timer_t *t)
     mw_session_sweep(now);
     uint64_t interval = mw_srv.cfg->heartbeat_interval_ms;
     uint64_t deadline = interval + mw_srv.cfg->heartbeat_timeout_ms;
-    for (struct mw_conn *c = mw_conn_first(), *next; c; c = next) {
-        next = c->all_next; /* a kill frees c */
+    for (struct mw_conn *c = mw_conn_first(); c; c = c->all_next) {
         mw_conn_trim(c, now); /* what an idle connection no longer needs */
-        if (!c->wsi || c->closing)
+        if (!c->tx || !mw_conn_is_open(c))
             continue;
         uint64_t idle = now - c->last_rx_ms;
         if (idle >= deadline) {
             mw_srv.heartbeat_timeouts++;
             mw_log_info("heartbeat timeout", "conn=%s user=%s idle_ms=%" PRIu64, c->id,
                         c->user->id, idle);
-            mw_conn_kill(c);
+            mw_conn_kill(c, "heartbeat timeout");
         } else if (idle >= interval && now - c->last_ping_ms >= interval) {
             c->last_ping_ms = now;
             mw_conn_send(c, ping_frame);
@@ -379,7 +475,6 @@ static void finish(void)
     mw_listener_stop();
     if (context)
         lws_context_destroy(context);
-    close_handle((uv_handle_t *)&flush_hook);
     close_handle((uv_handle_t *)&heartbeat_timer);
     close_handle((uv_handle_t *)&shutdown_timer);
     close_handle((uv_handle_t *)&sig_int);
@@ -395,7 +490,7 @@ static void on_shutdown_tick(uv_timer_t *t)
     /* Close in batches with a reconnect hint spread over time, so that clients do not
      * all come back at once (SPEC section 10). */
     for (struct mw_conn *c = mw_conn_first(); c && batch < 500; c = c->all_next) {
-        if (c->closing || !c->wsi)
+        if (!mw_conn_is_open(c) || !c->tx)
             continue;
         char hint[96];
         int n = snprintf(hint, sizeof hint, "{\"type\":\"reconnect\",\"data\":{\"after_ms\":%" PRIu64 "}}",
@@ -596,18 +691,29 @@ int mw_server_prepare(const struct mw_config *cfg, const char *home, char *err, 
                  (uint64_t)(mw_random_u64() & 0xffffffffu));
     mw_store_init();
     mw_inbox_init(cfg);
+    /* The work done once per loop iteration (conn.h), for `serve` and `moonwire test`
+     * alike: unref'd, it never keeps the loop alive by itself. */
+    mw_conn_on_unlink = on_unlink;
+    mw_conn_init();
+    uv_prepare_init(uv_default_loop(), &before_sleep);
+    uv_prepare_start(&before_sleep, on_before_sleep);
+    uv_unref((uv_handle_t *)&before_sleep);
+    before_sleep_ready = true;
     return mw_server_load_routes(cfg, home, err, errlen);
 }
 
 void mw_server_release(void)
 {
+    mw_conn_shutdown(); /* the disconnect handlers of what is left, while all works */
+    if (before_sleep_ready)
+        close_handle((uv_handle_t *)&before_sleep);
+    before_sleep_ready = false;
     mw_broker_stop();
     mw_presence_shutdown();
     mw_store_free(); /* pending store calls complete with "unavailable" */
     mw_inbox_free();
     mw_lua_core_shutdown();
     mw_lua_timer_cancel_app(NULL);
-    mw_conn_shutdown();
     mw_reload_shutdown();
 }
 
@@ -661,13 +767,11 @@ int mw_server_run(const struct mw_config *cfg, const char *home)
         fflush(stderr);
         _exit(1);
     }
-    mw_listener_start(fd, vh);
+    mw_listener_start(fd, vh, cfg->socket_send_buffer);
     /* With a payload: libwebsockets 4.1 does not report empty pongs to the callback,
      * so an empty ping's answer would never count as traffic. */
     ping_frame = mw_msg_new(MW_OP_PING, "mw", 2, MW_MSG_CONTROL);
 
-    uv_prepare_init(loop, &flush_hook);
-    uv_prepare_start(&flush_hook, on_flush);
     uint64_t tick = cfg->heartbeat_interval_ms < cfg->heartbeat_timeout_ms
                         ? cfg->heartbeat_interval_ms : cfg->heartbeat_timeout_ms;
     tick = tick / 2 > 50 ? tick / 2 : 50;
@@ -689,6 +793,8 @@ int mw_server_run(const struct mw_config *cfg, const char *home)
     if (context) /* lws 4.1 with a foreign loop: the second call completes it */
         lws_context_destroy(context);
     rx_pool_free();
+    free(scratch);
+    scratch = NULL;
     mw_server_teardown();
     mw_msg_decref(ping_frame);
     mw_http_shutdown();

@@ -62,12 +62,11 @@ int mw_server_run(const struct mw_config *cfg, const char *home);
 
 struct mw_route *mw_server_route(const char *path);
 
-/* A connection's life, shared by lws sockets and virtual connections (moonwire test):
- * opened (hello + the connect handler), one complete message, gone (the disconnect
- * handler, leave every room, free). */
+/* A connection's life, shared by every transport (WebSocket, simulated clients of
+ * `moonwire test`): opened (hello + the connect handler), one complete message. Its
+ * end (the disconnect handler, leaving every room) comes through conn.h's unlink. */
 struct mw_conn;
 void mw_server_conn_opened(struct mw_conn *c);
 void mw_server_conn_input(struct mw_conn *c, const char *payload, size_t len, bool binary);
-void mw_server_conn_gone(struct mw_conn *c);
 
 #endif

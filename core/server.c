@@ -1,5 +1,7 @@
-/* server.c - one libuv loop driving libwebsockets (foreign loop): HTTP endpoints,
- * WebSocket routes, heartbeats, the per-iteration flush, signals and shutdown. */
+/* server.c - the process: one libuv loop (libwebsockets runs on it: lwsglue.c),
+ * routes, what every connection goes through whatever its transport (opening,
+ * identity, hello, the rate limit, leaving), the before-sleep hook, heartbeats,
+ * signals and shutdown. */
 #include "server.h"
 
 #include <errno.h>
@@ -8,12 +10,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <sys/socket.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
-#include <libwebsockets.h>
 #include <uv.h>
 
 #include "api.h"
@@ -24,6 +22,7 @@
 #include "jsonw.h"
 #include "listener.h"
 #include "log.h"
+#include "lwsglue.h"
 #include "lua_api.h"
 #include "presence.h"
 #include "reload.h"
@@ -36,7 +35,6 @@
 
 struct mw_server mw_srv;
 
-static struct lws_context *context;
 static uv_prepare_t before_sleep;
 static bool before_sleep_ready;
 static uv_timer_t heartbeat_timer, shutdown_timer;
@@ -44,12 +42,6 @@ static uv_signal_t sig_int, sig_term, sig_hup;
 static struct mw_msg *ping_frame;
 static uint64_t shutdown_started_ms;
 static int given_fd = -1; /* a listening socket opened by the master (workers) */
-
-/* What lws keeps per WebSocket: just our connection. */
-struct session {
-    struct mw_conn *conn;
-    struct mw_http_req *http; /* an HTTP API call waiting for its body */
-};
 
 struct mw_route *mw_server_route(const char *path)
 {
@@ -87,86 +79,7 @@ void mw_server_unload_routes(void)
     mw_srv.nroutes = 0;
 }
 
-/* ---- WebSocket side ---- */
-
-static unsigned char *scratch; /* LWS_PRE + gathered frames */
-static size_t scratch_cap;
-
-static void ws_want_writable(struct mw_conn *c)
-{
-    if (!c->want_writable) {
-        c->want_writable = true;
-        lws_callback_on_writable(c->tx);
-    }
-}
-
-/* Writes queued frames while the kernel takes them: each gather of up to
- * MW_FLUSH_CHUNK bytes is one raw write; libwebsockets keeps what the kernel did not
- * take and asks for WRITEABLE. */
-static int ws_flush(struct mw_conn *c)
-{
-    struct lws *wsi = c->tx;
-    if (c->want_writable || c->peer_closed)
-        return 0;
-    if (lws_partial_buffered(wsi)) {
-        ws_want_writable(c);
-        return 0;
-    }
-    while (c->q.len) {
-        size_t n = mw_sendq_gather_need(&c->q, MW_FLUSH_CHUNK);
-        if (LWS_PRE + n > scratch_cap) {
-            scratch_cap = LWS_PRE + (n > MW_FLUSH_CHUNK ? n : MW_FLUSH_CHUNK);
-            scratch = mw_realloc(scratch, scratch_cap);
-        }
-        mw_sendq_gather(&c->q, scratch + LWS_PRE, MW_FLUSH_CHUNK);
-        if (lws_write(wsi, scratch + LWS_PRE, n, LWS_WRITE_RAW) < 0) {
-            mw_log_debug("write failed", "conn=%s", c->id);
-            return -1;
-        }
-        mw_sendq_consume(&c->q, n); /* lws took it all, buffering what the kernel did not */
-        mw_conn_sent(c, n);
-        if (lws_partial_buffered(wsi)) {
-            ws_want_writable(c);
-            return 0;
-        }
-    }
-    if (c->state != MW_CONN_OPEN && !c->kill)
-        c->close_sent = true; /* the close frame was the last one queued */
-    return 0;
-}
-
-/* Queues the close frame behind what is queued: our own frame, through the same raw
- * writes as data, so it can never overtake a message. */
-static void ws_close(struct mw_conn *c)
-{
-    unsigned char p[2 + 123];
-    size_t rlen = strlen(c->close_reason);
-    p[0] = (unsigned char)(c->close_code >> 8);
-    p[1] = (unsigned char)c->close_code;
-    memcpy(p + 2, c->close_reason, rlen);
-    struct mw_msg *m = mw_msg_new(MW_OP_CLOSE, p, 2 + rlen, MW_MSG_CONTROL);
-    mw_sendq_push(&c->q, m);
-    mw_msg_decref(m);
-}
-
-/* Ends the connection for real: shutdown(2) makes libwebsockets' pending write fail
- * at once (a peer that does not read would otherwise keep it flushing forever), and
- * SO_LINGER 0 has the kernel drop what it still holds and reset the connection. */
-static void ws_abort(struct mw_conn *c)
-{
-    struct lws *wsi = c->tx;
-    int fd = lws_get_socket_fd(wsi);
-    if (fd >= 0) {
-        struct linger lg = { 1, 0 };
-        setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
-        shutdown(fd, SHUT_RDWR);
-    }
-    lws_set_timeout(wsi, PENDING_TIMEOUT_CLOSE_SEND, LWS_TO_KILL_SYNC);
-}
-
-static const struct mw_transport ws_transport = {
-    .name = "ws", .flush = ws_flush, .close = ws_close, .abort = ws_abort,
-};
+/* ---- connections, whatever their transport ---- */
 
 static void send_hello(struct mw_conn *c)
 {
@@ -194,68 +107,51 @@ static void send_error(struct mw_conn *c, const char *code, const char *message)
     mw_buf_free(&b);
 }
 
-/* The URI path of the upgrade request, without the query string. */
-static int request_path(struct lws *wsi, char *buf, int len)
+int mw_server_check_open(const struct mw_open_req *r, const char **why)
 {
-    int n = lws_hdr_copy(wsi, buf, len, WSI_TOKEN_GET_URI);
-    if (n <= 0)
-        return -1;
-    char *q = strchr(buf, '?');
-    if (q)
-        *q = '\0';
-    return 0;
-}
-
-static int on_filter(struct lws *wsi)
-{
-    char path[256];
-    if (mw_srv.shutting_down)
-        return 1;
-    if (request_path(wsi, path, sizeof path) < 0 || !mw_server_route(path)) {
-        mw_log_info("upgrade rejected", "path=%s reason=\"no such route\"", path);
-        return 1;
+    *why = NULL;
+    if (mw_srv.shutting_down) {
+        *why = "shutting down";
+        return 503;
+    }
+    if (!mw_server_route(r->path)) {
+        mw_log_info("upgrade rejected", "path=%s reason=\"no such route\"", r->path);
+        *why = "no such route";
+        return 404;
     }
     if (mw_conn_count() >= mw_srv.cfg->max_connections) {
-        mw_log_warn("upgrade rejected", "path=%s reason=\"max_connections\"", path);
-        return 1;
+        mw_log_warn("upgrade rejected", "path=%s reason=\"max_connections\"", r->path);
+        *why = "max_connections";
+        return 503;
     }
     return 0;
 }
 
-static int on_established(struct lws *wsi, struct session *s)
+struct mw_conn *mw_server_open(const struct mw_transport *tp, void *tx, const struct mw_open_req *r)
 {
-    char path[256], user[160] = "", remote[64] = "";
-    request_path(wsi, path, sizeof path);
-    struct mw_route *route = mw_server_route(path);
+    char user[160] = "", sid[MW_SESSION_ID_MAX + 16] = "";
+    struct mw_route *route = mw_server_route(r->path);
     if (!route)
-        return -1;
+        return NULL;
     if (mw_srv.cfg->user_param) {
-        /* lws_get_urlarg_by_name matches "name=" at the start of each argument. */
-        const char *v = lws_get_urlarg_by_name(wsi, "user=", user, sizeof user);
-        if (v && v != user)
-            memmove(user, v, strlen(v) + 1);
-        if (!v || strlen(user) > 128)
+        int n = r->query(r->tx, "user", user, sizeof user);
+        if (n < 0 || n > 128)
             user[0] = '\0';
     }
     /* ?session=ID: this connection shares its window of message ids with the user's
      * earlier connections in that session (session.h). */
-    char sid[MW_SESSION_ID_MAX + 16] = "";
-    const char *sv = lws_get_urlarg_by_name(wsi, "session=", sid, sizeof sid);
-    if (sv && sv != sid)
-        memmove(sid, sv, strlen(sv) + 1);
-    const char *bad_sid = sv ? mw_session_id_error(sid, strlen(sid)) : NULL;
-    lws_get_peer_simple(wsi, remote, sizeof remote);
-    struct mw_conn *c = mw_conn_new(&ws_transport, wsi, route, user[0] ? user : NULL, remote);
-    s->conn = c;
-    if (sv && !bad_sid)
+    bool has_sid = r->query(r->tx, "session", sid, sizeof sid) >= 0;
+    const char *bad_sid = has_sid ? mw_session_id_error(sid, strlen(sid)) : NULL;
+    struct mw_conn *c = mw_conn_new(tp, tx, route, user[0] ? user : NULL, r->remote);
+    if (has_sid && !bad_sid)
         mw_conn_join_session(c, sid);
     mw_server_conn_opened(c);
     if (bad_sid) {
         mw_log_info("bad session id", "conn=%s", c->id);
         send_error(c, "bad_message", bad_sid);
-        mw_conn_close(c, LWS_CLOSE_STATUS_POLICY_VIOLATION, "bad session id");
+        mw_conn_close(c, 1008, "bad session id");
     }
-    return 0;
+    return c;
 }
 
 void mw_server_conn_opened(struct mw_conn *c)
@@ -277,7 +173,7 @@ void mw_server_conn_input(struct mw_conn *c, const char *p, size_t len, bool bin
         mw_srv.rate_limited++;
         if (++c->rejected > mw_conn_limits.burst) {
             mw_log_warn("rate limit abuse", "conn=%s user=%s", c->id, c->user->id);
-            mw_conn_close(c, LWS_CLOSE_STATUS_POLICY_VIOLATION, "rate limit");
+            mw_conn_close(c, 1008, "rate limit");
         } else {
             send_error(c, "rate_limited", "too many messages; slow down");
         }
@@ -288,65 +184,6 @@ void mw_server_conn_input(struct mw_conn *c, const char *p, size_t len, bool bin
     mw_script_message(c, p, len, binary);
 }
 
-static int on_receive(struct lws *wsi, struct mw_conn *c, const char *in, size_t len)
-{
-    size_t remaining = lws_remaining_packet_payload(wsi);
-    bool final = lws_is_final_fragment(wsi);
-
-    c->last_rx_ms = mw_now_ms();
-    if (!mw_conn_is_open(c))
-        return 0; /* nothing is handled once the close is decided */
-    if (c->rxlen + len + remaining > mw_srv.cfg->max_message) {
-        mw_log_info("message too big", "conn=%s size>=%zu limit=%zu", c->id,
-                    c->rxlen + len + remaining, mw_srv.cfg->max_message);
-        mw_conn_close(c, 1009, "message too big");
-        return 0;
-    }
-    if (c->rxlen == 0 && final) { /* the common case: one piece, no copy */
-        mw_server_conn_input(c, in, len, lws_frame_is_binary(wsi));
-        return 0;
-    }
-    if (c->rxlen == 0)
-        c->rx_binary = lws_frame_is_binary(wsi);
-    if (c->rxlen + len > c->rxcap) {
-        c->rxcap = c->rxlen + len + remaining;
-        c->rx = mw_realloc(c->rx, c->rxcap);
-    }
-    memcpy(c->rx + c->rxlen, in, len);
-    c->rxlen += len;
-    if (final) {
-        size_t n = c->rxlen;
-        c->rxlen = 0;
-        mw_server_conn_input(c, c->rx, n, c->rx_binary);
-        free(c->rx); /* most connections never fragment: keep idle memory small */
-        c->rx = NULL;
-        c->rxcap = 0;
-    }
-    return 0;
-}
-
-static void on_closed(struct session *s)
-{
-    struct mw_conn *c = s->conn;
-    if (!c)
-        return;
-    s->conn = NULL;
-    mw_conn_transport_gone(c);
-}
-
-/* The peer's close frame: answered by libwebsockets when the peer closed first;
- * when ours went out first, the handshake is complete and lws may end the
- * connection (-1). */
-static int on_peer_close(struct mw_conn *c, const unsigned char *in, size_t len)
-{
-    char reason[124] = "";
-    int code = len >= 2 ? (in[0] << 8) | in[1] : 0;
-    if (len > 2)
-        snprintf(reason, sizeof reason, "%.*s", (int)(len - 2), (const char *)in + 2);
-    mw_sendq_discard(&c->q); /* nothing may follow the close reply */
-    return mw_conn_peer_close(c, code, reason) ? -1 : 0;
-}
-
 /* The connection left (unlink, conn.h): the app's disconnect handler, then rooms,
  * presence and typing. */
 static void on_unlink(struct mw_conn *c)
@@ -355,74 +192,6 @@ static void on_unlink(struct mw_conn *c)
     mw_script_disconnect(c);
     mw_presence_leave_all(c, c->route->cfg);
 }
-
-static void release_rx_page(void *in, size_t len);
-
-static int on_lws(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
-                  size_t len)
-{
-    struct session *s = user;
-
-    switch (reason) {
-    case LWS_CALLBACK_HTTP:
-        return mw_http_request(wsi, in, &s->http);
-    case LWS_CALLBACK_HTTP_BODY:
-        return mw_http_body(s->http, in, len);
-    case LWS_CALLBACK_HTTP_BODY_COMPLETION:
-        return mw_http_body_done(wsi, &s->http);
-    case LWS_CALLBACK_HTTP_WRITEABLE:
-        if (s && s->http && s->http->later) /* an API call that answers later */
-            return mw_http_writable(wsi, &s->http);
-        break;
-    case LWS_CALLBACK_HTTP_DROP_PROTOCOL:
-    case LWS_CALLBACK_CLOSED_HTTP:
-        if (s)
-            mw_http_req_free(&s->http);
-        break;
-    case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
-        return on_filter(wsi);
-    case LWS_CALLBACK_ESTABLISHED:
-        return on_established(wsi, s);
-    case LWS_CALLBACK_RECEIVE:
-        return s->conn ? on_receive(wsi, s->conn, in, len) : -1;
-    case LWS_CALLBACK_RECEIVE_PONG:
-        if (s->conn)
-            s->conn->last_rx_ms = mw_now_ms();
-        release_rx_page(in, len);
-        return 0;
-    case LWS_CALLBACK_SERVER_WRITEABLE:
-        if (!s->conn || !s->conn->tx)
-            return 0;
-        s->conn->want_writable = false;
-        return ws_flush(s->conn);
-    case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
-        return s->conn ? on_peer_close(s->conn, in, len) : -1;
-    case LWS_CALLBACK_CLOSED:
-        on_closed(s);
-        return 0;
-    default:
-        break;
-    }
-    return lws_callback_http_dummy(wsi, reason, user, in, len);
-}
-
-/* How much lws reads from a connection per readiness: one read of at most
- * min(rx_buffer_size, pt_serv_buf_size). At 4 KiB a publisher got ~17 messages in per
- * loop iteration, and an iteration with 1000 recipients takes milliseconds. It is also
- * the size of the per-connection buffer lws reassembles payload in (allocated at the
- * upgrade; only touched pages are resident: +0.25 KiB per idle connection measured). */
-#define RX_BUFFER (64 * 1024)
-/* At most this much per send(): with 0, lws caps each send at rx_buffer_size and keeps
- * the rest of a gathered flush for a WRITEABLE callback (an epoll_ctl round trip). */
-#define TX_PACKET (MW_FLUSH_CHUNK + 1024)
-/* What lws allocates for that buffer (lib/roles/ws: rx_buffer_size + LWS_PRE + 4). */
-#define RX_UBUF_SIZE (RX_BUFFER + LWS_PRE + 4)
-#define PAGE 4096
-
-static const struct lws_protocols protocols[] = {
-    { "moonwire", on_lws, sizeof(struct session), RX_BUFFER, 0, NULL, TX_PACKET },
-    { NULL, NULL, 0, 0, 0, NULL, 0 }
-};
 
 /* ---- loop hooks ---- */
 
@@ -467,14 +236,14 @@ static void close_handle(uv_handle_t *h)
         uv_close(h, NULL);
 }
 
-/* Destroys lws inside the running loop (its handles close asynchronously; the loop
- * completes the destruction and clears `context`), then closes our own handles so
- * that uv_run returns once everything has closed. */
+/* Destroys lws inside the running loop (every connection's transport ends now; lws's
+ * handles close asynchronously), then closes our own handles so that uv_run returns
+ * once everything has closed. What connections are left are unlinked and freed by
+ * mw_server_release. */
 static void finish(void)
 {
     mw_listener_stop();
-    if (context)
-        lws_context_destroy(context);
+    mw_lws_stop();
     close_handle((uv_handle_t *)&heartbeat_timer);
     close_handle((uv_handle_t *)&shutdown_timer);
     close_handle((uv_handle_t *)&sig_int);
@@ -497,7 +266,7 @@ static void on_shutdown_tick(uv_timer_t *t)
                          1000 + mw_random_u64() % 4000);
         if (c->route->cfg->protocol == MW_PROTO_JSON)
             mw_conn_send_text(c, hint, (size_t)n);
-        mw_conn_close(c, LWS_CLOSE_STATUS_GOINGAWAY, "server shutting down");
+        mw_conn_close(c, 1001, "server shutting down");
         batch++;
     }
     if (mw_conn_count() == 0 || mw_now_ms() - shutdown_started_ms > 3000)
@@ -527,155 +296,6 @@ static void on_signal(uv_signal_t *h, int signum)
         return;
     }
     begin_shutdown(signum);
-}
-
-static void on_lws_log(int level, const char *line)
-{
-    char msg[512];
-    snprintf(msg, sizeof msg, "%s", line);
-    size_t n = strlen(msg);
-    while (n && (msg[n - 1] == '\n' || msg[n - 1] == '\r'))
-        msg[--n] = '\0';
-    mw_log(level & LLL_ERR ? MW_LOG_ERROR : MW_LOG_WARN, "libwebsockets", "detail=\"%s\"", msg);
-}
-
-/* libwebsockets' allocations. One kind is special: the per-connection rx buffer
- * (rx_buffer_size + LWS_PRE + 4 bytes, allocated at the upgrade). Data frames are
- * parsed in place in the shared read buffer, but control frames are collected in it,
- * so the pong answering our heartbeat ping makes its first page resident: +4 KiB per
- * idle connection after the first heartbeat (measured: 2.7 -> 6.7 KiB per idle
- * connection). These buffers come from our own slots instead: page-aligned, whole
- * pages, in large anonymous mappings that are resident only where touched, so that
- * the pong callback can give its page back (release_rx_page) and so that they cost
- * no allocator metadata (jemalloc keeps ~250 B per 80 KiB extent). */
-#define RX_SLOT (((size_t)RX_UBUF_SIZE + PAGE - 1) & ~(size_t)(PAGE - 1))
-#define RX_CHUNK_SLOTS 1024 /* 68 MiB of address space per mapping */
-
-struct rx_chunk {
-    struct rx_chunk *next;
-    unsigned char *base;
-};
-static struct rx_chunk *rx_chunks;
-static unsigned char **rx_free; /* free slots, a stack */
-static size_t rx_nfree, rx_capfree;
-
-static bool rx_owns(const void *p)
-{
-    if ((uintptr_t)p & (PAGE - 1)) /* every slot is page-aligned */
-        return false;
-    for (const struct rx_chunk *k = rx_chunks; k; k = k->next)
-        if ((const unsigned char *)p >= k->base &&
-            (const unsigned char *)p < k->base + RX_SLOT * RX_CHUNK_SLOTS)
-            return true;
-    return false;
-}
-
-static void *rx_get(void)
-{
-    if (!rx_nfree) {
-        void *m = mmap(NULL, RX_SLOT * RX_CHUNK_SLOTS, PROT_READ | PROT_WRITE,
-                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-        if (m == MAP_FAILED)
-            return NULL; /* lws fails that connection */
-        struct rx_chunk *k = mw_malloc(sizeof *k);
-        k->base = m;
-        k->next = rx_chunks;
-        rx_chunks = k;
-        rx_capfree += RX_CHUNK_SLOTS;
-        rx_free = mw_realloc(rx_free, rx_capfree * sizeof *rx_free);
-        for (size_t i = RX_CHUNK_SLOTS; i-- > 0;) /* lowest address on top */
-            rx_free[rx_nfree++] = k->base + i * RX_SLOT;
-    }
-    return rx_free[--rx_nfree];
-}
-
-static void rx_put(void *p)
-{
-    /* Whatever the connection touched (control frames, pieces of large messages)
-     * goes back to the kernel; the next connection starts with zero pages. */
-    madvise(p, RX_SLOT, MADV_DONTNEED);
-    rx_free[rx_nfree++] = p;
-}
-
-/* At exit, once libwebsockets has freed every buffer; with any still out (lws would
- * free it later) the mappings stay. */
-static void rx_pool_free(void)
-{
-    if (rx_nfree != rx_capfree)
-        return;
-    while (rx_chunks) {
-        struct rx_chunk *k = rx_chunks;
-        rx_chunks = k->next;
-        munmap(k->base, RX_SLOT * RX_CHUNK_SLOTS);
-        free(k);
-    }
-    free(rx_free);
-    rx_free = NULL;
-    rx_nfree = rx_capfree = 0;
-}
-
-static void *lws_alloc(void *ptr, size_t size, const char *reason)
-{
-    (void)reason; /* compiled out of this libwebsockets build */
-    if (ptr && rx_owns(ptr)) {
-        void *q = NULL;
-        if (size) { /* not done by lws 4.1; kept correct anyway */
-            q = malloc(size);
-            if (!q)
-                return NULL;
-            memcpy(q, ptr, size < RX_SLOT ? size : RX_SLOT);
-        }
-        rx_put(ptr);
-        return q;
-    }
-    if (!size) {
-        free(ptr);
-        return NULL;
-    }
-    if (!ptr && size == RX_UBUF_SIZE)
-        return rx_get();
-    return realloc(ptr, size);
-}
-
-/* Called with the payload of a pong: libwebsockets 4.1 hands over rx_ubuf + LWS_PRE
- * (checked against the allocations above). The frame is complete and nothing else is
- * kept in that buffer between frames (no extensions), so its touched pages can go:
- * the kernel gives a zero page on the next touch. */
-static void release_rx_page(void *in, size_t len)
-{
-#if LWS_LIBRARY_VERSION_MAJOR == 4 && LWS_LIBRARY_VERSION_MINOR == 1
-    unsigned char *buf = (unsigned char *)in - LWS_PRE;
-    if (((uintptr_t)buf & (PAGE - 1)) == 0 && LWS_PRE + len <= RX_BUFFER)
-        madvise(buf, (LWS_PRE + len + PAGE - 1) & ~(size_t)(PAGE - 1), MADV_DONTNEED);
-#else
-    (void)in;
-    (void)len;
-#endif
-}
-
-static struct lws_context *create_context(const struct mw_config *cfg)
-{
-    lws_set_allocator(lws_alloc);
-    static const lws_retry_bo_t no_validity = { 0 }; /* our heartbeat replaces lws's timer */
-    static void *foreign_loops[1];
-    struct lws_context_creation_info info;
-
-    memset(&info, 0, sizeof info);
-    foreign_loops[0] = uv_default_loop();
-    info.foreign_loops = foreign_loops;
-    info.options = LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_VALIDATE_UTF8;
-    (void)cfg;
-    info.port = CONTEXT_PORT_NO_LISTEN_SERVER; /* listener.c accepts and adopts */
-    info.protocols = protocols;
-    info.retry_and_idle_policy = &no_validity;
-    info.gid = (gid_t)-1;
-    info.uid = (uid_t)-1;
-    info.vhost_name = "moonwire";
-    info.server_string = "moonwire";
-    info.timeout_secs = 10;
-    info.pt_serv_buf_size = RX_BUFFER;
-    info.pcontext = &context; /* lws clears it when destruction completes */
-    return lws_create_context(&info);
 }
 
 int mw_server_prepare(const struct mw_config *cfg, const char *home, char *err, size_t errlen)
@@ -758,10 +378,8 @@ int mw_server_run(const struct mw_config *cfg, const char *home)
         return 1;
     }
     signal(SIGPIPE, SIG_IGN);
-    lws_set_log_level(LLL_ERR, on_lws_log);
-    context = create_context(cfg);
-    struct lws_vhost *vh = context ? lws_get_vhost_by_name(context, "moonwire") : NULL;
-    if (!context || !vh) {
+    struct lws_vhost *vh = mw_lws_start();
+    if (!vh) {
         /* Tearing a half-made context down on a foreign loop crashes inside lws. */
         mw_log_error("cannot start libwebsockets", "%s", "");
         fflush(stderr);
@@ -790,11 +408,7 @@ int mw_server_run(const struct mw_config *cfg, const char *home)
                 port, mw_srv.node_id, cfg->nroutes, MW_VERSION);
     /* Runs until finish() closed every handle (lws's included). */
     uv_run(loop, UV_RUN_DEFAULT);
-    if (context) /* lws 4.1 with a foreign loop: the second call completes it */
-        lws_context_destroy(context);
-    rx_pool_free();
-    free(scratch);
-    scratch = NULL;
+    mw_lws_free();
     mw_server_teardown();
     mw_msg_decref(ping_frame);
     mw_http_shutdown();

@@ -199,7 +199,7 @@ struct mw_conn *mw_conn_new(const struct mw_transport *tp, void *tx, struct mw_r
         user_id = anon;
     }
     c->user = user_attach(c, user_id);
-    c->opened_ms = c->last_rx_ms = c->last_ping_ms = c->tokens_ms = mw_now_ms();
+    c->opened_ms = c->last_rx_ms = c->last_ping_ms = c->tokens_ms = c->abuse_ms = mw_now_ms();
     c->tokens = mw_conn_limits.burst;
     c->state = MW_CONN_OPEN;
 
@@ -541,19 +541,25 @@ void mw_conn_sent(struct mw_conn *c, size_t n)
     mw_conn_stats.writes++;
 }
 
-bool mw_conn_take_token(struct mw_conn *c, uint64_t now_ms)
+int mw_conn_rate(struct mw_conn *c, uint64_t now_ms)
 {
     double rate = mw_conn_limits.rate, burst = mw_conn_limits.burst;
     if (rate <= 0)
-        return true;
+        return MW_RATE_OK;
     c->tokens += (double)(now_ms - c->tokens_ms) * rate / 1000.0;
     c->tokens_ms = now_ms;
     if (c->tokens > burst)
         c->tokens = burst;
-    if (c->tokens < 1.0)
-        return false;
-    c->tokens -= 1.0;
-    return true;
+    if (c->tokens >= 1.0) {
+        c->tokens -= 1.0;
+        return MW_RATE_OK;
+    }
+    c->abuse -= (double)(now_ms - c->abuse_ms) * rate / 1000.0;
+    c->abuse_ms = now_ms;
+    if (c->abuse < 0)
+        c->abuse = 0;
+    c->abuse += 1.0;
+    return c->abuse > MW_RATE_ABUSE_BURSTS * burst ? MW_RATE_ABUSE : MW_RATE_LIMITED;
 }
 
 /* ---- attributes ---- */

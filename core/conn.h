@@ -124,10 +124,10 @@ struct mw_conn {
     size_t rxlen, rxcap;
     bool rx_binary;
 
-    /* Token bucket (limits.rate / limits.burst). */
-    double tokens;
-    uint64_t tokens_ms;
-    uint32_t rejected;        /* consecutive rate-limited messages */
+    /* Token bucket (limits.rate / limits.burst), and the abuse count of rejected
+     * messages (mw_conn_rate). */
+    double tokens, abuse;
+    uint64_t tokens_ms, abuse_ms;
 
     uint8_t state;            /* enum mw_conn_state */
     bool slow_drop;           /* route's slow_consumer: drop */
@@ -211,8 +211,14 @@ void mw_conn_want_flush(struct mw_conn *c);
 /* The transport wrote n bytes of c's frames (counters). */
 void mw_conn_sent(struct mw_conn *c, size_t n);
 
-/* Takes one token; false when the connection is over its rate. */
-bool mw_conn_take_token(struct mw_conn *c, uint64_t now_ms);
+/* The rate limit for one incoming message: MW_RATE_OK (a token taken), or
+ * MW_RATE_LIMITED when the connection is over limits.rate / limits.burst. Each
+ * rejected message adds 1 to an abuse count that drains at `rate` per second; once it
+ * passes MW_RATE_ABUSE_BURSTS x burst the answer is MW_RATE_ABUSE (sustained abuse:
+ * the client ignores its rate_limited errors). */
+enum { MW_RATE_OK, MW_RATE_LIMITED, MW_RATE_ABUSE };
+#define MW_RATE_ABUSE_BURSTS 10
+int mw_conn_rate(struct mw_conn *c, uint64_t now_ms);
 
 /* Attributes: set (json NULL deletes), get (NULL when absent). */
 void mw_conn_attr_set(struct mw_conn *c, const char *key, const char *json);

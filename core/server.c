@@ -19,6 +19,7 @@
 #include "conn.h"
 #include "http.h"
 #include "inbox.h"
+#include "jsonpeek.h"
 #include "jsonw.h"
 #include "listener.h"
 #include "log.h"
@@ -95,10 +96,18 @@ static void send_hello(struct mw_conn *c)
     mw_buf_free(&b);
 }
 
-static void send_error(struct mw_conn *c, const char *code, const char *message)
+/* An error frame; id (JSON text, idlen bytes) is the request's, or NULL. */
+static void send_error(struct mw_conn *c, const char *id, size_t idlen, const char *code,
+                       const char *message)
 {
     struct mw_buf b = { 0 };
-    mw_buf_puts(&b, "{\"type\":\"error\",\"code\":");
+    mw_buf_puts(&b, "{\"type\":\"error\",");
+    if (id) {
+        mw_buf_puts(&b, "\"id\":");
+        mw_buf_append(&b, id, idlen);
+        mw_buf_putc(&b, ',');
+    }
+    mw_buf_puts(&b, "\"code\":");
     mw_jsonw_str(&b, code);
     mw_buf_puts(&b, ",\"message\":");
     mw_jsonw_str(&b, message);
@@ -148,7 +157,7 @@ struct mw_conn *mw_server_open(const struct mw_transport *tp, void *tx, const st
     mw_server_conn_opened(c);
     if (bad_sid) {
         mw_log_info("bad session id", "conn=%s", c->id);
-        send_error(c, "bad_message", bad_sid);
+        send_error(c, NULL, 0, "bad_message", bad_sid);
         mw_conn_close(c, 1008, "bad session id");
     }
     return c;
@@ -169,17 +178,22 @@ void mw_server_conn_opened(struct mw_conn *c)
 void mw_server_conn_input(struct mw_conn *c, const char *p, size_t len, bool binary)
 {
     struct mw_route *route = c->route;
-    if (!mw_conn_take_token(c, mw_now_ms())) {
+    int rate = mw_conn_rate(c, mw_now_ms());
+    if (rate != MW_RATE_OK) {
+        /* Refused unparsed, but answered with the request's id when it has one, so
+         * that the client knows which request to send again. */
+        const char *id = NULL;
+        size_t idlen = 0;
+        if (route->cfg->protocol == MW_PROTO_JSON && !binary)
+            idlen = mw_json_peek_id(p, len, &id);
         mw_srv.rate_limited++;
-        if (++c->rejected > mw_conn_limits.burst) {
+        send_error(c, idlen ? id : NULL, idlen, "rate_limited", "too many messages; slow down");
+        if (rate == MW_RATE_ABUSE) {
             mw_log_warn("rate limit abuse", "conn=%s user=%s", c->id, c->user->id);
             mw_conn_close(c, 1008, "rate limit");
-        } else {
-            send_error(c, "rate_limited", "too many messages; slow down");
         }
         return;
     }
-    c->rejected = 0;
     route->stats.messages_in++;
     mw_script_message(c, p, len, binary);
 }

@@ -214,8 +214,9 @@ struct mw_conn *mw_conn_new(const struct mw_transport *tp, void *tx, struct mw_r
     return c;
 }
 
-static void set_reason(struct mw_conn *c, int code, const char *reason)
+static void set_reason(struct mw_conn *c, int by, int code, const char *reason)
 {
+    c->closed_by = (uint8_t)by;
     c->close_code = (uint16_t)code;
     free(c->close_reason);
     reason = reason ? reason : "";
@@ -236,7 +237,7 @@ void mw_conn_close(struct mw_conn *c, int code, const char *reason)
 {
     if (c->state != MW_CONN_OPEN)
         return;
-    set_reason(c, code, reason);
+    set_reason(c, MW_BY_SERVER, code, reason);
     begin_closing(c);
     if (c->tx && c->tp->close)
         c->tp->close(c);
@@ -249,7 +250,7 @@ void mw_conn_kill(struct mw_conn *c, const char *why)
         return;
     c->kill = true;
     if (c->state == MW_CONN_OPEN) {
-        set_reason(c, 1006, why);
+        set_reason(c, MW_BY_KILL, 1006, why);
         begin_closing(c);
     } else {
         enqueue_work(c); /* unlinked already: the hook aborts it */
@@ -261,7 +262,7 @@ bool mw_conn_peer_close(struct mw_conn *c, int code, const char *reason)
 {
     c->peer_closed = true;
     if (c->state == MW_CONN_OPEN) {
-        set_reason(c, code, reason);
+        set_reason(c, MW_BY_PEER, code, reason);
         begin_closing(c);
         return false;
     }
@@ -274,7 +275,7 @@ void mw_conn_transport_gone(struct mw_conn *c)
     c->want_writable = false;
     pending_remove(c);
     if (c->state == MW_CONN_OPEN) {
-        set_reason(c, 1006, "connection lost");
+        set_reason(c, MW_BY_LOST, 1006, "connection lost");
         begin_closing(c);
     } else {
         enqueue_work(c);
@@ -337,9 +338,29 @@ static void become_gone(struct mw_conn *c)
     free_head = c;
 }
 
+/* The close line: who ended it, how, how long it lived and what it carried. */
+static void log_closed(const struct mw_conn *c)
+{
+    static const char *const by[] = { "-", "server", "peer", "server-drop", "lost" };
+    uint64_t ms = mw_now_ms() - c->opened_ms;
+    char reason[124];
+    /* The peer's reason is untrusted: nothing in it may break the line. */
+    snprintf(reason, sizeof reason, "%s", c->close_reason ? c->close_reason : "");
+    for (char *r = reason; *r; r++)
+        if ((unsigned char)*r < 0x20 || *r == '"' || *r == '\\')
+            *r = '?';
+    mw_log_info("conn closed",
+                "conn=%s user=%s by=%s code=%u reason=\"%s\" duration_ms=%" PRIu64
+                " msgs_in=%" PRIu32 " msgs_out=%" PRIu32 " bytes_in=%" PRIu64 " bytes_out=%" PRIu64
+                "%s",
+                c->id, c->gone_user ? c->gone_user : "-", by[c->closed_by], c->close_code,
+                reason, ms, c->msgs_in, c->msgs_out, c->bytes_in,
+                c->bytes_out, c->aborted ? " aborted=1" : "");
+}
+
 static void conn_free(struct mw_conn *c)
 {
-    mw_log_debug("conn freed", "conn=%s", c->id);
+    log_closed(c);
     if (c->all_prev)
         c->all_prev->all_next = c->all_next;
     else
@@ -406,7 +427,7 @@ void mw_conn_drop(struct mw_conn *c)
 {
     c->tx = NULL;
     if (c->state == MW_CONN_OPEN) {
-        set_reason(c, 1000, "");
+        set_reason(c, MW_BY_PEER, 1000, "");
         begin_closing(c);
     }
     enqueue_work(c);
@@ -532,6 +553,12 @@ int mw_conn_send_text(struct mw_conn *c, const char *json, size_t len)
     int rc = mw_conn_send(c, m);
     mw_msg_decref(m);
     return rc;
+}
+
+void mw_conn_received(struct mw_conn *c, size_t n)
+{
+    c->msgs_in++;
+    c->bytes_in += n;
 }
 
 void mw_conn_sent(struct mw_conn *c, size_t n)

@@ -55,6 +55,15 @@ struct mw_attr {
     char *json; /* the value as JSON text */
 };
 
+/* Who ended a connection (the close log line). */
+enum mw_close_by {
+    MW_BY_NONE,
+    MW_BY_SERVER, /* mw_conn_close: a close frame with our code */
+    MW_BY_PEER,   /* the peer's close frame */
+    MW_BY_KILL,   /* mw_conn_kill: dropped without a handshake */
+    MW_BY_LOST,   /* the transport ended on its own */
+};
+
 enum mw_conn_state {
     MW_CONN_OPEN,     /* serving: can send, join, receive */
     MW_CONN_CLOSING,  /* close decided; unlinked at the next before-sleep hook */
@@ -140,6 +149,7 @@ struct mw_conn {
     bool zombie;              /* aborted and still not gone after MW_ZOMBIE_MS */
     bool queued;              /* on the work queue of the before-sleep hook */
     uint8_t list;             /* which timed list it is on (conn.c) */
+    uint8_t closed_by;        /* enum mw_close_by: who decided */
     uint16_t close_code;      /* ours, or the peer's when it closed first */
     char *close_reason;       /* set with close_code; most connections never need it */
     char *gone_user;          /* the user id, kept for the close log once unlinked */
@@ -210,6 +220,8 @@ void mw_conn_before_sleep(void);
 void mw_conn_want_flush(struct mw_conn *c);
 /* The transport wrote n bytes of c's frames (counters). */
 void mw_conn_sent(struct mw_conn *c, size_t n);
+/* A complete message of n payload bytes came in (counters). */
+void mw_conn_received(struct mw_conn *c, size_t n);
 
 /* The rate limit for one incoming message: MW_RATE_OK (a token taken), or
  * MW_RATE_LIMITED when the connection is over limits.rate / limits.burst. Each

@@ -11,6 +11,7 @@
 #include <libwebsockets.h>
 
 #include "api.h"
+#include "log.h"
 #include "buf.h"
 #include "metrics.h"
 #include "redis.h"
@@ -61,6 +62,31 @@ out:
 static int reply_text(struct lws *wsi, int status, const char *text)
 {
     return mw_http_reply(wsi, status, "text/plain; charset=utf-8", text, strlen(text));
+}
+
+/* A plain request to a WebSocket route: 426 with the Upgrade header (RFC 9110) and a
+ * line saying what to do, instead of a 404 that looks like a wrong path. */
+static int reply_upgrade_required(struct lws *wsi, const char *path)
+{
+    char body[512];
+    int n = snprintf(body, sizeof body,
+                     "%.256s is a WebSocket endpoint: connect with a WebSocket client "
+                     "(ws://HOST%.256s), not with a plain HTTP request\n", path, path);
+    size_t len = n < (int)sizeof body ? (size_t)n : sizeof body - 1;
+    unsigned char buf[LWS_PRE + 1024 + sizeof body];
+    unsigned char *start = buf + LWS_PRE, *p = start, *end = buf + sizeof buf;
+    mw_log_info("upgrade required", "path=%s", path);
+    if (lws_add_http_common_headers(wsi, 426, "text/plain; charset=utf-8", len, &p, end) ||
+        lws_add_http_header_by_token(wsi, WSI_TOKEN_UPGRADE, (const unsigned char *)"websocket",
+                                     9, &p, end) ||
+        lws_add_http_header_by_token(wsi, WSI_TOKEN_CONNECTION, (const unsigned char *)"Upgrade",
+                                     7, &p, end) ||
+        lws_finalize_write_http_header(wsi, start, &p, end))
+        return -1;
+    memcpy(buf + LWS_PRE, body, len);
+    if (lws_write(wsi, buf + LWS_PRE, len, LWS_WRITE_HTTP_FINAL) != (int)len)
+        return -1;
+    return lws_http_transaction_completed(wsi) ? -1 : 0;
 }
 
 static const char *mime_of(const char *path)
@@ -126,6 +152,8 @@ int mw_http_request(struct lws *wsi, const char *uri, struct mw_http_req **req)
     }
     if (strcmp(uri, "/moonwire.js") == 0)
         return serve_file(wsi, client_js);
+    if (mw_server_route(uri))
+        return reply_upgrade_required(wsi, uri);
     if (!docroot || strstr(uri, "..") || uri[0] != '/')
         return reply_text(wsi, 404, "not found\n");
     char path[4096];

@@ -167,8 +167,8 @@ void mw_server_conn_opened(struct mw_conn *c)
 {
     struct mw_route *route = c->route;
     c->slow_drop = route->cfg->slow_consumer == MW_SLOW_DROP;
-    mw_log_debug("conn open", "conn=%s route=%s user=%s remote=%s", c->id, route->cfg->path,
-                 c->user->id, c->remote);
+    mw_log_info("conn open", "conn=%s route=%s user=%s remote=%s transport=%s", c->id,
+                route->cfg->path, c->user->id, c->remote, c->tp->name);
     if (route->cfg->protocol == MW_PROTO_JSON)
         send_hello(c);
     mw_script_connect(c);
@@ -178,6 +178,7 @@ void mw_server_conn_opened(struct mw_conn *c)
 void mw_server_conn_input(struct mw_conn *c, const char *p, size_t len, bool binary)
 {
     struct mw_route *route = c->route;
+    mw_conn_received(c, len);
     int rate = mw_conn_rate(c, mw_now_ms());
     if (rate != MW_RATE_OK) {
         /* Refused unparsed, but answered with the request's id when it has one, so

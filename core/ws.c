@@ -252,7 +252,7 @@ int mw_ws_writable(struct mw_conn *c)
 int mw_ws_peer_close(struct mw_conn *c, const unsigned char *in, size_t len)
 {
     char reason[124] = "";
-    int code = len >= 2 ? (in[0] << 8) | in[1] : 0;
+    int code = len >= 2 ? (in[0] << 8) | in[1] : 1005; /* 1005: no code given */
     if (len > 2)
         snprintf(reason, sizeof reason, "%.*s", (int)(len - 2), (const char *)in + 2);
     mw_sendq_discard(&c->q); /* nothing may follow the close reply */

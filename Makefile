@@ -6,7 +6,7 @@ JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 # Debian 12 packages (SPEC section 1). Node comes from Debian too unless one is installed.
 DEB_PACKAGES = build-essential cmake pkg-config git \
 	libwebsockets-dev libwebsockets-evlib-uv libuv1-dev libluajit2-5.1-dev \
-	libhiredis-dev libyaml-dev libjwt-dev libsodium-dev libjemalloc-dev libcmocka-dev redis-server \
+	libhiredis-dev libyaml-dev libjwt-dev libssl-dev libsodium-dev libjemalloc-dev libcmocka-dev redis-server \
 	chromium
 
 .PHONY: all deps build run test test-unit test-integration test-sanitize check-config bench clean

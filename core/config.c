@@ -742,20 +742,83 @@ static int parse_workers(struct ctx *c, yaml_node_t *n, void *obj)
     return set_scalar(c, n, &workers_field, (char *)obj + workers_field.off);
 }
 
+/* `auth.jwt_public_key`: PEM text as is (from ${ENV}), else a file path. */
+static int parse_public_key(struct ctx *c, yaml_node_t *n, void *obj)
+{
+    struct mw_config *cfg = obj;
+    const char *s;
+    if (scalar_of(c, n, &s) < 0)
+        return -1;
+    free(cfg->jwt_public_key);
+    cfg->jwt_public_key = NULL;
+    if (!*s)
+        return 0; /* an unset ${VAR}: no key */
+    cfg->jwt_public_key_line = line_of(n);
+    if (!strncmp(s, "-----BEGIN", 10)) {
+        cfg->jwt_public_key = mw_strdup(s);
+        return 0;
+    }
+    cfg->jwt_public_key = resolve_path(cfg->base_dir, s);
+    if (!is_file(cfg->jwt_public_key))
+        return fail(c, n, "%s: file not found: %s", c->path, cfg->jwt_public_key);
+    return 0;
+}
+
+static int check_algorithm(struct ctx *c, yaml_node_t *n, const char *s)
+{
+    static const char *const known[] = { "HS256", "HS384", "HS512", "RS256", "RS384", "RS512",
+                                         "ES256", "ES384", "ES512", NULL };
+    for (int i = 0; known[i]; i++)
+        if (!strcmp(s, known[i]))
+            return 0;
+    if (!strcasecmp(s, "none"))
+        return fail(c, n, "%s: 'none' would accept unsigned tokens", c->path);
+    return fail(c, n, "%s: unknown algorithm '%s' (HS256, HS384, HS512, RS256, RS384, RS512, "
+                "ES256, ES384, ES512)", c->path, s);
+}
+
+static int parse_algorithms(struct ctx *c, yaml_node_t *n, void *obj)
+{
+    struct mw_config *cfg = obj;
+    if (parse_list(c, n, &cfg->jwt_algorithms, &cfg->njwt_algorithms, false, check_algorithm) < 0)
+        return -1;
+    if (!cfg->njwt_algorithms)
+        return fail(c, n, "%s: an empty list would refuse every token", c->path);
+    for (size_t i = 0; i < cfg->njwt_algorithms; i++) {
+        bool hs = cfg->jwt_algorithms[i][0] == 'H';
+        if (hs ? !cfg->jwt_secret : !cfg->jwt_public_key)
+            return fail(c, n, "%s: %s needs %s", c->path, cfg->jwt_algorithms[i],
+                        hs ? "jwt_secret (set before algorithms)" : "jwt_public_key (set before algorithms)");
+    }
+    return 0;
+}
+
 static const struct field auth_fields[] = {
     { "jwt_secret", K_STR, .off = CFG(jwt_secret) },
+    { "jwt_public_key", K_FUNC, .fn = parse_public_key },
+    { "algorithms", K_FUNC, .fn = parse_algorithms },
+    { "issuer", K_STR, .off = CFG(jwt_issuer) },
+    { "audience", K_STR, .off = CFG(jwt_audience) },
+    { "leeway", K_MS, .off = CFG(auth_leeway_ms), .max = 300000 },
+    { "timeout", K_MS, .off = CFG(auth_timeout_ms), .min = 1 },
     { "required", K_BOOL, .off = CFG(auth_required) },
     { NULL },
 };
 
-/* Requiring tokens that nothing can verify would refuse every client: an error. */
+/* Fail-closed: requiring tokens that nothing can verify would refuse every client,
+ * and an issuer or audience check without keys would check nothing: errors. Keys
+ * themselves are loaded and checked at start (auth.c), with this file's line. */
 static int parse_auth(struct ctx *c, yaml_node_t *n, void *obj)
 {
     struct mw_config *cfg = obj;
     if (parse_map(c, n, auth_fields, cfg) < 0)
         return -1;
-    if (cfg->auth_required && !cfg->jwt_secret)
-        return fail(c, n, "%s: required is true but jwt_secret is missing or empty", c->path);
+    bool keys = cfg->jwt_secret || cfg->jwt_public_key;
+    if (cfg->auth_required && !keys)
+        return fail(c, n, "%s: required is true but neither jwt_secret nor jwt_public_key is set "
+                    "(or they are empty)", c->path);
+    if ((cfg->jwt_issuer || cfg->jwt_audience) && !keys)
+        return fail(c, n, "%s: issuer and audience need jwt_secret or jwt_public_key", c->path);
     return 0;
 }
 
@@ -1152,6 +1215,8 @@ static void set_defaults(struct mw_config *cfg, const char *source, const char *
     cfg->max_connections = 100000;
     cfg->slow_handler_ms = 100;
     cfg->handler_timeout_ms = 1000;
+    cfg->auth_leeway_ms = 5000;
+    cfg->auth_timeout_ms = 10000;
     cfg->inbox_size = 100;
     cfg->inbox_ttl_ms = 168 * 3600 * 1000ull; /* a week */
     cfg->inbox_max_item = 4096;
@@ -1346,6 +1411,10 @@ void mw_config_free(struct mw_config *cfg)
     free_strv(cfg->redis_cluster, cfg->nredis_cluster);
     free(cfg->redis_url);
     free(cfg->jwt_secret);
+    free(cfg->jwt_public_key);
+    free_strv(cfg->jwt_algorithms, cfg->njwt_algorithms);
+    free(cfg->jwt_issuer);
+    free(cfg->jwt_audience);
     free_strv(cfg->api_keys, cfg->napi_keys);
     memset(cfg, 0, sizeof *cfg);
 }

@@ -64,6 +64,14 @@ struct mw_config {
     size_t nredis_cluster;
 
     char *jwt_secret;         /* NULL when absent or empty */
+    char *jwt_public_key;     /* `auth.jwt_public_key`: PEM text, or a PEM file's resolved path */
+    int jwt_public_key_line;  /* its YAML line, for errors found when the key is loaded */
+    char **jwt_algorithms;    /* `auth.algorithms`; none: every one the keys allow */
+    size_t njwt_algorithms;
+    char *jwt_issuer;         /* `auth.issuer`: the required `iss`, or NULL */
+    char *jwt_audience;       /* `auth.audience`: required in `aud`, or NULL */
+    uint64_t auth_leeway_ms;  /* `auth.leeway` (5s): clock skew allowed on exp and nbf */
+    uint64_t auth_timeout_ms; /* `auth.timeout` (10s): for the first `auth` message */
     bool auth_required;
 
     char **api_keys;          /* empty strings dropped (an unset ${VAR}) */

@@ -89,6 +89,13 @@ static void user_detach(struct mw_conn *c)
     c->user = NULL;
 }
 
+void mw_conn_set_user(struct mw_conn *c, const char *user_id)
+{
+    mw_assert(c->nrooms == 0); /* rooms and presence are keyed by user */
+    user_detach(c);
+    c->user = user_attach(c, user_id);
+}
+
 struct mw_user *mw_user_find(const char *id)
 {
     return mw_map_get(&users_by_id, id);

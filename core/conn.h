@@ -105,6 +105,8 @@ struct mw_conn {
     struct mw_conn *work_next;                   /* unlink queue, then free list */
     char *remote;             /* peer address */
     char *claims_json;        /* verified token claims, or NULL */
+    uint64_t auth_exp_ms;     /* its token expires then (Unix ms; 0: none): closed 4001 */
+    uint64_t auth_wait_ms;    /* waits for a first `auth` message until then (0: does not) */
 
     uint64_t opened_ms;
     uint64_t last_rx_ms;      /* last frame or pong from the peer */
@@ -231,6 +233,10 @@ void mw_conn_received(struct mw_conn *c, size_t n);
 enum { MW_RATE_OK, MW_RATE_LIMITED, MW_RATE_ABUSE };
 #define MW_RATE_ABUSE_BURSTS 10
 int mw_conn_rate(struct mw_conn *c, uint64_t now_ms);
+
+/* Moves a connection that is in no room to another user (a first `auth` message
+ * names the user of a connection that waited for it). */
+void mw_conn_set_user(struct mw_conn *c, const char *user_id);
 
 /* Attributes: set (json NULL deletes), get (NULL when absent). */
 void mw_conn_attr_set(struct mw_conn *c, const char *key, const char *json);

@@ -249,7 +249,7 @@ static int l_tostring(lua_State *L)
     return 1;
 }
 
-/* Fields: id, user, remote, route, closed; anything else is a method. */
+/* Fields: id, user, remote, route, claims, closed; anything else is a method. */
 static int l_index(lua_State *L)
 {
     struct lconn *u = check_lconn(L, 1);
@@ -271,6 +271,11 @@ static int l_index(lua_State *L)
         if (c)
             lua_pushstring(L, c->route->cfg->path);
         else
+            lua_pushnil(L);
+    } else if (strcmp(k, "claims") == 0) { /* the verified token's claims, or nil */
+        char err[128];
+        if (!c || !c->claims_json ||
+            mw_json_decode(L, c->claims_json, strlen(c->claims_json), err, sizeof err) < 0)
             lua_pushnil(L);
     } else if (strcmp(k, "closed") == 0) {
         lua_pushboolean(L, !c || !mw_conn_is_open(c));

@@ -8,6 +8,7 @@
 #include <lauxlib.h>
 #include <uv.h>
 
+#include "auth.h"
 #include "buf.h"
 #include "conn.h"
 #include "jsonw.h"
@@ -164,6 +165,42 @@ static int l_dedup_end(lua_State *L)
     return 0;
 }
 
+/* core.auth(conn, token) -> {user, exp} | nil, code, message: an `auth` message that
+ * refreshes the connection's token (auth.h). */
+static int l_auth(lua_State *L)
+{
+    struct mw_conn *c = mw_lua_check_conn(L, 1);
+    size_t len;
+    const char *token = luaL_checklstring(L, 2, &len), *code, *why;
+    if (!c || !mw_conn_is_open(c)) {
+        lua_pushnil(L);
+        lua_pushliteral(L, "unauthorized");
+        lua_pushliteral(L, "closed");
+        return 3;
+    }
+    if (mw_auth_message(c, token, len, &code, &why) < 0) {
+        mw_log_info("auth refused", "conn=%s user=%s reason=\"%s\"", c->id, c->user->id, why);
+        lua_pushnil(L);
+        lua_pushstring(L, code);
+        lua_pushstring(L, why);
+        return 3;
+    }
+    mw_log_debug("token refreshed", "conn=%s user=%s", c->id, c->user->id);
+    lua_createtable(L, 0, 2);
+    lua_pushstring(L, c->user->id);
+    lua_setfield(L, -2, "user");
+    lua_pushnumber(L, (lua_Number)(c->auth_exp_ms / 1000));
+    lua_setfield(L, -2, "exp");
+    return 1;
+}
+
+/* core.hot_reload() -> whether dev.hot_reload is on (dev:watch is served only then). */
+static int l_hot_reload(lua_State *L)
+{
+    lua_pushboolean(L, mw_srv.cfg && mw_srv.cfg->hot_reload);
+    return 1;
+}
+
 static int l_now(lua_State *L)
 {
     lua_pushnumber(L, (lua_Number)mw_wall_ms());
@@ -264,7 +301,8 @@ int luaopen_moonwire_core(lua_State *L)
     static const luaL_Reg fns[] = {
         { "log", l_log },     { "report_error", l_report_error }, { "now", l_now },
         { "sleep", l_sleep }, { "node_id", l_node_id },           { "route", l_route },
-        { "dedup_begin", l_dedup_begin }, { "dedup_end", l_dedup_end },
+        { "dedup_begin", l_dedup_begin }, { "dedup_end", l_dedup_end }, { "auth", l_auth },
+        { "hot_reload", l_hot_reload },
         { NULL, NULL },
     };
     lua_newtable(L);

@@ -46,6 +46,8 @@ static int on_lws(struct lws *wsi, enum lws_callback_reasons reason, void *user,
         if (s)
             mw_http_req_free(&s->http);
         break;
+    case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE:
+        return mw_ws_confirm(wsi);
     case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
         return mw_ws_filter(wsi);
     case LWS_CALLBACK_ESTABLISHED:
@@ -110,6 +112,10 @@ struct lws_vhost *mw_lws_start(void)
     info.server_string = "moonwire";
     info.timeout_secs = 10;
     info.pt_serv_buf_size = MW_RX_BUFFER;
+    /* Request line and headers of a handshake: room for a token of up to 8 KiB in the
+     * query or in Authorization (auth.c); lws drops a request that is larger. Held
+     * only while the headers are parsed. */
+    info.max_http_header_data = 16 * 1024;
     info.pcontext = &context; /* lws clears it when destruction completes */
     context = lws_create_context(&info);
     return context ? lws_get_vhost_by_name(context, "moonwire") : NULL;

@@ -122,6 +122,8 @@ static void watch_all(void)
 /* Tells the connections that sent `dev:watch` (a dev page reloading itself). */
 static void notify_dev(const char *route, const char *error)
 {
+    if (!mw_srv.cfg->hot_reload) /* reload errors carry server paths: development only */
+        return;
     struct mw_buf b = { 0 };
     mw_buf_puts(&b, "{\"type\":\"dev:reload\",\"data\":{\"route\":");
     mw_jsonw_str(&b, route);

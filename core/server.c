@@ -62,6 +62,10 @@ int mw_server_load_routes(const struct mw_config *cfg, const char *home, char *e
     mw_srv.routes = mw_calloc(cfg->nroutes, sizeof *mw_srv.routes);
     mw_script_slow_ms = cfg->slow_handler_ms;
     mw_watchdog_set_timeout(cfg->handler_timeout_ms);
+    if (mw_auth_init(cfg, err, errlen) < 0) {
+        mw_server_unload_routes();
+        return -1;
+    }
     for (size_t i = 0; i < cfg->nroutes; i++) {
         mw_srv.routes[i].cfg = &cfg->routes[i];
         mw_srv.routes[i].app = mw_app_new(&mw_srv.routes[i], home, err, errlen);
@@ -81,6 +85,7 @@ void mw_server_unload_routes(void)
     free(mw_srv.routes);
     mw_srv.routes = NULL;
     mw_srv.nroutes = 0;
+    mw_auth_shutdown();
 }
 
 /* ---- connections, whatever their transport ---- */
@@ -136,34 +141,49 @@ int mw_server_check_open(const struct mw_open_req *r, const char **why)
         *why = "max_connections";
         return 503;
     }
-    return 0;
+    struct mw_identity id;
+    int status = mw_auth_identify(r, &id, why); /* kept for the open that follows */
+    if (status)
+        mw_log_info("upgrade rejected", "path=%s remote=%s status=%d reason=\"%s\"", r->path,
+                    r->remote, status, *why);
+    mw_identity_clear(&id);
+    return status;
 }
 
 struct mw_conn *mw_server_open(const struct mw_transport *tp, void *tx, const struct mw_open_req *r)
 {
-    char user[MW_USER_ID_MAX + 1] = "", sid[MW_SESSION_ID_MAX + 1] = "";
-    const char *bad_user = NULL;
+    char sid[MW_SESSION_ID_MAX + 1] = "";
+    struct mw_identity id;
+    const char *why;
     struct mw_route *route = mw_server_route(r->path);
     if (!route)
         return NULL;
-    if (mw_srv.cfg->user_param)
-        mw_auth_user_param(r, user, &bad_user);
+    /* Who it is: as the handshake's check found (kept), else found now. */
+    if (!mw_auth_take(r->tx, &id) && mw_auth_identify(r, &id, &why) != 0) {
+        mw_log_info("upgrade rejected", "path=%s remote=%s reason=\"%s\"", r->path, r->remote, why);
+        return NULL;
+    }
     /* ?session=ID: this connection shares its window of message ids with the user's
      * earlier connections in that session (session.h). */
     int sidlen = r->query(r->tx, "session", sid, sizeof sid);
     const char *bad_sid = sidlen >= 0 ? mw_session_id_error(sid, (size_t)sidlen) : NULL;
-    struct mw_conn *c = mw_conn_new(tp, tx, route, user[0] ? user : NULL, r->remote);
+    struct mw_conn *c = mw_conn_new(tp, tx, route, id.user[0] ? id.user : NULL, r->remote);
+    c->claims_json = id.claims_json; /* the connection owns them now */
+    c->auth_exp_ms = id.exp_ms;
     if (sidlen >= 0 && !bad_sid)
         mw_conn_join_session(c, sid);
-    mw_server_conn_opened(c);
+    if (id.kind == MW_ID_WAIT) {
+        /* auth.required and no token yet: nothing is served until an `auth` message
+         * names the user (mw_server_conn_input). */
+        c->auth_wait_ms = mw_now_ms() + mw_auth_wait_ms();
+        mw_log_info("conn waits for auth", "conn=%s route=%s remote=%s", c->id, route->cfg->path, c->remote);
+    } else {
+        mw_server_conn_opened(c);
+    }
     if (bad_sid) {
         mw_log_info("bad session id", "conn=%s", c->id);
         send_error(c, NULL, 0, "bad_message", bad_sid);
         mw_conn_close(c, 1008, "bad session id");
-    } else if (bad_user) {
-        mw_log_info("bad user parameter", "conn=%s reason=\"%s\"", c->id, bad_user);
-        send_error(c, NULL, 0, "bad_message", bad_user);
-        mw_conn_close(c, 1008, "bad user");
     }
     return c;
 }
@@ -180,6 +200,39 @@ void mw_server_conn_opened(struct mw_conn *c)
 }
 
 /* Delivers a complete message to the route's script. */
+/* The first message of a connection that waits for its token: an `auth` message opens
+ * it (hello, the connect handler, then the ack with the user); anything else, or a
+ * token that is not valid, closes it 4001. */
+static void first_auth(struct mw_conn *c, const char *p, size_t len)
+{
+    const char *id = NULL, *code = "unauthorized", *why = NULL;
+    size_t idlen = mw_json_peek_id(p, len, &id);
+    char *token = NULL;
+    size_t tlen = 0;
+    if (mw_auth_parse_message(p, len, &token, &tlen, &why) == 0 &&
+        mw_auth_message(c, token, tlen, &code, &why) == 0) {
+        free(token);
+        mw_log_info("conn authenticated", "conn=%s user=%s", c->id, c->user->id);
+        mw_server_conn_opened(c);
+        if (idlen) {
+            struct mw_buf b = { 0 };
+            mw_buf_puts(&b, "{\"type\":\"ack\",\"id\":");
+            mw_buf_append(&b, id, idlen);
+            mw_buf_puts(&b, ",\"data\":{\"user\":");
+            mw_jsonw_str(&b, c->user->id);
+            mw_buf_printf(&b, ",\"exp\":%" PRIu64 "}}", c->auth_exp_ms / 1000);
+            mw_conn_send_text(c, b.p, b.len);
+            mw_buf_free(&b);
+        }
+        return;
+    }
+    free(token);
+    mw_log_info("auth refused", "conn=%s remote=%s reason=\"%s\"", c->id, c->remote, why);
+    send_error(c, idlen ? id : NULL, idlen, code, why);
+    c->auth_wait_ms = 0;
+    mw_conn_close(c, 4001, "authentication failed");
+}
+
 void mw_server_conn_input(struct mw_conn *c, const char *p, size_t len, bool binary)
 {
     struct mw_route *route = c->route;
@@ -201,6 +254,10 @@ void mw_server_conn_input(struct mw_conn *c, const char *p, size_t len, bool bin
         return;
     }
     route->stats.messages_in++;
+    if (c->auth_wait_ms) {
+        first_auth(c, p, len);
+        return;
+    }
     mw_script_message(c, p, len, binary);
 }
 
@@ -226,8 +283,8 @@ static void on_before_sleep(uv_prepare_t *h)
 static void on_heartbeat(uv_timer_t *t)
 {
     (void)t;
-    uint64_t now = mw_now_ms();
-    mw_room_sweep(mw_wall_ms(), now, MW_ROOM_IDLE_KEEP_MS);
+    uint64_t now = mw_now_ms(), wall = mw_wall_ms();
+    mw_room_sweep(wall, now, MW_ROOM_IDLE_KEEP_MS);
     mw_session_sweep(now);
     uint64_t interval = mw_srv.cfg->heartbeat_interval_ms;
     uint64_t deadline = interval + mw_srv.cfg->heartbeat_timeout_ms;
@@ -235,6 +292,7 @@ static void on_heartbeat(uv_timer_t *t)
         mw_conn_trim(c, now); /* what an idle connection no longer needs */
         if (!c->tx || !mw_conn_is_open(c))
             continue;
+        mw_auth_sweep(c, now, wall);
         uint64_t idle = now - c->last_rx_ms;
         if (idle >= deadline) {
             mw_srv.heartbeat_timeouts++;

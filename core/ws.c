@@ -10,7 +10,9 @@
 
 #include <libwebsockets.h>
 
+#include "buf.h"
 #include "conn.h"
+#include "jsonw.h"
 #include "log.h"
 #include "rxpage.h"
 #include "server.h"
@@ -184,13 +186,56 @@ static void open_req(struct lws *wsi, struct mw_open_req *r, char *path, size_t 
     r->header = req_header;
 }
 
-int mw_ws_filter(struct lws *wsi)
+/* The error code of a refusal's body, by HTTP status. */
+static const char *refusal_code(int status)
+{
+    switch (status) {
+    case 400: return "bad_message";
+    case 401: return "unauthorized";
+    case 403: return "forbidden";
+    case 404: return "not_found";
+    case 429: return "rate_limited";
+    default: return "unavailable";
+    }
+}
+
+int mw_ws_confirm(struct lws *wsi)
 {
     char path[256], remote[64];
     struct mw_open_req r;
     const char *why;
     open_req(wsi, &r, path, sizeof path, remote, sizeof remote);
-    return mw_server_check_open(&r, &why) != 0;
+    int status = mw_server_check_open(&r, &why);
+    if (!status)
+        return 0;
+    struct mw_buf body = { 0 };
+    mw_buf_puts(&body, "{\"error\":");
+    mw_jsonw_str(&body, refusal_code(status));
+    mw_buf_puts(&body, ",\"message\":");
+    mw_jsonw_str(&body, why ? why : "refused");
+    mw_buf_puts(&body, "}\n");
+    unsigned char *buf = mw_malloc(LWS_PRE + 1024 + body.len); /* lws writes before data */
+    unsigned char *start = buf + LWS_PRE, *p = start, *end = start + 1024;
+    int rc = 1; /* answered: lws completes the transaction */
+    if (lws_add_http_common_headers(wsi, (unsigned)status, "application/json", body.len, &p, end) ||
+        (status == 401 && lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_WWW_AUTHENTICATE,
+                                                       (const unsigned char *)"Bearer", 6, &p, end)) ||
+        lws_finalize_write_http_header(wsi, start, &p, end)) {
+        rc = -1;
+    } else {
+        memcpy(buf + LWS_PRE, body.p, body.len);
+        if (lws_write(wsi, buf + LWS_PRE, body.len, LWS_WRITE_HTTP_FINAL) != (int)body.len)
+            rc = -1;
+    }
+    free(buf);
+    mw_buf_free(&body);
+    return rc;
+}
+
+int mw_ws_filter(struct lws *wsi)
+{
+    (void)wsi;
+    return 0; /* mw_ws_confirm checked the request, and answered a refusal */
 }
 
 struct mw_conn *mw_ws_established(struct lws *wsi)

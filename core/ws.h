@@ -8,6 +8,10 @@
 struct lws;
 struct mw_conn;
 
+/* LWS_CALLBACK_HTTP_CONFIRM_UPGRADE: the server's checks of a new connection (route,
+ * limits, identity: mw_server_check_open). 0 lets the upgrade go on; a refusal is
+ * answered with its HTTP status and {"error":CODE,"message":WHY}, and returns 1. */
+int mw_ws_confirm(struct lws *wsi);
 /* LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION: 0 lets the upgrade go on. */
 int mw_ws_filter(struct lws *wsi);
 /* LWS_CALLBACK_ESTABLISHED: the new connection, or NULL when lws must drop it. */

@@ -86,7 +86,18 @@ function M.message(app, conn, payload, binary)
   local t = msg.type
   if t == "ping" then
     return conn:send({ type = "pong", id = id, data = msg.data })
-  elseif t == "dev:watch" then -- this connection wants dev:reload events
+  elseif t == "auth" then -- a newer token for the same user, before the old one expires
+    local d = msg.data
+    local token = type(d) == "table" and d.token
+    if type(token) ~= "string" then
+      return send_error(conn, id, "bad_message", "data.token must be a string")
+    end
+    local res, code, message = core.auth(conn, token)
+    if not res then return send_error(conn, id, code, message) end
+    if id ~= nil then conn:send({ type = "ack", id = id, data = res }) end
+    return
+  elseif t == "dev:watch" and core.hot_reload() then -- wants dev:reload events (development:
+    -- they carry reload errors with server paths, so only with dev.hot_reload on)
     conn:set("__dev_reload", true)
     if id ~= nil then conn:send({ type = "ack", id = id }) end
     return

@@ -8,7 +8,7 @@ const assert = require('node:assert/strict');
 const WebSocket = require('ws');
 const { startServer } = require('./lib/server');
 const { connect, closeAll, Client } = require('./lib/client');
-const { request, rawRequest } = require('./lib/http');
+const { request, rawRequest, upgradeRequest } = require('./lib/http');
 const { uid, expectAck, expectError, assertServes } = require('./lib/helpers');
 
 const KEY = 'hostile-api-key';
@@ -93,6 +93,23 @@ describe('hostile input', () => {
     });
   });
 
+  describe('oversize input', () => {
+    it('closes a 16 MiB frame with 1009 from its header, and serves on', async () => {
+      const c = await connect(server.url(`/chat?user=${uid('big')}`));
+      c.sendRaw(Buffer.alloc(16 * 1024 * 1024, 0x61));
+      assert.equal((await c.closed).code, 1009);
+      await server.waitForLog(/message too big/);
+      await assertServes(server);
+    });
+
+    it('drops a request line with a 100 KiB query string without upgrading it, and serves on', async () => {
+      const res = await upgradeRequest(server.port, `/chat?user=a&pad=${'x'.repeat(100 * 1024)}`);
+      assert.notEqual(res.status, 101, res.head);
+      assert.ok(res.closed, 'the connection is closed');
+      await assertServes(server);
+    });
+  });
+
   describe('message ids', () => {
     it('runs two messages whose string ids differ only after a NUL byte', async () => {
       const room = uid('nul-id');
@@ -129,17 +146,15 @@ describe('hostile input', () => {
     for (const [what, raw] of [['not UTF-8', '%ff%fe'], ['with a tab', 'ana%09bob'],
       ['with DEL', 'ana%7fbob'], ['with a C1 control character', 'ana%c2%85bob'],
       ['over 128 bytes', 'u'.repeat(129)]]) {
-      it(`refuses a user ${what} with bad_message and close 1008, and the room's members stay`, async () => {
+      it(`refuses a user ${what} at the handshake with HTTP 400, and the room's members stay`, async () => {
         const room = uid('user-param');
         const member = await connect(server.url(`/chat?user=${uid('member')}`));
         expectAck(await member.request('join', { room }), 1);
-        const bad = await openUntilClosed(server.url(`/chat?user=${raw}`));
-        assert.equal(bad.closeInfo.code, 1008, JSON.stringify(bad.closeInfo));
-        const err = bad.messages.find((m) => m.type === 'error');
-        assert.ok(err, `an error before the close: ${bad.received()}`);
-        expectError(err, 'bad_message', undefined);
-        assert.ok(!bad.messages.some((m) => m.type === 'hello' && m.data.user.includes('ana')),
-          'the bad id never reaches a frame');
+        const res = await upgradeRequest(server.port, `/chat?user=${raw}`);
+        assert.equal(res.status, 400, res.head);
+        const body = JSON.parse(res.body);
+        assert.equal(body.error, 'bad_message');
+        assert.match(body.message, /user must/);
         assert.ok(member.isOpen, 'the member is still connected');
         expectAck(await member.request('presence:list', { room }), 2);
         await member.close();
@@ -153,7 +168,7 @@ describe('hostile input', () => {
     });
 
     it('logs the refused user parameter and still serves', async () => {
-      await server.waitForLog(/msg="bad user parameter"/);
+      await server.waitForLog(/msg="upgrade rejected" path=\/chat remote=\S+ status=400 reason="user must/);
       await assertServes(server);
     });
   });

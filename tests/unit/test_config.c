@@ -857,10 +857,38 @@ static void test_auth(void **state)
 {
     (void)state;
     expect_error("auth:\n  required: true\n", 2,
-                 "auth: required is true but jwt_secret is missing or empty");
+                 "auth: required is true but neither jwt_secret nor jwt_public_key is set");
     unsetenv("MW_TEST_UNSET");
     expect_error("auth: { jwt_secret: \"${MW_TEST_UNSET}\", required: yes }\n", 1,
                  "auth: required is true");
+    expect_error("auth: { jwt_public_key: \"${MW_TEST_UNSET}\", required: yes }\n", 1,
+                 "auth: required is true");
+
+    /* Keys, algorithms, checks: fail-closed. */
+    struct mw_config cfg = parse_ok("auth:\n  jwt_secret: s\n  algorithms: [HS256, HS512]\n"
+                                    "  issuer: me\n  audience: chat\n  leeway: 2s\n  timeout: 3s\n");
+    assert_int_equal(cfg.njwt_algorithms, 2);
+    assert_string_equal(cfg.jwt_algorithms[1], "HS512");
+    assert_string_equal(cfg.jwt_issuer, "me");
+    assert_string_equal(cfg.jwt_audience, "chat");
+    assert_int_equal(cfg.auth_leeway_ms, 2000);
+    assert_int_equal(cfg.auth_timeout_ms, 3000);
+    mw_config_free(&cfg);
+    cfg = parse_ok("auth: { jwt_public_key: \"-----BEGIN PUBLIC KEY-----\\nAAAA\\n\" }\n");
+    assert_non_null(strstr(cfg.jwt_public_key, "-----BEGIN PUBLIC KEY-----"));
+    assert_int_equal(cfg.auth_leeway_ms, 5000);
+    mw_config_free(&cfg);
+    expect_error("auth: { jwt_public_key: nope.pem }\n", 1, "auth.jwt_public_key: file not found:");
+    expect_error("auth: { jwt_secret: s, algorithms: [none] }\n", 1,
+                 "auth.algorithms: 'none' would accept unsigned tokens");
+    expect_error("auth: { jwt_secret: s, algorithms: [HS257] }\n", 1,
+                 "auth.algorithms: unknown algorithm 'HS257'");
+    expect_error("auth: { jwt_secret: s, algorithms: [] }\n", 1,
+                 "auth.algorithms: an empty list would refuse every token");
+    expect_error("auth: { jwt_secret: s, algorithms: [RS256] }\n", 1,
+                 "auth.algorithms: RS256 needs jwt_public_key");
+    expect_error("auth: { issuer: me }\n", 1, "auth: issuer and audience need jwt_secret or jwt_public_key");
+    expect_error("auth: { jwt_secret: s, leeway: 10m }\n", 1, "auth.leeway: must be between 0 and 300000");
 }
 
 static void test_static_dir(void **state)

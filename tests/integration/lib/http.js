@@ -68,4 +68,13 @@ function rawRequest(port, bytes, ms = 3000) {
   });
 }
 
-module.exports = { request, rawRequest };
+// A WebSocket upgrade request for `target` (path and query, sent as is) with extra
+// header lines; resolves like rawRequest: 101 when upgraded, else the refusal.
+function upgradeRequest(port, target, headers = [], ms = 3000) {
+  const lines = [`GET ${target} HTTP/1.1`, `Host: 127.0.0.1:${port}`, 'Upgrade: websocket',
+    'Connection: Upgrade', 'Sec-WebSocket-Version: 13', 'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==',
+    ...headers];
+  return rawRequest(port, `${lines.join('\r\n')}\r\n\r\n`, ms);
+}
+
+module.exports = { request, rawRequest, upgradeRequest };

@@ -102,6 +102,10 @@ int mw_parse_duration(const char *s, uint64_t *ms);
 /* "64KiB", "1MiB", "512", "1GiB", "10KB"(=10*1000). 0 or -1. */
 int mw_parse_size(const char *s, size_t *bytes);
 
+/* "HOST:PORT", "[IPV6]:PORT" or ":PORT" (0.0.0.0): replaces *host (freed) and *port.
+ * 0, -1 when the form is wrong, -2 when the port is not 0..65535. */
+int mw_parse_listen(const char *s, char **host, int *port);
+
 /* Looks a route up by path; NULL if none. */
 const struct mw_route_config *mw_config_route(const struct mw_config *cfg, const char *path);
 

@@ -112,7 +112,7 @@ static int decode_body(struct lws *wsi, const char *body, size_t len, int *rc)
         *rc = reply_error(wsi, 400, "bad_json", err);
         return -1;
     }
-    if (!lua_istable(J, -1) || lua_getmetatable(J, -1)) {
+    if (!lua_istable(J, -1) || mw_json_is_array(J, -1)) {
         lua_settop(J, 0);
         *rc = reply_error(wsi, 400, "bad_message", "the body must be a JSON object");
         return -1;

@@ -1,4 +1,4 @@
-/* config.c - loads the YAML configuration (SPEC section 3) into struct mw_config.
+/* config.c - loads the YAML configuration (docs/config.md) into struct mw_config.
  *
  * The file is loaded whole with libyaml's document API, then walked with small field
  * tables (one per YAML map) and one converter per value kind. The first problem stops

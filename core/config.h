@@ -1,4 +1,4 @@
-/* config.h - the YAML configuration (SPEC section 3), parsed and validated.
+/* config.h - the YAML configuration (docs/config.md), parsed and validated.
  *
  * Leaf module: depends on libyaml and util only, so it is unit tested alone.
  * Every error names the source and the YAML line: "moonwire.yaml:7: unknown key 'foo'". */
@@ -77,7 +77,7 @@ struct mw_config {
     enum mw_log_format log_format;
 };
 
-/* The embedded default (SPEC section 3), as YAML text; paths in it are relative to
+/* The embedded default (docs/config.md), as YAML text; paths in it are relative to
  * the bundled examples directory. */
 extern const char mw_config_embedded_yaml[];
 

@@ -320,7 +320,7 @@ static void test_full_config(void **state)
     mw_config_free(&cfg);
 }
 
-/* The sample of SPEC section 3, whose keys outside tests rely on. */
+/* The sample config of docs/config.md, whose keys outside tests rely on. */
 static void test_spec_sample(void **state)
 {
     (void)state;

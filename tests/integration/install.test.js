@@ -5,7 +5,7 @@
 
 const { describe, it, before, after } = require('node:test');
 const assert = require('node:assert/strict');
-const { execFile, spawn } = require('node:child_process');
+const { execFile } = require('node:child_process');
 const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
@@ -13,6 +13,7 @@ const { freePort, httpStatus, BIN, REPO } = require('./lib/server');
 const { connect, closeAll } = require('./lib/client');
 const { request } = require('./lib/http');
 const { expectAck, waitFor } = require('./lib/helpers');
+const { start } = require('./lib/proc');
 
 // The environment a user has: no MOONWIRE_HOME.
 function userEnv() {
@@ -31,29 +32,13 @@ function run(file, args, { timeout = 20000, cwd } = {}) {
 // `moonwire` with no config file, on a free port; resolves once /healthz answers.
 async function serveEmbedded(bin) {
   const port = await freePort();
-  let log = '';
-  const child = spawn(bin, ['--listen', `127.0.0.1:${port}`], { env: userEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
-  child.stdout.on('data', (d) => { log += d; });
-  child.stderr.on('data', (d) => { log += d; });
-  const exited = new Promise((resolve) => child.on('exit', (code, signal) => resolve({ code, signal })));
-  let gone = null;
-  exited.then((s) => { gone = s; });
+  const p = start(bin, ['--listen', `127.0.0.1:${port}`], { env: userEnv() });
   await waitFor(async () => {
-    if (gone) throw new Error(`moonwire exited at start (${JSON.stringify(gone)}):\n${log}`);
+    if (p.exit) throw new Error(`moonwire exited at start (${JSON.stringify(p.exit)}):\n${p.out}`);
     return (await httpStatus(`http://127.0.0.1:${port}/healthz`, 500)) === 200;
   }, 10000, 'the installed moonwire to answer /healthz');
-  return {
-    port,
-    logs: () => log,
-    async stop() {
-      if (!gone) child.kill('SIGTERM');
-      let timer;
-      const s = await Promise.race([exited, new Promise((r) => { timer = setTimeout(r, 8000, null); })]);
-      clearTimeout(timer);
-      if (!s) child.kill('SIGKILL');
-      return s;
-    },
-  };
+  p.port = port;
+  return p;
 }
 
 describe('cmake --install into a temporary prefix', () => {
@@ -118,7 +103,7 @@ describe('cmake --install into a temporary prefix', () => {
       expectAck(await ana.request('chat:message', { room: 'lobby', data: { text: 'hi' } }), 2, 'chat');
 
       // The development API key of the embedded default, printed at start.
-      assert.match(srv.logs(), /msg="development api key" key=dev /);
+      assert.match(srv.out, /msg="development api key" key=dev /);
       const inbox = await connect(`ws://127.0.0.1:${srv.port}/notify?user=ana`);
       await inbox.next('notify:backlog');
       const sent = await request('POST', `${base}/api/notify`, {
@@ -129,7 +114,7 @@ describe('cmake --install into a temporary prefix', () => {
     } finally {
       await closeAll();
       const s = await srv.stop();
-      assert.deepEqual(s, { code: 0, signal: null }, srv.logs());
+      assert.deepEqual(s, { code: 0, signal: null }, srv.out);
     }
   });
 

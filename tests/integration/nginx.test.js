@@ -7,7 +7,6 @@
 
 const { describe, it, before, after } = require('node:test');
 const assert = require('node:assert/strict');
-const { spawn } = require('node:child_process');
 const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
@@ -16,6 +15,7 @@ const { startRedis } = require('./lib/redis');
 const { connect, closeAll } = require('./lib/client');
 const { request } = require('./lib/http');
 const { uid, expectAck, sleep, waitFor } = require('./lib/helpers');
+const { start } = require('./lib/proc');
 
 const EXAMPLE = fs.readFileSync(path.join(REPO, 'examples', 'nginx', 'moonwire.conf'), 'utf8');
 const KEY = 'nginx-test-key';
@@ -58,30 +58,18 @@ http {
     include ${dir}/moonwire.conf;
 }
 `);
-  let log = '';
-  const child = spawn('nginx', ['-p', dir, '-e', 'stderr', '-c', path.join(dir, 'nginx.conf')],
-    { stdio: ['ignore', 'pipe', 'pipe'] });
-  child.stdout.on('data', (d) => { log += d; });
-  child.stderr.on('data', (d) => { log += d; });
-  let status = null;
-  const exited = new Promise((resolve) => child.on('exit', (code, signal) => resolve({ code, signal })));
-  exited.then((s) => { status = s; });
-  child.on('error', (err) => { log += `spawn: ${err.message}`; });
+  const p = start('nginx', ['-p', dir, '-e', 'stderr', '-c', path.join(dir, 'nginx.conf')]);
   await waitFor(async () => {
-    if (status) throw new Error(`nginx exited at start (${JSON.stringify(status)}):\n${log}`);
+    if (p.exit) throw new Error(`nginx exited at start (${JSON.stringify(p.exit)}):\n${p.out}`);
     return (await httpStatus(`http://127.0.0.1:${port}/healthz`, 500)) === 200;
   }, 10000, 'nginx to answer');
   return {
     port,
-    logs: () => log,
-    ws: (p) => `ws://127.0.0.1:${port}${p}`,
-    http: (p) => `http://127.0.0.1:${port}${p}`,
+    logs: () => p.out,
+    ws: (u) => `ws://127.0.0.1:${port}${u}`,
+    http: (u) => `http://127.0.0.1:${port}${u}`,
     async stop() {
-      if (!status) child.kill('SIGQUIT');
-      let timer;
-      const s = await Promise.race([exited, new Promise((r) => { timer = setTimeout(r, 5000, null); })]);
-      clearTimeout(timer);
-      if (!s) child.kill('SIGKILL');
+      await p.stop('SIGQUIT');
       fs.rmSync(dir, { recursive: true, force: true });
     },
   };

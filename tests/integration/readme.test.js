@@ -8,13 +8,14 @@
 
 const { describe, it, before, after } = require('node:test');
 const assert = require('node:assert/strict');
-const { spawn, execFile } = require('node:child_process');
+const { execFile } = require('node:child_process');
 const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
 const { freePort, httpStatus, BIN, REPO } = require('./lib/server');
 const { request } = require('./lib/http');
 const { waitFor } = require('./lib/helpers');
+const { start } = require('./lib/proc');
 
 const WAIT_MS = 8000;
 
@@ -54,55 +55,6 @@ function normalize(s) {
 
 function stripAnsi(s) {
   return s.replace(/\x1b\[[0-9;?]*[A-Za-z]/g, '');
-}
-
-// A process whose output is kept; waitLine(pred) waits for a line of it.
-function start(cmd, args, opts) {
-  const child = spawn(cmd, args, { ...opts, stdio: ['pipe', 'pipe', 'pipe'], detached: true });
-  const p = { child, out: '', exit: null, waiters: new Set() };
-  const onData = (d) => {
-    p.out += d.toString('utf8');
-    for (const w of p.waiters) w();
-  };
-  child.stdout.on('data', onData);
-  child.stderr.on('data', onData);
-  p.exited = new Promise((resolve) => child.on('exit', (code, signal) => {
-    p.exit = { code, signal };
-    for (const w of p.waiters) w();
-    resolve(p.exit);
-  }));
-  p.stop = async () => {
-    if (!p.exit) {
-      try { process.kill(-child.pid, 'SIGTERM'); } catch (e) { /* gone */ }
-      let timer;
-      const s = await Promise.race([p.exited, new Promise((r) => { timer = setTimeout(r, 5000, null); })]);
-      clearTimeout(timer);
-      if (!s) try { process.kill(-child.pid, 'SIGKILL'); } catch (e) { /* gone */ }
-    }
-    return p.exited;
-  };
-  return p;
-}
-
-// Resolves when pred(p) is true, rejects on exit or after ms.
-function until(p, pred, ms, what) {
-  return new Promise((resolve, reject) => {
-    let timer;
-    const check = () => {
-      const v = pred(p);
-      if (v) done(null, v);
-      else if (p.exit) done(new Error(`${what}: the process exited (${JSON.stringify(p.exit)}); output:\n${p.out}`));
-    };
-    const done = (err, v) => {
-      clearTimeout(timer);
-      p.waiters.delete(check);
-      if (err) reject(err);
-      else resolve(v);
-    };
-    timer = setTimeout(() => done(new Error(`${what}: not within ${ms} ms; output:\n${p.out}`)), ms);
-    p.waiters.add(check);
-    check();
-  });
 }
 
 function run(command, cwd, env) {
@@ -152,7 +104,7 @@ describe('the README tour, as written', () => {
     // `make run`: the embedded default.
     embedded = start(BIN, ['--listen', `127.0.0.1:${ports.get('8080')}`], { cwd: REPO, env });
     procs.push(embedded);
-    await until(embedded, (p) => /msg="listening"/.test(p.out), WAIT_MS, 'the embedded default');
+    await embedded.until((p) => /msg="listening"/.test(p.out), WAIT_MS, 'the embedded default');
   });
 
   after(async () => {
@@ -172,7 +124,7 @@ describe('the README tour, as written', () => {
   async function expectFrame(line) {
     assert.ok(session, `a < line outside a wscat session: ${line}`);
     const s = session;
-    const frame = await until(s, () => s.frames()[s.seen], WAIT_MS, `the frame ${line}`);
+    const frame = await s.until(() => s.frames()[s.seen], WAIT_MS, `the frame ${line}`);
     s.seen++;
     same(line, frame, 'a frame of the transcript');
   }
@@ -180,7 +132,7 @@ describe('the README tour, as written', () => {
   async function expectLog(line, server) {
     assert.ok(server, `a log line without a server to come from: ${line}`);
     const want = normalize(local(line));
-    await until(server, (p) => p.out.split('\n').some((l) => normalize(l) === want), WAIT_MS,
+    await server.until((p) => p.out.split('\n').some((l) => normalize(l) === want), WAIT_MS,
       `the log line ${line}`);
   }
 

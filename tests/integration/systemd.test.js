@@ -10,7 +10,7 @@
 
 const { describe, it, before, after } = require('node:test');
 const assert = require('node:assert/strict');
-const { execFile, spawn } = require('node:child_process');
+const { execFile } = require('node:child_process');
 const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
@@ -19,6 +19,7 @@ const { startRedis } = require('./lib/redis');
 const { connect, closeAll } = require('./lib/client');
 const { request } = require('./lib/http');
 const { expectAck, waitFor } = require('./lib/helpers');
+const { start } = require('./lib/proc');
 
 const EXAMPLE = path.join(REPO, 'examples', 'systemd');
 // LeakSanitizer cannot run under ptrace: the sanitizer build's leak check happens in
@@ -169,20 +170,17 @@ describe('examples/systemd', () => {
     // ExecStart under strace, stderr appended to a file like StandardError=append:.
     const logFile = path.join(dir, 'moonwire.log');
     const trace = path.join(dir, 'trace');
-    const start = cmd(unit.ExecStart[0]);
+    const execStart = cmd(unit.ExecStart[0]);
     const logFd = fs.openSync(logFile, 'a');
-    const tracer = spawn('strace', ['-f', '-qq', '-o', trace, '--', ...start], { env, stdio: ['ignore', 'ignore', logFd] });
+    const tracer = start('strace', ['-f', '-qq', '-o', trace, '--', ...execStart], { env, stdio: ['ignore', 'ignore', logFd] });
     fs.closeSync(logFd);
-    const exited = new Promise((resolve) => tracer.on('exit', (code, signal) => resolve({ code, signal })));
-    let status = null;
-    exited.then((s) => { status = s; });
     const logs = () => fs.readFileSync(logFile, 'utf8');
     try {
       await waitFor(async () => {
-        if (status) throw new Error(`moonwire exited at start ${JSON.stringify(status)}:\n${logs()}`);
+        if (tracer.exit) throw new Error(`moonwire exited at start ${JSON.stringify(tracer.exit)}:\n${logs()}`);
         return (await httpStatus(`http://127.0.0.1:${port}/readyz`, 500)) === 200;
       }, 20000, 'moonwire (under strace) to be ready');
-      const pid = Number(fs.readFileSync(`/proc/${tracer.pid}/task/${tracer.pid}/children`, 'utf8').trim());
+      const pid = Number(fs.readFileSync(`/proc/${tracer.child.pid}/task/${tracer.child.pid}/children`, 'utf8').trim());
       assert.ok(pid > 0, 'the traced moonwire process');
 
       const clients = [];
@@ -229,9 +227,7 @@ describe('examples/systemd', () => {
       const stopMs = unitDuration(unit.TimeoutStopSec[0]);
       const t0 = Date.now();
       process.kill(pid, 'SIGTERM');
-      let timer;
-      const st = await Promise.race([exited, new Promise((r) => { timer = setTimeout(r, stopMs, null); })]);
-      clearTimeout(timer);
+      const st = await tracer.exitWithin(stopMs);
       assert.ok(st, `moonwire still running ${stopMs} ms after SIGTERM (TimeoutStopSec)`);
       assert.deepEqual(st, { code: 0, signal: null }, logs());
       for (const c of clients) {
@@ -241,8 +237,7 @@ describe('examples/systemd', () => {
       assert.match(logs(), /msg="stopped"/);
       console.log(`# stopped ${Date.now() - t0} ms after SIGTERM (TimeoutStopSec=${unit.TimeoutStopSec[0]})`);
     } finally {
-      if (!status) tracer.kill('SIGKILL');
-      await exited;
+      await tracer.stop('SIGKILL');
     }
 
     await checkTrace(trace);
@@ -255,30 +250,24 @@ describe('examples/systemd', () => {
       .replace(/^listen: \S+/m, `listen: 127.0.0.1:${port}\nworkers: 2`));
     const env = { ...process.env, ...TRACED_ENV, MOONWIRE_HOME: REPO, REDIS_URL: redis.url, NODE_ID: 'node-sdw' };
     const trace = path.join(dir, 'trace-workers');
-    let log = '';
-    const tracer = spawn('strace', ['-f', '-qq', '-o', trace, '--', BIN, 'serve', '-c', cfgFile],
-      { env, stdio: ['ignore', 'ignore', 'pipe'] });
-    tracer.stderr.on('data', (d) => { log += d; });
-    const exited = new Promise((resolve) => tracer.on('exit', (code, signal) => resolve({ code, signal })));
-    let status = null;
-    exited.then((st) => { status = st; });
+    const tracer = start('strace', ['-f', '-qq', '-o', trace, '--', BIN, 'serve', '-c', cfgFile], { env });
     try {
       await waitFor(async () => {
-        if (status) throw new Error(`moonwire exited at start ${JSON.stringify(status)}:\n${log}`);
-        return (log.match(/msg="listening"/g) || []).length === 2 &&
+        if (tracer.exit) throw new Error(`moonwire exited at start ${JSON.stringify(tracer.exit)}:\n${tracer.out}`);
+        return (tracer.out.match(/msg="listening"/g) || []).length === 2 &&
           (await httpStatus(`http://127.0.0.1:${port}/readyz`, 500)) === 200;
       }, 20000, 'both workers (under strace) to be ready');
-      const master = Number(fs.readFileSync(`/proc/${tracer.pid}/task/${tracer.pid}/children`, 'utf8').trim());
+      const master = Number(fs.readFileSync(`/proc/${tracer.child.pid}/task/${tracer.child.pid}/children`, 'utf8').trim());
       const c = await connect(`ws://127.0.0.1:${port}/chat`);
       expectAck(await c.request('join', { room: 'w' }), 1, 'join');
       process.kill(master, 'SIGHUP');
-      await waitFor(() => (log.match(/msg="reloaded" .*why=SIGHUP/g) || []).length >= 2, 10000, 'both workers to reload');
+      await tracer.until((p) => (p.out.match(/msg="reloaded" .*why=SIGHUP/g) || []).length >= 2, 10000,
+        'both workers to reload');
       process.kill(master, 'SIGTERM');
       assert.equal((await c.closed).code, 1001);
-      assert.deepEqual(await exited, { code: 0, signal: null }, log);
+      assert.deepEqual(await tracer.exited, { code: 0, signal: null }, tracer.out);
     } finally {
-      if (!status) tracer.kill('SIGKILL');
-      await exited;
+      await tracer.stop('SIGKILL');
     }
     const used = await checkTrace(trace);
     assert.ok(used.has('prctl') && used.has('kill'), 'the trace holds the master and its workers');

@@ -13,7 +13,7 @@ const { freePort, httpStatus, BIN, REPO } = require('./lib/server');
 const { connect, closeAll } = require('./lib/client');
 const { request } = require('./lib/http');
 const { expectAck, waitFor } = require('./lib/helpers');
-const { start } = require('./lib/proc');
+const { start } = require('./lib/child');
 
 // The environment a user has: no MOONWIRE_HOME.
 function userEnv() {

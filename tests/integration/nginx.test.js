@@ -15,7 +15,7 @@ const { startRedis } = require('./lib/redis');
 const { connect, closeAll } = require('./lib/client');
 const { request } = require('./lib/http');
 const { uid, expectAck, sleep, waitFor } = require('./lib/helpers');
-const { start } = require('./lib/proc');
+const { start } = require('./lib/child');
 
 const EXAMPLE = fs.readFileSync(path.join(REPO, 'examples', 'nginx', 'moonwire.conf'), 'utf8');
 const KEY = 'nginx-test-key';

@@ -15,7 +15,7 @@ const path = require('node:path');
 const { freePort, httpStatus, BIN, REPO } = require('./lib/server');
 const { request } = require('./lib/http');
 const { waitFor } = require('./lib/helpers');
-const { start } = require('./lib/proc');
+const { start } = require('./lib/child');
 
 const WAIT_MS = 8000;
 

@@ -19,7 +19,7 @@ const { startRedis } = require('./lib/redis');
 const { connect, closeAll } = require('./lib/client');
 const { request } = require('./lib/http');
 const { expectAck, waitFor } = require('./lib/helpers');
-const { start } = require('./lib/proc');
+const { start } = require('./lib/child');
 
 const EXAMPLE = path.join(REPO, 'examples', 'systemd');
 // LeakSanitizer cannot run under ptrace: the sanitizer build's leak check happens in

@@ -1,73 +1,87 @@
-// A child process for tests: its output kept, waits on it bounded, a stop that ends its
-// whole process group (SIGTERM, then SIGKILL after 5 s).
+// What the kernel says about the server process (Linux /proc): whether it still holds
+// the socket of a given client connection, its resident memory, its metrics.
 'use strict';
 
-const { spawn } = require('node:child_process');
+const fs = require('node:fs');
+const http = require('node:http');
 
-// start(cmd, args, opts) -> { child, out, exit, exited, until(pred, ms, what), stop() }.
-// `out` is stdout and stderr together; opts go to spawn (stdio may be overridden).
-function start(cmd, args, opts = {}) {
-  const child = spawn(cmd, args, { stdio: ['pipe', 'pipe', 'pipe'], ...opts, detached: true });
-  const p = { child, out: '', exit: null, waiters: new Set() };
-  const onData = (d) => {
-    p.out += d.toString('utf8');
-    for (const w of p.waiters) w();
-  };
-  if (child.stdout) child.stdout.on('data', onData);
-  if (child.stderr) child.stderr.on('data', onData);
-  p.exited = new Promise((resolve) => {
-    child.on('exit', (code, signal) => {
-      p.exit = { code, signal };
-      for (const w of p.waiters) w();
-      resolve(p.exit);
-    });
-    child.on('error', (err) => {
-      p.out += `\n[harness] spawn ${cmd}: ${err.message}\n`;
-      p.exit = p.exit || { code: -1, signal: null };
-      for (const w of p.waiters) w();
-      resolve(p.exit);
-    });
-  });
-
-  // Resolves with pred(p) once it is truthy; rejects when the process exits first or
-  // after ms.
-  p.until = (pred, ms, what) => new Promise((resolve, reject) => {
-    let timer;
-    const done = (err, v) => {
-      clearTimeout(timer);
-      p.waiters.delete(check);
-      if (err) reject(err);
-      else resolve(v);
-    };
-    const check = () => {
-      const v = pred(p);
-      if (v) done(null, v);
-      else if (p.exit) done(new Error(`${what}: ${cmd} exited (${JSON.stringify(p.exit)}); output:\n${p.out}`));
-    };
-    timer = setTimeout(() => done(new Error(`${what}: not within ${ms} ms; output:\n${p.out}`)), ms);
-    p.waiters.add(check);
-    check();
-  });
-
-  // Resolves with the exit status, or null when still running after ms.
-  p.exitWithin = async (ms) => {
-    let timer;
-    const s = await Promise.race([p.exited, new Promise((r) => { timer = setTimeout(r, ms, null); })]);
-    clearTimeout(timer);
-    return s;
-  };
-
-  // Sends `signal` to the process and waits; SIGKILL for its group after 5 s.
-  p.stop = async (signal = 'SIGTERM') => {
-    if (!p.exit) {
-      try { process.kill(-child.pid, signal); } catch (e) { /* already gone */ }
-      if (!(await p.exitWithin(5000))) {
-        try { process.kill(-child.pid, 'SIGKILL'); } catch (e) { /* already gone */ }
-      }
+// Inodes of the TCP sockets with local port localPort, by remote port.
+function tcpInodes(localPort) {
+  const out = new Map();
+  for (const file of ['/proc/net/tcp', '/proc/net/tcp6']) {
+    let text;
+    try {
+      text = fs.readFileSync(file, 'utf8');
+    } catch (e) {
+      continue;
     }
-    return p.exited;
-  };
-  return p;
+    for (const line of text.split('\n').slice(1)) {
+      const f = line.trim().split(/\s+/);
+      if (f.length < 10) continue;
+      if (parseInt(f[1].split(':')[1], 16) === localPort) out.set(parseInt(f[2].split(':')[1], 16), f[9]);
+    }
+  }
+  return out;
 }
 
-module.exports = { start };
+// The socket inodes process pid holds as file descriptors.
+function socketsOf(pid) {
+  const out = new Set();
+  let fds = [];
+  try {
+    fds = fs.readdirSync(`/proc/${pid}/fd`);
+  } catch (e) {
+    return out;
+  }
+  for (const fd of fds) {
+    try {
+      const m = /^socket:\[(\d+)\]$/.exec(fs.readlinkSync(`/proc/${pid}/fd/${fd}`));
+      if (m) out.add(m[1]);
+    } catch (e) {
+      // closed meanwhile
+    }
+  }
+  return out;
+}
+
+// How many of the connections from the clients' ports `clientPorts` to the server's
+// `serverPort` process pid still holds open as file descriptors. A socket the kernel
+// reset or closed is gone from /proc/net/tcp; an orphan has inode 0.
+function socketsHeld(pid, serverPort, clientPorts) {
+  const inodes = tcpInodes(serverPort);
+  const held = socketsOf(pid);
+  return clientPorts.filter((p) => held.has(inodes.get(p))).length;
+}
+
+function holdsSocket(pid, serverPort, clientPort) {
+  return socketsHeld(pid, serverPort, [clientPort]) === 1;
+}
+
+// { rss, hwm } of process pid in KiB (resident now, and its peak).
+function memory(pid) {
+  const text = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
+  const kib = (name) => Number((text.match(new RegExp(`^${name}:\\s+(\\d+) kB`, 'm')) || [])[1]);
+  return { rss: kib('VmRSS'), hwm: kib('VmHWM') };
+}
+
+// GET /metrics and parse it into { 'name{labels}': value }.
+function metrics(port) {
+  return new Promise((resolve, reject) => {
+    http.get({ host: '127.0.0.1', port, path: '/metrics', timeout: 5000 }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (d) => { body += d; });
+      res.on('end', () => {
+        const out = {};
+        for (const line of body.split('\n')) {
+          if (!line || line.startsWith('#')) continue;
+          const i = line.lastIndexOf(' ');
+          out[line.slice(0, i)] = Number(line.slice(i + 1));
+        }
+        resolve(out);
+      });
+    }).on('error', reject).on('timeout', function onTimeout() { this.destroy(new Error('metrics timeout')); });
+  });
+}
+
+module.exports = { socketsHeld, holdsSocket, memory, metrics };

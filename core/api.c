@@ -87,12 +87,21 @@ static int content_length(struct lws *wsi, size_t *len)
     return 0;
 }
 
+/* The 401: what is missing, the keys in the config or the right one in the request. */
+static int refuse_key(struct lws *wsi)
+{
+    if (!config || !config->napi_keys)
+        return reply_error(wsi, 401, "unauthorized",
+                           "no API keys are configured: add api: { keys: [...] } to the config");
+    return reply_error(wsi, 401, "unauthorized", "missing or wrong API key (Authorization: Bearer KEY)");
+}
+
 int mw_api_precheck(struct lws *wsi, bool post)
 {
     size_t len = 0;
     int rc;
     if (!mw_api_authorized(wsi)) {
-        rc = reply_error(wsi, 401, "unauthorized", "missing or wrong API key (Authorization: Bearer KEY)");
+        rc = refuse_key(wsi);
     } else if (!post) {
         return 1;
     } else if (lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_TRANSFER_ENCODING) > 0) {
@@ -163,7 +172,7 @@ static int decode_body(struct lws *wsi, const char *body, size_t len, int *rc)
         *rc = reply_error(wsi, 400, "bad_json", err);
         return -1;
     }
-    if (!lua_istable(J, -1) || lua_getmetatable(J, -1)) {
+    if (!lua_istable(J, -1) || mw_json_is_array(J, -1)) {
         lua_settop(J, 0);
         *rc = reply_error(wsi, 400, "bad_message", "the body must be a JSON object");
         return -1;
@@ -459,7 +468,7 @@ int mw_api_call(struct lws *wsi, struct mw_http_req *req, const char *method, co
                 const char *body, size_t len)
 {
     if (!mw_api_authorized(wsi))
-        return reply_error(wsi, 401, "unauthorized", "missing or wrong API key (Authorization: Bearer KEY)");
+        return refuse_key(wsi);
     int post = strcmp(method, "POST") == 0;
     if (strcmp(path, "/api/publish") == 0)
         return post && req ? api_publish(wsi, req, body, len)

@@ -226,7 +226,7 @@ static bool push_segment(const char *s, size_t n)
     free(json);
     if (rc < 0)
         return false;
-    if (!lua_istable(A.J, -1) || lua_getmetatable(A.J, -1)) { /* an array has one */
+    if (!lua_istable(A.J, -1) || mw_json_is_array(A.J, -1)) {
         lua_settop(A.J, 0);
         return false;
     }

@@ -57,6 +57,8 @@ struct ctx {
     size_t errlen;
 };
 
+static void free_strv(char **v, size_t n);
+
 /* ---- errors and key paths ---- */
 
 static int line_of(const yaml_node_t *n)
@@ -834,6 +836,30 @@ static int parse_auth(struct ctx *c, yaml_node_t *n, void *obj)
     return 0;
 }
 
+/* An Origin as browsers send it: scheme://host[:port], or a '*.' before the domain
+ * for its subdomains ("https://" "*.example.com"). */
+static int check_origin(struct ctx *c, yaml_node_t *n, const char *s)
+{
+    const char *host = strstr(s, "://");
+    if (!host || host == s || !host[3] || strchr(host + 3, '/') || strspn(s, " \t") ||
+        strcspn(s, " \t") != strlen(s))
+        return fail(c, n, "%s: '%s' is not an origin (scheme://host[:port], e.g. https://example.com)",
+                    c->path, s);
+    if (strchr(host + 3, '*') && (strncmp(host + 3, "*.", 2) || strchr(host + 5, '*')))
+        return fail(c, n, "%s: '%s': a wildcard only as scheme://*.domain", c->path, s);
+    return 0;
+}
+
+static int parse_origins(struct ctx *c, yaml_node_t *n, void *obj)
+{
+    struct mw_config *cfg = obj;
+    if (parse_list(c, n, &cfg->origins, &cfg->norigins, false, check_origin) < 0)
+        return -1;
+    if (!cfg->norigins)
+        return fail(c, n, "%s: an empty list would refuse every browser", c->path);
+    return 0;
+}
+
 /* ---- routes ---- */
 
 #define RT(m) offsetof(struct mw_route_config, m)
@@ -1063,7 +1089,34 @@ static const struct field presence_fields[] = {
     { NULL },
 };
 
+/* A room pattern: an exact name, or a prefix ending in '*' ("venue:*", "*"). */
+static int check_room_pattern(struct ctx *c, yaml_node_t *n, const char *s)
+{
+    size_t len = strlen(s);
+    const char *star = strchr(s, '*');
+    if (!len || len > 129)
+        return fail(c, n, "%s: a room pattern is 1..128 bytes, then an optional '*'", c->path);
+    for (size_t i = 0; i < len; i++)
+        if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
+            return fail(c, n, "%s: '%s' has a control character", c->path, s);
+    if (star && star != s + len - 1)
+        return fail(c, n, "%s: '%s': '*' only at the end (a prefix)", c->path, s);
+    return 0;
+}
+
+static int parse_rooms(struct ctx *c, yaml_node_t *n, void *obj)
+{
+    struct mw_route_config *r = obj;
+    if (parse_list(c, n, &r->rooms, &r->nrooms, false, check_room_pattern) < 0)
+        return -1;
+    if (!r->nrooms)
+        return fail(c, n, "%s: an empty list would refuse every join (leave it out for any room)",
+                    c->path);
+    return 0;
+}
+
 static const struct field route_fields[] = {
+    { "rooms", K_FUNC, .fn = parse_rooms },
     { "script", K_FUNC, .fn = parse_script },
     { "protocol", K_ENUM, .off = RT(protocol), .names = protocol_names },
     { "slow_consumer", K_ENUM, .off = RT(slow_consumer), .names = slow_names },
@@ -1164,6 +1217,11 @@ static const struct field limits_fields[] = {
     { "socket_send_buffer", K_SIZE, .off = CFG(socket_send_buffer), .min = 4096 },
     { "slow_handler", K_MS, .off = CFG(slow_handler_ms) },
     { "handler_timeout", K_MS, .off = CFG(handler_timeout_ms) },
+    { "max_rooms", K_U32, .off = CFG(max_rooms), .min = 1 },
+    { "max_connections_per_ip", K_U32, .off = CFG(max_conns_per_ip) },
+    { "max_connections_per_user", K_U32, .off = CFG(max_conns_per_user) },
+    { "history_memory", K_SIZE, .off = CFG(history_memory), .min = 1 },
+    { "sessions_memory", K_SIZE, .off = CFG(sessions_memory), .min = 1 },
     { NULL },
 };
 
@@ -1203,6 +1261,7 @@ static const struct field top_fields[] = {
     { "limits", K_MAP, .sub = limits_fields },
     { "redis", K_FUNC, .fn = parse_redis },
     { "auth", K_FUNC, .fn = parse_auth },
+    { "origins", K_FUNC, .fn = parse_origins },
     { "api", K_MAP, .sub = api_fields },
     { "inbox", K_MAP, .sub = inbox_fields },
     { "dev", K_MAP, .sub = dev_fields },
@@ -1228,6 +1287,11 @@ static void set_defaults(struct mw_config *cfg, const char *source, const char *
     cfg->slow_handler_ms = 100;
     cfg->handler_timeout_ms = 1000;
     cfg->auth_leeway_ms = 5000;
+    cfg->max_rooms = 128;
+    cfg->max_conns_per_ip = 10000;
+    cfg->max_conns_per_user = 100;
+    cfg->history_memory = 64u << 20;
+    cfg->sessions_memory = 64u << 20;
     cfg->auth_timeout_ms = 10000;
     cfg->inbox_size = 100;
     cfg->inbox_ttl_ms = 168 * 3600 * 1000ull; /* a week */
@@ -1413,6 +1477,7 @@ void mw_config_free(struct mw_config *cfg)
         free(r->script);
         free(r->app);
         free(r->options_json);
+        free_strv(r->rooms, r->nrooms);
     }
     free(cfg->routes);
     free(cfg->source);
@@ -1424,6 +1489,7 @@ void mw_config_free(struct mw_config *cfg)
     free(cfg->redis_url);
     free(cfg->jwt_secret);
     free(cfg->jwt_public_key);
+    free_strv(cfg->origins, cfg->norigins);
     free_strv(cfg->jwt_algorithms, cfg->njwt_algorithms);
     free(cfg->jwt_issuer);
     free(cfg->jwt_audience);

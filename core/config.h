@@ -31,6 +31,9 @@ struct mw_route_config {
     uint32_t presence_threshold; /* above it: presence:count instead of join/leave (default 100) */
     uint64_t hold_ttl_ms;     /* `hold_ttl` (reservations; default 2m) */
     char *options_json;       /* `options:` free-form map as a JSON object text; "{}" when absent */
+    char **rooms;             /* `rooms:` room names its clients may join: exact, or a prefix
+                                 ending in '*'; none = any (["*"]); authz.h */
+    size_t nrooms;
 };
 
 struct mw_config {
@@ -58,6 +61,16 @@ struct mw_config {
     uint64_t slow_handler_ms; /* `limits.slow_handler` (default 100ms): log handlers slower */
     uint64_t handler_timeout_ms; /* `limits.handler_timeout` (1s): Lua code holding the loop
                                     longer is stopped (watchdog.h); 0 = never */
+    uint32_t max_rooms;       /* `limits.max_rooms` (128): rooms per connection */
+    uint32_t max_conns_per_ip;   /* `limits.max_connections_per_ip` (10000; 0 = no limit) */
+    uint32_t max_conns_per_user; /* `limits.max_connections_per_user` (100; 0 = no limit) */
+    size_t history_memory;    /* `limits.history_memory` (64MiB): history kept in memory for
+                                 rooms without members; beyond it the oldest idle go first */
+    size_t sessions_memory;   /* `limits.sessions_memory` (64MiB): id windows of detached
+                                 sessions; beyond it the oldest go first */
+    char **origins;           /* `origins:` allowed Origin headers of browser handshakes;
+                                 none = any */
+    size_t norigins;
 
     char *redis_url;          /* NULL when absent */
     char **redis_cluster;     /* seed URLs, NULL-terminated count in nredis_cluster */

@@ -8,11 +8,13 @@
 
 #include <lauxlib.h>
 
+#include "authz.h"
 #include "conn.h"
 #include "lua_api.h"
 #include "lua_json.h"
 #include "presence.h"
 #include "room.h"
+#include "script.h"
 #include "server.h"
 #include "utf8.h"
 #include "util.h"
@@ -161,13 +163,65 @@ static const char *meta_json(lua_State *L, int idx, struct mw_buf *b)
 }
 
 /* conn:join(room [, meta]) -> true | nil, "closed" */
+/* Raises the failure mw.fail(code, message) would (the client gets that error). */
+static int raise_failure(lua_State *L, const char *code, const char *message)
+{
+    lua_getfield(L, LUA_REGISTRYINDEX, "_LOADED");
+    lua_getfield(L, -1, "moonwire.errors");
+    lua_getfield(L, -1, "fail");
+    lua_pushstring(L, code);
+    lua_pushstring(L, message);
+    lua_call(L, 2, 0);
+    return luaL_error(L, "%s: %s", code, message); /* not reached */
+}
+
+/* Whether c may join room (authz.h): the route's patterns, limits.max_rooms, then
+ * the app's can_join(conn, room) hook with the conn at index 1. Raises forbidden. */
+static void check_join(lua_State *L, struct mw_conn *c, const char *room)
+{
+    char msg[256];
+    const char *why = mw_authz_room_error(c->route->cfg, room);
+    if (why) {
+        mw_authz_stats.route++;
+        snprintf(msg, sizeof msg, "room '%.128s': %s", room, why);
+        raise_failure(L, "forbidden", msg);
+    }
+    uint32_t max = mw_srv.cfg ? mw_srv.cfg->max_rooms : 0;
+    if (max && c->nrooms >= max && !mw_room_member(c, room)) {
+        mw_authz_stats.max_rooms++;
+        snprintf(msg, sizeof msg, "at most %u rooms per connection (limits.max_rooms)", max);
+        raise_failure(L, "forbidden", msg);
+    }
+    struct mw_app *a = mw_app_of(L);
+    if (!a || a->app_ref == LUA_NOREF || a->app_ref == LUA_REFNIL)
+        return;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, a->app_ref);
+    lua_getfield(L, -1, "can_join");
+    if (!lua_isfunction(L, -1)) {
+        lua_pop(L, 2);
+        return;
+    }
+    lua_pushvalue(L, 1);
+    lua_pushstring(L, room);
+    lua_call(L, 2, 2);
+    if (!lua_toboolean(L, -2)) {
+        mw_authz_stats.app++;
+        snprintf(msg, sizeof msg, "%s", lua_isstring(L, -1) ? lua_tostring(L, -1) : "not allowed to join this room");
+        raise_failure(L, "forbidden", msg);
+    }
+    lua_pop(L, 3);
+}
+
 static int l_join(lua_State *L)
 {
     struct mw_conn *c = check_open_conn(L, 1);
     const char *room = mw_lua_check_room(L, 2);
+    if (!c)
+        return closed(L);
+    check_join(L, c, room); /* raises before anything is allocated */
     struct mw_buf b = { 0 };
     const char *meta = meta_json(L, 3, &b);
-    if (!c) {
+    if (!mw_conn_is_open(c)) { /* the app's hook closed it */
         mw_buf_free(&b);
         return closed(L);
     }

@@ -5,6 +5,10 @@
 #include <stddef.h>
 #include <string.h>
 
+#include "admit.h"
+#include "api.h"
+#include "auth.h"
+#include "authz.h"
 #include "broker.h"
 #include "conn.h"
 #include "inbox.h"
@@ -13,6 +17,7 @@
 #include "script.h"
 #include "server.h"
 #include "session.h"
+#include "watchdog.h"
 
 /* ---- writing ---- */
 
@@ -157,6 +162,39 @@ static void routes(struct mw_buf *b)
     route_counter(b, "moonwire_slow_handlers_total", offsetof(struct mw_route_stats, slow_handlers));
 }
 
+/* Hostile input and the limits (docs/security.md): what was refused, stopped,
+ * evicted, and the memory the byte budgets bound. */
+static void security(struct mw_buf *b)
+{
+    type_line(b, "moonwire_connections_refused_total", "counter");
+    sample(b, "moonwire_connections_refused_total", "reason=\"origin\"", mw_admit_stats.origin);
+    sample(b, "moonwire_connections_refused_total", "reason=\"per_ip\"", mw_admit_stats.per_ip);
+    sample(b, "moonwire_connections_refused_total", "reason=\"per_user\"", mw_admit_stats.per_user);
+    type_line(b, "moonwire_auth_total", "counter");
+    sample(b, "moonwire_auth_total", "result=\"verified\"", mw_auth_stats.verified);
+    sample(b, "moonwire_auth_total", "result=\"refused\"", mw_auth_stats.refused);
+    sample(b, "moonwire_auth_total", "result=\"refreshed\"", mw_auth_stats.refreshed);
+    sample(b, "moonwire_auth_total", "result=\"expired\"", mw_auth_stats.expired);
+    sample(b, "moonwire_auth_total", "result=\"wait_timeout\"", mw_auth_stats.wait_timeouts);
+    type_line(b, "moonwire_joins_refused_total", "counter");
+    sample(b, "moonwire_joins_refused_total", "reason=\"route\"", mw_authz_stats.route);
+    sample(b, "moonwire_joins_refused_total", "reason=\"max_rooms\"", mw_authz_stats.max_rooms);
+    sample(b, "moonwire_joins_refused_total", "reason=\"app\"", mw_authz_stats.app);
+    counter(b, "moonwire_messages_too_big_total", mw_srv.too_big);
+    counter(b, "moonwire_lua_stopped_total", mw_watchdog_stopped);
+    type_line(b, "moonwire_api_refused_total", "counter");
+    sample(b, "moonwire_api_refused_total", "reason=\"key\"", mw_api_stats.unauthorized);
+    sample(b, "moonwire_api_refused_total", "reason=\"request\"", mw_api_stats.refused);
+    type_line(b, "moonwire_invalid_utf8_total", "counter");
+    sample(b, "moonwire_invalid_utf8_total", "source=\"redis\"", mw_broker_invalid);
+    struct mw_room_history_stats hs = mw_room_history_stats();
+    gauge(b, "moonwire_history_idle_bytes", hs.idle_bytes);
+    counter(b, "moonwire_history_evicted_total", hs.evicted);
+    struct mw_session_stats ss = mw_session_stats();
+    gauge(b, "moonwire_sessions_detached_bytes", ss.detached_bytes);
+    counter(b, "moonwire_sessions_evicted_total", ss.evicted);
+}
+
 void mw_metrics_text(struct mw_buf *b)
 {
     connections(b);
@@ -164,4 +202,5 @@ void mw_metrics_text(struct mw_buf *b)
     redis(b);
     inbox(b);
     routes(b);
+    security(b);
 }

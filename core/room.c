@@ -11,6 +11,97 @@
 
 static struct mw_map rooms;
 void (*mw_room_on_free)(struct mw_room *r);
+
+/* Rooms without members that keep history, oldest idle first, and what they hold. */
+static struct mw_room *idle_head, *idle_tail;
+static size_t idle_bytes, hist_budget = 64u << 20;
+static uint64_t hist_evicted;
+
+#define FRAME_BYTES(m) (sizeof(struct mw_msg) + (m)->len)
+
+void mw_room_set_history_budget(size_t bytes)
+{
+    hist_budget = bytes;
+}
+
+struct mw_room_history_stats mw_room_history_stats(void)
+{
+    return (struct mw_room_history_stats){ idle_bytes, hist_evicted };
+}
+
+static void idle_remove(struct mw_room *r)
+{
+    if (!r->idle)
+        return;
+    if (r->idle_prev)
+        r->idle_prev->idle_next = r->idle_next;
+    else
+        idle_head = r->idle_next;
+    if (r->idle_next)
+        r->idle_next->idle_prev = r->idle_prev;
+    else
+        idle_tail = r->idle_prev;
+    r->idle_prev = r->idle_next = NULL;
+    r->idle = false;
+    idle_bytes -= r->hbytes;
+}
+
+static void idle_append(struct mw_room *r)
+{
+    if (r->idle || !r->hbytes)
+        return;
+    r->idle = true;
+    r->idle_prev = idle_tail;
+    r->idle_next = NULL;
+    if (idle_tail)
+        idle_tail->idle_next = r;
+    else
+        idle_head = r;
+    idle_tail = r;
+    idle_bytes += r->hbytes;
+}
+
+/* Changes of what a room's history holds; an idle room's count in the total too. */
+static void hist_add(struct mw_room *r, size_t n)
+{
+    r->hbytes += n;
+    if (r->idle)
+        idle_bytes += n;
+}
+
+static void hist_sub(struct mw_room *r, size_t n)
+{
+    r->hbytes -= n;
+    if (r->idle)
+        idle_bytes -= n;
+}
+
+static void hist_drop_oldest(struct mw_room *r)
+{
+    struct mw_history_entry *e = &r->hist[r->hhead];
+    hist_sub(r, FRAME_BYTES(e->msg));
+    mw_msg_decref(e->msg);
+    r->hhead = (r->hhead + 1) % r->hcap;
+    r->hlen--;
+}
+
+/* Drops the history of the longest idle rooms until idle history fits the budget,
+ * sparing `keep` (whose history is being added to). Frees no room: callers may hold
+ * any; the sweep frees those left empty. */
+static void enforce_budget(struct mw_room *keep)
+{
+    struct mw_room *r = idle_head;
+    while (idle_bytes > hist_budget && r) {
+        struct mw_room *next = r->idle_next;
+        if (r != keep) {
+            while (r->hlen)
+                hist_drop_oldest(r);
+            idle_remove(r);
+            hist_evicted++;
+        }
+        r = next;
+    }
+}
 void (*mw_room_on_active)(struct mw_room *r, bool active);
 
 const char *mw_room_name_error(const char *name, size_t len)
@@ -57,6 +148,7 @@ static void room_free(struct mw_room *r)
 {
     if (mw_room_on_free)
         mw_room_on_free(r);
+    idle_remove(r);
     for (uint32_t i = 0; i < r->hlen; i++)
         mw_msg_decref(r->hist[(r->hhead + i) % r->hcap].msg);
     free(r->hist);
@@ -149,6 +241,7 @@ struct mw_member *mw_room_join(struct mw_conn *c, const char *name, const char *
     m->room_idx = r->nmembers;
     r->members[r->nmembers++] = m;
     r->idle_since_ms = 0;
+    idle_remove(r);
     if (r->nmembers == 1 && mw_room_on_active)
         mw_room_on_active(r, true);
     if (c->nrooms == c->caprooms) {
@@ -187,6 +280,10 @@ bool mw_room_leave(struct mw_member *m, bool *room_freed)
             mw_room_on_active(r, false);
     }
     *room_freed = mw_room_maybe_free(r);
+    if (!*room_freed && !r->nmembers) {
+        idle_append(r);
+        enforce_budget(r);
+    }
     return last;
 }
 
@@ -208,11 +305,10 @@ uint32_t mw_room_broadcast(struct mw_room *r, struct mw_msg *msg, const struct m
 
 void mw_room_history_expire(struct mw_room *r, uint64_t ttl_ms, uint64_t now_ms)
 {
-    while (ttl_ms && r->hlen && r->hist[r->hhead].ts + ttl_ms < now_ms) {
-        mw_msg_decref(r->hist[r->hhead].msg);
-        r->hhead = (r->hhead + 1) % r->hcap;
-        r->hlen--;
-    }
+    while (ttl_ms && r->hlen && r->hist[r->hhead].ts + ttl_ms < now_ms)
+        hist_drop_oldest(r);
+    if (!r->hlen)
+        idle_remove(r);
 }
 
 uint32_t mw_room_sweep(uint64_t wall_ms, uint64_t now_ms, uint64_t idle_keep_ms)
@@ -237,6 +333,7 @@ uint32_t mw_room_sweep(uint64_t wall_ms, uint64_t now_ms, uint64_t idle_keep_ms)
         freed += mw_room_maybe_free(r);
     }
     free(idle);
+    enforce_budget(NULL);
     return freed;
 }
 
@@ -255,23 +352,29 @@ void mw_room_history_push(struct mw_room *r, struct mw_msg *msg, uint64_t seq, u
         uint32_t drop = r->hlen > keep ? r->hlen - keep : 0, n = 0;
         for (uint32_t i = 0; i < r->hlen; i++) {
             struct mw_history_entry *e = &r->hist[(r->hhead + i) % r->hcap];
-            if (i < drop)
+            if (i < drop) {
+                hist_sub(r, FRAME_BYTES(e->msg));
                 mw_msg_decref(e->msg);
-            else
+            } else {
                 h[n++] = *e;
+            }
         }
         free(r->hist);
+        hist_sub(r, (size_t)r->hcap * sizeof *h);
+        hist_add(r, (size_t)keep * sizeof *h);
         r->hist = h;
         r->hcap = keep;
         r->hhead = 0;
         r->hlen = n;
     }
-    if (r->hlen == r->hcap) {
-        mw_msg_decref(r->hist[r->hhead].msg);
-        r->hhead = (r->hhead + 1) % r->hcap;
-        r->hlen--;
-    }
+    if (r->hlen == r->hcap)
+        hist_drop_oldest(r);
     r->hist[(r->hhead + r->hlen) % r->hcap] =
         (struct mw_history_entry){ mw_msg_incref(msg), seq, ts };
     r->hlen++;
+    hist_add(r, FRAME_BYTES(msg));
+    if (!r->nmembers) { /* published into a room nobody is in */
+        idle_append(r);
+        enforce_budget(r);
+    }
 }

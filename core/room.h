@@ -48,6 +48,9 @@ struct mw_room {
     uint32_t hhead, hlen, hcap;
     uint64_t hist_ttl_ms;  /* the publishing route's history.ttl (0: none) */
     uint64_t idle_since_ms; /* monotonic time the last member left (0: has members) */
+    size_t hbytes;         /* what the history holds: frames and the ring */
+    struct mw_room *idle_prev, *idle_next; /* idle with history: oldest first */
+    bool idle;             /* on that list */
 
     struct mw_map typing;   /* user id -> typing state (typing.c) */
     uint64_t count_sent_ms; /* presence:count throttle (presence.c) */
@@ -98,6 +101,16 @@ void mw_room_history_expire(struct mw_room *r, uint64_t ttl_ms, uint64_t now_ms)
 /* Expires the history of rooms without members (their ttl, or MW_ROOM_IDLE_KEEP_MS
  * of idleness) and frees the rooms left empty. Returns how many were freed. */
 uint32_t mw_room_sweep(uint64_t wall_ms, uint64_t now_ms, uint64_t idle_keep_ms);
+
+/* The byte budget of history kept for rooms without members (limits.history_memory,
+ * default 64MiB): beyond it the history of the room idle the longest goes first (the
+ * room itself goes at the next sweep). Checked whenever idle history grows. */
+void mw_room_set_history_budget(size_t bytes);
+struct mw_room_history_stats {
+    size_t idle_bytes;  /* history held by rooms without members */
+    uint64_t evicted;   /* idle rooms whose history went for the budget */
+};
+struct mw_room_history_stats mw_room_history_stats(void);
 
 /* Frees a room if it has no members and no history. Returns true when freed. */
 bool mw_room_maybe_free(struct mw_room *r);

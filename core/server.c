@@ -14,8 +14,10 @@
 
 #include <uv.h>
 
+#include "admit.h"
 #include "api.h"
 #include "auth.h"
+#include "authz.h"
 #include "broker.h"
 #include "conn.h"
 #include "http.h"
@@ -66,6 +68,10 @@ int mw_server_load_routes(const struct mw_config *cfg, const char *home, char *e
         mw_server_unload_routes();
         return -1;
     }
+    mw_authz_init(cfg);
+    mw_admit_init(cfg);
+    mw_room_set_history_budget(cfg->history_memory);
+    mw_session_set_budget(cfg->sessions_memory);
     for (size_t i = 0; i < cfg->nroutes; i++) {
         mw_srv.routes[i].cfg = &cfg->routes[i];
         mw_srv.routes[i].app = mw_app_new(&mw_srv.routes[i], home, err, errlen);
@@ -86,6 +92,8 @@ void mw_server_unload_routes(void)
     mw_srv.routes = NULL;
     mw_srv.nroutes = 0;
     mw_auth_shutdown();
+    mw_authz_shutdown();
+    mw_admit_shutdown();
 }
 
 /* ---- connections, whatever their transport ---- */
@@ -141,8 +149,12 @@ int mw_server_check_open(const struct mw_open_req *r, const char **why)
         *why = "max_connections";
         return 503;
     }
-    struct mw_identity id;
-    int status = mw_auth_identify(r, &id, why); /* kept for the open that follows */
+    struct mw_identity id = { 0 };
+    int status = mw_admit_check(r, why); /* Origin, connections per address */
+    if (!status)
+        status = mw_auth_identify(r, &id, why); /* kept for the open that follows */
+    if (!status)
+        status = mw_admit_check_user(id.user, why);
     if (status)
         mw_log_info("upgrade rejected", "path=%s remote=%s status=%d reason=\"%s\"", r->path,
                     r->remote, status, *why);
@@ -168,6 +180,7 @@ struct mw_conn *mw_server_open(const struct mw_transport *tp, void *tx, const st
     int sidlen = r->query(r->tx, "session", sid, sizeof sid);
     const char *bad_sid = sidlen >= 0 ? mw_session_id_error(sid, (size_t)sidlen) : NULL;
     struct mw_conn *c = mw_conn_new(tp, tx, route, id.user[0] ? id.user : NULL, r->remote);
+    mw_admit_opened(c->remote); /* until on_unlink */
     c->claims_json = id.claims_json; /* the connection owns them now */
     c->auth_exp_ms = id.exp_ms;
     if (sidlen >= 0 && !bad_sid)
@@ -268,6 +281,7 @@ static void on_unlink(struct mw_conn *c)
     mw_log_debug("conn unlinked", "conn=%s user=%s", c->id, c->user->id);
     mw_script_disconnect(c);
     mw_presence_leave_all(c, c->route->cfg);
+    mw_admit_gone(c->remote);
 }
 
 /* ---- loop hooks ---- */

@@ -37,6 +37,7 @@ struct mw_server {
     size_t nroutes;
     bool shutting_down;
     uint64_t heartbeat_timeouts, rate_limited;
+    uint64_t too_big;          /* messages over limits.max_message (closed 1009) */
 };
 
 extern struct mw_server mw_srv;

@@ -27,12 +27,52 @@ struct mw_session {
     struct mw_map index; /* key -> entry, only beyond LIST_MAX entries */
     struct entry *head, *tail;
     uint32_t n, bytes;   /* entries, kept reply bytes */
+    size_t mem;          /* bytes it holds: itself, its entries, keys, replies, index */
+    size_t index_mem;    /* the index's share of mem */
+    bool detached;       /* on the detached list */
     struct mw_session *dprev, *dnext; /* the detached list, oldest first */
 };
 
 static struct mw_map named; /* name -> session */
 static struct mw_session *dhead, *dtail;
 static uint32_t ndetached;
+static size_t dbytes;              /* held by detached sessions */
+static size_t dbudget = 64u << 20; /* limits.sessions_memory */
+static uint64_t devicted;
+
+/* Bytes an entry holds (with its key), and the accounting of changes in s->mem: the
+ * detached total follows. */
+#define ENTRY_BYTES(klen) (sizeof(struct entry) + (klen) + 1)
+
+static void mem_add(struct mw_session *s, size_t n)
+{
+    s->mem += n;
+    if (s->detached)
+        dbytes += n;
+}
+
+static void mem_sub(struct mw_session *s, size_t n)
+{
+    s->mem -= n;
+    if (s->detached)
+        dbytes -= n;
+}
+
+/* After the index grew or went: its slots count too. */
+static void index_account(struct mw_session *s)
+{
+    size_t now = (size_t)s->index.cap * sizeof(struct mw_map_slot);
+    if (now > s->index_mem)
+        mem_add(s, now - s->index_mem);
+    else
+        mem_sub(s, s->index_mem - now);
+    s->index_mem = now;
+}
+
+void mw_session_set_budget(size_t bytes)
+{
+    dbudget = bytes;
+}
 
 const char *mw_session_id_error(const char *sid, size_t len)
 {
@@ -59,6 +99,8 @@ static char *name_of(const char *user, const char *sid)
 
 static void detached_unlink(struct mw_session *s)
 {
+    s->detached = false;
+    dbytes -= s->mem;
     if (s->dprev)
         s->dprev->dnext = s->dnext;
     else
@@ -73,8 +115,10 @@ static void detached_unlink(struct mw_session *s)
 
 static void entry_free(struct mw_session *s, struct entry *e)
 {
+    size_t rlen = e->reply ? strlen(e->reply) : 0;
+    mem_sub(s, ENTRY_BYTES(strlen(e->key)) + (rlen ? rlen + 1 : 0));
     if (e->reply)
-        s->bytes -= (uint32_t)strlen(e->reply);
+        s->bytes -= (uint32_t)rlen;
     free(e->reply);
     free(e);
 }
@@ -111,9 +155,11 @@ struct mw_session *mw_session_attach(const char *user, const char *sid)
     }
     s = mw_calloc(1, sizeof *s);
     s->refs = 1;
+    s->mem = sizeof *s;
     if (sid) {
         s->name = name_of(user, sid);
         s->sid = s->name + strlen(user) + 1;
+        s->mem += strlen(s->name) + 1;
         mw_map_put(&named, s->name, s);
     }
     return s;
@@ -139,10 +185,14 @@ void mw_session_detach(struct mw_session *s)
         dhead = s;
     dtail = s;
     ndetached++;
-    while (ndetached > MW_SESSIONS_DETACHED_MAX) {
+    s->detached = true;
+    dbytes += s->mem;
+    /* Bounded in count and in bytes (limits.sessions_memory): the oldest go first. */
+    while (ndetached > MW_SESSIONS_DETACHED_MAX || (dbytes > dbudget && dhead)) {
         struct mw_session *old = dhead;
         detached_unlink(old);
         session_free(old);
+        devicted++;
     }
 }
 
@@ -170,11 +220,15 @@ static void expire(struct mw_session *s, uint64_t now)
         entry_free(s, e);
         s->n--;
     }
-    if (!s->n && s->index.cap)
+    if (!s->n && s->index.cap) {
         mw_map_free(&s->index);
+        index_account(s);
+    }
     for (struct entry *e = s->head; e && now - e->ts_ms > MW_DEDUP_WINDOW_MS; e = e->next) {
         if (e->reply) {
-            s->bytes -= (uint32_t)strlen(e->reply);
+            size_t rlen = strlen(e->reply);
+            s->bytes -= (uint32_t)rlen;
+            mem_sub(s, rlen + 1);
             free(e->reply);
             e->reply = NULL;
         }
@@ -193,6 +247,7 @@ int mw_session_dedup_begin(struct mw_session *s, const char *key, const char **r
     }
     size_t klen = strlen(key);
     e = mw_malloc(sizeof *e + klen + 1);
+    mem_add(s, ENTRY_BYTES(klen));
     e->next = NULL;
     e->reply = NULL;
     e->done = false;
@@ -210,6 +265,7 @@ int mw_session_dedup_begin(struct mw_session *s, const char *key, const char **r
         for (struct entry *x = s->head; x; x = x->next)
             mw_map_put(&s->index, x->key, x);
     }
+    index_account(s);
     return MW_DEDUP_NEW;
 }
 
@@ -223,6 +279,7 @@ void mw_session_dedup_end(struct mw_session *s, const char *key, const char *rep
     if (len <= MW_DEDUP_REPLY_MAX && s->bytes + len <= MW_DEDUP_BYTES) {
         e->reply = mw_strdup(reply);
         s->bytes += (uint32_t)len;
+        mem_add(s, len + 1);
     }
 }
 
@@ -234,9 +291,14 @@ void mw_session_trim(struct mw_session *s, uint64_t now_ms)
 void mw_session_sweep(uint64_t now_ms)
 {
     /* A detached session is kept while a reconnect may resend into its window: until
-     * its last id is older than the window (oldest detached first). */
-    while (dhead && dhead->tail && now_ms - dhead->tail->ts_ms > MW_DEDUP_WINDOW_MS) {
+     * its last id is older than the window (oldest detached first), and while the
+     * detached ones fit in limits.sessions_memory (replies to closed connections can
+     * add to them). */
+    while (dhead && ((dhead->tail && now_ms - dhead->tail->ts_ms > MW_DEDUP_WINDOW_MS) ||
+                     dbytes > dbudget)) {
         struct mw_session *s = dhead;
+        if (dbytes > dbudget && !(s->tail && now_ms - s->tail->ts_ms > MW_DEDUP_WINDOW_MS))
+            devicted++;
         detached_unlink(s);
         session_free(s);
     }
@@ -264,5 +326,5 @@ uint32_t mw_session_reply_bytes(const struct mw_session *s)
 
 struct mw_session_stats mw_session_stats(void)
 {
-    return (struct mw_session_stats){ named.len, ndetached };
+    return (struct mw_session_stats){ named.len, ndetached, dbytes, devicted };
 }

@@ -65,7 +65,12 @@ uint32_t mw_session_reply_bytes(const struct mw_session *s);
 
 struct mw_session_stats {
     uint32_t named, detached;
+    size_t detached_bytes;  /* held by detached sessions (limits.sessions_memory) */
+    uint64_t evicted;       /* detached sessions dropped for the count or byte bound */
 };
+
+/* The byte bound of detached sessions (limits.sessions_memory, default 64MiB). */
+void mw_session_set_budget(size_t bytes);
 struct mw_session_stats mw_session_stats(void);
 
 #endif

@@ -258,6 +258,7 @@ int mw_ws_receive(struct mw_conn *c, struct lws *wsi, const char *in, size_t len
     if (!mw_conn_is_open(c))
         return 0; /* nothing is handled once the close is decided */
     if (c->rxlen + len + remaining > max) {
+        mw_srv.too_big++;
         mw_log_info("message too big", "conn=%s size>=%zu limit=%zu", c->id,
                     c->rxlen + len + remaining, max);
         mw_conn_close(c, 1009, "message too big");

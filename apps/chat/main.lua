@@ -14,6 +14,17 @@ local function check_name(data)
   return name
 end
 
+-- Who may join which room (called by conn:join after the route's `rooms` patterns and
+-- limits.max_rooms): a user whose token carries a `rooms` claim (a list of names and
+-- prefixes ending in "*") joins only those; everyone else any room the route allows.
+function app.can_join(conn, room)
+  local claims = conn.claims
+  if claims and claims.rooms ~= nil and not mw.rooms.match(claims.rooms, room) then
+    return false, "your token does not allow room '" .. room .. "'"
+  end
+  return true
+end
+
 app:on("join", function(conn, msg)
   local room = msg.room
   if room == nil then mw.fail("bad_message", "room is required") end

@@ -15,6 +15,9 @@ local app = mw.app()
 -- Route options: `options: { max_topics: N }` (per connection, default 100).
 local MAX_TOPICS = tonumber(mw.route().options.max_topics) or 100
 local MAX_IDS = 100 -- ids per notify:read (the inbox's own bound)
+-- `options: { topics: ["news", "sport:*"] }`: the topics clients may follow (names, or
+-- prefixes ending in "*"); absent: any topic the route's `rooms` allow.
+local TOPICS = mw.route().options.topics
 
 local function bad(message) mw.fail("bad_message", message) end
 
@@ -26,6 +29,19 @@ function app.connect(conn)
     return
   end
   conn:send({ type = "notify:backlog", data = { items = items } })
+end
+
+-- Who may follow which topic (conn:join calls it): the route's `topics` option, then a
+-- `topics` claim in the user's token (a list like `topics`), when there is one.
+function app.can_join(conn, topic)
+  if TOPICS ~= nil and not mw.rooms.match(TOPICS, topic) then
+    return false, "no such topic on this route"
+  end
+  local claims = conn.claims
+  if claims and claims.topics ~= nil and not mw.rooms.match(claims.topics, topic) then
+    return false, "your token does not allow topic '" .. topic .. "'"
+  end
+  return true
 end
 
 app:on("notify:read", function(conn, msg)

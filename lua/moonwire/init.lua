@@ -38,12 +38,30 @@ for _, level in ipairs({ "debug", "info", "warn", "error" }) do
   M.log[level] = function(msg, fields) core.log(level, msg, fields) end
 end
 
+-- Whether room matches one of patterns: exact names, or prefixes ending in "*" (the
+-- form of a route's `rooms` setting). For an app's can_join hook:
+--   function app.can_join(conn, room) return mw.rooms.match(conn.claims.rooms, room) end
+local function match(patterns, room)
+  if type(patterns) ~= "table" then return false end
+  for _, p in ipairs(patterns) do
+    if type(p) == "string" then
+      if p:sub(-1) == "*" then
+        if room:sub(1, #p - 1) == p:sub(1, -2) then return true end
+      elseif p == room then
+        return true
+      end
+    end
+  end
+  return false
+end
+
 -- Rooms: broadcast (ephemeral), publish (sequenced, kept in history), history, info.
 M.rooms = {
   broadcast = rooms.broadcast,
   publish = rooms.publish,
   history = rooms.history,
   info = rooms.info,
+  match = match,
 }
 
 -- Presence: mw.presence.list(room, limit?) -> members, count

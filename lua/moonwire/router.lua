@@ -168,7 +168,7 @@ function M.check_app(app)
   if type(app) ~= "table" or type(app.handlers) ~= "table" then
     error("the script must return an app (local app = mw.app() ... return app)", 0)
   end
-  for _, name in ipairs({ "connect", "disconnect", "reload", "message" }) do
+  for _, name in ipairs({ "connect", "disconnect", "reload", "message", "can_join" }) do
     if app[name] ~= nil and type(app[name]) ~= "function" then
       error("app." .. name .. " must be a function", 0)
     end

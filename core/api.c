@@ -25,7 +25,7 @@
 #include "presence.h"
 #include "redis.h"
 #include "room.h"
-#include "userid.h"
+#include "ident.h"
 #include "util.h"
 
 static const struct mw_config *config;

@@ -19,7 +19,7 @@
 #include <stdint.h>
 
 #include "config.h"
-#include "userid.h"
+#include "ident.h"
 
 struct mw_open_req;
 struct mw_conn;

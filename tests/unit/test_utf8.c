@@ -7,7 +7,7 @@
 
 #include <string.h>
 
-#include "userid.h"
+#include "ident.h"
 #include "utf8.h"
 
 #define CHECK(lit) mw_utf8_check(lit, sizeof(lit) - 1)

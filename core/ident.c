@@ -1,5 +1,5 @@
-/* userid.c - the user id rule. */
-#include "userid.h"
+/* ident.c - the user-id rule (ident.h). */
+#include "ident.h"
 
 #include "utf8.h"
 

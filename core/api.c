@@ -1,16 +1,15 @@
 /* api.c - the HTTP API: publish to a room, notify a user, read a room's presence,
  * disconnect a user.
- * Request and response bodies are JSON; a private Lua state runs the JSON codec. */
+ * Request and response bodies are JSON; api_body.c decodes and checks requests. */
 #include "api.h"
+#include "api_body.h"
 
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include <lauxlib.h>
 #include <libwebsockets.h>
-#include <lualib.h>
 
 #include "broker.h"
 #include "buf.h"
@@ -21,7 +20,6 @@
 #include "inbox.h"
 #include "jsonw.h"
 #include "log.h"
-#include "lua_json.h"
 #include "presence.h"
 #include "redis.h"
 #include "room.h"
@@ -29,7 +27,6 @@
 #include "util.h"
 
 static const struct mw_config *config;
-static lua_State *J; /* JSON only */
 
 void mw_api_init(const struct mw_config *cfg)
 {
@@ -38,9 +35,7 @@ void mw_api_init(const struct mw_config *cfg)
 
 void mw_api_shutdown(void)
 {
-    if (J)
-        lua_close(J);
-    J = NULL;
+    mw_api_body_shutdown();
 }
 
 int mw_api_is_call(const char *path)
@@ -145,48 +140,17 @@ int mw_api_authorized(struct lws *wsi)
     return ok;
 }
 
-static int valid_type(const char *t, size_t n)
+/* Parses the body of a call (api_body.h); on failure answers 400 and returns -1 with
+ * *rc what the callback returns. */
+static int parse_body(struct lws *wsi, enum mw_api_call call, const char *body, size_t len,
+                      struct mw_api_request *req, int *rc)
 {
-    if (n < 1 || n > 64)
+    const char *code;
+    char msg[256];
+    if (mw_api_body_parse(call, body, len, mw_inbox_max_item(), req, &code, msg, sizeof msg) == 0)
         return 0;
-    for (size_t i = 0; i < n; i++)
-        if (!strchr("abcdefghijklmnopqrstuvwxyz0123456789_.:-", t[i]) || !t[i])
-            return 0;
-    return 1;
-}
-
-/* Decodes the body into an object at the top of J's stack; replies 400 on failure. */
-static int decode_body(struct lws *wsi, const char *body, size_t len, int *rc)
-{
-    char err[256];
-    if (!J) {
-        J = luaL_newstate();
-        luaL_openlibs(J);
-    }
-    lua_settop(J, 0);
-    if (!len) {
-        *rc = reply_error(wsi, 400, "bad_json", "the request body is empty (send a JSON object)");
-        return -1;
-    }
-    if (mw_json_decode(J, body, len, err, sizeof err) < 0) {
-        *rc = reply_error(wsi, 400, "bad_json", err);
-        return -1;
-    }
-    if (!lua_istable(J, -1) || mw_json_is_array(J, -1)) {
-        lua_settop(J, 0);
-        *rc = reply_error(wsi, 400, "bad_message", "the body must be a JSON object");
-        return -1;
-    }
-    return 0;
-}
-
-/* The string field `name` of the body object, or NULL. */
-static const char *field(const char *name, size_t *len)
-{
-    lua_getfield(J, 1, name);
-    const char *s = lua_type(J, -1) == LUA_TSTRING ? lua_tolstring(J, -1, len) : NULL;
-    lua_pop(J, 1); /* the string stays alive: the body table holds it */
-    return s;
+    *rc = reply_error(wsi, 400, code, msg);
+    return -1;
 }
 
 /* POST /api/publish {room, type, data} -> {seq, delivered}: a sequenced event, kept
@@ -255,34 +219,15 @@ static void on_api_published(void *ud, int err, uint64_t seq)
  * while Redis is down. `delivered` counts this node's member connections. */
 static int api_publish(struct lws *wsi, struct mw_http_req *req, const char *body, size_t len)
 {
-    char err[256];
-    size_t rlen = 0, tlen = 0;
+    struct mw_api_request pr;
     int rc;
-    if (decode_body(wsi, body, len, &rc) < 0)
+    if (parse_body(wsi, MW_API_PUBLISH, body, len, &pr, &rc) < 0)
         return rc;
-    const char *room = field("room", &rlen), *type = field("type", &tlen);
-    if (!room || mw_room_name_error(room, rlen))
-        return reply_error(wsi, 400, "bad_message", "room must be a string of 1..128 bytes");
-    if (!type || !valid_type(type, tlen))
-        return reply_error(wsi, 400, "bad_message", "type must be 1..64 characters of a-z 0-9 _ . : -");
     if (mw_broker_clustered() && !mw_redis_up()) {
-        lua_settop(J, 0);
+        mw_api_request_free(&pr);
         return reply_error(wsi, 503, "unavailable", "Redis is down: nothing was published, retry later");
     }
-    lua_createtable(J, 0, 3);
-    lua_pushstring(J, type);
-    lua_setfield(J, -2, "type");
-    lua_pushstring(J, room);
-    lua_setfield(J, -2, "room");
-    lua_getfield(J, 1, "data");
-    lua_setfield(J, -2, "data");
-    struct mw_buf ev = { 0 };
-    if (mw_json_encode(J, lua_gettop(J), &ev, err, sizeof err) < 0) {
-        mw_buf_free(&ev);
-        lua_settop(J, 0);
-        return reply_error(wsi, 400, "bad_message", err);
-    }
-    lua_settop(J, 0);
+    const char *room = pr.room;
     /* Kept like the route that last published in the room keeps it (rooms are one
      * namespace across routes), else with the default history size. */
     struct mw_room *r = mw_room_find(room);
@@ -293,8 +238,8 @@ static int api_publish(struct lws *wsi, struct mw_http_req *req, const char *bod
     struct publish_call *pc = mw_calloc(1, sizeof *pc);
     pc->a.wsi = wsi;
     pc->local = r ? r->nmembers : 0;
-    mw_history_publish(room, &hist, ev.p, ev.len, 0, on_api_published, pc);
-    mw_buf_free(&ev);
+    mw_history_publish(room, &hist, pr.json.p, pr.json.len, 0, on_api_published, pc);
+    mw_api_request_free(&pr);
     return answer_finish(&pc->a, req);
 }
 
@@ -331,37 +276,15 @@ static void on_notified(void *ud, const struct mw_inbox_result *res)
  * said so), 503 when it cannot be. */
 static int api_notify(struct lws *wsi, struct mw_http_req *req, const char *body, size_t len)
 {
-    char err[256];
-    size_t ulen = 0;
+    struct mw_api_request nr;
     int rc;
-    if (decode_body(wsi, body, len, &rc) < 0)
+    if (parse_body(wsi, MW_API_NOTIFY, body, len, &nr, &rc) < 0)
         return rc;
-    const char *user = field("user", &ulen);
-    const char *bad = user ? mw_user_id_error(user, ulen) : "user must be a string of 1..128 bytes";
-    if (bad) {
-        lua_settop(J, 0);
-        return reply_error(wsi, 400, "bad_message", bad);
-    }
-    lua_getfield(J, 1, "data");
-    if (lua_isnil(J, -1) || (lua_islightuserdata(J, -1) && !lua_touserdata(J, -1))) {
-        lua_settop(J, 0);
-        return reply_error(wsi, 400, "bad_message", "data is required (any JSON value but null)");
-    }
-    struct mw_buf data = { 0 };
-    if (mw_json_encode(J, -1, &data, err, sizeof err) < 0 || data.len > mw_inbox_max_item()) {
-        if (data.len > mw_inbox_max_item())
-            snprintf(err, sizeof err, "data is %zu bytes of JSON, over inbox.max_item (%zu)",
-                     data.len, mw_inbox_max_item());
-        mw_buf_free(&data);
-        lua_settop(J, 0);
-        return reply_error(wsi, 400, "bad_message", err);
-    }
     struct notify_call *nc = mw_calloc(1, sizeof *nc);
     nc->a.wsi = wsi;
-    snprintf(nc->user, sizeof nc->user, "%s", user);
-    mw_inbox_push(user, data.p, data.len, on_notified, nc);
-    mw_buf_free(&data);
-    lua_settop(J, 0);
+    snprintf(nc->user, sizeof nc->user, "%s", nr.user);
+    mw_inbox_push(nr.user, nr.json.p, nr.json.len, on_notified, nc);
+    mw_api_request_free(&nr);
     return answer_finish(&nc->a, req);
 }
 
@@ -437,16 +360,11 @@ static int api_presence(struct lws *wsi, struct mw_http_req *req, const char *pa
  * 4003 "disconnected by server". */
 static int api_disconnect(struct lws *wsi, const char *body, size_t len)
 {
-    size_t ulen = 0;
+    struct mw_api_request dr;
     int rc;
-    if (decode_body(wsi, body, len, &rc) < 0)
+    if (parse_body(wsi, MW_API_DISCONNECT, body, len, &dr, &rc) < 0)
         return rc;
-    const char *user = field("user", &ulen);
-    const char *bad = user ? mw_user_id_error(user, ulen) : "user must be a string of 1..128 bytes";
-    if (bad) {
-        lua_settop(J, 0);
-        return reply_error(wsi, 400, "bad_message", bad);
-    }
+    const char *user = dr.user;
     uint32_t closed = 0;
     struct mw_user *u = mw_user_find(user);
     for (struct mw_conn *c = u ? u->conns : NULL; c; c = c->user_next) {
@@ -456,7 +374,6 @@ static int api_disconnect(struct lws *wsi, const char *body, size_t len)
         }
     }
     mw_log_info("api disconnect", "user=%s closed=%" PRIu32, user, closed);
-    lua_settop(J, 0);
     struct mw_buf b = { 0 };
     mw_buf_printf(&b, "{\"closed\":%" PRIu32 "}\n", closed);
     rc = reply_json(wsi, 200, &b);

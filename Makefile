@@ -11,9 +11,14 @@ JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 DEB_PACKAGES = build-essential cmake pkg-config git \
 	libwebsockets-dev libwebsockets-evlib-uv libuv1-dev libluajit2-5.1-dev \
 	libhiredis-dev libyaml-dev libjwt-dev libssl-dev libsodium-dev libjemalloc-dev libcmocka-dev \
-	redis-server curl chromium nginx systemd procps strace logrotate
+	redis-server curl chromium nginx systemd procps strace logrotate \
+	clang libclang-rt-14-dev
 
-.PHONY: all deps build run test test-unit test-integration test-sanitize check-config bench clean
+BUILD_FUZZ ?= build-fuzz
+FUZZ_SECONDS ?= 120
+FUZZ_TARGETS ?= json config api_body redis_cluster $(if $(wildcard core/broker_wire.c),broker_wire)
+
+.PHONY: all deps build run test test-unit test-integration test-sanitize check-config bench fuzz clean
 
 all: build
 
@@ -65,5 +70,21 @@ test-sanitize: deps node_modules/.package-lock.json
 bench: build node_modules/.package-lock.json
 	BUILD=$(BUILD) bash tests/bench/run.sh
 
+# libFuzzer over tests/fuzz's targets, FUZZ_SECONDS (120) each, with clang (the only
+# target that needs it; `make test` replays the committed seeds with gcc). New inputs
+# go to $(BUILD_FUZZ)/corpus/TARGET; a crash leaves its input in $(BUILD_FUZZ) and
+# stops here. docs/security.md has the figures of the last run.
+fuzz: deps
+	CC=clang cmake -S . -B $(BUILD_FUZZ) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMW_FUZZ=ON >/dev/null
+	cmake --build $(BUILD_FUZZ) -j$(JOBS) --target $(addprefix fuzz_,$(FUZZ_TARGETS))
+	@set -e; for t in $(FUZZ_TARGETS); do \
+	  mkdir -p $(BUILD_FUZZ)/corpus/$$t; \
+	  echo "== fuzz_$$t: $(FUZZ_SECONDS) s"; \
+	  ( cd $(BUILD_FUZZ) && ASAN_OPTIONS=detect_leaks=1 ./fuzz_$$t -max_total_time=$(FUZZ_SECONDS) \
+	    -print_final_stats=1 -timeout=10 -rss_limit_mb=2048 corpus/$$t $(CURDIR)/tests/fuzz/corpus/$$t ) \
+	    > $(BUILD_FUZZ)/fuzz_$$t.log 2>&1 || { tail -40 $(BUILD_FUZZ)/fuzz_$$t.log; exit 1; }; \
+	  grep -E "^stat::number_of_executed_units|^stat::new_units_added|^stat::peak_rss_mb" $(BUILD_FUZZ)/fuzz_$$t.log; \
+	done
+
 clean:
-	rm -rf $(BUILD) $(BUILD_SAN)
+	rm -rf $(BUILD) $(BUILD_SAN) $(BUILD_FUZZ)

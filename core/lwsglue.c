@@ -1,8 +1,9 @@
-/* lwsglue.c - the libwebsockets context and its protocol callback.
+/* lwsglue.c - the libwebsockets context and its protocol callback: plain HTTP.
  *
- * The callback only translates: each lws event becomes one call into http.c (plain
- * HTTP: health, metrics, static files, the API) or ws.c (WebSocket connections). What
- * lws keeps per connection is the pointer to our object. */
+ * WebSocket upgrades are ws.c's; every other request comes here from ws.c with the
+ * bytes it read. The callback only translates: each lws event becomes one call into
+ * http.c (health, metrics, static files, the API). What lws keeps per connection is
+ * the pointer to our request. */
 #include "lwsglue.h"
 
 #include <stdio.h>
@@ -14,14 +15,11 @@
 #include "conn.h"
 #include "http.h"
 #include "log.h"
-#include "rxpage.h"
-#include "ws.h"
 
 static struct lws_context *context;
 
 /* What lws keeps per connection (its user_space). */
 struct session {
-    struct mw_conn *conn;     /* a WebSocket's connection */
     struct mw_http_req *http; /* an HTTP API call waiting for its body or its answer */
 };
 
@@ -47,40 +45,30 @@ static int on_lws(struct lws *wsi, enum lws_callback_reasons reason, void *user,
             mw_http_req_free(&s->http);
         break;
     case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
-        return mw_ws_filter(wsi);
-    case LWS_CALLBACK_ESTABLISHED:
-        s->conn = mw_ws_established(wsi);
-        return s->conn ? 0 : -1;
-    case LWS_CALLBACK_RECEIVE:
-        return s->conn ? mw_ws_receive(s->conn, wsi, in, len) : -1;
-    case LWS_CALLBACK_RECEIVE_PONG:
-        mw_ws_pong(s->conn, in, len);
-        return 0;
-    case LWS_CALLBACK_SERVER_WRITEABLE:
-        return mw_ws_writable(s->conn);
-    case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
-        return s->conn ? mw_ws_peer_close(s->conn, in, len) : -1;
-    case LWS_CALLBACK_CLOSED:
-        mw_ws_closed(s->conn);
-        s->conn = NULL;
-        return 0;
+        /* An upgrade on a kept-alive HTTP connection: WebSockets are ws.c's, on
+         * connections of their own (browsers always open one). */
+        mw_log_info("upgrade rejected", "reason=\"upgrade on a kept-alive HTTP connection\"%s", "");
+        return 1;
     default:
         break;
     }
     return lws_callback_http_dummy(wsi, reason, user, in, len);
 }
 
-/* At most this much per send(): with 0, lws caps each send at rx_buffer_size and keeps
- * the rest of a gathered flush for a WRITEABLE callback (an epoll_ctl round trip). */
-#define TX_PACKET (MW_FLUSH_CHUNK + 1024)
+/* lws's read buffer, shared by its connections: one read of a request body takes
+ * this much at most. */
+#define SERV_BUF (64 * 1024)
 
 static const struct lws_protocols protocols[] = {
-    { "moonwire", on_lws, sizeof(struct session), MW_RX_BUFFER, 0, NULL, TX_PACKET },
+    { "moonwire", on_lws, sizeof(struct session), 0, 0, NULL, 0 },
     { NULL, NULL, 0, 0, 0, NULL, 0 }
 };
 
 static void on_lws_log(int level, const char *line)
 {
+    /* lws 4.1 logs every adoption with read bytes at error level. */
+    if (strstr(line, "calling service") || strstr(line, "deferring handling ah"))
+        return;
     char msg[512];
     snprintf(msg, sizeof msg, "%s", line);
     size_t n = strlen(msg);
@@ -96,11 +84,10 @@ struct lws_vhost *mw_lws_start(void)
     struct lws_context_creation_info info;
 
     lws_set_log_level(LLL_ERR, on_lws_log);
-    mw_rxpage_install();
     memset(&info, 0, sizeof info);
     foreign_loops[0] = uv_default_loop();
     info.foreign_loops = foreign_loops;
-    info.options = LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_VALIDATE_UTF8;
+    info.options = LWS_SERVER_OPTION_LIBUV;
     info.port = CONTEXT_PORT_NO_LISTEN_SERVER; /* listener.c accepts and adopts */
     info.protocols = protocols;
     info.retry_and_idle_policy = &no_validity;
@@ -109,7 +96,7 @@ struct lws_vhost *mw_lws_start(void)
     info.vhost_name = "moonwire";
     info.server_string = "moonwire";
     info.timeout_secs = 10;
-    info.pt_serv_buf_size = MW_RX_BUFFER;
+    info.pt_serv_buf_size = SERV_BUF;
     info.pcontext = &context; /* lws clears it when destruction completes */
     context = lws_create_context(&info);
     return context ? lws_get_vhost_by_name(context, "moonwire") : NULL;
@@ -125,6 +112,4 @@ void mw_lws_free(void)
 {
     if (context) /* lws 4.1 with a foreign loop: the second call completes it */
         lws_context_destroy(context);
-    mw_rxpage_free_all();
-    mw_ws_shutdown();
 }

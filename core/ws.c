@@ -643,7 +643,7 @@ void mw_ws_start(struct lws_vhost *vh)
     started = true;
 }
 
-void mw_ws_accept(int fd)
+static struct ws *ws_new(int fd)
 {
     struct ws *w = mw_calloc(1, sizeof *w);
     w->fd = fd;
@@ -652,13 +652,21 @@ void mw_ws_accept(int fd)
     if (uv_poll_init(uv_default_loop(), &w->poll, fd) < 0) {
         close(fd);
         free(w);
-        return;
+        return NULL;
     }
-    uv_poll_start(&w->poll, UV_READABLE, on_poll);
     w->next = all;
     if (all)
         all->prev = w;
     all = w;
+    return w;
+}
+
+void mw_ws_accept(int fd)
+{
+    struct ws *w = ws_new(fd);
+    if (!w)
+        return;
+    uv_poll_start(&w->poll, UV_READABLE, on_poll);
     w->hprev = heads_tail;
     if (heads_tail)
         heads_tail->hnext = w;
@@ -667,6 +675,22 @@ void mw_ws_accept(int fd)
     heads_tail = w;
     if (heads == w)
         arm_head_timer();
+}
+
+void mw_ws_adopt_upgrade(int fd, const char *head, size_t len)
+{
+    struct ws *w = ws_new(fd);
+    struct mw_httphead h;
+    if (!w)
+        return;
+    uv_poll_start(&w->poll, UV_READABLE, on_poll);
+    char *copy = mw_malloc(len); /* upgrade() unmasks frames in place: ours to write */
+    memcpy(copy, head, len);
+    if (mw_httphead_parse(&h, copy, len) == 1)
+        upgrade(w, &h, copy, len);
+    else
+        ws_end(w, true);
+    free(copy);
 }
 
 void mw_ws_stop(void)

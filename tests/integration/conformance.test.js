@@ -10,7 +10,7 @@ const assert = require('node:assert/strict');
 const crypto = require('node:crypto');
 const net = require('node:net');
 const { startServer } = require('./lib/server');
-const { rawConnect, encodeFrame } = require('./lib/rawws');
+const { rawConnect, encodeFrame, RawClient } = require('./lib/rawws');
 const { assertServes } = require('./lib/helpers');
 
 const TEXT = 0x1;
@@ -225,6 +225,39 @@ describe('websocket conformance', () => {
     const f = await raw.waitFrame((x) => x.opcode === CLOSE);
     assert.equal(f.payload.readUInt16BE(0), 1007);
     await endsWithin(raw, ENDS_WITHIN_MS, 'after invalid UTF-8');
+  });
+
+  // A proxy with upstream keepalive (nginx) sends an upgrade on a connection that
+  // already carried plain HTTP, which libwebsockets serves: it is taken back.
+  it('takes an upgrade that comes on a kept-alive HTTP connection', async () => {
+    const s = net.connect({ host: '127.0.0.1', port: server.port });
+    await new Promise((resolve, reject) => { s.once('connect', resolve); s.once('error', reject); });
+    let got = Buffer.alloc(0);
+    const until = (re, what) => new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`${what}: got ${got.toString('latin1')}`)), 3000);
+      const check = () => {
+        if (re.test(got.toString('latin1'))) { clearTimeout(timer); s.off('data', onData); resolve(); }
+      };
+      const onData = (d) => { got = Buffer.concat([got, d]); check(); };
+      s.on('data', onData);
+      check();
+    });
+    s.write('GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n');
+    await until(/\r\n\r\nok\n$/, 'the first answer');
+    got = Buffer.alloc(0);
+    s.write(upgradeHead('/chat?user=kept%20alive&x=a+b', { Connection: 'upgrade' }));
+    await until(/\r\n\r\n/, 'the 101');
+    const text = got.toString('latin1');
+    assert.match(text, /^HTTP\/1\.1 101 /);
+    const end = got.indexOf('\r\n\r\n') + 4;
+    const raw = new RawClient(s, got.subarray(end));
+    raws.push(raw);
+    const hello = await raw.waitFor((m) => m.type === 'hello');
+    assert.equal(hello.data.user, 'kept alive', 'the query comes through decoded once');
+    raw.send({ type: 'ping', id: 'ka', data: 1 });
+    await raw.waitFor((m) => m.type === 'pong' && m.id === 'ka');
+    raw.sendFrame(PING, 'still there');
+    assert.equal((await raw.waitFrame((f) => f.opcode === PONG)).payload.toString(), 'still there');
   });
 
   it('answers refused upgrades with an HTTP status, never a dropped socket', async () => {

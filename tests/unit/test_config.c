@@ -891,6 +891,43 @@ static void test_auth(void **state)
     expect_error("auth: { jwt_secret: s, leeway: 10m }\n", 1, "auth.leeway: must be between 0 and 300000");
 }
 
+/* The security keys: room patterns per route, origins and the new limits. */
+static void test_security_keys(void **state)
+{
+    (void)state;
+    struct mw_config cfg = parse_ok("routes:\n  /v: { script: app.lua, rooms: [\"venue:*\", lobby] }\n"
+                                    "origins: [\"https://a.example.com\", \"https://*.example.org\"]\n"
+                                    "limits: { max_rooms: 8, max_connections_per_ip: 0,\n"
+                                    "          max_connections_per_user: 3, history_memory: 1MiB,\n"
+                                    "          sessions_memory: 2MiB, handler_timeout: 250ms }\n");
+    assert_int_equal(cfg.routes[0].nrooms, 2);
+    assert_string_equal(cfg.routes[0].rooms[0], "venue:*");
+    assert_int_equal(cfg.norigins, 2);
+    assert_int_equal(cfg.max_rooms, 8);
+    assert_int_equal(cfg.max_conns_per_ip, 0);
+    assert_int_equal(cfg.max_conns_per_user, 3);
+    assert_int_equal(cfg.history_memory, 1 << 20);
+    assert_int_equal(cfg.sessions_memory, 2 << 20);
+    assert_int_equal(cfg.handler_timeout_ms, 250);
+    mw_config_free(&cfg);
+    cfg = parse_ok("listen: :1\n");
+    assert_int_equal(cfg.max_rooms, 128);
+    assert_int_equal(cfg.max_conns_per_ip, 10000);
+    assert_int_equal(cfg.max_conns_per_user, 100);
+    assert_int_equal(cfg.handler_timeout_ms, 1000);
+    assert_int_equal(cfg.norigins, 0);
+    mw_config_free(&cfg);
+    expect_error("routes:\n  /v: { script: app.lua, rooms: [] }\n", 2,
+                 "routes./v.rooms: an empty list would refuse every join");
+    expect_error("routes:\n  /v: { script: app.lua, rooms: [\"a*b\"] }\n", 2,
+                 "routes./v.rooms: 'a*b': '*' only at the end");
+    expect_error("origins: []\n", 1, "origins: an empty list would refuse every browser");
+    expect_error("origins: [example.com]\n", 1, "origins: 'example.com' is not an origin");
+    expect_error("origins: [\"https://a.com/path\"]\n", 1, "is not an origin");
+    expect_error("origins: [\"https://a.*.com\"]\n", 1, "a wildcard only as scheme://*.domain");
+    expect_error("limits: { max_rooms: 0 }\n", 1, "limits.max_rooms: must be greater than 0");
+}
+
 static void test_static_dir(void **state)
 {
     (void)state;
@@ -1121,6 +1158,7 @@ int main(void)
         cmocka_unit_test(test_options_alias_bomb),
         cmocka_unit_test(test_redis),
         cmocka_unit_test(test_auth),
+        cmocka_unit_test(test_security_keys),
         cmocka_unit_test(test_static_dir),
         cmocka_unit_test(test_log),
         cmocka_unit_test(test_yaml_syntax_error),

@@ -92,6 +92,15 @@ int mw_admit_check_user(const char *user, const char **why)
     return 0;
 }
 
+bool mw_admit_user_over(const char *user)
+{
+    struct mw_user *u = per_user ? mw_user_find(user) : NULL;
+    if (!u || u->nconns <= per_user)
+        return false;
+    mw_admit_stats.per_user++;
+    return true;
+}
+
 void mw_admit_opened(const char *remote)
 {
     struct peer *p = mw_map_get(&peers, remote);

@@ -4,6 +4,7 @@
 #ifndef MW_ADMIT_H
 #define MW_ADMIT_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "config.h"
@@ -18,6 +19,10 @@ void mw_admit_shutdown(void);
 int mw_admit_check(const struct mw_open_req *r, const char **why);
 /* After identity: the user's connections on this node (429). 0 or the status. */
 int mw_admit_check_user(const char *user, const char **why);
+
+/* After a waiting connection was named by its first `auth` message: whether its user
+ * now has more connections than allowed (it must then be closed). */
+bool mw_admit_user_over(const char *user);
 
 /* Counts a connection of this peer address while it lives (the server's open and
  * unlink); gone for an address never counted is ignored (virtual connections). */

@@ -226,6 +226,13 @@ static void first_auth(struct mw_conn *c, const char *p, size_t len)
     if (mw_auth_parse_message(p, len, &token, &tlen, &why) == 0 &&
         mw_auth_message(c, token, tlen, &code, &why) == 0) {
         free(token);
+        if (mw_admit_user_over(c->user->id)) {
+            why = "too many connections for this user (limits.max_connections_per_user)";
+            mw_log_info("auth refused", "conn=%s remote=%s reason=\"%s\"", c->id, c->remote, why);
+            send_error(c, idlen ? id : NULL, idlen, "rate_limited", why);
+            mw_conn_close(c, 1008, "too many connections");
+            return;
+        }
         mw_log_info("conn authenticated", "conn=%s user=%s", c->id, c->user->id);
         mw_server_conn_opened(c);
         if (idlen) {

@@ -273,6 +273,31 @@ describe('auth: required, with RS256 and HS256 keys', () => {
   });
 });
 
+describe('auth: the per-user limit applies to first-message auth too', () => {
+  let server;
+  before(async () => {
+    server = await startServer({
+      config: { auth: { required: true, jwt_secret: SECRET }, limits: { max_connections_per_user: 1 } },
+    });
+  });
+  after(async () => {
+    await closeAll();
+    if (server) await server.stop();
+  });
+
+  it('closes 1008 a waiting connection whose auth names a user already at the limit', async () => {
+    const t = sign({ sub: 'one', exp: now() + 60 }, { key: SECRET });
+    const first = await connect(server.url(`/chat?token=${t}`));
+    const second = await open(server.url('/chat'));
+    second.send({ type: 'auth', id: 1, data: { token: t } });
+    assert.equal((await closedWithin(second, 3000)).code, 1008);
+    expectError(second.messages.find((m) => m.type === 'error'), 'rate_limited', 1);
+    assert.ok(!second.messages.some((m) => m.type === 'hello'));
+    await assertPingPong(first);
+    await first.close();
+  });
+});
+
 describe('auth: ES256 key inline from the environment', () => {
   let server;
   const ec = keyPair('ec');

@@ -68,19 +68,10 @@ static int fail_at(char *err, size_t errlen, const struct mw_config *cfg, int li
 /* The PEM text of the public key: the value itself, or the file it names. */
 static char *read_pem(const char *value)
 {
+    size_t len;
     if (!strncmp(value, "-----BEGIN", 10))
         return mw_strdup(value);
-    FILE *f = fopen(value, "rb");
-    if (!f)
-        return NULL;
-    struct mw_buf b = { 0 };
-    char chunk[4096];
-    size_t n;
-    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0 && b.len < 64 * 1024)
-        mw_buf_append(&b, chunk, n);
-    fclose(f);
-    mw_buf_putc(&b, '\0');
-    return b.p;
+    return mw_read_file(value, &len);
 }
 
 /* EVP_PKEY_RSA, EVP_PKEY_EC (P-256, P-384 or P-521), or -1 when pem is no such key. */

@@ -1,6 +1,7 @@
 /* buf.c - growable byte buffer. */
 #include "buf.h"
 
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 
@@ -52,4 +53,26 @@ void mw_buf_free(struct mw_buf *b)
     free(b->p);
     b->p = NULL;
     b->len = b->cap = 0;
+}
+
+char *mw_read_file(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    struct mw_buf b = { 0 };
+    char chunk[8192];
+    size_t n;
+    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
+        mw_buf_append(&b, chunk, n);
+    int failed = ferror(f), saved = errno;
+    fclose(f);
+    if (failed) {
+        mw_buf_free(&b);
+        errno = saved ? saved : EIO;
+        return NULL;
+    }
+    *len = b.len;
+    mw_buf_putc(&b, '\0');
+    return b.p;
 }

@@ -22,4 +22,8 @@ static inline void mw_buf_puts(struct mw_buf *b, const char *s) { mw_buf_append(
 static inline void mw_buf_reset(struct mw_buf *b) { b->len = 0; }
 void mw_buf_free(struct mw_buf *b);
 
+/* Reads a whole file into a malloc'd, NUL-terminated buffer (*len without the NUL);
+ * NULL with errno set. */
+char *mw_read_file(const char *path, size_t *len);
+
 #endif

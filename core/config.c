@@ -1403,35 +1403,13 @@ int mw_config_parse(const char *yaml, size_t len, const char *source, const char
     return rc;
 }
 
-/* Reads a whole file into a malloc'd, NUL-terminated buffer; NULL with errno set. */
-static char *read_file(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    struct mw_buf b = { 0 };
-    char chunk[8192];
-    size_t n;
-    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
-        mw_buf_append(&b, chunk, n);
-    int failed = ferror(f), saved = errno;
-    fclose(f);
-    if (failed) {
-        mw_buf_free(&b);
-        errno = saved ? saved : EIO;
-        return NULL;
-    }
-    *len = b.len;
-    mw_buf_putc(&b, '\0');
-    return b.p;
-}
 
 int mw_config_load_file(const char *path, const char *home, struct mw_config *out,
                         char *err, size_t errlen)
 {
     size_t len = 0;
     memset(out, 0, sizeof *out);
-    char *text = read_file(path, &len);
+    char *text = mw_read_file(path, &len);
     if (!text) {
         if (err && errlen)
             snprintf(err, errlen, "cannot read %s: %s", path, strerror(errno));

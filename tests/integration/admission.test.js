@@ -7,17 +7,8 @@ const { describe, it, before, after } = require('node:test');
 const assert = require('node:assert/strict');
 const { startServer } = require('./lib/server');
 const { connect, closeAll } = require('./lib/client');
-const { request, upgradeRequest } = require('./lib/http');
-const { uid, expectAck, assertServes, waitFor } = require('./lib/helpers');
-
-async function metrics(server) {
-  return (await request('GET', server.httpUrl('/metrics'))).text;
-}
-
-function value(text, name) {
-  const line = text.split('\n').find((l) => l.startsWith(`${name} `));
-  return line ? Number(line.split(' ')[1]) : undefined;
-}
+const { upgradeRequest } = require('./lib/http');
+const { uid, expectAck, assertServes, waitFor, metric } = require('./lib/helpers');
 
 describe('admission: origins and connections per IP and per user', () => {
   let server;
@@ -47,7 +38,7 @@ describe('admission: origins and connections per IP and per user', () => {
     const noOrigin = await connect(server.url(`/chat?user=${uid('o')}`)); // not a browser
     await noOrigin.close();
     await server.waitForLog(/upgrade rejected" path=\/chat remote=\S+ status=403 reason="origin not allowed/);
-    assert.equal(value(await metrics(server), 'moonwire_connections_refused_total{reason="origin"}'), 4);
+    assert.equal(await metric(server, 'moonwire_connections_refused_total{reason="origin"}'), 4);
   });
 
   it('refuses the connections of one user over the limit with 429', async () => {
@@ -64,7 +55,7 @@ describe('admission: origins and connections per IP and per user', () => {
   });
 
   it('refuses twice the per-IP limit: the first 6 in, the next 6 refused with 429', async () => {
-    await waitFor(async () => value(await metrics(server), 'moonwire_connections') === 0, 5000, 'no connections left');
+    await waitFor(async () => await metric(server, 'moonwire_connections') === 0, 5000, 'no connections left');
     const statuses = [];
     for (let i = 0; i < 12; i++) {
       try {
@@ -75,14 +66,13 @@ describe('admission: origins and connections per IP and per user', () => {
       }
     }
     assert.deepEqual(statuses, [...Array(6).fill(101), ...Array(6).fill(429)]);
-    const text = await metrics(server);
-    assert.equal(value(text, 'moonwire_connections_refused_total{reason="per_ip"}'), 6);
+    assert.equal(await metric(server, 'moonwire_connections_refused_total{reason="per_ip"}'), 6);
     await server.waitForLog(/status=429 reason="too many connections from this address/);
   });
 
   it('lets the address in again once its connections are gone', async () => {
     await closeAll();
-    await waitFor(async () => value(await metrics(server), 'moonwire_connections') === 0, 10000, 'closed');
+    await waitFor(async () => await metric(server, 'moonwire_connections') === 0, 10000, 'closed');
     await assertServes(server);
   });
 });
@@ -114,8 +104,8 @@ describe('admission: byte budgets of idle history and detached sessions', () => 
       await c.close();
     }
     await waitFor(async () => {
-      const text = await metrics(server);
-      return value(text, 'moonwire_history_idle_bytes') <= 64 * 1024 && value(text, 'moonwire_history_evicted_total') > 0;
+      return await metric(server, 'moonwire_history_idle_bytes') <= 64 * 1024 &&
+        await metric(server, 'moonwire_history_evicted_total') > 0;
     }, 5000, 'idle history within the budget');
     const c = await connect(server.url(`/chat?user=${uid('back')}`));
     const first = expectAck(await c.request('join', { room: rooms[0] }), 1);
@@ -135,8 +125,8 @@ describe('admission: byte budgets of idle history and detached sessions', () => 
       await c.close();
     }
     await waitFor(async () => {
-      const text = await metrics(server);
-      return value(text, 'moonwire_sessions_detached_bytes') <= 16 * 1024 && value(text, 'moonwire_sessions_evicted_total') > 0;
+      return await metric(server, 'moonwire_sessions_detached_bytes') <= 16 * 1024 &&
+        await metric(server, 'moonwire_sessions_evicted_total') > 0;
     }, 5000, 'detached sessions within the budget');
     await assertServes(server);
   });

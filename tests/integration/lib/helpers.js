@@ -69,4 +69,13 @@ async function waitFor(fn, ms, what) {
   }
 }
 
-module.exports = { uid, expectAck, expectError, assertServes, assertPingPong, sleep, waitFor };
+// The value of one sample of /metrics, `name` with its labels as printed
+// ('moonwire_rooms', 'moonwire_auth_total{result="refused"}'), or undefined.
+async function metric(server, name) {
+  const { request } = require('./http');
+  const res = await request('GET', server.httpUrl('/metrics'));
+  const line = res.text.split('\n').find((l) => l.startsWith(`${name} `));
+  return line ? Number(line.split(' ')[1]) : undefined;
+}
+
+module.exports = { uid, expectAck, expectError, assertServes, assertPingPong, sleep, waitFor, metric };

@@ -125,6 +125,12 @@ describe('auth: HS256 tokens, optional', () => {
       ['sub with a NUL', token({ sub: 'a\u0000b' }), /sub is not a valid user id|bad signature/],
       ['exp not a number', token({ exp: 'later' }), /exp and nbf must be numbers/],
       ['too long', token({ pad: 'x'.repeat(9000) }), /longer than 8 KiB|malformed/],
+      ['a claim not UTF-8', (() => {
+        const head = b64url(JSON.stringify({ alg: 'HS256', typ: 'JWT' }));
+        const body = b64url(Buffer.concat([Buffer.from('{"sub":"ana","x":"'), Buffer.from([0xff]), Buffer.from('"}')]));
+        const sig = require('node:crypto').createHmac('sha256', SECRET).update(`${head}.${body}`).digest('base64url');
+        return `${head}.${body}.${sig}`;
+      })(), /malformed token payload|bad signature/],
     ];
     for (const [what, t, reason] of cases) {
       const message = await refused(server, `/who?token=${t}`);

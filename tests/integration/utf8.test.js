@@ -95,6 +95,12 @@ describe('invalid UTF-8', () => {
     await c.close();
   });
 
+  it('answers a room name that is not UTF-8 in the API path with 400', async () => {
+    const res = await request('GET', server.httpUrl('/api/rooms/%ff%fe/presence'), { headers: auth });
+    assert.equal(res.status, 400, res.text);
+    assert.match(res.json.message, /UTF-8/);
+  });
+
   for (const [type, what] of [['send_text', 'conn:send of a text string'], ['send_table', 'conn:send of a table'],
     ['reply', 'a handler reply'], ['join_room', 'conn:join of a room name'], ['broadcast', 'rooms.broadcast']]) {
     it(`turns ${what} that is not UTF-8 into internal, sends no bad frame, and keeps the connection`, async () => {

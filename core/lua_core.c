@@ -144,13 +144,15 @@ static int l_node_id(lua_State *L)
     return 1;
 }
 
-/* core.route() -> {path, options, history_size, protocol} */
+/* core.route() -> {path, protocol, history_size, hold_ttl_ms, options, options_lines,
+ * source}: options_lines and source say where the options are in the config file
+ * (nil when they are not from one). */
 static int l_route(lua_State *L)
 {
     char err[256];
     struct mw_app *a = mw_app_of(L);
     const struct mw_route_config *rc = a->route->cfg;
-    lua_createtable(L, 0, 4);
+    lua_createtable(L, 0, 7);
     lua_pushstring(L, rc->path);
     lua_setfield(L, -2, "path");
     lua_pushstring(L, rc->protocol == MW_PROTO_RAW ? "raw" : "json");
@@ -163,6 +165,13 @@ static int l_route(lua_State *L)
     if (mw_json_decode(L, opts, strlen(opts), err, sizeof err) < 0)
         lua_newtable(L);
     lua_setfield(L, -2, "options");
+    const char *lines = rc->options_lines_json;
+    if (lines && mw_json_decode(L, lines, strlen(lines), err, sizeof err) == 0)
+        lua_setfield(L, -2, "options_lines");
+    if (rc->source) {
+        lua_pushstring(L, rc->source);
+        lua_setfield(L, -2, "source");
+    }
     return 1;
 }
 

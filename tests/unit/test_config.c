@@ -799,6 +799,34 @@ static void test_options_json(void **state)
     mw_config_free(&cfg);
 }
 
+/* Where each part of the options is in the file, for scripts' errors: a map entry at
+ * its key's line, a list item at its own. */
+static void test_options_lines(void **state)
+{
+    (void)state;
+    struct mw_config cfg = parse_ok(
+        "routes:\n"
+        "  /a:\n"
+        "    script: app.lua\n"
+        "    options:\n"
+        "      venues:\n"
+        "        bistro:\n"
+        "          tables: { t1: 2,\n"
+        "                    t2: 4 }\n"
+        "          slots:\n"
+        "            - \"18:00\"\n"
+        "            - [a, b]\n"
+        "      max: 3\n");
+    assert_string_equal(cfg.routes[0].options_lines_json,
+        "[5,{\"venues\":[5,{\"bistro\":[6,{\"tables\":[7,{\"t1\":[7],\"t2\":[8]}],"
+        "\"slots\":[9,[[10],[11,[[11],[11]]]]]}]}],\"max\":[12]}]");
+    assert_string_equal(cfg.routes[0].source, "test.yaml");
+    mw_config_free(&cfg);
+    cfg = parse_ok("routes:\n  /a: { script: app.lua }\n");
+    assert_null(cfg.routes[0].options_lines_json);
+    mw_config_free(&cfg);
+}
+
 static void test_options_errors(void **state)
 {
     (void)state;
@@ -1060,6 +1088,7 @@ int main(void)
         cmocka_unit_test(test_history_errors),
         cmocka_unit_test(test_presence),
         cmocka_unit_test(test_options_json),
+        cmocka_unit_test(test_options_lines),
         cmocka_unit_test(test_options_errors),
         cmocka_unit_test(test_options_alias_bomb),
         cmocka_unit_test(test_redis),

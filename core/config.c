@@ -34,7 +34,8 @@ const char mw_config_embedded_yaml[] =
     "    protocol: raw\n"
     "  /notify:\n"
     "    script: \"app:notify\"\n"
-    /* /reservations joins here when its bundled app lands. */
+    "  /reservations:\n"
+    "    script: \"app:reservations\"\n"
     "dev: { hot_reload: true, user_param: true }\n";
 
 #define MAX_OPTIONS_JSON (1024 * 1024) /* guards against alias bombs in `options:` */
@@ -1079,9 +1080,11 @@ static int parse_route(struct ctx *c, yaml_node_t *k, yaml_node_t *v, struct mw_
     int rc = parse_map(c, v, route_fields, r);
     if (rc == 0 && !r->script)
         rc = fail(c, k, "%s: missing required key 'script'", c->path);
-    /* The notify app's rooms are topic feeds: who else subscribes is nobody's business,
-     * so its routes send no presence events unless the file asks for them. */
-    if (rc == 0 && r->app && !strcmp(r->app, "notify") && !has_key(c, v, "presence"))
+    /* The notify app's rooms are topic feeds and the reservations app's are booking
+     * boards: who else is there is nobody's business, so their routes send no presence
+     * events unless the file asks for them. */
+    if (rc == 0 && r->app && (!strcmp(r->app, "notify") || !strcmp(r->app, "reservations")) &&
+        !has_key(c, v, "presence"))
         r->presence_events = false;
     path_pop(c, mark);
     return rc;

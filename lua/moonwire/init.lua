@@ -100,8 +100,17 @@ function App:on(type_, handler)
   return self
 end
 
+-- app:api(name, handler): answers an HTTP API call with handler(args): its result is
+-- the JSON body (200), mw.fail(code, message) an error status (404 for not_found...).
+function App:api(name, handler)
+  assert(type(name) == "string", "app:api(name, handler): name must be a string")
+  assert(type(handler) == "function", "app:api(name, handler): handler must be a function")
+  self.apis[name] = handler
+  return self
+end
+
 function M.app()
-  return setmetatable({ handlers = {} }, App)
+  return setmetatable({ handlers = {}, apis = {} }, App)
 end
 
 return M

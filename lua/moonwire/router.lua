@@ -139,6 +139,41 @@ function M.disconnect(app, conn)
   if app.disconnect then run(conn, "disconnect", app.disconnect, conn) end
 end
 
+-- HTTP API calls (lua_http.c): app:api handlers, answered with a status and a JSON body
+-- like the server's own /api/* endpoints.
+local http_status = {
+  bad_message = 400, unauthorized = 401, forbidden = 403, not_found = 404,
+  conflict = 409, rate_limited = 429, unavailable = 503,
+}
+
+function M.has_api(app, name)
+  return type(app.apis) == "table" and type(app.apis[name]) == "function"
+end
+
+-- Returns the function the call's coroutine runs: the handler's result goes to
+-- done(status, body).
+function M.api_call(app, name, args, done)
+  return function()
+    local ok, res = run(nil, "api:" .. name, app.apis[name], args)
+    local status, body
+    if ok then
+      local encoded, text = pcall(json.encode, res == nil and {} or res)
+      if encoded then
+        status, body = 200, text
+      else
+        core.report_error(nil, "api reply: " .. tostring(text), "", "api:" .. name)
+      end
+    elseif is_failure(res) then
+      status = http_status[res.code] or 500
+      body = json.encode({ error = res.code, message = res.message })
+    end
+    if not status then
+      status, body = 500, json.encode({ error = "internal", message = "internal error" })
+    end
+    done(status, body .. "\n")
+  end
+end
+
 -- After a hot reload, in the new state.
 function M.reload(app)
   if app.reload then run(nil, "reload", app.reload) end

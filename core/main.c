@@ -17,9 +17,10 @@ static void usage(FILE *f)
             "       moonwire test [-c FILE] PATH...  run Lua app tests (docs/testing.md)\n"
             "       moonwire version             print the version\n"
             "\n"
-            "The embedded default listens on 127.0.0.1:8080 with the bundled apps at /chat\n"
-            "and /echo, the demo page at / and hot reload on. MOONWIRE_HOME overrides where\n"
-            "the Lua library and bundled apps are found (now: %s).\n",
+            "The embedded default listens on 127.0.0.1:8080 with the bundled apps at /chat,\n"
+            "/echo, /notify and /reservations, the demo page at / and hot reload on.\n"
+            "MOONWIRE_HOME overrides where the Lua library and bundled apps are found\n"
+            "(now: %s).\n",
             mw_home());
 }
 

@@ -695,16 +695,26 @@ static void queue_take(struct entry *e, struct qnode *n)
         entry_delete(e);
 }
 
-static int do_schedule(const struct mw_store_req *req, const char *key, uint64_t now)
+/* The queue at key (*e, NULL when absent) and the node of the request's item in it
+ * (*n, NULL when it is not queued). Returns 0 or MW_STORE_EWRONGTYPE. */
+static int queue_lookup(const struct mw_store_req *req, const char *key, uint64_t now,
+                        struct entry **e, struct qnode **n)
 {
     char text[MW_STORE_MAX_FIELD + 1];
     memcpy(text, req->value, req->valuelen);
     text[req->valuelen] = '\0';
+    int err = lookup_as(key, now, QUEUE, e);
+    *n = *e && !err ? mw_map_get(&(*e)->u.queue->index, text) : NULL;
+    return err;
+}
+
+static int do_schedule(const struct mw_store_req *req, const char *key, uint64_t now)
+{
     struct entry *e;
-    int err = lookup_as(key, now, QUEUE, &e);
+    struct qnode *n;
+    int err = queue_lookup(req, key, now, &e, &n);
     if (err)
         return err;
-    struct qnode *n = e ? mw_map_get(&e->u.queue->index, text) : NULL;
     if (!n) {
         uint64_t cost = qnode_cost(req->valuelen) + (e ? 0 : req->keylen);
         if (!fits(e ? 0 : 1, (int64_t)cost, now))
@@ -716,7 +726,8 @@ static int do_schedule(const struct mw_store_req *req, const char *key, uint64_t
         n = mw_malloc(sizeof *n + req->valuelen + 1);
         n->due.idx = NO_HEAP;
         n->len = req->valuelen;
-        memcpy(n->text, text, req->valuelen + 1);
+        memcpy(n->text, req->value, req->valuelen);
+        n->text[req->valuelen] = '\0';
         mw_map_put(&e->u.queue->index, n->text, n);
         mem.bytes += qnode_cost(n->len);
     }
@@ -768,14 +779,11 @@ static void do_due(const struct mw_store_req *req, const char *key, uint64_t now
 
 static int do_unschedule(const struct mw_store_req *req, const char *key, uint64_t now)
 {
-    char text[MW_STORE_MAX_FIELD + 1];
-    memcpy(text, req->value, req->valuelen);
-    text[req->valuelen] = '\0';
     struct entry *e;
-    int err = lookup_as(key, now, QUEUE, &e);
+    struct qnode *n;
+    int err = queue_lookup(req, key, now, &e, &n);
     if (err)
         return err;
-    struct qnode *n = e ? mw_map_get(&e->u.queue->index, text) : NULL;
     if (!n)
         return MW_STORE_ENOTFOUND;
     queue_take(e, n);

@@ -121,8 +121,8 @@ app:on("reservation:hold", function(conn, msg)
     table = t, slot = slot, party = party, user = conn.user, status = "held",
     expires_at = mw.now() + HOLD_TTL * 1000,
   }
-  -- The expiry goes first: a hold written without one would never end. If the hold
-  -- is not written after all, its expiry finds nothing to do.
+  -- The expiry goes first: a hold written without one would never end. A hold that
+  -- is not written takes its expiry back (one left behind would find nothing to do).
   local expiry = json.array({ room, r.reservation })
   local ok, err = store.schedule(EXPIRY, expiry, HOLD_TTL)
   if not ok then unavailable(err) end
@@ -136,9 +136,9 @@ app:on("reservation:hold", function(conn, msg)
   return { reservation = r.reservation, expires_at = r.expires_at }
 end)
 
--- The caller's reservation named by msg.data.reservation: room, key, place, the
--- reservation and its token. Fails not_found for an id that names nothing (any more),
--- forbidden for someone else's.
+-- The caller's reservation named by msg.data.reservation, and where it is: { room, key,
+-- place, token }. Fails not_found for an id that names nothing (any more), forbidden
+-- for someone else's.
 local function own(conn, msg)
   local room = mw.member_room(conn, msg)
   local id = type(msg.data) == "table" and msg.data.reservation
@@ -149,37 +149,33 @@ local function own(conn, msg)
   if place then r, token = read(key, place) end
   if not r or r.reservation ~= id then mw.fail("not_found", "no reservation " .. id .. " here") end
   if r.user ~= conn.user then mw.fail("forbidden", "reservation " .. id .. " is not yours") end
-  return room, key, place, r, token
+  return r, { room = room, key = key, place = place, token = token }
 end
 
--- Writes r over the reservation read with token, or fails with conflict when someone
--- else changed it first.
-local function change(key, place, token, r)
-  local ok, err = store.hcas(key, place, token, r)
-  if ok then return end
-  if err == "changed" then mw.fail("conflict", "reservation " .. r.reservation .. " changed meanwhile") end
-  unavailable(err)
+-- Writes r back with its new status, unless someone changed it since it was read
+-- (then conflict), and tells the room.
+local function settle(at, r, status)
+  r.status, r.expires_at = status, nil
+  local ok, err = store.hcas(at.key, at.place, at.token, r)
+  if not ok and err == "changed" then
+    mw.fail("conflict", "reservation " .. r.reservation .. " changed meanwhile")
+  end
+  if not ok then unavailable(err) end
+  announce(at.room, r)
+  return { reservation = r.reservation, status = status }
 end
 
 app:on("reservation:confirm", function(conn, msg)
-  local room, key, place, r, token = own(conn, msg)
+  local r, at = own(conn, msg)
   if r.status ~= "held" then mw.fail("conflict", "reservation " .. r.reservation .. " is " .. r.status) end
   if mw.now() >= r.expires_at then mw.fail("conflict", "the hold has expired") end
-  r.status, r.expires_at = "confirmed", nil
-  change(key, place, token, r)
-  announce(room, r)
-  return { reservation = r.reservation, status = r.status }
+  return settle(at, r, "confirmed")
 end)
 
 app:on("reservation:cancel", function(conn, msg)
-  local room, key, place, r, token = own(conn, msg)
-  if not TABLE_STATUS[r.status] then
-    mw.fail("conflict", "reservation " .. r.reservation .. " is " .. r.status)
-  end
-  r.status, r.expires_at = "cancelled", nil
-  change(key, place, token, r)
-  announce(room, r)
-  return { reservation = r.reservation, status = r.status }
+  local r, at = own(conn, msg)
+  if not TABLE_STATUS[r.status] then mw.fail("conflict", "reservation " .. r.reservation .. " is " .. r.status) end
+  return settle(at, r, "cancelled")
 end)
 
 -- The caller's holds and confirmed reservations in the venue, by slot and table.

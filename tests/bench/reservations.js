@@ -11,7 +11,8 @@
 //
 // Per run it prints holds/s (answered holds: acks and conflicts), wins/s (tables won),
 // the p50/p99 time of a hold's answer, and the CPU% of the generator, the nodes and
-// Redis over the measured window: a generator well below 100% is not the bottleneck.
+// Redis over the measured window (a generator well below 100% is not the bottleneck),
+// and of everything else on the machine (other_cpu_pct: is the machine quiet?).
 // It also checks the races: every table that was held has exactly one winner.
 //
 // Usage: taskset -c 1 node tests/bench/reservations.js
@@ -44,6 +45,7 @@ function cleanup() {
 }
 process.on('exit', cleanup);
 process.on('SIGINT', () => process.exit(130));
+process.on('SIGTERM', () => process.exit(143));
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
@@ -84,6 +86,13 @@ function pinned(cmd, args, log) {
   });
   children.push(child);
   return child;
+}
+
+// CPU seconds the whole machine has been busy so far (every CPU, all but idle/iowait).
+function machineBusy() {
+  const f = fs.readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
+  const total = f.reduce((x, y) => x + y, 0);
+  return (total - f[3] - f[4]) / TICKS;
 }
 
 // CPU seconds a process has used so far (user + system).
@@ -195,7 +204,7 @@ async function run(shape, n, round) {
   await sleep(WARMUP);
   const wonBefore = winners.size;
   const cpu0 = { gen: process.cpuUsage(), nodes: nodes.map((x) => cpuSeconds(x.child.pid)),
-    redis: redis && cpuSeconds(redis.child.pid) };
+    redis: redis && cpuSeconds(redis.child.pid), machine: machineBusy() };
   const t0 = Date.now();
   measuring = true;
   await sleep(DURATION);
@@ -204,6 +213,8 @@ async function run(shape, n, round) {
   const genCpu = process.cpuUsage(cpu0.gen);
   const nodeCpu = nodes.map((x, i) => cpuSeconds(x.child.pid) - cpu0.nodes[i]);
   const redisCpu = redis ? cpuSeconds(redis.child.pid) - cpu0.redis : 0;
+  const ours = (genCpu.user + genCpu.system) / 1e6 + nodeCpu.reduce((x, y) => x + y, 0) + redisCpu;
+  const otherCpu = Math.max(0, machineBusy() - cpu0.machine - ours);
   const won = winners.size - wonBefore;
   stop = true;
   await Promise.all(loops);
@@ -216,6 +227,7 @@ async function run(shape, n, round) {
     p50_ms: percentile(latencies, 0.5).toFixed(2), p99_ms: percentile(latencies, 0.99).toFixed(2),
     gen_cpu_pct: pct((genCpu.user + genCpu.system) / 1e6),
     node_cpu_pct: nodeCpu.map(pct).join('+'), redis_cpu_pct: redis ? pct(redisCpu) : '-',
+    other_cpu_pct: pct(otherCpu),
     tables_with_not_one_winner: doubles, errors,
   };
   console.log('result ' + Object.entries(result).map(([k, v]) => `${k}=${v}`).join(' '));
@@ -242,7 +254,7 @@ async function run(shape, n, round) {
       const med = (k) => rs.map((r) => Number(r[k])).sort((x, y) => x - y)[Math.floor(rs.length / 2)];
       console.log(`# ${shape.padEnd(9)} ${String(n).padStart(4)} clients: ${med('holds_per_s')} holds/s, ` +
         `${med('wins_per_s')} wins/s, p50 ${med('p50_ms')} ms, p99 ${med('p99_ms')} ms, ` +
-        `generator ${med('gen_cpu_pct')}% CPU`);
+        `generator ${med('gen_cpu_pct')}% CPU, others ${med('other_cpu_pct')}%`);
     }
   }
 })().catch((e) => {

@@ -144,6 +144,13 @@ static void metrics_text(struct mw_buf *b)
                   ib.pushed, ib.read, ib.trimmed, ib.failed, ib.items, ib.bytes);
     route_counter(b, "moonwire_messages_in_total", offsetof(struct mw_route_stats, messages_in));
     route_counter(b, "moonwire_lua_errors_total", offsetof(struct mw_route_stats, lua_errors));
+    mw_buf_puts(b, "# TYPE moonwire_errors_total counter\n");
+    for (size_t i = 0; i < mw_srv.nroutes; i++)
+        for (int k = 0; k < MW_NERROR_CODES; k++)
+            if (mw_srv.routes[i].stats.errors[k])
+                mw_buf_printf(b, "moonwire_errors_total{route=\"%s\",code=\"%s\"} %" PRIu64 "\n",
+                              mw_srv.routes[i].cfg->path, mw_error_codes[k],
+                              mw_srv.routes[i].stats.errors[k]);
     mw_buf_printf(b, "# TYPE moonwire_lua_waiting gauge\nmoonwire_lua_waiting %" PRIu32 "\n",
                   mw_script_waiting());
     mw_buf_puts(b, "# TYPE moonwire_handler_seconds histogram\n");

@@ -13,7 +13,10 @@ local is_failure, null = errors.is_failure, json.null
 
 local M = {}
 
-local function send_error(conn, id, code, message)
+-- Every error reply goes through here or past core.refused: counted for /metrics
+-- (moonwire_errors_total) and logged at debug level.
+local function send_error(conn, id, code, message, t)
+  core.refused(conn, t, code)
   conn:send({ type = "error", id = id, code = code, message = message })
 end
 
@@ -85,13 +88,13 @@ function M.message(app, conn, payload, binary)
   end
   local handler = app.handlers[t]
   if not handler then
-    return send_error(conn, id, "unknown_type", "unknown message type '" .. t .. "'")
+    return send_error(conn, id, "unknown_type", "unknown message type '" .. t .. "'", t)
   end
   if id == nil then
     local ok, res = run(conn, t, handler, conn, msg)
     if not ok then
-      if is_failure(res) then return send_error(conn, nil, res.code, res.message) end
-      return send_error(conn, nil, "internal", "internal error")
+      if is_failure(res) then return send_error(conn, nil, res.code, res.message, t) end
+      return send_error(conn, nil, "internal", "internal error", t)
     end
     return
   end
@@ -111,6 +114,7 @@ function M.message(app, conn, payload, binary)
   else
     answer = { type = "error", id = id, code = "internal", message = "internal error" }
   end
+  if answer.type == "error" then core.refused(conn, t, answer.code) end
   local encoded, frame = pcall(json.encode, answer)
   if not encoded then
     core.report_error(conn, "handler reply: " .. tostring(frame), "", t)

@@ -24,7 +24,7 @@ describe('reservations on one node', () => {
 
   before(async () => {
     server = await startServer({
-      config: { api: { keys: [KEY] } },
+      config: { api: { keys: [KEY] }, log: { level: 'debug' } },
       routes: {
         '/reservations': resv.route('2m'),
         '/quick': resv.route('700ms'),
@@ -44,6 +44,25 @@ describe('reservations on one node', () => {
     const id = result.winners[0].data.reservation;
     await resv.assertOneEach(clients, (m) => m.type === 'reservation:created' && m.room === room,
       (m) => assert.equal(m.data.reservation, id));
+  });
+
+  it('refusals are counted per route and code, and logged', async () => {
+    const room = `venue:${uid('refuse')}`;
+    const [ana] = await resv.joinAll([server], room);
+    const metric = async (code) => {
+      const text = (await request('GET', server.httpUrl('/metrics'))).text;
+      const m = text.match(new RegExp(`^moonwire_errors_total\\{route="/reservations",code="${code}"\\} (\\d+)$`, 'm'));
+      return m ? Number(m[1]) : 0;
+    };
+    const before = { bad: await metric('bad_message'), missing: await metric('not_found') };
+    expectError(await resv.hold(ana, room, 't1', '19:00', 'two'), 'bad_message', 2);
+    expectError(await resv.act(ana, 'confirm', room, 'nope/x'), 'not_found', 3);
+    ana.send({ type: 'reservation:hold', room, data: { table: 't1' } }); // no id
+    await ana.next({ type: 'error', code: 'bad_message' });
+    assert.equal(await metric('bad_message'), before.bad + 2);
+    assert.equal(await metric('not_found'), before.missing + 1);
+    await server.waitForLog(new RegExp(`msg="message refused" route=/reservations conn=\\S+ ` +
+      'type=reservation:confirm code=not_found'));
   });
 
   it('an expired hold is announced once to everyone, and the table frees', async () => {

@@ -136,7 +136,9 @@ describe('reservations on one node', () => {
     const acks = answered().filter((m) => m.type === 'ack');
     const limited = answered().filter((m) => m.type === 'error' && m.code === 'rate_limited');
     assert.equal(acks.length + limited.length, 1000, 'each hold acked or rate limited');
-    assert.ok(acks.length >= 100 && acks.length < 300, `${acks.length} holds got through (burst 100)`);
+    // The bucket holds burst (100) tokens, less the join's; it refills while the flood
+    // is read.
+    assert.ok(acks.length >= 99 && acks.length < 300, `${acks.length} holds got through (burst 100)`);
     const limitedAfter = Number((await request('GET', server.httpUrl('/metrics'))).text
       .match(/^moonwire_rate_limited_total (\d+)$/m)[1]);
     assert.equal(limitedAfter - limitedBefore, limited.length);

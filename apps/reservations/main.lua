@@ -48,6 +48,12 @@ local function place_of(t, slot)
   return escape(t) .. "/" .. escape(slot)
 end
 
+-- What a reservation makes of its table: "held", "reserved", or nil once it ended (or
+-- for whatever else a venue's hash may hold).
+local function taken(r)
+  return type(r) == "table" and TABLE_STATUS[r.status] or nil
+end
+
 local function unavailable(err)
   mw.fail("unavailable", "reservations are unavailable (" .. tostring(err) .. "), try again")
 end
@@ -69,7 +75,7 @@ local function announce(room, r)
   end
   mw.rooms.broadcast(room, { type = event, room = room, data = data })
   mw.rooms.broadcast(room, { type = "table:status_changed", room = room,
-    data = { table = r.table, slot = r.slot, status = TABLE_STATUS[r.status] or "free" } })
+    data = { table = r.table, slot = r.slot, status = taken(r) or "free" } })
 end
 
 -- Every table that is held or reserved at some slot, and every described table:
@@ -89,7 +95,7 @@ local function snapshot(venue)
   end
   for t in pairs(described and described.tables or {}) do entry(t) end
   for _, r in pairs(all) do
-    if TABLE_STATUS[r.status] then entry(r.table).slots[r.slot] = TABLE_STATUS[r.status] end
+    if taken(r) then entry(r.table).slots[r.slot] = taken(r) end
   end
   table.sort(tables, function(a, b) return a.table < b.table end)
   return { venue = venue, tables = tables, slots = described and described.slots,
@@ -113,9 +119,7 @@ app:on("reservation:hold", function(conn, msg)
   local t, slot, party = venues.check_hold(venue, DESCRIBED[venue], msg.data)
   local key, place = key_of(venue), place_of(t, slot)
   local current, token = read(key, place)
-  if current and TABLE_STATUS[current.status] then
-    mw.fail("conflict", "table " .. t .. " is " .. TABLE_STATUS[current.status] .. " at " .. slot)
-  end
+  if taken(current) then mw.fail("conflict", "table " .. t .. " is " .. taken(current) .. " at " .. slot) end
   local r = {
     reservation = ("%s/%x%04x"):format(place, mw.now(), math.random(0, 0xffff)),
     table = t, slot = slot, party = party, user = conn.user, status = "held",
@@ -147,7 +151,7 @@ local function own(conn, msg)
   local key = key_of(venue_of(room))
   local r, token
   if place then r, token = read(key, place) end
-  if not r or r.reservation ~= id then mw.fail("not_found", "no reservation " .. id .. " here") end
+  if type(r) ~= "table" or r.reservation ~= id then mw.fail("not_found", "no reservation " .. id .. " here") end
   if r.user ~= conn.user then mw.fail("forbidden", "reservation " .. id .. " is not yours") end
   return r, { room = room, key = key, place = place, token = token }
 end
@@ -174,7 +178,7 @@ end)
 
 app:on("reservation:cancel", function(conn, msg)
   local r, at = own(conn, msg)
-  if not TABLE_STATUS[r.status] then mw.fail("conflict", "reservation " .. r.reservation .. " is " .. r.status) end
+  if not taken(r) then mw.fail("conflict", "reservation " .. r.reservation .. " is " .. r.status) end
   return settle(at, r, "cancelled")
 end)
 
@@ -185,7 +189,7 @@ app:on("reservation:mine", function(conn, msg)
   if not all then unavailable(err) end
   local mine = json.array()
   for _, r in pairs(all) do
-    if r.user == conn.user and TABLE_STATUS[r.status] then mine[#mine + 1] = r end
+    if taken(r) and r.user == conn.user then mine[#mine + 1] = r end
   end
   table.sort(mine, function(a, b) return a.slot .. "/" .. a.table < b.slot .. "/" .. b.table end)
   return { reservations = mine }
@@ -209,7 +213,7 @@ local function expire(item)
   local key = key_of(venue)
   local r, token = store.hgets(key, place)
   if r == nil and token ~= nil then return end -- unavailable: it comes back
-  if r and r.reservation == id and r.status == "held" then
+  if type(r) == "table" and r.reservation == id and r.status == "held" then
     r.status, r.expires_at = "expired", nil
     local ok, err = store.hcas(key, place, token, r)
     if not ok and err ~= "changed" then return end

@@ -248,6 +248,17 @@ t.test("a hold confirmed in time does not expire", function()
   t.eq(snap.tables[1].slots, { ["19:00"] = "reserved" })
 end)
 
+t.test("whatever else a venue's hash holds is no reservation", function()
+  local room = "venue:v-junk"
+  mw.store.hset("resv:venue:v-junk", "t1/s", "not a reservation")
+  mw.store.hset("resv:venue:v-junk", "t2/s", json.null)
+  local ana, snap = joined("ana", room)
+  t.eq(snap.tables, {})
+  t.eq(error_of(act(ana, "confirm", room, "t2/s/x")), "not_found")
+  t.eq(hold(ana, room, "t1", "s", 1).type, "ack", "overwrites what was there")
+  t.eq(hold(ana, room, "t2", "s", 1).type, "ack")
+end)
+
 t.test("leave stops the events", function()
   local room = "venue:v-leave"
   local ana = joined("ana", room)

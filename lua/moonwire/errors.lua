@@ -8,7 +8,8 @@ Failure.__index = Failure
 Failure.__tostring = function(f) return f.code .. ": " .. f.message end
 M.Failure = Failure
 
--- The error codes of the wire protocol (docs/protocol.md), as a set: { bad_json = true, ... }.
+-- The error codes of the wire protocol (docs/protocol.md, "Error codes"), as a set:
+-- { bad_json = true, ... }. The list is kept once, in C (lua_core.c), for the metrics.
 M.codes = core.error_codes()
 
 -- Raises a failure: the client gets {"type":"error","code":code,"message":message}.

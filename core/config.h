@@ -34,6 +34,9 @@ struct mw_route_config {
     char **rooms;             /* `rooms:` room names its clients may join: exact, or a prefix
                                  ending in '*'; none = any (["*"]); authz.h */
     size_t nrooms;
+    char *options_lines_json; /* where each part of it is in the file: [line, {key: [line,
+                                 ...]}] (see config.c, json_value); NULL when absent */
+    const char *source;       /* the config's source (cfg->source), for scripts' errors */
 };
 
 struct mw_config {

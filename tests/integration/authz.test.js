@@ -21,6 +21,7 @@ describe('room authorization', () => {
         '/chat': { script: 'app:chat' },
         '/venues': { script: 'app:chat', rooms: ['venue:*', 'lobby'] },
         '/notify': { script: 'app:notify', options: { topics: ['news', 'sport:*'] } },
+        '/reservations': { script: 'app:reservations' },
       },
       config: { auth: { jwt_secret: SECRET }, limits: { rate: 1000, burst: 1000 } },
     });
@@ -44,6 +45,16 @@ describe('room authorization', () => {
     expectAck(await chat.request('join', { room: uid('general') }), 3);
     await chat.close();
     await venues.close();
+  });
+
+  it('keeps venues to the reservations route by default, and that route to venues', async () => {
+    const venue = `venue:${uid('v')}`;
+    const r = await connect(server.url(`/reservations?user=${uid('r')}`));
+    expectAck(await r.request('join', { room: venue }), 1);
+    const chat = await connect(server.url(`/chat?user=${uid('c')}`));
+    expectError(await chat.request('join', { room: venue }), 'forbidden', 1);
+    await r.close();
+    await chat.close();
   });
 
   it("keeps notify topics to the route's topics option, and venues away from it", async () => {

@@ -41,6 +41,11 @@
 
 struct mw_server mw_srv;
 
+/* The ?session= of a connection that waits for its token, joined once the token named
+ * the user (sessions are per user). Kept as a connection attribute meanwhile (an
+ * id of A-Z a-z 0-9 _ - only). */
+#define WAIT_SESSION_ATTR "__wait_session"
+
 static uv_prepare_t before_sleep;
 static bool before_sleep_ready;
 static uv_timer_t heartbeat_timer, shutdown_timer;
@@ -184,7 +189,9 @@ struct mw_conn *mw_server_open(const struct mw_transport *tp, void *tx, const st
     mw_admit_opened(c->remote); /* until on_unlink */
     c->claims_json = id.claims_json; /* the connection owns them now */
     c->auth_exp_ms = id.exp_ms;
-    if (sidlen >= 0 && !bad_sid)
+    if (sidlen >= 0 && !bad_sid && id.kind == MW_ID_WAIT)
+        mw_conn_attr_set(c, WAIT_SESSION_ATTR, sid); /* a session is the user's: after auth */
+    else if (sidlen >= 0 && !bad_sid)
         mw_conn_join_session(c, sid);
     if (id.kind == MW_ID_WAIT) {
         /* auth.required and no token yet: nothing is served until an `auth` message
@@ -234,6 +241,11 @@ static void first_auth(struct mw_conn *c, const char *p, size_t len)
             return;
         }
         mw_log_info("conn authenticated", "conn=%s user=%s", c->id, c->user->id);
+        const char *sid = mw_conn_attr_get(c, WAIT_SESSION_ATTR);
+        if (sid) {
+            mw_conn_join_session(c, sid);
+            mw_conn_attr_set(c, WAIT_SESSION_ATTR, NULL);
+        }
         mw_server_conn_opened(c);
         if (idlen) {
             struct mw_buf b = { 0 };

@@ -23,6 +23,8 @@ local mw = require "moonwire"
 local app = mw.app()
 function app.connect(conn) conn:send({ type = "connected", data = conn.user }) end
 app:on("whoami", function(conn) return { user = conn.user, claims = conn.claims } end)
+local runs = 0
+app:on("count", function() runs = runs + 1 return runs end)
 return app
 `;
 
@@ -271,6 +273,21 @@ describe('auth: required, with RS256 and HS256 keys', () => {
     assert.deepEqual(w.messages, []);
     await server.waitForLog(/auth timeout" conn=/);
     await server.waitForLog(/auth refused" conn=\S+ remote=\S+ reason="token expired"/);
+  });
+
+  it("puts a waiting connection's ?session= in its user's session once auth named the user", async () => {
+    const t = sign({ sub: 'sess-user', exp: now() + 60 }, { key: SECRET });
+    const first = await open(server.url('/who?session=tabs'));
+    first.send({ type: 'auth', id: 'a', data: { token: t } });
+    await first.next({ type: 'ack', id: 'a' });
+    const n = expectAck(await first.request('count', { id: 'c1' }), 'c1');
+    await first.close();
+    // the same user, same session, by handshake token: the id is answered from the
+    // session's window, the handler does not run again
+    const again = await connect(server.url(`/who?session=tabs&token=${t}`));
+    assert.equal(expectAck(await again.request('count', { id: 'c1' }), 'c1'), n);
+    assert.equal(expectAck(await again.request('count', { id: 'c2' }), 'c2'), n + 1);
+    await again.close();
   });
 
   it('refuses a bad token at the handshake with 401 even with ?user=', async () => {

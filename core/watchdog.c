@@ -53,6 +53,7 @@ static struct level {
 static pthread_t loop_thread;
 static bool started;
 static int watch_signal;
+static _Atomic bool thread_ready; /* the thread reached its loop */
 
 static uint64_t clock_us(void)
 {
@@ -117,6 +118,7 @@ static void on_signal(int sig)
 static void *watch_main(void *arg)
 {
     (void)arg;
+    atomic_store(&thread_ready, true);
     for (;;) {
         uint64_t tick = timeout_us / 4;
         if (tick > 250000)
@@ -133,9 +135,21 @@ static void *watch_main(void *arg)
     return NULL;
 }
 
+/* A fork (workers.c) right after the thread was created could copy a lock its start
+ * holds (the allocator's, under ASan) into the child, held forever: wait for it to
+ * reach its loop, where it holds nothing but sleeps. */
+static void before_fork(void)
+{
+    for (int i = 0; started && !atomic_load(&thread_ready) && i < 1000; i++) {
+        struct timespec ts = { 0, 1000000 };
+        nanosleep(&ts, NULL);
+    }
+}
+
 static void after_fork_child(void)
 {
     started = false; /* the thread did not come along: the next call starts one */
+    atomic_store(&thread_ready, false);
 }
 
 static void start(void)
@@ -154,7 +168,7 @@ static void start(void)
     sigemptyset(&sa.sa_mask);
     sigaction(watch_signal, &sa, NULL);
     if (!atfork) {
-        pthread_atfork(NULL, NULL, after_fork_child);
+        pthread_atfork(before_fork, NULL, after_fork_child);
         atfork = true;
     }
     /* The thread takes no signal: the loop's handlers (libuv's) stay on the loop. */

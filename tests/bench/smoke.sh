@@ -47,17 +47,20 @@ EOF
 done
 
 # --strict: exit 1 on any loss, error reply, failed or closed connection, or when
-# nothing was delivered at all.
+# nothing was delivered at all. --check-parse: every event the generator reads in
+# place is checked against its JSON walk (it aborts on a difference).
 run() {
   echo "+ mwbench $*"
-  "$MWBENCH" "$@" --port "$port" --pid "$pid" --label moonwire --strict > "$DIR/out.txt" 2>&1 ||
+  "$MWBENCH" "$@" --port "$port" --pid "$pid" --label moonwire --strict --check-parse \
+    > "$DIR/out.txt" 2>&1 ||
     { cat "$DIR/out.txt"; fail "mwbench $1"; }
   cat "$DIR/out.txt"
   grep -q '^result .* conn_failed=0 closed=0' "$DIR/out.txt" || fail "$1: failed connections"
 }
 run fanout --members 200 --publishers 2 --rate 200 --duration 3 --drain 5
-run chat --rooms 20 --room-members 5 --msg-rate 2 --duration 3 --drain 5
+run chat --rooms 20 --room-members 5 --msg-rate 2 --duration 3 --drain 5 --idle 200
 grep -q '^result .* loss=0 ' "$DIR/out.txt" || fail "chat: loss"
+grep -q '^result .* idle_ready=200 ' "$DIR/out.txt" || fail "chat: idle connections"
 run connect --concurrency 8 --duration 1
 run idle --conns 300 --duration 0.5
 

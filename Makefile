@@ -57,7 +57,7 @@ test-sanitize: deps node_modules/.package-lock.json
 	  MOONWIRE_BIN=$(CURDIR)/$(BUILD_SAN)/moonwire MOONWIRE_SANITIZE=1 node --test tests/integration/
 
 # moonwire, the Node ws peer (and a uWebSockets peer with UWS_PEER=binary) side by side
-# through SPEC section 11.s scenarios (tests/bench/run.sh, docs/performance.md). ~15 minutes;
+# through SPEC section 11's scenarios (tests/bench/run.sh, docs/performance.md). ~15 minutes;
 # ROUNDS, SCENARIOS, DURATION, IDLE_N, UWS_PEER, ... (tests/bench/README.md)
 bench: build node_modules/.package-lock.json
 	BUILD=$(BUILD) bash tests/bench/run.sh

@@ -13,6 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "blast.h"
 #include "clock.h"
 #include "proc.h"
 #include "scen.h"
@@ -30,6 +31,9 @@ static const char usage[] =
     "  freeport print a free port on 127.0.0.1 and exit\n"
     "  wait     wait until --port accepts TCP connections (--duration s, default 10)\n"
     "  selftest check the generator's in-place event reader against its JSON walk\n"
+    "  blast-server  serve --port (0: any) for --duration s (default 10): the cheapest\n"
+    "           fan-out server there is (frames built once, one write per member per\n"
+    "           loop), to see how far the generator itself goes\n"
     "common:  --host 127.0.0.x (default 127.0.0.1; nothing outside 127.0.0.0/8)\n"
     "         --path /chat  --label NAME  --pid PID (server; else found by its port)\n"
     "         --port2 PORT (a second node: members alternate between the two; publishers\n"
@@ -294,6 +298,8 @@ int main(int argc, char **argv)
         return cmd_freeport();
     if (strcmp(scen, "selftest") == 0)
         return selftest_run();
+    if (strcmp(scen, "blast-server") == 0)
+        return blast_run(o.port, o.duration);
     if (!o.port)
         die_usage("%s", "--port is required");
     if (strcmp(scen, "wait") == 0)

@@ -516,7 +516,7 @@ static void on_text_walk(struct net *n, struct conn *c, const char *p, size_t le
  * (dscan), anything else through the JSON walk. */
 static void on_text(struct net *n, struct conn *c, const char *p, size_t len, uint64_t now)
 {
-    int64_t t, seq;
+    int64_t t = 0, seq = 0;
     n->frames_in++;
     if (!c->slow && ds_match(&n->ds, p, len, &t, &seq)) {
         n->ds.hits++;

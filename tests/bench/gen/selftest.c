@@ -110,7 +110,7 @@ static void layout(const char *order, const char *dorder, bool sp)
             for (int f = 0; f < 4; f++) {
                 int n = event(ev, sizeof ev, order, dorder, ts[i], seqs[j], seqs[(j + 3) % 8],
                               froms[f], sp);
-                int64_t t, seq, wt, wseq;
+                int64_t t = 0, seq = 0, wt, wseq;
                 const char *tk, *sk, *yk;
                 expect(walk(ev, (size_t)n, &wt, &wseq, &yk, &tk, &sk), "walk", ev);
                 expect(wt == ts[i] && wseq == seqs[j], "walk values", ev);
@@ -172,7 +172,7 @@ static double time_match(void)
 {
     struct dscan d = { 0 };
     char ev[1024];
-    int64_t t, seq, wt, wseq, sum = 0;
+    int64_t t = 0, seq = 0, wt, wseq, sum = 0;
     const char *tk, *sk, *yk;
     int n = event(ev, sizeof ev, "dfrysm", "qtp", 5706754994, 4999, 4999, "u1", false);
     walk(ev, (size_t)n, &wt, &wseq, &yk, &tk, &sk);

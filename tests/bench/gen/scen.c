@@ -619,6 +619,12 @@ int scen_ramp(const struct opts *o)
     double rate = o->ramp_start;
     for (; steps < o->ramp_steps && rate <= o->max_rate && now_ns() < deadline; steps++) {
         ramp_step(&n, o, who, rate, &s);
+        if (!s.pass && !s.closed && !s.loss && rate <= o->ramp_start * o->ramp_factor) {
+            /* The first steps fail only when the machine stalled (the rates are far
+             * below any server's ceiling): try once more before calling it a ceiling. */
+            ramp_step(&n, o, who, rate, &s);
+            steps++;
+        }
         if (!s.pass) {
             fail = s;
             break;

@@ -32,14 +32,7 @@ cleanup() { if [ -n "$pid" ]; then kill -KILL "$pid" 2>/dev/null || true; wait "
 trap cleanup EXIT
 
 config() { # port
-  cat > "$OUT/moonwire-$1.yaml" <<EOF
-listen: 127.0.0.1:$1
-routes:
-  /chat: { script: "app:chat" }
-dev: { user_param: true }
-limits: { rate: 1000000, burst: 1000000, send_queue: 4MiB, max_connections: 100000 }
-log: { level: warn }
-EOF
+  sed "s/@PORT@/$1/" "$ROOT/tests/bench/bench.yaml" > "$OUT/moonwire-$1.yaml"
   echo "$OUT/moonwire-$1.yaml"
 }
 

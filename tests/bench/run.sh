@@ -100,15 +100,7 @@ start_server() { # kind port [heartbeat seconds; empty: the server's default]
   server_log=$OUT/server-$kind-$port.log
   case $kind in
     moonwire)
-      sed "s/@PORT@/$port/" > "$OUT/moonwire-$port.yaml" <<'EOF'
-# The bench config: the chat app at /chat with the limits raised for load.
-listen: 127.0.0.1:@PORT@
-routes:
-  /chat: { script: "app:chat" }
-dev: { user_param: true }
-limits: { rate: 1000000, burst: 1000000, send_queue: 4MiB, max_connections: 100000 }
-log: { level: warn }
-EOF
+      sed "s/@PORT@/$port/" "$ROOT/tests/bench/bench.yaml" > "$OUT/moonwire-$port.yaml"
       [ -z "$hb" ] || echo "heartbeat: { interval: ${hb}s }" >> "$OUT/moonwire-$port.yaml"
       MOONWIRE_HOME=$ROOT taskset -c "$SERVER_CPU" "$MOONWIRE" serve -c "$OUT/moonwire-$port.yaml" \
         >"$server_log" 2>&1 &

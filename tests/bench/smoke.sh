@@ -29,14 +29,7 @@ fail() {
 # A free port can be taken by someone else before the server binds it: retry.
 for attempt in 1 2 3; do
   port=$("$MWBENCH" freeport)
-  cat > "$DIR/moonwire.yaml" <<EOF
-listen: 127.0.0.1:$port
-routes:
-  /chat: { script: "app:chat" }
-dev: { user_param: true }
-limits: { rate: 1000000, burst: 1000000, send_queue: 4MiB, max_connections: 100000 }
-log: { level: warn }
-EOF
+  sed "s/@PORT@/$port/" "$ROOT/tests/bench/bench.yaml" > "$DIR/moonwire.yaml"
   "$MOONWIRE" serve -c "$DIR/moonwire.yaml" > "$DIR/server.log" 2>&1 &
   pid=$!
   if "$MWBENCH" wait --port "$port" --duration 10; then break; fi

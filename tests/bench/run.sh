@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # `make bench`: runs moonwire, the Node `ws` peer (tests/bench/peers/node-ws) and, when
-# UWS_PEER names its binary, a uWebSockets peer built outside the tree, through SPEC
-# section 11's scenarios with tests/bench/gen's generator, interleaved, ROUNDS times,
+# UWS_PEER names its binary, a uWebSockets peer built outside the tree, through the
+# benchmark scenarios with tests/bench/gen's generator, interleaved, ROUNDS times,
 # and prints one table of medians with moonwire's ratio to each peer.
 #
 # Each run gets a freshly started server pinned to SERVER_CPU; the generator runs on

@@ -1,5 +1,5 @@
 /* mwbench.c - moonwire's load generator: command line, limits, and the scenarios of
- * SPEC section 11 against any server speaking the chat app's protocol. One thread,
+ * benchmark scenarios against any server speaking the chat app's protocol. One thread,
  * one epoll loop, no dependencies beyond libc. Talks only to 127.0.0.0/8. */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -21,7 +21,7 @@
 
 static const char usage[] =
     "usage: mwbench SCENARIO --port PORT [options]\n"
-    "scenarios (SPEC section 11; every run stops by itself):\n"
+    "scenarios (every run stops by itself):\n"
     "  fanout   S members in room 'bench', P publishers at a fixed total rate:\n"
     "           deliveries/s, loss, latency p50/p99/p99.9\n"
     "  chat     K rooms x M members, each member sending R msg/s: latency\n"

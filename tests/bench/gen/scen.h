@@ -1,4 +1,4 @@
-/* scen.h - the scenarios of SPEC section 11: fanout, chat, idle, connect, ramp. Each
+/* scen.h - the benchmark scenarios: fanout, chat, idle, connect, ramp. Each
  * runs bounded in count and time, prints one "result" line of key=value pairs and a
  * short summary, and returns 0, or 1 when --strict found loss or failures. */
 #ifndef MWB_SCEN_H

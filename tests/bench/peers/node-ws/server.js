@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // The benchmark's Node peer: a `ws` server speaking the subset of moonwire's chat app
-// (SPEC sections 4 and 6) that tests/bench drives, written the way a Node developer
+// (docs/protocol.md) that tests/bench drives, written the way a Node developer
 // would: JSON per message, one ws.send per recipient (the event serialized once).
 //   /chat?user=U -> hello; join -> ack {room, members, history: [], seq, epoch} and
 //   presence:join to the others (presence:count at most once a second above 100 users);

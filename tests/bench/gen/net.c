@@ -378,6 +378,15 @@ uint64_t net_slow_check(struct net *n, double secs)
     return n->slow_closed;
 }
 
+void net_batching(struct net *n, bool on)
+{
+    n->batch_off = !on;
+    if (n->o.batch_auto) { /* start from 0 again: the measured part adapts afresh */
+        n->batch_ns = 0;
+        n->win_wall_ns = 0;
+    }
+}
+
 void net_counters_reset(struct net *n, uint64_t seq_lo)
 {
     memset(&n->c, 0, offsetof(struct counters, lat));
@@ -711,7 +720,7 @@ static void sleep_ns(uint64_t ns)
 #define BUSY_LOW 0.30
 static void adapt_batch(struct net *n, uint64_t now)
 {
-    if (!n->o.batch_auto || now - n->win_wall_ns < 20000000)
+    if (!n->o.batch_auto || n->batch_off || now - n->win_wall_ns < 20000000)
         return;
     int64_t cpu = self_thread_cpu_ns();
     double busy = (double)(cpu - n->win_cpu_ns) / (double)(now - n->win_wall_ns);

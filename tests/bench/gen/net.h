@@ -99,6 +99,7 @@ struct net {
     uint64_t win_wall_ns;   /* the window of adapt_batch: its start, and our CPU then */
     int64_t win_cpu_ns;
     bool corked;            /* writes wait in conn.out until net_uncork */
+    bool batch_off;         /* net_batching(false): auto batching held at 0 */
     uint32_t *pending;      /* connections with writes waiting while corked */
     uint32_t npending;
 };
@@ -127,6 +128,10 @@ void net_set_slow(struct net *n, struct conn *c);
 /* Reads every slow reader again for up to `secs` and returns how many the server had
  * closed (close frame or end of stream). */
 uint64_t net_slow_check(struct net *n, double secs);
+/* Lets the automatic read interval adapt (on) or holds it at 0 (off: set-ups and
+ * handshakes, which wait on every answer); either way it starts again from 0. A fixed
+ * --read-batch-us is not affected. */
+void net_batching(struct net *n, bool on);
 /* Resets the measured counters; deliveries of seq < seq_lo count as late. */
 void net_counters_reset(struct net *n, uint64_t seq_lo);
 /* The name of close-code slot i of fails.by_code, and the slot of a code. */

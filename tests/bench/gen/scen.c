@@ -62,6 +62,7 @@ static uint32_t setup_conns(struct net *n, const struct opts *o)
 {
     uint64_t deadline = now_ns() + (uint64_t)(o->setup_timeout * 1e9);
     uint32_t next = 0, ready = 0;
+    net_batching(n, false); /* a set-up waits on every answer: read at once */
     while (now_ns() < deadline) {
         while (next < n->nconns && n->in_setup < o->inflight) {
             struct conn *c = &n->conns[next++];
@@ -85,6 +86,7 @@ static uint32_t setup_conns(struct net *n, const struct opts *o)
         }
         ready += c->state == C_READY;
     }
+    net_batching(n, true);
     return ready;
 }
 
@@ -496,6 +498,7 @@ int scen_connect(const struct opts *o)
     if (setup_net(&n, o, slots, slots, "conn", true) < 0)
         return 1;
     n.on_ready = on_connect_ready;
+    net_batching(&n, false); /* handshakes wait on every answer: read at once */
     net_counters_reset(&n, 0);
     snap_take(&a, o->pid);
     uint64_t end = a.wall_ns + (uint64_t)(o->duration * 1e9);

@@ -7,6 +7,7 @@
 #      for the parts of the path named below (inclusive counts), counted only over the
 #      measured part (zeroed after the set-up, dumped after the drain).
 # User-space instructions only: the kernel's share shows in (1) and in perf record.
+# Functions not in the profile (renamed, or another version of the server) are left out.
 # Usage: tests/bench/cost.sh [BUILD_DIR]   (needs valgrind; perf or strace for 1)
 # Environment: RATE [0.2] msg/s per member under callgrind (100 rooms x 10, so
 # 200 msg/s, 2,000 deliveries/s), SECS [10], CONNECTS_SECS [10], OUT [BUILD/cost-<date>],
@@ -144,6 +145,7 @@ if [[ " $PARTS " == *" chat "* ]]; then
     lua_newthread mw_lua_push_conn l_decode l_encode l_publish mw_history_publish \
     mw_json_encode mw_json_decode mw_buf_printf vsnprintf l_dedup_begin l_dedup_end \
     mw_room_broadcast mw_conn_send mw_conn_flush_pending flush_one lws_write _lws_log \
+    frames_in mw_wsrx_feed ws_flush \
     malloc realloc free
 fi
 
@@ -151,6 +153,7 @@ if [[ " $PARTS " == *" handshake "* ]]; then
   dump=$(callgrind_run handshake completed 0 connect --concurrency 8 --duration "$CONNECTS_SECS")
   report handshake "$dump" "$(kv "$OUT/gen-handshake.txt" completed)" handshake \
     lws_service_fd_tsi on_readable lws_adopt_socket_vhost lws_close_free_wsi \
+    mw_ws_accept upgrade lws_SHA1 on_closed \
     __lws_close_free_wsi_final mw_conn_new mw_conn_free mw_script_connect \
     mw_script_message mw_script_disconnect lua_resume l_decode l_encode mw_presence_join \
     mw_presence_leave_all mw_history_read mw_session_attach _lws_log malloc free

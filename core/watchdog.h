@@ -2,8 +2,9 @@
  * (a handler, a timer, a reload's top-level code), interpreted or JIT-compiled.
  *
  * A thread looks at the Lua call running on the loop every quarter of the timeout
- * (at most every 250 ms); once one has run longer, it signals the loop thread, whose
- * signal handler installs a count hook that raises an error at the next Lua
+ * (at most every 250 ms); once one has used more of the loop thread's CPU time than
+ * the timeout (time the machine gave other processes does not count), it signals the
+ * loop thread, whose signal handler installs a count hook that raises an error at the next Lua
  * instruction, and again at every instruction until the call has unwound, so a pcall
  * in the script cannot keep it alive. The caller (script.c) answers the client and
  * logs the file:line where it stopped.

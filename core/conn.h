@@ -78,6 +78,9 @@ struct mw_transport {
     const char *name; /* for logs: "ws", "test", ... */
     /* Optional: takes each frame at once instead of the send queue. */
     void (*deliver)(struct mw_conn *c, struct mw_msg *m);
+    /* Optional: the frame to queue for m, as a new reference (a compressed copy made
+     * once per message for every connection alike, or m itself). */
+    struct mw_msg *(*frame)(struct mw_conn *c, struct mw_msg *m);
     /* Writes what it can of c->q now (c was pending). Returns -1 when the transport
      * failed: the connection is then killed. Sets c->close_sent once the close frame
      * went out. Optional when deliver is set. */

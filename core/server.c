@@ -17,6 +17,7 @@
 #include "api.h"
 #include "broker.h"
 #include "conn.h"
+#include "deflate.h"
 #include "http.h"
 #include "inbox.h"
 #include "jsonpeek.h"
@@ -427,6 +428,7 @@ int mw_server_run(const struct mw_config *cfg, const char *home)
     /* Runs until finish() closed every handle (lws's included). */
     uv_run(loop, UV_RUN_DEFAULT);
     mw_lws_free();
+    mw_deflate_shutdown();
     mw_server_teardown();
     mw_msg_decref(ping_frame);
     mw_http_shutdown();

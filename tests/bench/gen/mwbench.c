@@ -37,6 +37,7 @@ static const char usage[] =
     "         --setup-timeout S (default 60)  --settle S (default 0.5)\n"
     "         --inflight N (set-ups at once, default 256)  --sources N (127.0.0.1..N, default 4)\n"
     "         --pad BYTES (default 60: data ~100 bytes)  --no-ack (send without ids)\n"
+    "         --deflate (offer permessage-deflate; compressed events are inflated)\n"
     "         --strict (exit 1 on loss, errors, failed connections or no delivery)\n"
     "fanout/ramp: --members S (1000) --publishers P (1) --rate MSG_PER_S (100, fanout)\n"
     "         --slow-readers N (fanout: the last N members stop reading; the server should\n"
@@ -53,7 +54,7 @@ enum {
     O_HOST = 1000, O_PORT, O_PORT2, O_PATH, O_LABEL, O_PID, O_DURATION, O_DRAIN, O_SETUP, O_SETTLE,
     O_INFLIGHT, O_SOURCES, O_PAD, O_NOACK, O_STRICT, O_MEMBERS, O_PUBS, O_RATE, O_RSTART,
     O_RFACTOR, O_RSTEP, O_RP99, O_RBISECT, O_RSTEPS, O_MAXRATE, O_ROOMS, O_RMEMBERS,
-    O_MSGRATE, O_CONNS, O_ROOMSIZE, O_CONC, O_BATCH, O_SLOW, O_HELP
+    O_MSGRATE, O_CONNS, O_ROOMSIZE, O_CONC, O_BATCH, O_SLOW, O_DEFLATE, O_HELP
 };
 
 static const struct option longopts[] = {
@@ -70,7 +71,8 @@ static const struct option longopts[] = {
     { "room-members", 1, 0, O_RMEMBERS }, { "msg-rate", 1, 0, O_MSGRATE },
     { "conns", 1, 0, O_CONNS }, { "room-size", 1, 0, O_ROOMSIZE },
     { "concurrency", 1, 0, O_CONC }, { "read-batch-us", 1, 0, O_BATCH },
-    { "slow-readers", 1, 0, O_SLOW }, { "help", 0, 0, O_HELP }, { 0, 0, 0, 0 }
+    { "slow-readers", 1, 0, O_SLOW }, { "deflate", 0, 0, O_DEFLATE }, { "help", 0, 0, O_HELP },
+    { 0, 0, 0, 0 }
 };
 
 static void die_usage(const char *fmt, const char *arg)
@@ -161,6 +163,7 @@ static void parse(struct opts *o, int argc, char **argv)
         case O_SOURCES: o->sources = (int)num("sources", a, 1, 250); break;
         case O_PAD: o->pad = (uint32_t)num("pad", a, 0, 900); break;
         case O_NOACK: o->ack = false; break;
+        case O_DEFLATE: o->deflate = true; break;
         case O_STRICT: o->strict = true; break;
         case O_MEMBERS: o->members = (uint32_t)num("members", a, 1, 1000000); break;
         case O_PUBS: o->publishers = (uint32_t)num("publishers", a, 1, 1000000); break;

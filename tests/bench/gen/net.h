@@ -60,6 +60,7 @@ struct net_opts {
     int sources;            /* source addresses 127.0.0.1 .. 127.0.0.<sources> */
     bool ack;               /* send messages with an id (the server acks each) */
     bool linger0;           /* close with RST: no TIME_WAIT on our side */
+    bool deflate;           /* offer permessage-deflate, inflate compressed frames */
     uint64_t batch_ns;      /* wait at least this long between polls (0: never wait) */
 };
 
@@ -84,6 +85,7 @@ struct net {
     uint32_t slow_from;     /* connections from this index get a tiny receive buffer */
     uint64_t slow_closed;   /* slow readers the server closed */
     uint64_t rx_ns;         /* kernel arrival time of the bytes being handled, 0 unknown */
+    uint64_t inflated;      /* compressed messages received */
 };
 
 /* Sets up the table of nconns connections and nrooms room names (name i is

@@ -1043,6 +1043,7 @@ static const struct field route_fields[] = {
     { "script", K_FUNC, .fn = parse_script },
     { "protocol", K_ENUM, .off = RT(protocol), .names = protocol_names },
     { "slow_consumer", K_ENUM, .off = RT(slow_consumer), .names = slow_names },
+    { "compression", K_BOOL, .off = RT(compression) },
     { "history", K_FUNC, .fn = parse_history },
     { "presence", K_MAP, .sub = presence_fields },
     { "hold_ttl", K_MS, .off = RT(hold_ttl_ms), .min = 1 },

@@ -25,6 +25,7 @@ struct mw_route_config {
     int line;                 /* YAML line of the route, for later error messages */
     enum mw_route_protocol protocol;   /* `protocol: json|raw` (default json) */
     enum mw_slow_policy slow_consumer; /* `slow_consumer: close|drop` (default close) */
+    bool compression;         /* `compression: bool`: permessage-deflate (default false) */
     uint32_t history_size;    /* `history: { size: N, ttl: DURATION }`; 0 = off (default 100) */
     uint64_t history_ttl_ms;  /* 0 = no time bound (default) */
     bool presence_events;     /* `presence: { events: bool, threshold: N }` (default true) */

@@ -7,6 +7,7 @@
 
 #include "broker.h"
 #include "conn.h"
+#include "deflate.h"
 #include "inbox.h"
 #include "redis.h"
 #include "room.h"
@@ -63,6 +64,21 @@ static void connections(struct mw_buf *b)
     counter(b, "moonwire_send_queue_drops_total", s->dropped);
     counter(b, "moonwire_heartbeat_timeouts_total", mw_srv.heartbeat_timeouts);
     counter(b, "moonwire_rate_limited_total", mw_srv.rate_limited);
+}
+
+static void compression(struct mw_buf *b)
+{
+    const struct mw_deflate_stats *s = &mw_deflate_stats;
+    type_line(b, "moonwire_deflate_frames_total", "counter");
+    sample(b, "moonwire_deflate_frames_total", "result=\"compressed\"", s->deflated);
+    sample(b, "moonwire_deflate_frames_total", "result=\"not_smaller\"", s->not_smaller);
+    type_line(b, "moonwire_deflate_bytes_total", "counter");
+    sample(b, "moonwire_deflate_bytes_total", "side=\"in\"", s->deflated_in);
+    sample(b, "moonwire_deflate_bytes_total", "side=\"out\"", s->deflated_out);
+    counter(b, "moonwire_inflated_messages_total", s->inflated);
+    type_line(b, "moonwire_inflate_bytes_total", "counter");
+    sample(b, "moonwire_inflate_bytes_total", "side=\"in\"", s->inflated_in);
+    sample(b, "moonwire_inflate_bytes_total", "side=\"out\"", s->inflated_out);
 }
 
 static void rooms_and_sessions(struct mw_buf *b)
@@ -167,6 +183,7 @@ static void routes(struct mw_buf *b)
 void mw_metrics_text(struct mw_buf *b)
 {
     connections(b);
+    compression(b);
     rooms_and_sessions(b);
     redis(b);
     inbox(b);

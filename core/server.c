@@ -17,6 +17,7 @@
 #include "api.h"
 #include "broker.h"
 #include "conn.h"
+#include "deflate.h"
 #include "http.h"
 #include "inbox.h"
 #include "jsonpeek.h"
@@ -404,8 +405,7 @@ int mw_server_run(const struct mw_config *cfg, const char *home)
     }
     mw_ws_start(vh);
     mw_listener_start(fd, cfg->socket_send_buffer);
-    /* With a payload: libwebsockets 4.1 does not report empty pongs to the callback,
-     * so an empty ping's answer would never count as traffic. */
+    /* The heartbeat's ping, one frame shared by every connection; any pong counts. */
     ping_frame = mw_msg_new(MW_OP_PING, "mw", 2, MW_MSG_CONTROL);
 
     uint64_t tick = cfg->heartbeat_interval_ms < cfg->heartbeat_timeout_ms
@@ -427,6 +427,7 @@ int mw_server_run(const struct mw_config *cfg, const char *home)
     /* Runs until finish() closed every handle (lws's included). */
     uv_run(loop, UV_RUN_DEFAULT);
     mw_lws_free();
+    mw_deflate_shutdown();
     mw_server_teardown();
     mw_msg_decref(ping_frame);
     mw_http_shutdown();

@@ -29,6 +29,7 @@ const char mw_config_embedded_yaml[] =
     "routes:\n"
     "  /chat:\n"
     "    script: \"app:chat\"\n"
+    "    options: { mentions: true }\n"
     "  /echo:\n"
     "    script: \"app:echo\"\n"
     "    protocol: raw\n"

@@ -47,7 +47,10 @@ async function launch() {
         }
       };
       pages.add(page);
-      page.once('close', () => pages.delete(page));
+      page.once('close', () => {
+        pages.delete(page);
+        context.close().catch(() => {}); // one page per context: it goes with its page
+      });
       return page;
     },
     // Saves a PNG of the page under ARTIFACTS and returns its path.

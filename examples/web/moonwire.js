@@ -79,6 +79,78 @@
     return url.replace(/^ws(s?):/, 'http$1:');
   }
 
+  /* The HTTP fallback (docs/client.md): frames come down a Server-Sent Events stream
+   * (GET ROUTE?...&transport=sse), go up in POSTs to the stream it names, one POST at a
+   * time, frames joined by newlines (JSON text has none). */
+  class HttpTransport {
+    constructor(url, env, hooks) {
+      this.name = 'http';
+      this.url = url;
+      this.env = env;
+      this.hooks = hooks;
+      this.stream = null; // from the first event: where POSTs go
+      this.out = [];
+      this.posting = false;
+      this.done = false;
+      const es = new env.EventSource(url + '&transport=sse');
+      this.es = es;
+      es.addEventListener('mw:stream', (e) => {
+        if (this.done) return;
+        try {
+          this.stream = JSON.parse(e.data).stream;
+        } catch (err) {
+          return this.end(1002, 'bad stream event');
+        }
+        hooks.open();
+      });
+      es.onmessage = (e) => { if (!this.done) hooks.frame(e.data); };
+      es.addEventListener('mw:close', (e) => {
+        let d = {};
+        try { d = JSON.parse(e.data); } catch (err) { /* no details */ }
+        this.end(d.code || 1005, d.reason || '');
+      });
+      // EventSource would reconnect on its own: the client decides that.
+      es.onerror = () => this.end(1006, '');
+    }
+
+    // Ends from the network's side: reported once.
+    end(code, reason) {
+      if (this.done) return;
+      this.done = true;
+      this.es.close();
+      this.hooks.close(code, reason);
+    }
+
+    send(text) {
+      if (this.done || this.stream === null) return false;
+      this.out.push(text);
+      this.pump();
+      return true;
+    }
+
+    pump() {
+      if (this.posting || this.done || !this.out.length) return;
+      const body = this.out.join('\n');
+      this.out = [];
+      this.posting = true;
+      const url = this.url + '&transport=sse&stream=' + encodeURIComponent(this.stream);
+      this.env.fetch(url, { method: 'POST', body, headers: { 'Content-Type': 'text/plain' }, cache: 'no-store' })
+        .then((res) => {
+          this.posting = false;
+          if (res.status !== 204 && res.status !== 200) return this.end(1006, `POST answered ${res.status}`);
+          this.pump();
+        }, () => {
+          this.posting = false;
+          this.end(1006, 'POST failed');
+        });
+    }
+
+    close() {
+      this.done = true;
+      this.es.close(); // the server sees the stream end
+    }
+  }
+
   class Moonwire {
     /* url: the route's WebSocket URL (ws:// or wss://). options (all optional):
      *   session        the dedup window shared by this client's connections (random)
@@ -87,9 +159,9 @@
      *   pingInterval   ms between client pings (20000); pongTimeout (5000)
      *   requestTimeout ms after which a request not yet acked gives up (0: never)
      *   stableAfter    ms a connection must last to reset the backoff (5000)
-     *   transports     names to try, in order (['websocket', 'http'] where registered)
+     *   transports     names to try, in order (['websocket'])
      *   fallbackAfter  failed attempts of a transport before the next is tried (3)
-     *   upgradeAfter   ms on a fallback transport before WebSocket is tried again (60000)
+     *   upgradeAfter   ms on a fallback transport between tries of the first one (30000)
      *   autoConnect    connect at once (true)
      *   logger         {warn(...)} (console)
      * For tests: WebSocket (constructor), clock {now, setTimeout, clearTimeout}, random. */
@@ -115,10 +187,13 @@
         requestTimeout: options.requestTimeout || 0,
         stableAfter: options.stableAfter !== undefined ? options.stableAfter : 5000,
         fallbackAfter: options.fallbackAfter || 3,
-        upgradeAfter: options.upgradeAfter || 60000,
+        upgradeAfter: options.upgradeAfter || 30000,
       };
-      const wanted = options.transports || ['websocket', 'http'];
-      this.transports = wanted.filter((n) => Moonwire.transports[n]);
+      // The server side of 'http' comes with the fallback transport: opt in until then.
+      const wanted = options.transports || ['websocket'];
+      // Those this environment can run (EventSource and fetch for http).
+      this.transports = wanted.filter((n) => Moonwire.transports[n] &&
+        (!Moonwire.transports[n].usable || Moonwire.transports[n].usable(this.env)));
       if (!this.transports.length) throw new TypeError('no usable transport in ' + wanted.join(', '));
       this.session = options.session || randomId(this.env.random);
       this.url = url + (url.includes('?') ? '&' : '?') + 'session=' + encodeURIComponent(this.session);
@@ -238,6 +313,7 @@
       for (const name of Object.keys(this.timers)) this.timer(name, null);
       this.retryAt = null;
       if (this.t) this.t.close(1000, 'bye');
+      this.dropProbe();
       this.t = null;
       this.transport = null;
       const err = () => new MoonwireError('closed', 'the client was closed');
@@ -248,16 +324,16 @@
       this.setState('closed');
     }
 
-    onDrop(code, reason) {
+    /* Forgets the current connection: what was in flight on it goes again on the
+     * next one (joins, syncs, requests not acked). */
+    detach() {
       const t = this.t;
-      const lived = this.openedAt !== undefined ? this.env.clock.now() - this.openedAt : 0;
-      const wasOpen = this.helloSeen;
       this.t = null;
       this.transport = null;
       this.openedAt = undefined;
-      this.timer('connect', null);
-      this.timer('ping', null);
-      this.timer('pong', null);
+      this.helloSeen = false;
+      for (const name of ['connect', 'ping', 'pong', 'probe']) this.timer(name, null);
+      this.dropProbe();
       this.failCalls(new MoonwireError('disconnected', 'the connection dropped'), t);
       for (const r of this.rooms.values()) {
         if (r.on === t) r.on = null;
@@ -270,6 +346,12 @@
           this.setStatus(e, 'queued');
         }
       }
+    }
+
+    onDrop(code, reason) {
+      const lived = this.openedAt !== undefined ? this.env.clock.now() - this.openedAt : 0;
+      const wasOpen = this.helloSeen;
+      this.detach();
       if (wasOpen) this.emit('disconnect', code, reason);
       if (this.stopped) return this.setState('closed');
       if (wasOpen && lived >= this.options.stableAfter) this.attempts = 0;
@@ -279,13 +361,84 @@
       this.scheduleRetry(after);
     }
 
-    /* A transport that failed fallbackAfter times in a row gives way to the next one. */
+    /* A transport that failed fallbackAfter times in a row gives way to the next one;
+     * after the last one, the first one again (the server itself may have been down). */
     transportFailed() {
-      if (++this.tFailures < this.options.fallbackAfter) return;
-      if (this.tIndex + 1 >= this.transports.length) return;
-      this.tIndex++;
+      if (++this.tFailures < this.options.fallbackAfter || this.transports.length < 2) return;
+      this.tIndex = (this.tIndex + 1) % this.transports.length;
       this.tFailures = 0;
-      this.emit('transport', this.transports[this.tIndex], 'fallback');
+      this.emit('transport', this.transports[this.tIndex], this.tIndex ? 'fallback' : 'retry');
+    }
+
+    /* Uses transport `name` from now on (the app knows WebSocket is blocked, say):
+     * the current connection is replaced at once. */
+    useTransport(name) {
+      const i = this.transports.indexOf(name);
+      if (i < 0) throw new TypeError(`transport ${name} is not in use`);
+      if (this.t) this.drop(1000, 'switching transport');
+      this.tIndex = i;
+      this.tFailures = 0;
+      this.emit('transport', name, 'asked');
+      if (this.stopped) return;
+      this.timer('retry', null);
+      this.connect();
+    }
+
+    /* ---- going back to the first transport ----
+     * On a fallback, the first transport is tried every upgradeAfter. Its connection
+     * replaces the current one once it says hello: rooms are joined and synced on it
+     * and unacked requests resent, as after any reconnect, so nothing is lost or
+     * doubled; the old one is closed then. */
+    scheduleProbe() {
+      if (this.tIndex === 0 || this.probeT || this.stopped) return;
+      this.timer('probe', this.options.upgradeAfter, () => this.startProbe());
+    }
+
+    startProbe() {
+      if (this.tIndex === 0 || !this.helloSeen) return;
+      const name = this.transports[0];
+      let p = null;
+      const hooks = { // once adopted (after its hello) it is the connection
+        open: () => {},
+        frame: (text) => {
+          if (p === this.t) this.onFrame(text);
+          else if (p === this.probeT) this.onProbeFrame(p, text);
+        },
+        close: (code, reason) => {
+          if (p === this.t) this.onDrop(code, reason);
+          else if (p === this.probeT) { this.dropProbe(); this.scheduleProbe(); }
+        },
+      };
+      try {
+        p = new Moonwire.transports[name](this.url, this.env, hooks);
+      } catch (err) {
+        return this.scheduleProbe();
+      }
+      this.probeT = p;
+      this.timer('probeTimeout', this.options.connectTimeout, () => { this.dropProbe(); this.scheduleProbe(); });
+    }
+
+    dropProbe() {
+      const p = this.probeT;
+      this.probeT = null;
+      this.timer('probeTimeout', null);
+      if (p) p.close(1000, 'not needed');
+    }
+
+    onProbeFrame(p, text) {
+      let msg;
+      try { msg = JSON.parse(text); } catch (err) { msg = null; }
+      if (!msg || msg.type !== 'hello') return; // nothing else comes before hello
+      this.timer('probeTimeout', null);
+      this.probeT = null;
+      const old = this.t;
+      this.detach();
+      old.close(1000, 'upgraded');
+      this.t = p;
+      this.tIndex = 0;
+      this.tFailures = 0;
+      this.emit('transport', p.name, 'upgrade');
+      this.onFrame(text);
     }
 
     /* 1 s, 2 s, 4 s ... up to 30 s, each +-25 %, so that clients do not come back all
@@ -383,6 +536,7 @@
       // once that room is joined again).
       for (const [room, r] of this.rooms) this.sendJoin(room, r);
       this.flush();
+      this.scheduleProbe();
     }
 
     /* Events of tracked rooms that carry a seq are delivered once, in order: one seen
@@ -669,7 +823,9 @@
     const base = Math.min(backoff.cap, backoff.base * 2 ** Math.min(n, 30));
     return base * (1 - backoff.jitter + random * 2 * backoff.jitter);
   };
-  Moonwire.transports = { websocket: WebSocketTransport };
+  WebSocketTransport.usable = (env) => typeof env.WebSocket === 'function';
+  HttpTransport.usable = (env) => typeof env.EventSource === 'function' && typeof env.fetch === 'function';
+  Moonwire.transports = { websocket: WebSocketTransport, http: HttpTransport };
   Moonwire.MoonwireError = MoonwireError;
   Moonwire.STATES = STATES;
   Moonwire.httpUrlOf = httpUrlOf;

@@ -98,4 +98,48 @@ function fakeWebSocket() {
   return FakeWebSocket;
 }
 
-module.exports = { FakeClock, fakeWebSocket, settle };
+// EventSource and fetch for the HTTP transport, driven by the test: sources[i].open()
+// names the stream, .frame() sends a frame down, .fail() breaks it; posts[i] is a POST
+// waiting for .answer(status) or .fail().
+function fakeHttp() {
+  const sources = [];
+  const posts = [];
+  class FakeEventSource {
+    constructor(url) {
+      this.url = url;
+      this.listeners = {};
+      this.closed = false;
+      sources.push(this);
+    }
+
+    addEventListener(type, fn) { (this.listeners[type] = this.listeners[type] || []).push(fn); }
+
+    close() { this.closed = true; }
+
+    event(type, data) {
+      const e = { data: typeof data === 'string' ? data : JSON.stringify(data) };
+      if (type === 'message') this.onmessage(e);
+      else for (const fn of this.listeners[type] || []) fn(e);
+    }
+
+    open(stream = 'n1:1:secret') {
+      this.event('mw:stream', { stream });
+      this.frame({ type: 'hello', data: { conn: '1', node: 'n1', user: 'ana', heartbeat: 25 } });
+    }
+
+    frame(msg) { this.event('message', msg); }
+
+    fail() { this.onerror({}); }
+  }
+  const fetch = (url, opts) => new Promise((resolve, reject) => {
+    posts.push({
+      url, method: opts.method, frames: opts.body.split('\n').map((t) => JSON.parse(t)),
+      answer: (status = 204) => resolve({ status }),
+      fail: () => reject(new TypeError('network error')),
+    });
+  });
+  const framesOf = (type) => posts.flatMap((p) => p.frames).filter((m) => m.type === type);
+  return { EventSource: FakeEventSource, fetch, sources, posts, framesOf };
+}
+
+module.exports = { FakeClock, fakeWebSocket, fakeHttp, settle };

@@ -7,7 +7,7 @@
 const { describe, it } = require('node:test');
 const assert = require('node:assert/strict');
 const Moonwire = require('../../examples/web/moonwire.js');
-const { FakeClock, fakeWebSocket, settle } = require('./fakes');
+const { FakeClock, fakeWebSocket, fakeHttp, settle } = require('./fakes');
 
 const BACKOFF = { base: 1000, cap: 30000, jitter: 0.25 };
 
@@ -379,6 +379,144 @@ describe('rooms', () => {
     await clock.advance(clock.next());
     WS.last().accept();
     assert.deepEqual(WS.last().of('join'), [], 'neither room is joined again');
+    mw.close();
+  });
+});
+
+describe('HTTP fallback', () => {
+  // A client whose WebSocket is blocked: it fails fallbackAfter times, then HTTP opens.
+  async function onHttp(options = {}) {
+    const http = fakeHttp();
+    // No pings (nobody answers them here): the tests drive the connection themselves.
+    const c = await client({ EventSource: http.EventSource, fetch: http.fetch, transports: ['websocket', 'http'],
+      fallbackAfter: 2, pingInterval: 1e9, pongTimeout: 1e9, ...options });
+    c.WS.last().drop();
+    await c.clock.advance(c.clock.next());
+    c.WS.last().drop();
+    await c.clock.advance(c.clock.next());
+    assert.equal(http.sources.length, 1, 'the third attempt is over HTTP');
+    http.sources[0].open('n1:7:s3cret');
+    assert.equal(c.mw.state, 'open');
+    assert.equal(c.mw.transport, 'http');
+    return { ...c, http, es: http.sources[0] };
+  }
+
+  it('falls back after repeated WebSocket failures: frames down the stream, up in one POST at a time', async () => {
+    const { mw, http, es, events } = await onHttp();
+    assert.match(es.url, /^http:\/\/h\/chat\?user=ana&session=[a-z0-9]{16}&transport=sse$/);
+    assert.deepEqual(events('transport'), [['http', 'fallback']]);
+    const joined = mw.join('lobby');
+    assert.equal(http.posts.length, 1);
+    assert.match(http.posts[0].url, /&transport=sse&stream=n1%3A7%3As3cret$/);
+    assert.equal(http.posts[0].method, 'POST');
+    const p = mw.request('other', 1);
+    const q = mw.request('other', 2);
+    assert.equal(http.posts.length, 1, 'one POST in flight; the others wait');
+    http.posts[0].answer(204);
+    await settle();
+    assert.equal(http.posts.length, 2);
+    assert.deepEqual(http.posts[1].frames.map((m) => m.data), [1, 2], 'what waited goes in one POST');
+    const join = http.framesOf('join')[0];
+    es.frame({ type: 'ack', id: join.id, data: { members: [], history: [], seq: 0, epoch: 'e' } });
+    await joined;
+    for (const m of http.posts[1].frames) es.frame({ type: 'ack', id: m.id, data: m.data });
+    assert.deepEqual(await Promise.all([p, q]), [1, 2]);
+    mw.close();
+    assert.equal(es.closed, true);
+  });
+
+  it('a failed POST ends the connection; the request goes again on the next one', async () => {
+    const { mw, clock, http, es, events } = await onHttp();
+    const p = mw.request('other', 'x');
+    http.posts[0].fail();
+    await settle();
+    assert.equal(mw.state, 'reconnecting');
+    assert.equal(es.closed, true);
+    assert.equal(p.item.status, 'queued');
+    await clock.advance(clock.next());
+    http.sources[1].open();
+    await settle();
+    assert.deepEqual(http.posts[1].frames.map((m) => [m.type, m.id]), [['other', p.id]], 'same id again');
+    http.posts[1].answer();
+    http.sources[1].frame({ type: 'ack', id: p.id, data: 'ok' });
+    assert.equal(await p, 'ok');
+    assert.deepEqual(events('disconnect').map(([code]) => code), [1006]);
+    mw.close();
+  });
+
+  it('ends the connection when the stream breaks or the server closes it', async () => {
+    const { mw, es, http, clock } = await onHttp();
+    es.event('mw:close', { code: 1008, reason: 'slow consumer' });
+    assert.equal(mw.state, 'reconnecting');
+    assert.equal(es.closed, true);
+    await clock.advance(clock.next());
+    http.sources[1].open();
+    assert.equal(mw.state, 'open');
+    http.sources[1].fail();
+    assert.equal(mw.state, 'reconnecting');
+    assert.equal(http.sources[1].closed, true, 'EventSource does not retry by itself');
+    mw.close();
+  });
+
+  it('goes back to WebSocket once it works: the room is rejoined and synced, the unacked request resent once', async () => {
+    const { mw, clock, WS, http, es, events } = await onHttp({ upgradeAfter: 30000 });
+    mw.join('lobby');
+    http.posts[0].answer();
+    const join = http.framesOf('join')[0];
+    es.frame({ type: 'ack', id: join.id, data: { members: [], history: [], seq: 4, epoch: 'e' } });
+    await settle();
+    const p = mw.request('chat:message', 'hi', { room: 'lobby' });
+    await settle();
+    assert.deepEqual(http.framesOf('chat:message').map((m) => m.id), [p.id]);
+    const before = WS.sockets.length;
+    await clock.advance(29999);
+    assert.equal(WS.sockets.length, before);
+    await clock.advance(1);
+    assert.equal(WS.sockets.length, before + 1, 'a WebSocket is tried');
+    const ws = WS.last();
+    ws.accept();
+    assert.equal(mw.transport, 'websocket');
+    assert.equal(es.closed, true, 'the HTTP connection is closed once the WebSocket said hello');
+    assert.deepEqual(events('transport').slice(-1), [['websocket', 'upgrade']]);
+    assert.deepEqual(ws.of('join').map((m) => m.room), ['lobby']);
+    ackAll(ws, 'join', () => ({ members: [], history: [], seq: 4, epoch: 'e' }));
+    await settle();
+    assert.deepEqual(ws.of('sync').map((m) => m.data), [{ since: 4, epoch: 'e' }]);
+    ackAll(ws, 'sync', () => ({ messages: [], seq: 4, epoch: 'e', reset: false }));
+    await settle();
+    assert.deepEqual(ws.of('chat:message').map((m) => m.id), [p.id], 'resent once, same id');
+    ws.frame({ type: 'ack', id: p.id, data: { seq: 5 } });
+    assert.deepEqual(await p, { seq: 5 });
+    assert.deepEqual(events('state').map(([st]) => st).slice(-1), ['open'], 'no reconnecting in between');
+    assert.equal(events('state').filter(([st]) => st === 'open').length, 1, 'open once: the switch is invisible');
+    mw.close();
+  });
+
+  it('keeps the HTTP connection while WebSocket still fails, and tries again later', async () => {
+    const { mw, clock, WS, es } = await onHttp({ upgradeAfter: 30000, connectTimeout: 10000 });
+    const n = WS.sockets.length;
+    await clock.advance(30000);
+    WS.last().drop(); // still blocked
+    assert.equal(mw.transport, 'http');
+    assert.equal(es.closed, false);
+    await clock.advance(30000);
+    assert.equal(WS.sockets.length, n + 2, 'tried again');
+    await clock.advance(10000); // this one hangs: given up after connectTimeout
+    assert.equal(WS.last().closedWith.code, 1000);
+    assert.equal(mw.state, 'open');
+    mw.close();
+  });
+
+  it('switches when told to', async () => {
+    const http = fakeHttp();
+    const { mw, WS } = await client({ EventSource: http.EventSource, fetch: http.fetch, transports: ['websocket', 'http'] });
+    WS.last().accept();
+    mw.useTransport('http');
+    assert.equal(WS.last().closedWith.code, 1000);
+    assert.equal(http.sources.length, 1);
+    http.sources[0].open();
+    assert.equal(mw.transport, 'http');
+    assert.throws(() => mw.useTransport('carrier-pigeon'), /not in use/);
     mw.close();
   });
 });

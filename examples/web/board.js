@@ -10,6 +10,16 @@ const DEMO_SLOTS = ['18:00', '18:30', '19:00', '19:30', '20:00', '20:30', '21:00
 
 const key = (table, slot) => `${table}\u0000${slot}`;
 
+// "18:00", "18:30", ... from open until before close (opening hours of a venue).
+function halfHours(open, close) {
+  const min = (hm) => { const [h, m] = String(hm).split(':').map(Number); return h * 60 + m; };
+  const out = [];
+  for (let t = min(open); t < min(close) && out.length < 48; t += 30) {
+    out.push(`${String(Math.floor(t / 60)).padStart(2, '0')}:${String(t % 60).padStart(2, '0')}`);
+  }
+  return out;
+}
+
 // The join's snapshot, whatever its exact layout: tables (with capacities when the
 // venue is described), slots, and the cells that are not free.
 function readSnapshot(ack) {
@@ -25,6 +35,7 @@ function readSnapshot(ack) {
   }
   const slots = ack.slots || (ack.venue && ack.venue.slots);
   if (Array.isArray(slots)) out.slots = slots.map(String);
+  else if (ack.hours && ack.hours.open && ack.hours.close) out.slots = halfHours(ack.hours.open, ack.hours.close);
   for (const name of ['reservations', 'holds', 'cells', 'statuses', 'taken']) {
     if (Array.isArray(ack[name])) out.cells.push(...ack[name]);
   }
@@ -46,8 +57,12 @@ export function startBoard({ me, url, venue }) {
   mw.on('joined', (r, ack) => {
     if (r !== room) return;
     const snap = readSnapshot(ack || {});
-    tables = snap.tables.length ? snap.tables : DEMO_TABLES.map(([id, capacity]) => ({ id, capacity }));
+    // A described venue lists every table with its seats; an undescribed one only the
+    // tables something is happening on: those join the demo's layout.
+    const described = snap.tables.some((t) => t.capacity) || snap.slots.length > 0;
+    tables = described ? snap.tables : DEMO_TABLES.map(([id, capacity]) => ({ id, capacity }));
     slots = snap.slots.length ? snap.slots : [...DEMO_SLOTS];
+    for (const t of snap.tables) if (!tables.some((x) => x.id === t.id)) tables.push(t);
     // The snapshot replaces what we knew: it is the state after any gap.
     cells.clear();
     for (const c of snap.cells) {
@@ -59,6 +74,18 @@ export function startBoard({ me, url, venue }) {
     }
     drawGrid();
     renderMine();
+    // The snapshot says which cells are taken; our own holds come with their ids and
+    // times, so that a reload can still confirm them.
+    mw.request('reservation:mine', undefined, { room }).then((d) => {
+      for (const c of (d && d.reservations) || []) {
+        const status = c.status === 'confirmed' ? 'reserved' : c.status;
+        if (status !== 'held' && status !== 'reserved') continue;
+        ensure(c.table, c.slot);
+        cells.set(key(c.table, c.slot), { ...c, status });
+      }
+      drawGrid();
+      renderMine();
+    }, () => {});
   });
 
   // A table or slot the layout did not list (an undescribed venue) gets a place.
@@ -84,6 +111,9 @@ export function startBoard({ me, url, venue }) {
     return b;
   }
 
+  // replaceChildren() would write "null" for a missing child.
+  const fill = (node, ...kids) => node.replaceChildren(...kids.filter((k) => k !== null && k !== undefined));
+
   function paint(b, k, t) {
     const c = cells.get(k);
     const party = Number($('party').value);
@@ -92,14 +122,14 @@ export function startBoard({ me, url, venue }) {
     b.className = `cell ${status}${mine ? ' mine' : ''}${busy.has(k) ? ' busy' : ''}${!c && t && t.capacity && party > t.capacity ? ' too-small' : ''}`;
     b.disabled = status !== 'free' || busy.has(k);
     if (status === 'free') {
-      b.replaceChildren(el('span', { class: 'label' }, busy.has(k) ? 'holding…' : 'free'));
+      fill(b, el('span', { class: 'label' }, busy.has(k) ? 'holding…' : 'free'));
       b.title = `Hold ${t ? t.id : ''} at ${b.dataset.slot}`;
     } else if (status === 'held') {
-      b.replaceChildren(el('span', {}, mine ? 'your hold' : `held${c.user ? ' · ' + who(c.user) : ''}`),
+      fill(b, el('span', {}, mine ? 'your hold' : `held${c.user ? ' · ' + who(c.user) : ''}`),
         c.expires_at ? el('span', { class: 'count', dataset: { expires: c.expires_at } }, mmss(c.expires_at - Date.now())) : null);
       b.title = c.party ? `party of ${c.party}` : '';
     } else {
-      b.replaceChildren(el('span', {}, 'reserved'), c.user ? el('span', {}, who(c.user)) : null);
+      fill(b, el('span', {}, 'reserved'), c.user ? el('span', {}, who(c.user)) : null);
       b.title = c.party ? `party of ${c.party}` : '';
     }
   }

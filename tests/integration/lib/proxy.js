@@ -6,6 +6,8 @@
 //                    link: only the client's own ping can tell)
 //   mode 'deaf'      the client's frames reach the server, nothing comes back (acks
 //                    lost on the way)
+//   mode 'pause'     what clients send waits in the proxy until the mode changes (two
+//                    clients' messages then reach the server together: a real race)
 //   blockWebSocket   false | 'refuse' (WebSocket upgrades are cut at once, like a proxy
 //                    that forbids them) | 'hold' (swallowed without an answer; let
 //                    through when the block is lifted). Plain HTTP still passes.
@@ -32,6 +34,12 @@ async function startProxy(targetPort) {
       proxy.mode = mode;
       if (mode === 'offline') for (const p of pairs) destroy(p);
       if (mode === 'pass') for (const p of pairs) if (p.blackholed || p.deaf) destroy(p);
+      if (mode !== 'pause') {
+        for (const p of pairs) {
+          if (p.paused && p.upstream) p.upstream.write(Buffer.concat(p.paused));
+          p.paused = null;
+        }
+      }
       if (mode === 'blackhole') for (const p of pairs) p.blackholed = true;
       if (mode === 'deaf') for (const p of pairs) p.deaf = true;
     },
@@ -104,6 +112,7 @@ async function startProxy(targetPort) {
         return forward(p);
       }
       if (p.held) p.head = Buffer.concat([p.head, d]);
+      else if (proxy.mode === 'pause') (p.paused = p.paused || []).push(d);
       else p.upstream.write(d);
     });
   });

@@ -389,7 +389,7 @@ static int api_disconnect(struct lws *wsi, const char *body, size_t len)
     uint32_t closed = 0;
     struct mw_user *u = mw_user_find(user);
     for (struct mw_conn *c = u ? u->conns : NULL; c; c = c->user_next) {
-        if (!c->closing) {
+        if (mw_conn_is_open(c)) {
             mw_conn_close(c, 4003, "disconnected by server");
             closed++;
         }

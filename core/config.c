@@ -1087,6 +1087,7 @@ static const struct field limits_fields[] = {
     { "rate", K_NUM, .off = CFG(rate) },
     { "burst", K_NUM, .off = CFG(burst), .min = 1 },
     { "max_connections", K_U32, .off = CFG(max_connections), .min = 1 },
+    { "socket_send_buffer", K_SIZE, .off = CFG(socket_send_buffer), .min = 4096 },
     { "slow_handler", K_MS, .off = CFG(slow_handler_ms) },
     { NULL },
 };

@@ -54,6 +54,7 @@ struct mw_config {
     double rate;              /* messages/s per connection, 50 */
     double burst;             /* 100 */
     uint32_t max_connections; /* 100000 */
+    size_t socket_send_buffer; /* SO_SNDBUF of accepted sockets; 0: the kernel's autotuning */
     uint64_t slow_handler_ms; /* `limits.slow_handler` (default 100ms): log handlers slower */
 
     char *redis_url;          /* NULL when absent */

@@ -39,6 +39,7 @@ static struct lws_vhost *vhost;
 static uv_poll_t poll_h;
 static uv_timer_t pause_timer;
 static bool started;
+static int sndbuf; /* limits.socket_send_buffer, 0: the kernel's */
 
 int mw_listen_open(const char *host, int port, bool reuseport, int *bound_port, char *err,
                    size_t errlen)
@@ -114,16 +115,19 @@ static void on_readable(uv_poll_t *h, int status, int events)
         }
         int one = 1; /* small frames go out at once (lws sets this on its own accepts) */
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        if (sndbuf)
+            setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf);
         mw_listener_accepted++;
         if (!lws_adopt_socket_vhost(vhost, fd))
             mw_log_debug("adopt failed", "fd=%d", fd); /* lws closed it */
     }
 }
 
-void mw_listener_start(int fd, struct lws_vhost *vh)
+void mw_listener_start(int fd, struct lws_vhost *vh, size_t send_buffer)
 {
     uv_loop_t *loop = uv_default_loop();
     listen_fd = fd;
+    sndbuf = send_buffer > (1u << 30) ? 1 << 30 : (int)send_buffer;
     vhost = vh;
     uv_poll_init(loop, &poll_h, fd);
     uv_timer_init(loop, &pause_timer);

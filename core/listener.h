@@ -15,8 +15,9 @@ struct lws_vhost;
 int mw_listen_open(const char *host, int port, bool reuseport, int *bound_port, char *err,
                    size_t errlen);
 
-/* Accepts on fd from the default loop and adopts each connection into vh. */
-void mw_listener_start(int fd, struct lws_vhost *vh);
+/* Accepts on fd from the default loop and adopts each connection into vh, with
+ * SO_SNDBUF set to send_buffer when it is not 0. */
+void mw_listener_start(int fd, struct lws_vhost *vh, size_t send_buffer);
 /* Stops accepting (shutdown) and closes the socket. Queued connections that were
  * never accepted are reset by the kernel when the last copy of the socket closes. */
 void mw_listener_stop(void);

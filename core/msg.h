@@ -12,7 +12,9 @@
 enum {
     MW_OP_TEXT = 0x1,
     MW_OP_BINARY = 0x2,
+    MW_OP_CLOSE = 0x8,
     MW_OP_PING = 0x9,
+    MW_OP_PONG = 0xA,
 };
 
 /* Flags: what a slow-consumer policy may do with a queued frame. */

@@ -149,6 +149,7 @@ static void test_defaults(void **state)
     assert_true(cfg.rate == 50.0);
     assert_true(cfg.burst == 100.0);
     assert_int_equal(cfg.max_connections, 100000);
+    assert_int_equal(cfg.socket_send_buffer, 0);
     assert_int_equal(cfg.slow_handler_ms, 100);
     assert_null(cfg.redis_url);
     assert_int_equal(cfg.nredis_cluster, 0);
@@ -259,7 +260,7 @@ static const char full_yaml[] =
     "    history: off\n"
     "heartbeat: { interval: 30s, timeout: 5s }\n"
     "limits: { max_message: 1MiB, send_queue: 10KB, rate: 2.5, burst: 10,\n"
-    "          max_connections: 500, slow_handler: 250ms }\n"
+    "          max_connections: 500, slow_handler: 250ms, socket_send_buffer: 64KiB }\n"
     "redis: { cluster: [redis://127.0.0.1:7000, \"rediss://h:7001\"] }\n"
     "auth: { jwt_secret: s3cret, required: true }\n"
     "api: { keys: [k1, k2] }\n"
@@ -303,6 +304,7 @@ static void test_full_config(void **state)
     assert_true(cfg.rate == 2.5);
     assert_true(cfg.burst == 10.0);
     assert_int_equal(cfg.max_connections, 500);
+    assert_int_equal(cfg.socket_send_buffer, 64 * 1024);
     assert_int_equal(cfg.slow_handler_ms, 250);
     assert_null(cfg.redis_url);
     assert_int_equal(cfg.nredis_cluster, 2);

@@ -212,9 +212,11 @@ describe('the HTTP fallback across nodes and workers', () => {
     for (let i = 0; i < 5; i++) events.push((await ana.next('chat:message')).data);
     assert.deepEqual(events, [0, 1, 2, 3, 4], 'in the order they were posted');
     assert.equal(await metric(b, /^moonwire_sse_posts_total\{result="forwarded"\} (\d+)$/m), 6);
-    assert.equal(await viaB('{"type":"ping"}') , 204);
+    const openOnA = () => metric(a, /^moonwire_connections_by_state\{state="open"\} (\d+)$/m);
+    assert.equal(await openOnA(), 1);
     ana.close();
-    await waitFor(async () => !(await metric(a, /^moonwire_connections\{state="open"\} (\d+)$/m)), 3000, 'the stream gone on a');
+    await waitFor(async () => (await openOnA()) === 0, 3000, 'the stream gone on a');
+    assert.equal(await viaB('{"type":"ping"}'), 204, 'b cannot know: fire and forget');
   });
 
   it('works through workers: POSTs that land on the other worker get to the stream', async () => {

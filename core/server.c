@@ -30,6 +30,7 @@
 #include "room.h"
 #include "script.h"
 #include "session.h"
+#include "sse.h"
 #include "store.h"
 #include "typing.h"
 #include "util.h"
@@ -392,6 +393,7 @@ int mw_server_run(const struct mw_config *cfg, const char *home)
         close(fd);
         return 1;
     }
+    mw_sse_init();
     signal(SIGPIPE, SIG_IGN);
     struct lws_vhost *vh = mw_lws_start();
     if (!vh) {
@@ -427,6 +429,7 @@ int mw_server_run(const struct mw_config *cfg, const char *home)
     mw_server_teardown();
     mw_msg_decref(ping_frame);
     mw_http_shutdown();
+    mw_sse_shutdown();
     mw_api_shutdown();
     mw_log_info("stopped", "%s", "");
     return 0;

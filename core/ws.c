@@ -66,7 +66,7 @@ static int ws_flush(struct mw_conn *c)
 
 /* Queues the close frame behind what is queued: our own frame, through the same raw
  * writes as data, so it can never overtake a message. */
-static void ws_close(struct mw_conn *c)
+void mw_ws_queue_close(struct mw_conn *c)
 {
     unsigned char p[2 + 123];
     size_t rlen = strlen(c->close_reason);
@@ -78,12 +78,16 @@ static void ws_close(struct mw_conn *c)
     mw_msg_decref(m);
 }
 
+static void ws_abort(struct mw_conn *c)
+{
+    mw_lws_abort(c->tx);
+}
+
 /* Ends the connection for real: shutdown(2) makes libwebsockets' pending write fail
  * at once (a peer that does not read would otherwise keep it flushing forever), and
  * SO_LINGER 0 has the kernel drop what it still holds and reset the connection. */
-static void ws_abort(struct mw_conn *c)
+void mw_lws_abort(struct lws *wsi)
 {
-    struct lws *wsi = c->tx;
     int fd = lws_get_socket_fd(wsi);
     if (fd >= 0) {
         struct linger lg = { 1, 0 };
@@ -94,7 +98,7 @@ static void ws_abort(struct mw_conn *c)
 }
 
 static const struct mw_transport ws_transport = {
-    .name = "ws", .flush = ws_flush, .close = ws_close, .abort = ws_abort,
+    .name = "ws", .flush = ws_flush, .close = mw_ws_queue_close, .abort = ws_abort,
 };
 
 /* ---- the upgrade request ---- */
@@ -161,7 +165,7 @@ static int req_header(void *tx, const char *name, char *buf, size_t len)
 
 /* The request as the server's open path sees it (server.h); path and remote live in
  * the caller's buffers. */
-static void open_req(struct lws *wsi, struct mw_open_req *r, char *path, size_t pathlen,
+void mw_lws_open_req(struct lws *wsi, struct mw_open_req *r, char *path, size_t pathlen,
                      char *remote, size_t remotelen)
 {
     if (request_path(wsi, path, (int)pathlen) < 0)
@@ -179,7 +183,7 @@ int mw_ws_filter(struct lws *wsi)
     char path[256], remote[64];
     struct mw_open_req r;
     const char *why;
-    open_req(wsi, &r, path, sizeof path, remote, sizeof remote);
+    mw_lws_open_req(wsi, &r, path, sizeof path, remote, sizeof remote);
     return mw_server_check_open(&r, &why) != 0;
 }
 
@@ -187,7 +191,7 @@ struct mw_conn *mw_ws_established(struct lws *wsi)
 {
     char path[256], remote[64];
     struct mw_open_req r;
-    open_req(wsi, &r, path, sizeof path, remote, sizeof remote);
+    mw_lws_open_req(wsi, &r, path, sizeof path, remote, sizeof remote);
     return mw_server_open(&ws_transport, wsi, &r);
 }
 

@@ -23,6 +23,18 @@ int mw_ws_peer_close(struct mw_conn *c, const unsigned char *in, size_t len);
 /* LWS_CALLBACK_CLOSED: the wsi is going away. */
 void mw_ws_closed(struct mw_conn *c);
 
+/* Shared with the HTTP fallback (sse.c), which opens, closes and aborts its
+ * connections the same way. */
+struct mw_open_req;
+/* The request on wsi (an upgrade or a plain HTTP request) as mw_server_open wants it;
+ * path and remote are written to the caller's buffers. */
+void mw_lws_open_req(struct lws *wsi, struct mw_open_req *r, char *path, size_t pathlen,
+                     char *remote, size_t remotelen);
+/* Queues a close frame with c->close_code / c->close_reason behind c's frames. */
+void mw_ws_queue_close(struct mw_conn *c);
+/* Ends wsi's socket now (reset) and has libwebsockets free it. */
+void mw_lws_abort(struct lws *wsi);
+
 /* Frees the write buffer (exit). */
 void mw_ws_shutdown(void);
 

@@ -159,8 +159,8 @@
      *   pingInterval   ms between client pings (20000); pongTimeout (5000)
      *   requestTimeout ms after which a request not yet acked gives up (0: never)
      *   stableAfter    ms a connection must last to reset the backoff (5000)
-     *   transports     names to try, in order (['websocket'])
-     *   fallbackAfter  failed attempts of a transport before the next is tried (3)
+     *   transports     names to try, in order (['websocket', 'http'])
+     *   fallbackAfter  failed attempts of a transport before the next is tried (2)
      *   upgradeAfter   ms on a fallback transport between tries of the first one (30000)
      *   autoConnect    connect at once (true)
      *   logger         {warn(...)} (console)
@@ -186,11 +186,10 @@
         pongTimeout: options.pongTimeout || 5000,
         requestTimeout: options.requestTimeout || 0,
         stableAfter: options.stableAfter !== undefined ? options.stableAfter : 5000,
-        fallbackAfter: options.fallbackAfter || 3,
+        fallbackAfter: options.fallbackAfter || 2,
         upgradeAfter: options.upgradeAfter || 30000,
       };
-      // The server side of 'http' comes with the fallback transport: opt in until then.
-      const wanted = options.transports || ['websocket'];
+      const wanted = options.transports || ['websocket', 'http'];
       // Those this environment can run (EventSource and fetch for http).
       this.transports = wanted.filter((n) => Moonwire.transports[n] &&
         (!Moonwire.transports[n].usable || Moonwire.transports[n].usable(this.env)));

@@ -258,7 +258,7 @@ describe('moonwire.js in Chromium', { ...LIMIT, concurrency: true }, () => {
     const old = s.server;
     old.process.kill('SIGKILL');
     await sleep(12000);
-    const attempts = proxy.upgrades(t0);
+    const attempts = proxy.log.filter((e) => e.at >= t0); // WebSocket and HTTP alike
     const delays = await page.evaluate((t0) => rec.filter((r) => r.what === 'retry' && r.at >= t0).map((r) => Math.round(r.delay)), t0);
     t.diagnostic(`down 12 s: ${attempts.length} attempts; delays ${delays.join(', ')} ms`);
     // How many attempts fit in 12 s if every delay is drawn at its lowest (-25 %) and at
@@ -280,6 +280,100 @@ describe('moonwire.js in Chromium', { ...LIMIT, concurrency: true }, () => {
     proxy.setTarget(s.server.port);
     await page.until(() => mw.state === 'open' && of('joined').length === 2, null, 10000);
     await page.evaluate(() => mw.close());
+  });
+
+  // The page and bob (a WebSocket client on the server itself) talk while the page's
+  // transport changes under it; every message must arrive once, in order, both ways.
+  async function talk(page, bob, room, label, n = 5) {
+    const sent = await page.evaluate(async ({ room, label, n }) => {
+      const acks = [];
+      for (let i = 0; i < n; i++) acks.push(mw.request('chat:message', { text: `${label} ${i}` }, { room }));
+      return (await Promise.all(acks)).map((a) => a.seq);
+    }, { room, label, n });
+    for (let i = 0; i < n; i++) expectAck(await bob.request('chat:message', { room, data: { text: `bob ${label} ${i}` } }), bob.nextId - 1);
+    await page.until((want) => of('event').filter((e) => e.type === 'chat:message' && e.data.text.startsWith('bob ' + want.label)).length === want.n,
+      { label, n }, 15000);
+    return sent;
+  }
+
+  function checkOnce(texts, what) {
+    assert.equal(new Set(texts).size, texts.length, `${what}: no duplicate in ${texts}`);
+  }
+
+  it('falls back to HTTP when WebSocket is blocked from the start, then goes back to WebSocket', LIMIT, async (t) => {
+    const { page, proxy, server } = await setup();
+    const room = uid('fb');
+    const bob = await connect(server.url(`/chat?user=${uid('bob')}`));
+    expectAck(await bob.request('join', { room }), 1);
+    proxy.setBlockWebSocket('refuse');
+    const t0 = Date.now();
+    await page.evaluate(async ({ url, room }) => {
+      window.mw = track(new Moonwire(url, { upgradeAfter: 3000, backoff: { base: 300, cap: 2000, jitter: 0.25 } }));
+      window.transports = [];
+      mw.on('transport', (name, why) => transports.push(`${name}:${why}`));
+      await mw.join(room, { name: 'Fay' });
+    }, { url: proxy.url(`/chat?user=${uid('fay')}`), room });
+    t.diagnostic(`open over HTTP ${Date.now() - t0} ms after the first attempt`);
+    assert.equal(await page.evaluate(() => mw.transport), 'http');
+    const joined = await bob.next({ type: 'presence:join', room });
+    assert.equal(joined.data.name, 'Fay', 'presence as usual');
+    assert.deepEqual(await talk(page, bob, room, 'over http'), [1, 2, 3, 4, 5]);
+    proxy.setBlockWebSocket(false);
+    await page.until(() => mw.transport === 'websocket', null, 15000);
+    assert.deepEqual(await talk(page, bob, room, 'back on ws'), [11, 12, 13, 14, 15]);
+    const got = await page.evaluate(() => ({ transports, states: of('state').map((r) => r.s),
+      texts: of('event').filter((e) => e.type === 'chat:message').map((e) => `${e.seq}:${e.data.text}`) }));
+    assert.deepEqual(got.transports, ['http:fallback', 'websocket:upgrade']);
+    assert.deepEqual(got.states.filter((s) => s === 'open'), ['open'], 'the switch back is not a reconnect');
+    assert.equal(got.texts.length, 20);
+    assert.deepEqual(got.texts.map((x) => Number(x.split(':')[0])), Array.from({ length: 20 }, (_, i) => i + 1), 'every seq once, in order');
+    const atBob = (await bob.collect((m) => m.type === 'chat:message' && m.from !== bob.user, 300)).map((m) => m.data.text);
+    checkOnce(atBob, 'at bob');
+    assert.equal(atBob.length, 10);
+    await page.evaluate(() => mw.close());
+    await bob.close();
+  });
+
+  it('falls back to HTTP when WebSocket is blocked mid-session, loses nothing, and comes back', LIMIT, async () => {
+    const { page, proxy, server } = await setup();
+    const room = uid('mid');
+    const bob = await connect(server.url(`/chat?user=${uid('bob')}`));
+    expectAck(await bob.request('join', { room }), 1);
+    await page.evaluate(async ({ url, room }) => {
+      window.mw = track(new Moonwire(url, { upgradeAfter: 3000, backoff: { base: 300, cap: 2000, jitter: 0.25 } }));
+      window.transports = [];
+      mw.on('transport', (name, why) => transports.push(`${name}:${why}`));
+      await mw.join(room);
+    }, { url: proxy.url(`/chat?user=${uid('max')}`), room });
+    await talk(page, bob, room, 'ws first');
+    // The network starts blocking WebSocket and drops the connection; the page writes
+    // meanwhile, bob too.
+    proxy.setBlockWebSocket('refuse');
+    proxy.cut();
+    await page.until(() => mw.state === 'reconnecting');
+    const during = await page.evaluate(({ room }) => { window.during = [0, 1, 2].map((i) => mw.request('chat:message', { text: 'during ' + i }, { room })); return mw.pending().length; }, { room });
+    assert.equal(during, 3);
+    for (let i = 0; i < 3; i++) expectAck(await bob.request('chat:message', { room, data: { text: `bob during ${i}` } }), bob.nextId - 1);
+    await page.until(() => mw.transport === 'http', null, 15000);
+    await page.evaluate(() => Promise.all(during));
+    await talk(page, bob, room, 'over http');
+    proxy.setBlockWebSocket(false);
+    await page.until(() => mw.transport === 'websocket', null, 15000);
+    await talk(page, bob, room, 'ws again');
+    const got = await page.evaluate(() => ({ transports,
+      seqs: of('event').filter((e) => e.type === 'chat:message').map((e) => e.seq),
+      texts: of('event').filter((e) => e.type === 'chat:message').map((e) => e.data.text) }));
+    assert.deepEqual(got.transports, ['http:fallback', 'websocket:upgrade']);
+    assert.deepEqual(got.seqs, Array.from({ length: got.seqs.length }, (_, i) => i + 1), 'every seq once, in order');
+    assert.equal(got.seqs.length, 36);
+    for (const x of ['during 0', 'during 1', 'during 2', 'bob during 0', 'bob during 2', 'over http 4', 'ws again 0']) {
+      assert.ok(got.texts.includes(x), `the page saw "${x}"`);
+    }
+    const atBob = (await bob.collect((m) => m.type === 'chat:message' && m.from !== bob.user, 300)).map((m) => m.data.text);
+    checkOnce(atBob, 'at bob');
+    assert.equal(atBob.length, 18);
+    await page.evaluate(() => mw.close());
+    await bob.close();
   });
 
   it('logs and ignores malformed frames from the server and keeps serving the page', LIMIT, async () => {

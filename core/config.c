@@ -1000,7 +1000,7 @@ static const struct field route_fields[] = {
     { NULL },
 };
 
-static void route_defaults(struct mw_route_config *r)
+void mw_config_route_defaults(struct mw_route_config *r)
 {
     r->protocol = MW_PROTO_JSON;
     r->slow_consumer = MW_SLOW_CLOSE;
@@ -1064,7 +1064,7 @@ static int parse_routes(struct ctx *c, yaml_node_t *n, void *obj)
             return -1;
         yaml_node_t *k = yaml_document_get_node(&c->doc, p->key);
         struct mw_route_config *r = &cfg->routes[cfg->nroutes++];
-        route_defaults(r);
+        mw_config_route_defaults(r);
         r->path = mw_strdup(path);
         r->line = line_of(k);
         if (parse_route(c, k, yaml_document_get_node(&c->doc, p->value), r) < 0)

@@ -103,6 +103,9 @@ int mw_parse_duration(const char *s, uint64_t *ms);
 /* "64KiB", "1MiB", "512", "1GiB", "10KB"(=10*1000). 0 or -1. */
 int mw_parse_size(const char *s, size_t *bytes);
 
+/* A route's settings before its YAML is read (options_json allocated). */
+void mw_config_route_defaults(struct mw_route_config *r);
+
 /* Looks a route up by path; NULL if none. */
 const struct mw_route_config *mw_config_route(const struct mw_config *cfg, const char *path);
 

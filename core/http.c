@@ -20,6 +20,7 @@
 
 static char *docroot;     /* static: DIR, or NULL */
 static char *client_js;   /* path of the bundled moonwire.js */
+static char *admin_html;  /* path of the bundled admin page */
 
 void mw_http_init(const struct mw_config *cfg, const char *home)
 {
@@ -27,13 +28,16 @@ void mw_http_init(const struct mw_config *cfg, const char *home)
     docroot = cfg->static_dir ? mw_strdup(cfg->static_dir) : NULL;
     snprintf(path, sizeof path, "%s/examples/web/moonwire.js", home);
     client_js = mw_strdup(path);
+    snprintf(path, sizeof path, "%s/examples/web/admin.html", home);
+    admin_html = mw_strdup(path);
 }
 
 void mw_http_shutdown(void)
 {
     free(docroot);
     free(client_js);
-    docroot = client_js = NULL;
+    free(admin_html);
+    docroot = client_js = admin_html = NULL;
 }
 
 int mw_http_reply(struct lws *wsi, int status, const char *ctype, const char *body, size_t len)
@@ -152,6 +156,10 @@ int mw_http_request(struct lws *wsi, const char *uri, struct mw_http_req **req)
     }
     if (strcmp(uri, "/moonwire.js") == 0)
         return serve_file(wsi, client_js);
+    /* The admin page asks for the key itself; without keys it has nothing to show. */
+    if (strcmp(uri, "/admin") == 0)
+        return mw_server_route(MW_ADMIN_ROUTE) ? serve_file(wsi, admin_html)
+                                               : mw_http_reply_text(wsi, 404, "the admin page needs api.keys in the config\n");
     if (mw_server_route(uri))
         return reply_upgrade_required(wsi, uri);
     if (!docroot || strstr(uri, "..") || uri[0] != '/')

@@ -13,6 +13,7 @@ const { startProxy } = require('./lib/proxy');
 const { startRedis } = require('./lib/redis');
 const { launch } = require('./lib/browser');
 const { connect, closeAll } = require('./lib/client');
+const { sseConnect } = require('./lib/sse');
 const { uid, expectAck, sleep, waitFor } = require('./lib/helpers');
 
 // A bare page with the client and a recorder of what it does, with times.
@@ -374,6 +375,55 @@ describe('moonwire.js in Chromium', { ...LIMIT, concurrency: true }, () => {
     assert.equal(atBob.length, 18);
     await page.evaluate(() => mw.close());
     await bob.close();
+  });
+
+  it('admin page: the key, then every node live: connections by route and transport, rooms, presence, errors, reloads', LIMIT, async (t) => {
+    const KEY = 'admin-test-key';
+    const oops = 'local mw = require "moonwire"\nlocal app = mw.app()\napp:on("boom", function() error("kaboom") end)\nreturn app\n';
+    const cfg = (node) => ({ config: { api: { keys: [KEY] }, redis: { url: redis.url }, node_id: node },
+      routes: { '/oops': { script: 'oops.lua' } }, scripts: { 'oops.lua': oops } });
+    const a = await startServer(cfg('adm-a'));
+    const b = await startServer(cfg('adm-b'));
+    cleanup.push(() => a.stop(), () => b.stop());
+    const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+    await page.goto(a.httpUrl('/admin'));
+    await page.fill('#key', 'not the key');
+    await page.press('#key', 'Enter');
+    await page.until(() => document.getElementById('key-err').textContent === 'Wrong API key.');
+    assert.equal(await page.locator('#board').isHidden(), true, 'nothing shown without the key');
+    await page.fill('#key', KEY);
+    await page.press('#key', 'Enter');
+    await page.until(() => !document.getElementById('board').hidden);
+    // Traffic on both nodes: a room with people on each, one of them over the fallback.
+    const room = uid('lobby');
+    const ana = await connect(a.url(`/chat?user=${uid('ana')}`));
+    expectAck(await ana.request('join', { room }), 1);
+    const bob = await connect(b.url(`/chat?user=${uid('bob')}`));
+    expectAck(await bob.request('join', { room }), 1);
+    const cy = await sseConnect(a.httpUrl(`/chat?user=${uid('cy')}`));
+    expectAck(await cy.request('join', { room }), 1);
+    const boom = await connect(a.url('/oops?user=mallory'));
+    boom.send({ type: 'boom', id: 1 });
+    await boom.next((m) => m.type === 'error' && m.code === 'internal');
+    b.process.kill('SIGHUP');
+    await page.until(() => window.admin.nodes.size === 2, null, 10000);
+    await page.until((r) => document.getElementById('rooms').textContent.includes(r), room, 10000);
+    await page.until(() => /kaboom/.test(document.getElementById('recent').textContent), null, 10000);
+    await page.until(() => /reloaded/.test(document.getElementById('recent').textContent), null, 10000);
+    const text = (id) => page.locator('#' + id).innerText();
+    assert.match(await text('nodes'), /adm-a[\s\S]*adm-b/);
+    const chatRow = (await text('routes')).split('\n').find((l) => l.startsWith('/chat'));
+    assert.match(chatRow, /^\/chat\s+2\s+1\s+3\s+0\s+0/, `WebSocket 2, fallback 1, open 3: ${chatRow}`);
+    const roomRow = (await text('rooms')).split('\n').find((l) => l.startsWith(room));
+    assert.match(roomRow, new RegExp(`^${room}\\s+3\\s`), roomRow);
+    for (const u of [ana.user, bob.user, cy.user]) assert.ok(roomRow.includes(u), `${u} in ${roomRow}`);
+    t.diagnostic(`screenshot: ${await browser.screenshot(page, 'admin')}`);
+    // Live: someone leaves, the page follows within a few seconds.
+    await bob.close();
+    await page.until((r) => !(document.getElementById('rooms').textContent.includes(r) &&
+      [...document.querySelectorAll('#rooms tr')].some((tr) => tr.textContent.startsWith(r) && / 3 /.test(tr.textContent))), room, 10000);
+    cy.close();
+    await page.close();
   });
 
   it('logs and ignores malformed frames from the server and keeps serving the page', LIMIT, async () => {

@@ -195,6 +195,8 @@ static int open_stream(struct lws *wsi, struct mw_sse *s)
         return -1;
     }
     mw_sse_stats.opened++;
+    /* The request's headers were read: give their memory back for the stream's life. */
+    lws_http_mark_sse(wsi);
     watch_start(s);
     return 0;
 }

@@ -63,6 +63,14 @@ describe('the HTTP fallback (SSE + POST)', () => {
     await assertServes(server);
   });
 
+  it('holds many streams at once and still serves WebSockets and HTTP', async () => {
+    const many = [];
+    for (let i = 0; i < 60; i++) many.push(await sseConnect(server.httpUrl(`/chat?user=${uid('m')}`)));
+    assert.equal((await request('GET', server.httpUrl('/healthz'))).status, 200);
+    await assertServes(server);
+    for (const c of many) c.close();
+  });
+
   it('answers bad requests clearly and counts them', async () => {
     const before = await metric(server, /^moonwire_sse_rejected_total (\d+)$/m);
     const ana = await sseConnect(server.httpUrl(`/chat?user=${uid('ana')}`));

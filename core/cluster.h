@@ -1,4 +1,4 @@
-/* cluster.h - presence across nodes and the node registry (SPEC section 7), on top
+/* cluster.h - presence across nodes and the node registry (docs/clustering.md), on top
  * of the Redis client. Only active with `redis:`.
  *
  * Keys (the {room} hash tag keeps one room's keys in one Redis Cluster slot):

@@ -2,7 +2,7 @@
  *
  * Server frames are unmasked, so header + payload are the same bytes for every
  * connection: a broadcast encodes and frames once, then queues a reference per
- * recipient (SPEC section 2). Leaf module. */
+ * recipient (docs/performance.md). Leaf module. */
 #ifndef MW_MSG_H
 #define MW_MSG_H
 

@@ -1,4 +1,4 @@
-/* redis.h - the Redis client (SPEC section 7): commands and pub/sub over one Redis
+/* redis.h - the Redis client (docs/clustering.md): commands and pub/sub over one Redis
  * (redis.url) or a Redis Cluster (redis.cluster), on the server's libuv loop,
  * reconnected with exponential backoff and jitter. Never a blocking call: host names
  * are resolved with uv_getaddrinfo, connects and commands are asynchronous.

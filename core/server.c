@@ -306,7 +306,7 @@ static void on_shutdown_tick(uv_timer_t *t)
     (void)t;
     uint32_t batch = 0;
     /* Close in batches with a reconnect hint spread over time, so that clients do not
-     * all come back at once (SPEC section 10). */
+     * all come back at once (docs/protocol.md, "reconnect"). */
     for (struct mw_conn *c = mw_conn_first(); c && batch < 500; c = c->all_next) {
         if (!mw_conn_is_open(c) || !c->tx)
             continue;

@@ -322,7 +322,7 @@ static void test_full_config(void **state)
     mw_config_free(&cfg);
 }
 
-/* The sample of SPEC section 3, whose keys outside tests rely on. */
+/* The sample config of docs/config.md, whose keys outside tests rely on. */
 static void test_spec_sample(void **state)
 {
     (void)state;
@@ -1004,6 +1004,33 @@ static void test_embedded_default_in_real_home(void **state)
     mw_config_free(&cfg);
 }
 
+/* docs/config.md shows the embedded default as it is, comments included. */
+static void test_embedded_default_is_documented(void **state)
+{
+    (void)state;
+    char path[PATH_MAX];
+    const char *real_home = getenv("MOONWIRE_HOME");
+    assert_non_null(real_home);
+    snprintf(path, sizeof path, "%s/docs/config.md", real_home);
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    static char doc[1 << 16];
+    size_t n = fread(doc, 1, sizeof doc - 1, f);
+    fclose(f);
+    doc[n] = '\0';
+    const char *section = strstr(doc, "\n## The embedded default\n");
+    assert_non_null(section);
+    const char *start = strstr(section, "```yaml\n");
+    assert_non_null(start);
+    start += strlen("```yaml\n");
+    const char *end = strstr(start, "```\n");
+    assert_non_null(end);
+    if ((size_t)(end - start) != strlen(mw_config_embedded_yaml) ||
+        memcmp(start, mw_config_embedded_yaml, (size_t)(end - start)) != 0)
+        fail_msg("docs/config.md shows:\n%.*s\nthe binary has:\n%s", (int)(end - start), start,
+                 mw_config_embedded_yaml);
+}
+
 static void test_free_is_safe(void **state)
 {
     (void)state;
@@ -1075,6 +1102,7 @@ int main(void)
         cmocka_unit_test(test_load_file_unreadable),
         cmocka_unit_test(test_embedded_default),
         cmocka_unit_test(test_embedded_default_in_real_home),
+        cmocka_unit_test(test_embedded_default_is_documented),
         cmocka_unit_test(test_free_is_safe),
         cmocka_unit_test(test_failure_frees_partial),
     };

@@ -466,5 +466,6 @@ int mw_server_run(const struct mw_config *cfg, const char *home)
     mw_sse_shutdown();
     mw_api_shutdown();
     mw_log_info("stopped", "%s", "");
+    mw_log_recent_free();
     return 0;
 }

@@ -35,6 +35,7 @@
 #include "store.h"
 #include "typing.h"
 #include "util.h"
+#include "ws.h"
 
 struct mw_server mw_srv;
 
@@ -292,6 +293,7 @@ static void close_handle(uv_handle_t *h)
 static void finish(void)
 {
     mw_listener_stop();
+    mw_ws_stop();
     mw_lws_stop();
     close_handle((uv_handle_t *)&heartbeat_timer);
     close_handle((uv_handle_t *)&shutdown_timer);
@@ -436,7 +438,8 @@ int mw_server_run(const struct mw_config *cfg, const char *home)
         fflush(stderr);
         _exit(1);
     }
-    mw_listener_start(fd, vh, cfg->socket_send_buffer);
+    mw_ws_start(vh);
+    mw_listener_start(fd, cfg->socket_send_buffer);
     /* With a payload: libwebsockets 4.1 does not report empty pongs to the callback,
      * so an empty ping's answer would never count as traffic. */
     ping_frame = mw_msg_new(MW_OP_PING, "mw", 2, MW_MSG_CONTROL);

@@ -37,14 +37,15 @@
 #include "log.h"
 #include "map.h"
 #include "server.h"
+#include "utf8.h"
 #include "util.h"
-#include "ws.h"
 
 /* A stream (GET) or a POST of frames; what lws keeps per HTTP connection. */
 struct mw_sse {
     struct lws *wsi;
     struct mw_conn *c;       /* a stream's connection; NULL once its transport ended */
     uv_poll_t *watch;        /* a stream's socket (a dup of it): the client leaving */
+    bool ending;             /* the close event is out: end the response */
     bool post;
     char id[MW_SSE_ID_MAX];  /* a stream's id, or the stream a POST names */
     char *body;              /* a POST's body so far */
@@ -87,12 +88,62 @@ static int reply(struct lws *wsi, int status, const char *text)
     return mw_http_reply_text(wsi, status, text);
 }
 
+/* ---- the open request, as the server's open path sees it (server.h) ---- */
+
+static int req_query(void *tx, const char *name, char *buf, size_t len)
+{
+    return query(tx, name, buf, len);
+}
+
+static const struct {
+    const char *name;
+    enum lws_token_indexes token;
+} known_headers[] = {
+    { "authorization", WSI_TOKEN_HTTP_AUTHORIZATION },
+    { "origin", WSI_TOKEN_ORIGIN },
+    { "cookie", WSI_TOKEN_HTTP_COOKIE },
+    { "user-agent", WSI_TOKEN_HTTP_USER_AGENT },
+    { "x-forwarded-for", WSI_TOKEN_X_FORWARDED_FOR },
+    { "host", WSI_TOKEN_HOST },
+};
+
+static int req_header(void *tx, const char *name, char *buf, size_t len)
+{
+    for (size_t i = 0; i < sizeof known_headers / sizeof known_headers[0]; i++) {
+        if (strcmp(known_headers[i].name, name) != 0)
+            continue;
+        if (lws_hdr_total_length(tx, known_headers[i].token) <= 0)
+            return -1;
+        int n = lws_hdr_copy(tx, buf, (int)len, known_headers[i].token);
+        return n < 0 ? -1 : n;
+    }
+    char key[72];
+    if (snprintf(key, sizeof key, "%s:", name) >= (int)sizeof key)
+        return -1;
+    int n = lws_hdr_custom_copy(tx, buf, (int)len, key, (int)strlen(key));
+    return n < 0 ? -1 : n;
+}
+
+/* path and remote are the caller's buffers. */
+static void open_req(struct lws *wsi, struct mw_open_req *r, const char *path, char *remote,
+                     size_t remotelen)
+{
+    lws_get_peer_simple(wsi, remote, remotelen);
+    r->path = path;
+    r->remote = remote;
+    r->tx = wsi;
+    r->query = req_query;
+    r->header = req_header;
+}
+
 /* ---- noticing that the client left ----
  * libwebsockets 4.1 does not read a socket while its HTTP response is in progress,
  * so it neither notices a client that closed the stream nor stops polling it: it
- * spins on the readable socket. So a stream's socket is not polled for input by lws
- * (rx flow control off); a poll handle on a duplicate of it tells us when the client
- * closed (or sent anything at all, which a stream's client never does). */
+ * would spin on the readable socket forever. A poll handle on a duplicate of the
+ * socket tells us in the same loop iteration when the client closed (or sent anything
+ * at all, which a stream's client never does), and the stream is ended. (Turning
+ * lws's rx flow off instead would stop the spin, but then lws 4.1 no longer delivers
+ * WRITEABLE to the connection either.) */
 
 static void on_watch_closed(uv_handle_t *h)
 {
@@ -129,7 +180,6 @@ static void watch_start(struct mw_sse *s)
     int fd = dup(lws_get_socket_fd(s->wsi));
     if (fd < 0)
         return; /* then only a failed write or the heartbeat notices */
-    lws_rx_flow_control(s->wsi, 0);
     s->watch = mw_malloc(sizeof *s->watch);
     if (uv_poll_init(uv_default_loop(), s->watch, fd) < 0) {
         free(s->watch);
@@ -157,12 +207,12 @@ static void new_stream_id(char *id, size_t n)
         k += snprintf(id + k, n - (size_t)k, "%02x", r[i]);
 }
 
-static int open_stream(struct lws *wsi, struct mw_sse *s)
+static int open_stream(struct lws *wsi, const char *path, struct mw_sse *s)
 {
-    char path[256], remote[64];
+    char remote[64];
     struct mw_open_req r;
     const char *why;
-    mw_lws_open_req(wsi, &r, path, sizeof path, remote, sizeof remote);
+    open_req(wsi, &r, path, remote, sizeof remote);
     int status = mw_server_check_open(&r, &why);
     if (status)
         return reply(wsi, status, why);
@@ -195,8 +245,9 @@ static int open_stream(struct lws *wsi, struct mw_sse *s)
         return -1;
     }
     mw_sse_stats.opened++;
-    /* The request's headers were read: give their memory back for the stream's life. */
-    lws_http_mark_sse(wsi);
+    /* The request's headers were read: give their memory back for the stream's life.
+     * (lws_http_mark_sse does this too, and logs an error for every HTTP/1 stream.) */
+    lws_http_headers_detach(wsi);
     watch_start(s);
     return 0;
 }
@@ -294,21 +345,45 @@ static int sse_flush(struct mw_conn *c)
     }
     if (c->state != MW_CONN_OPEN && !c->kill && !c->close_sent) {
         /* The close event is out: nothing answers it over HTTP, so the response ends
-         * here (the connection is `Connection: close`). */
+         * here (the connection is `Connection: close`), from the next WRITEABLE
+         * callback: lws ends a connection at once only from inside its callbacks. */
         c->close_sent = true;
-        lws_set_timeout(s->wsi, PENDING_TIMEOUT_CLOSE_SEND, LWS_TO_KILL_ASYNC);
+        s->ending = true;
+        lws_callback_on_writable(s->wsi);
     }
     return 0;
 }
 
+/* Queues the close behind what is queued (it goes out as the mw:close event). */
+static void sse_close(struct mw_conn *c)
+{
+    unsigned char p[2 + 123];
+    size_t rlen = strlen(c->close_reason);
+    p[0] = (unsigned char)(c->close_code >> 8);
+    p[1] = (unsigned char)c->close_code;
+    memcpy(p + 2, c->close_reason, rlen);
+    struct mw_msg *m = mw_msg_new(MW_OP_CLOSE, p, 2 + rlen, MW_MSG_CONTROL);
+    mw_sendq_push(&c->q, m);
+    mw_msg_decref(m);
+}
+
+/* Ends the stream for real: shutdown(2) makes lws's pending write fail at once (a
+ * client that does not read would keep it flushing), SO_LINGER 0 drops what the kernel
+ * holds; then lws frees the connection. */
 static void sse_abort(struct mw_conn *c)
 {
     struct mw_sse *s = c->tx;
-    mw_lws_abort(s->wsi);
+    int fd = lws_get_socket_fd(s->wsi);
+    if (fd >= 0) {
+        struct linger lg = { 1, 0 };
+        setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+        shutdown(fd, SHUT_RDWR);
+    }
+    lws_set_timeout(s->wsi, PENDING_TIMEOUT_CLOSE_SEND, LWS_TO_KILL_SYNC);
 }
 
 const struct mw_transport mw_sse_transport = {
-    .name = "sse", .flush = sse_flush, .close = mw_ws_queue_close, .abort = sse_abort,
+    .name = "sse", .flush = sse_flush, .close = sse_close, .abort = sse_abort,
 };
 
 /* ---- POSTs: the client's frames ---- */
@@ -405,7 +480,6 @@ void mw_sse_init(void)
 
 int mw_sse_request(struct lws *wsi, const char *uri, struct mw_sse **out)
 {
-    (void)uri;
     struct mw_sse *s = mw_calloc(1, sizeof *s);
     s->wsi = wsi;
     *out = s;
@@ -417,7 +491,7 @@ int mw_sse_request(struct lws *wsi, const char *uri, struct mw_sse **out)
     }
     if (lws_hdr_total_length(wsi, WSI_TOKEN_GET_URI) <= 0)
         return reply(wsi, 405, "GET opens a stream, POST sends to one");
-    return open_stream(wsi, s);
+    return open_stream(wsi, uri, s);
 }
 
 int mw_sse_body(struct mw_sse *s, const char *in, size_t len)
@@ -448,6 +522,8 @@ int mw_sse_body_done(struct lws *wsi, struct mw_sse **sp)
 
 int mw_sse_writable(struct mw_sse *s)
 {
+    if (s->ending)
+        return -1; /* lws closes it; CLOSED_HTTP follows */
     if (s->post || !s->c)
         return 0;
     s->c->want_writable = false;

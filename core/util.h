@@ -29,10 +29,6 @@ uint64_t mw_random_u64(void);
 /* Forgets the state (a forked worker must not repeat its siblings' numbers). */
 void mw_random_reseed(void);
 
-/* Whether p[0..len) is well-formed UTF-8 (RFC 3629: no overlongs, no surrogates,
- * nothing above U+10FFFF). */
-int mw_utf8_valid(const unsigned char *p, size_t len);
-
 /* Milliseconds from a monotonic clock / from the Unix epoch. */
 uint64_t mw_now_ms(void);
 uint64_t mw_now_us(void);

@@ -93,17 +93,19 @@ describe('the HTTP fallback (SSE + POST)', () => {
     ana.close();
   });
 
+  // The stream must end when its connection is closed, not at the close grace (3 s)
+  // when the connection would be aborted: closed() waits 2 s.
   it('closes 1007 on invalid UTF-8 and 1009 on a message over max_message', async () => {
     const a = await sseConnect(server.httpUrl(`/chat?user=${uid('u8')}`));
     assert.equal(await a.post(Buffer.from([0x7b, 0x22, 0xc3, 0x28, 0x22, 0x7d])), 204);
-    assert.deepEqual(await a.closed(), { code: 1007, reason: 'bad utf8' });
+    assert.deepEqual(await a.closed(2000), { code: 1007, reason: 'bad utf8' });
     const b = await sseConnect(server.httpUrl(`/chat?user=${uid('big')}`));
     const big = JSON.stringify({ type: 'chat:message', data: 'x'.repeat(5000) });
     assert.equal(await b.post(big), 204);
-    assert.deepEqual(await b.closed(), { code: 1009, reason: 'message too big' });
+    assert.deepEqual(await b.closed(2000), { code: 1009, reason: 'message too big' });
     const c = await sseConnect(server.httpUrl(`/chat?user=${uid('huge')}`));
     assert.equal(await c.post('x'.repeat(80 * 1024)), 413, 'a POST over the bound');
-    assert.deepEqual(await c.closed(), { code: 1009, reason: 'message too big' });
+    assert.deepEqual(await c.closed(2000), { code: 1009, reason: 'message too big' });
     await assertServes(server);
   });
 

@@ -27,6 +27,7 @@ const config = {
 const routes = {
   '/chat': { script: 'app:chat', options: { mentions: true } },
   '/notify': { script: 'app:notify' },
+  '/reservations': { script: 'app:reservations' },
 };
 
 describe('the demo at /', LIMIT, () => {
@@ -170,6 +171,52 @@ describe('the demo at /', LIMIT, () => {
       await p2.close();
       await again.stop();
     }
+  });
+
+  it('board: two windows race for a table, exactly one wins; holds count down live in both', LIMIT, async (t) => {
+    const venue = uid('luna');
+    const q = `&venue=${venue}`;
+    const anaId = uid('ana');
+    const bobId = uid('bob');
+    const ana = await open(anaId, 'Ana', { hash: '#board', query: q, via: proxy });
+    const bob = await open(bobId, 'Bob', { hash: '#board', query: q, via: proxy });
+    const cell = (table, slot) => `#grid button[data-table="${table}"][data-slot="${slot}"]`;
+    for (const p of [ana, bob]) await p.locator(cell('T3', '19:00')).waitFor();
+    // Both click the same free cell; the network holds both holds until both are sent,
+    // so that they reach the server together.
+    proxy.setMode('pause');
+    for (const p of [ana, bob]) {
+      await p.click(cell('T3', '19:00'));
+      await p.until((sel) => document.querySelector(sel).textContent === 'holding…', cell('T3', '19:00'));
+    }
+    proxy.setMode('pass');
+    await ana.until((sel) => /held|hold/.test(document.querySelector(sel).textContent) &&
+      !document.querySelector(sel).classList.contains('busy'), cell('T3', '19:00'));
+    await bob.until((sel) => /held|hold/.test(document.querySelector(sel).textContent) &&
+      !document.querySelector(sel).classList.contains('busy'), cell('T3', '19:00'));
+    const mine = await Promise.all([ana, bob].map((p) => p.locator(cell('T3', '19:00')).evaluate((b) => b.classList.contains('mine'))));
+    assert.equal(mine.filter(Boolean).length, 1, `exactly one window holds it: ${mine}`);
+    const [winner, loser, winnerId] = mine[0] ? [ana, bob, anaId] : [bob, ana, bobId];
+    assert.match(await loser.locator(cell('T3', '19:00')).innerText(), new RegExp(`held · ${winnerId}\\s+[0-2]:\\d\\d`));
+    assert.match(await winner.locator(cell('T3', '19:00')).innerText(), /your hold\s+[0-2]:\d\d/);
+    await loser.until(() => [...document.querySelectorAll('.toast')].some((n) => /Too late/.test(n.textContent)));
+    assert.match(await winner.locator('#mine').innerText(), /T3 at 19:00 · party of 2 · expires in [0-2]:\d\d/);
+    // The other window's holds appear live, with their countdown.
+    await loser.selectOption('#party', '4');
+    await loser.click(cell('T5', '20:00'));
+    await winner.until((sel) => document.querySelector(sel).classList.contains('held'), cell('T5', '20:00'));
+    assert.match(await winner.locator(cell('T5', '20:00')).innerText(), /held · .+\s+[0-2]:\d\d/);
+    await winner.click('#mine .confirm');
+    await loser.until((sel) => document.querySelector(sel).classList.contains('reserved'), cell('T3', '19:00'));
+    assert.match(await loser.locator('#activity').innerText(), /reservation of T3 at 19:00 confirmed/);
+    await shot(t, winner, 'board-desktop');
+    await shot(t, loser, 'board-desktop-other-window');
+    // A late arrival sees the taken cells in the snapshot; on a phone.
+    const phone = await open(uid('cy'), 'Cy', { hash: '#board', query: q, viewport: PHONE });
+    await phone.until((sel) => document.querySelector(sel) && document.querySelector(sel).classList.contains('reserved'), cell('T3', '19:00'));
+    assert.equal(await phone.locator(cell('T5', '20:00')).evaluate((b) => b.classList.contains('held')), true);
+    await shot(t, phone, 'board-phone');
+    for (const p of [ana, bob, phone]) await p.close();
   });
 
   it('notifications: the backlog on load, live ones, read on every device', LIMIT, async (t) => {

@@ -1,5 +1,5 @@
-// Starts a real redis-server on a free 127.0.0.1 port (no persistence), for the
-// clustering tests; stop() and start() again on the same port simulate an outage.
+// Starts a real redis-server on a free 127.0.0.1 port (no persistence unless asked), for
+// the clustering tests; stop() and start() again on the same port simulate an outage.
 'use strict';
 
 const { spawn, execFileSync } = require('node:child_process');
@@ -17,10 +17,14 @@ function ping(port, timeoutMs = 300) {
   });
 }
 
-async function startRedis(port) {
+// opts.dir: keep the data in an append-only file there, written before each reply, so
+// that a restart on the same port and dir (even after SIGKILL) has everything back.
+async function startRedis(port, opts = {}) {
   port = port || await freePort();
+  const persist = opts.dir ? ['--appendonly', 'yes', '--appendfsync', 'always', '--dir', opts.dir]
+    : ['--appendonly', 'no'];
   const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1',
-    '--save', '', '--appendonly', 'no', '--protected-mode', 'no'],
+    '--save', '', ...persist, '--protected-mode', 'no'],
   { stdio: ['ignore', 'ignore', 'pipe'] });
   let exited = false;
   child.on('exit', () => { exited = true; });

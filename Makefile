@@ -49,7 +49,7 @@ node_modules/.package-lock.json: package.json package-lock.json
 
 test: build node_modules/.package-lock.json
 	cd $(BUILD) && ctest --output-on-failure
-	MOONWIRE_BIN=$(CURDIR)/$(BUILD)/moonwire node --test tests/integration/
+	MOONWIRE_BIN=$(CURDIR)/$(BUILD)/moonwire node --test tests/web/ tests/integration/
 
 # The same suites against an AddressSanitizer + UndefinedBehaviorSanitizer build, with
 # leak detection: CI runs this after `make test`.

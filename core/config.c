@@ -30,6 +30,7 @@ const char mw_config_embedded_yaml[] =
     "routes:\n"
     "  /chat:\n"
     "    script: \"app:chat\"\n"
+    "    options: { mentions: true }\n"
     "  /echo:\n"
     "    script: \"app:echo\"\n"
     "    protocol: raw\n"
@@ -1051,7 +1052,7 @@ static const struct field route_fields[] = {
     { NULL },
 };
 
-static void route_defaults(struct mw_route_config *r)
+void mw_config_route_defaults(struct mw_route_config *r)
 {
     r->protocol = MW_PROTO_JSON;
     r->slow_consumer = MW_SLOW_CLOSE;
@@ -1117,7 +1118,7 @@ static int parse_routes(struct ctx *c, yaml_node_t *n, void *obj)
             return -1;
         yaml_node_t *k = yaml_document_get_node(&c->doc, p->key);
         struct mw_route_config *r = &cfg->routes[cfg->nroutes++];
-        route_defaults(r);
+        mw_config_route_defaults(r);
         r->path = mw_strdup(path);
         r->line = line_of(k);
         r->source = cfg->source;

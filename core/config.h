@@ -111,6 +111,9 @@ int mw_parse_size(const char *s, size_t *bytes);
  * 0, -1 when the form is wrong, -2 when the port is not 0..65535. */
 int mw_parse_listen(const char *s, char **host, int *port);
 
+/* A route's settings before its YAML is read (options_json allocated). */
+void mw_config_route_defaults(struct mw_route_config *r);
+
 /* Looks a route up by path; NULL if none. */
 const struct mw_route_config *mw_config_route(const struct mw_config *cfg, const char *path);
 

@@ -14,6 +14,7 @@
 #include "script.h"
 #include "server.h"
 #include "session.h"
+#include "sse.h"
 
 /* ---- writing ---- */
 
@@ -125,6 +126,17 @@ static void inbox(struct mw_buf *b)
     gauge(b, "moonwire_inbox_memory_bytes", s.bytes);
 }
 
+/* The HTTP fallback (sse.c). */
+static void sse(struct mw_buf *b)
+{
+    const struct mw_sse_stats *s = &mw_sse_stats;
+    counter(b, "moonwire_sse_streams_total", s->opened);
+    type_line(b, "moonwire_sse_posts_total", "counter");
+    sample(b, "moonwire_sse_posts_total", "result=\"delivered\"", s->posts);
+    sample(b, "moonwire_sse_posts_total", "result=\"forwarded\"", s->forwarded);
+    counter(b, "moonwire_sse_rejected_total", s->rejected);
+}
+
 /* A per-route counter: the uint64_t at `field` of every route's stats. */
 static void route_counter(struct mw_buf *b, const char *name, size_t field)
 {
@@ -187,5 +199,6 @@ void mw_metrics_text(struct mw_buf *b)
     rooms_and_sessions(b);
     redis(b);
     inbox(b);
+    sse(b);
     routes(b);
 }

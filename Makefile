@@ -11,7 +11,7 @@ JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 DEB_PACKAGES = build-essential cmake pkg-config git \
 	libwebsockets-dev libwebsockets-evlib-uv libuv1-dev libluajit2-5.1-dev \
 	libhiredis-dev libyaml-dev libjwt-dev libssl-dev libsodium-dev libjemalloc-dev libcmocka-dev \
-	redis-server curl chromium nginx systemd procps strace logrotate \
+	zlib1g-dev redis-server curl chromium nginx systemd procps strace logrotate \
 	clang libclang-rt-14-dev
 
 BUILD_FUZZ ?= build-fuzz
@@ -54,7 +54,7 @@ node_modules/.package-lock.json: package.json package-lock.json
 
 test: build node_modules/.package-lock.json
 	cd $(BUILD) && ctest --output-on-failure
-	MOONWIRE_BIN=$(CURDIR)/$(BUILD)/moonwire node --test tests/integration/
+	MOONWIRE_BIN=$(CURDIR)/$(BUILD)/moonwire node --test tests/web/ tests/integration/
 
 # The same suites against an AddressSanitizer + UndefinedBehaviorSanitizer build, with
 # leak detection: CI runs this after `make test`.

@@ -20,15 +20,15 @@ static struct pattern {
 } *patterns;
 static size_t npatterns;
 
-void mw_authz_init(const struct mw_config *cfg)
+void mw_authz_init(const struct mw_route_config *const *routes, size_t n)
 {
     mw_authz_shutdown();
-    for (size_t i = 0; i < cfg->nroutes; i++)
-        npatterns += cfg->routes[i].nrooms ? cfg->routes[i].nrooms : 1;
+    for (size_t i = 0; i < n; i++)
+        npatterns += routes[i]->nrooms ? routes[i]->nrooms : 1;
     patterns = mw_calloc(npatterns ? npatterns : 1, sizeof *patterns);
     size_t k = 0;
-    for (size_t i = 0; i < cfg->nroutes; i++) {
-        const struct mw_route_config *r = &cfg->routes[i];
+    for (size_t i = 0; i < n; i++) {
+        const struct mw_route_config *r = routes[i];
         for (size_t j = 0; j < (r->nrooms ? r->nrooms : 1); j++) {
             const char *p = r->nrooms ? r->rooms[j] : "*";
             size_t len = strlen(p);

@@ -14,8 +14,9 @@
 
 #include "config.h"
 
-/* Learns every route's patterns (after the routes are loaded). */
-void mw_authz_init(const struct mw_config *cfg);
+/* Learns the patterns of every route served (the config's, and the server's own
+ * /admin/ws). */
+void mw_authz_init(const struct mw_route_config *const *routes, size_t n);
 void mw_authz_shutdown(void);
 
 /* NULL when clients of route rc may join room (by the patterns), else why not. */

@@ -72,20 +72,6 @@ static int reply_error(struct lws *wsi, int status, const char *code, const char
     return rc;
 }
 
-/* The Content-Length of the request: 0 with *len set, -1 when absent, -2 when it is
- * not a plain decimal number. */
-static int content_length(struct lws *wsi, size_t *len)
-{
-    char v[32];
-    int n = lws_hdr_copy(wsi, v, sizeof v, WSI_TOKEN_HTTP_CONTENT_LENGTH);
-    if (lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH) <= 0)
-        return -1;
-    if (n <= 0 || n > 19 || strspn(v, "0123456789") != (size_t)n)
-        return -2;
-    *len = (size_t)strtoull(v, NULL, 10);
-    return 0;
-}
-
 /* The 401: what is missing, the keys in the config or the right one in the request. */
 static int refuse_key(struct lws *wsi)
 {
@@ -103,19 +89,13 @@ int mw_api_precheck(struct lws *wsi, bool post)
         rc = refuse_key(wsi);
     } else if (!post) {
         return 1;
-    } else if (lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_TRANSFER_ENCODING) > 0) {
-        rc = reply_error(wsi, 411, "bad_message",
-                         "chunked request bodies are not accepted: send a Content-Length");
     } else {
-        int cl = content_length(wsi, &len);
-        if (cl == -1)
-            rc = reply_error(wsi, 411, "bad_message", "a POST needs a Content-Length");
-        else if (cl == -2)
-            rc = reply_error(wsi, 400, "bad_message", "Content-Length must be a decimal number");
-        else if (len > MW_API_MAX_BODY)
-            rc = reply_error(wsi, 413, "bad_message", "the request body is over 64KiB");
-        else
+        const char *why;
+        int status = mw_http_body_length(wsi, MW_API_MAX_BODY, &len, &why);
+        if (!status)
             return 1;
+        rc = reply_error(wsi, status, "bad_message",
+                         status == 413 ? "the request body is over 64KiB" : why);
     }
     return post ? -1 : rc; /* a body left unread would be taken for the next request */
 }

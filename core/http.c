@@ -68,6 +68,30 @@ int mw_http_reply_text(struct lws *wsi, int status, const char *text)
     return mw_http_reply(wsi, status, "text/plain; charset=utf-8", text, strlen(text));
 }
 
+int mw_http_body_length(struct lws *wsi, size_t max, size_t *len, const char **why)
+{
+    char v[32];
+    if (lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_TRANSFER_ENCODING) > 0) {
+        *why = "chunked request bodies are not accepted: send a Content-Length";
+        return 411;
+    }
+    if (lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH) <= 0) {
+        *why = "a POST needs a Content-Length";
+        return 411;
+    }
+    int n = lws_hdr_copy(wsi, v, sizeof v, WSI_TOKEN_HTTP_CONTENT_LENGTH);
+    if (n <= 0 || n > 19 || strspn(v, "0123456789") != (size_t)n) {
+        *why = "Content-Length must be a decimal number";
+        return 400;
+    }
+    *len = (size_t)strtoull(v, NULL, 10);
+    if (*len > max) {
+        *why = "the request body is over the size allowed";
+        return 413;
+    }
+    return 0;
+}
+
 /* A plain request to a WebSocket route: 426 with the Upgrade header (RFC 9110) and a
  * line saying what to do, instead of a 404 that looks like a wrong path. */
 static int reply_upgrade_required(struct lws *wsi, const char *path)

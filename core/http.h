@@ -46,4 +46,10 @@ int mw_http_reply(struct lws *wsi, int status, const char *ctype, const char *bo
 /* The same with a text/plain body. */
 int mw_http_reply_text(struct lws *wsi, int status, const char *text);
 
+/* A POST's body length, from its headers: 0 with *len set, or the status to refuse it
+ * with and why: 411 for a chunked body or none announced (a body without a length
+ * would be waited for until a timeout), 400 for a Content-Length that is not a
+ * decimal number, 413 over max. */
+int mw_http_body_length(struct lws *wsi, size_t max, size_t *len, const char **why);
+
 #endif

@@ -19,6 +19,7 @@
 #include "sse.h"
 
 #include <inttypes.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -61,18 +62,14 @@ static size_t scratch_cap;
 
 /* ---- requests ---- */
 
+static int req_query(void *tx, const char *name, char *buf, size_t len);
+
 /* The value of query parameter name on wsi into buf; its length, or -1 (absent, or
  * longer than buf). */
 static int query(struct lws *wsi, const char *name, char *buf, size_t len)
 {
-    char key[32], arg[256]; /* lws copies the whole "name=value" */
-    snprintf(key, sizeof key, "%s=", name);
-    const char *v = lws_get_urlarg_by_name(wsi, key, arg, (int)sizeof arg);
-    size_t n = v ? strlen(v) : 0;
-    if (!v || n >= len)
-        return -1;
-    memcpy(buf, v, n + 1);
-    return (int)n;
+    int n = req_query(wsi, name, buf, len);
+    return n >= 0 && (size_t)n < len ? n : -1;
 }
 
 bool mw_sse_wants(struct lws *wsi, const char *uri)
@@ -90,9 +87,33 @@ static int reply(struct lws *wsi, int status, const char *text)
 
 /* ---- the open request, as the server's open path sees it (server.h) ---- */
 
+/* A value copied cut into buf, as server.h's lookups give it: the whole length back. */
+static int give_cut(const char *v, size_t n, char *buf, size_t len)
+{
+    size_t k = n < len ? n : len - 1;
+    memcpy(buf, v, k);
+    buf[k] = '\0';
+    return n > INT_MAX ? INT_MAX : (int)n;
+}
+
+/* lws keeps each query argument URL-decoded as a fragment "name=value" with its
+ * length, so a decoded %00 and a value longer than buf are both seen (server.h). */
 static int req_query(void *tx, const char *name, char *buf, size_t len)
 {
-    return query(tx, name, buf, len);
+    size_t klen = strlen(name);
+    for (int i = 0;; i++) {
+        int n = lws_hdr_fragment_length(tx, WSI_TOKEN_HTTP_URI_ARGS, i);
+        if (n <= 0)
+            return -1;
+        char *f = mw_malloc((size_t)n + 1);
+        int got = lws_hdr_copy_fragment(tx, f, n + 1, WSI_TOKEN_HTTP_URI_ARGS, i);
+        int rc = -1;
+        if (got == n && (size_t)n > klen && !memcmp(f, name, klen) && f[klen] == '=')
+            rc = give_cut(f + klen + 1, (size_t)n - klen - 1, buf, len);
+        free(f);
+        if (rc >= 0)
+            return rc;
+    }
 }
 
 static const struct {
@@ -112,16 +133,26 @@ static int req_header(void *tx, const char *name, char *buf, size_t len)
     for (size_t i = 0; i < sizeof known_headers / sizeof known_headers[0]; i++) {
         if (strcmp(known_headers[i].name, name) != 0)
             continue;
-        if (lws_hdr_total_length(tx, known_headers[i].token) <= 0)
+        int n = lws_hdr_total_length(tx, known_headers[i].token);
+        if (n <= 0)
             return -1;
-        int n = lws_hdr_copy(tx, buf, (int)len, known_headers[i].token);
-        return n < 0 ? -1 : n;
+        char *v = mw_malloc((size_t)n + 1);
+        int got = lws_hdr_copy(tx, v, n + 1, known_headers[i].token);
+        int rc = got < 0 ? -1 : give_cut(v, (size_t)got, buf, len);
+        free(v);
+        return rc;
     }
     char key[72];
     if (snprintf(key, sizeof key, "%s:", name) >= (int)sizeof key)
         return -1;
-    int n = lws_hdr_custom_copy(tx, buf, (int)len, key, (int)strlen(key));
-    return n < 0 ? -1 : n;
+    int n = lws_hdr_custom_length(tx, key, (int)strlen(key));
+    if (n <= 0)
+        return -1;
+    char *v = mw_malloc((size_t)n + 1);
+    int got = lws_hdr_custom_copy(tx, v, n + 1, key, (int)strlen(key));
+    int rc = got < 0 ? -1 : give_cut(v, (size_t)got, buf, len);
+    free(v);
+    return rc;
 }
 
 /* path and remote are the caller's buffers. */
@@ -487,6 +518,16 @@ int mw_sse_request(struct lws *wsi, const char *uri, struct mw_sse **out)
         s->post = true;
         if (query(wsi, "stream", s->id, sizeof s->id) <= 0)
             s->id[0] = '\0'; /* answered 400 once the body is in */
+        /* No length, or chunked: answered now, not after lws waited for the body. A
+         * body over max_message is read (and dropped) to close its stream 1009. */
+        size_t len;
+        const char *why;
+        int status = mw_http_body_length(wsi, SIZE_MAX, &len, &why);
+        if (status) {
+            mw_log_info("sse post rejected", "stream=%.64s reason=\"%s\"", s->id, why);
+            reply(wsi, status, why);
+            return -1; /* the connection closes: its unread body is no next request */
+        }
         return 0;
     }
     if (lws_hdr_total_length(wsi, WSI_TOKEN_GET_URI) <= 0)

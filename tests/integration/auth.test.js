@@ -12,7 +12,8 @@ const { spawnSync } = require('node:child_process');
 const WebSocket = require('ws');
 const { startServer, BIN, REPO } = require('./lib/server');
 const { connect, closeAll, Client } = require('./lib/client');
-const { upgradeRequest } = require('./lib/http');
+const { upgradeRequest, request } = require('./lib/http');
+const { sseConnect, closeAllSse } = require('./lib/sse');
 const { sign, now, keyPair, b64url } = require('./lib/jwt');
 const { uid, expectAck, expectError, assertServes, assertPingPong, waitFor } = require('./lib/helpers');
 
@@ -293,6 +294,63 @@ describe('auth: required, with RS256 and HS256 keys', () => {
   it('refuses a bad token at the handshake with 401 even with ?user=', async () => {
     assert.match(await refused(server, '/who?user=ana&token=abc.def.ghi'), /malformed/);
     assert.ok(server.alive());
+  });
+
+  it('takes an RS256 token (over 256 bytes) in ?token= on the HTTP fallback, and refuses bad ones with 401', async () => {
+    const t = sign({ sub: 'sse-rsa', exp: now() + 60 }, { alg: 'RS256', key: rsa.privateKey });
+    assert.ok(t.length > 256, `${t.length} bytes`);
+    const c = await sseConnect(server.httpUrl(`/who?token=${t}`));
+    assert.equal(c.user, 'sse-rsa', JSON.stringify(c.status && c.text));
+    assert.equal((await c.next('connected')).data, 'sse-rsa');
+    c.close();
+    for (const bad of [sign({ sub: 'x', exp: now() - 60 }, { key: SECRET }), 'abc.def.ghi', `${t.slice(0, -4)}AAAA`]) {
+      const res = await sseConnect(server.httpUrl(`/who?token=${bad}`));
+      assert.equal(res.status, 401, res.text);
+    }
+    // Without a token: nothing until a POSTed auth message, then hello, connect, the ack.
+    const w = await sseConnect(server.httpUrl('/who?user=x'), { hello: false });
+    await new Promise((r) => setTimeout(r, 100));
+    assert.deepEqual(w.entries, [], 'nothing served before auth');
+    assert.equal(await w.send({ type: 'auth', id: 'a', data: { token: t } }), 204);
+    assert.equal((await w.next('hello')).data.user, 'sse-rsa');
+    assert.equal((await w.next('connected')).data, 'sse-rsa');
+    assert.equal((await w.next({ type: 'ack', id: 'a' })).data.user, 'sse-rsa');
+    w.close();
+    const f = await sseConnect(server.httpUrl('/who'), { hello: false });
+    assert.equal(await f.send({ type: 'ping', id: 1 }), 204);
+    assert.equal((await f.closed(3000)).code, 4001);
+    closeAllSse();
+  });
+});
+
+describe('auth: required, and the admin page', () => {
+  let server;
+  const KEY = 'admin-key-for-the-auth-test';
+
+  before(async () => {
+    server = await startServer({
+      routes: { '/chat': { script: 'app:chat' } },
+      config: { auth: { required: true, jwt_secret: SECRET }, api: { keys: [KEY] } },
+    });
+  });
+
+  after(async () => {
+    await closeAll();
+    if (server) await server.stop();
+  });
+
+  it('lets /admin/ws open without a token (its API key is its proof), and no chat client into its room', async () => {
+    const a = await connect(server.url('/admin/ws'));
+    expectError(await a.request('admin:auth', { id: 1, data: { key: 'wrong' } }), 'unauthorized', 1);
+    expectAck(await a.request('admin:auth', { id: 2, data: { key: KEY } }), 2);
+    await a.next((m) => m.type === 'admin:snapshot');
+    const t = sign({ sub: 'ana', exp: now() + 60 }, { key: SECRET });
+    const c = await connect(server.url(`/chat?token=${t}`));
+    expectError(await c.request('join', { id: 1, room: 'moonwire:admin' }), 'forbidden', 1);
+    expectAck(await c.request('join', { id: 2, room: uid('room') }), 2);
+    await c.close();
+    await a.close();
+    assert.equal((await upgradeRequest(server.port, '/chat')).status, 101, 'chat waits for a token');
   });
 });
 

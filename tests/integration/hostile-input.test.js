@@ -9,6 +9,7 @@ const WebSocket = require('ws');
 const { startServer } = require('./lib/server');
 const { connect, closeAll, Client } = require('./lib/client');
 const { request, rawRequest, upgradeRequest } = require('./lib/http');
+const { sseConnect } = require('./lib/sse');
 const { uid, expectAck, expectError, assertServes } = require('./lib/helpers');
 
 const KEY = 'hostile-api-key';
@@ -93,6 +94,24 @@ describe('hostile input', () => {
     });
   });
 
+  describe('HTTP fallback (SSE) POSTs', () => {
+    it('answers a POST without Content-Length or chunked with 411 at once, a bad length with 400', async () => {
+      const a = await sseConnect(server.httpUrl(`/chat?user=${uid('sse')}`));
+      const target = `/chat?transport=sse&stream=${a.stream}`;
+      for (const [headers, body, status] of [[[], '', 411],
+        [['Transfer-Encoding: chunked'], '5\r\nhello\r\n0\r\n\r\n', 411],
+        [['Content-Length: abc'], '', 400]]) {
+        const res = await rawRequest(server.port, post(target, headers, body));
+        assert.equal(res.status, status, `${headers}: ${res.head}`);
+        assert.ok(res.closed, 'closed, not left waiting for a body');
+      }
+      await server.waitForLog(/msg="sse post rejected" stream=\S+ reason="a POST needs a Content-Length"/);
+      assert.equal(await a.send({ type: 'ping', id: 'p', data: 1 }), 204);
+      assert.equal((await a.next('pong')).data, 1);
+      a.close();
+    });
+  });
+
   describe('oversize input', () => {
     it('closes a 16 MiB frame with 1009 from its header, and serves on', async () => {
       const c = await connect(server.url(`/chat?user=${uid('big')}`));
@@ -161,10 +180,25 @@ describe('hostile input', () => {
       });
     }
 
+    for (const [what, raw] of [['not UTF-8', '%ff%fe'], ['with a tab', 'ana%09bob'],
+      ['over 128 bytes', 'u'.repeat(129)]]) {
+      it(`refuses a user ${what} on the HTTP fallback (SSE) with HTTP 400 too`, async () => {
+        const res = await sseConnect(server.httpUrl(`/chat?user=${raw}`));
+        assert.equal(res.status, 400, JSON.stringify(res.text));
+        assert.match(res.text, /user must/);
+      });
+    }
+
     it('never lets a user with %00 in: libwebsockets refuses the request line', async () => {
       const bad = await openUntilClosed(server.url('/chat?user=ana%00bob'));
       assert.ok(!bad.messages.some((m) => m.type === 'hello'), `no hello: ${bad.received()}`);
       assert.notEqual(bad.closeInfo.code, 1000);
+    });
+
+    it('never opens a stream on the HTTP fallback for a user with %00: libwebsockets drops the request', async () => {
+      const res = await sseConnect(server.httpUrl('/chat?user=ana%00bob')).catch((e) => e);
+      assert.ok(res instanceof Error ? /hang up|ECONNRESET/.test(res.message) : res.status === 400,
+        `refused: ${res.message || JSON.stringify(res)}`);
     });
 
     it('logs the refused user parameter and still serves', async () => {

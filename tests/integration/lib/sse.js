@@ -143,8 +143,9 @@ class SseClient {
 }
 
 // Opens a stream on url (http://host:port/route?query); resolves once the stream is
-// named and hello came, or with {status, text} when the server refused it.
-function sseConnect(url, { timeout = WAIT_MS } = {}) {
+// named and hello came (only named with hello: false: a connection that waits for its
+// auth message), or with {status, text} when the server refused it.
+function sseConnect(url, { timeout = WAIT_MS, hello = true } = {}) {
   const full = `${url}${url.includes('?') ? '&' : '?'}transport=sse`;
   return new Promise((resolve, reject) => {
     const req = http.get(full, { agent: false, headers: { accept: 'text/event-stream' } }, (res) => {
@@ -156,7 +157,7 @@ function sseConnect(url, { timeout = WAIT_MS } = {}) {
       }
       res.socket.setTimeout(0); // the stream may be quiet for a while
       const c = new SseClient(url, res, req);
-      c.until(() => c.stream && c.hello, timeout, 'hello').then(() => resolve(c), reject);
+      c.until(() => c.stream && (c.hello || !hello), timeout, 'hello').then(() => resolve(c), reject);
     });
     req.setTimeout(timeout, () => req.destroy(new Error('no answer to the stream GET')));
     req.on('error', reject);

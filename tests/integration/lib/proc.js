@@ -67,7 +67,10 @@ function memory(pid) {
 // GET /metrics and parse it into { 'name{labels}': value }.
 function metrics(port) {
   return new Promise((resolve, reject) => {
-    http.get({ host: '127.0.0.1', port, path: '/metrics', timeout: 5000 }, (res) => {
+    // agent: false, as everywhere in these helpers: Node's global agent keeps sockets
+    // alive, and one reused just as the server's 5 s idle timeout closes it fails with
+    // "socket hang up".
+    http.get({ host: '127.0.0.1', port, path: '/metrics', timeout: 5000, agent: false }, (res) => {
       let body = '';
       res.setEncoding('utf8');
       res.on('data', (d) => { body += d; });

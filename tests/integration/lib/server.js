@@ -50,7 +50,7 @@ function sleep(ms) {
 // One GET, bounded; resolves with the status code, or 0 when nothing answered.
 function httpStatus(url, timeoutMs = 1000) {
   return new Promise((resolve) => {
-    const req = http.get(url, { timeout: timeoutMs }, (res) => {
+    const req = http.get(url, { timeout: timeoutMs, agent: false }, (res) => { // no kept-alive socket left behind
       res.resume();
       res.on('end', () => resolve(res.statusCode));
       res.on('error', () => resolve(0));

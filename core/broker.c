@@ -208,11 +208,13 @@ static void on_state(bool up)
 int mw_broker_start(const struct mw_config *cfg, char *err, size_t errlen)
 {
     struct mw_redis_hooks hooks = { on_message, on_state };
+    struct mw_redis_options o = { cfg->heartbeat_interval_ms, cfg->redis_timeout_ms,
+                                  cfg->redis_max_in_flight };
     if (cfg->redis_url) {
-        if (mw_redis_start(cfg->redis_url, &hooks, err, errlen) < 0)
+        if (mw_redis_start(cfg->redis_url, &hooks, &o, err, errlen) < 0)
             return -1;
     } else if (cfg->nredis_cluster) {
-        if (mw_redis_start_cluster(cfg->redis_cluster, cfg->nredis_cluster, &hooks, err,
+        if (mw_redis_start_cluster(cfg->redis_cluster, cfg->nredis_cluster, &hooks, &o, err,
                                    errlen) < 0)
             return -1;
         sharded = true;

@@ -1,7 +1,8 @@
 /* redis.h - the Redis client (SPEC section 7): commands and pub/sub over one Redis
  * (redis.url) or a Redis Cluster (redis.cluster), on the server's libuv loop,
- * reconnected with exponential backoff and jitter. Never a blocking call: host names
- * are resolved with uv_getaddrinfo, connects and commands are asynchronous.
+ * reconnected with exponential backoff and jitter, watched by a PING with a reply
+ * deadline. Never a blocking call: host names are resolved with uv_getaddrinfo,
+ * connects and commands are asynchronous. redis.c tells how the parts fit.
  *
  * With a Redis Cluster, commands go to the master of their key's slot (MOVED and ASK
  * followed), and channels are sharded: SSUBSCRIBE on the master of the channel's slot,
@@ -31,22 +32,32 @@ struct mw_redis_hooks {
 int mw_redis_parse_url(const char *url, char *host, size_t hostlen, int *port,
                        char **password, int *db, char *err, size_t errlen);
 
+struct mw_redis_options {
+    uint64_t heartbeat_ms;   /* heartbeat.interval: bounds the reconnect backoff */
+    uint64_t timeout_ms;     /* redis.timeout (0: half the heartbeat, 500 ms..5 s) */
+    uint32_t max_in_flight;  /* redis.max_in_flight per Redis server (0: 10000) */
+};
+
 /* Starts connecting to one Redis (returns at once). 0, or -1 with err set. */
-int mw_redis_start(const char *url, const struct mw_redis_hooks *hooks, char *err, size_t errlen);
+int mw_redis_start(const char *url, const struct mw_redis_hooks *hooks,
+                   const struct mw_redis_options *o, char *err, size_t errlen);
 /* Starts connecting to a Redis Cluster through any reachable seed URL; the masters are
  * found with CLUSTER SLOTS. 0, or -1 with err set (a bad URL, a database number). */
 int mw_redis_start_cluster(char *const *urls, size_t nurls, const struct mw_redis_hooks *hooks,
-                           char *err, size_t errlen);
+                           const struct mw_redis_options *o, char *err, size_t errlen);
 void mw_redis_stop(void);
 bool mw_redis_configured(void);
 /* Started with mw_redis_start_cluster: channels are sharded (SPUBLISH/SSUBSCRIBE). */
 bool mw_redis_is_cluster(void);
-/* Every slot has a master whose links are up, and every subscription is in place. */
+/* Every slot has a master whose links are up (and answer: a watchdog PINGs them),
+ * and every subscription is in place (confirmed again after a reconnect). */
 bool mw_redis_up(void);
 
 /* Sends a command (binary-safe arguments), routed by its key (argv[1] for most
  * commands, the first key of EVAL/EVALSHA, none for PING: any master). Returns 0, or
- * -1 when the key's Redis is down (the callback is then never called). cb may be
+ * -1 when the key's Redis is down or has redis.max_in_flight commands waiting (the
+ * callback is then never called). The callback never fires inside this call; it gets
+ * NULL when the outcome is unknown (the link was lost after sending). cb may be
  * NULL. */
 int mw_redis_command(mw_redis_cb cb, void *ud, int argc, const char **argv, const size_t *lens);
 /* The same, routed by `key` (NULL: any master). One Redis ignores it. */

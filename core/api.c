@@ -376,7 +376,7 @@ static int api_presence(struct lws *wsi, struct mw_http_req *req, const char *pa
 }
 
 /* POST /api/disconnect {user} -> {closed}: closes every connection of the user with
- * 4003 "disconnected by server". */
+ * 4003 "disconnected by server", on every node; `closed` counts this node's. */
 static int api_disconnect(struct lws *wsi, const char *body, size_t len)
 {
     size_t ulen = 0;
@@ -386,14 +386,7 @@ static int api_disconnect(struct lws *wsi, const char *body, size_t len)
     const char *user = field("user", &ulen);
     if (!user || !ulen || ulen > 128)
         return reply_error(wsi, 400, "bad_message", "user must be a string of 1..128 bytes");
-    uint32_t closed = 0;
-    struct mw_user *u = mw_user_find(user);
-    for (struct mw_conn *c = u ? u->conns : NULL; c; c = c->user_next) {
-        if (!c->closing) {
-            mw_conn_close(c, 4003, "disconnected by server");
-            closed++;
-        }
-    }
+    uint32_t closed = mw_broker_disconnect_user(user, 4003, "disconnected by server");
     mw_log_info("api disconnect", "user=%s closed=%" PRIu32, user, closed);
     lua_settop(J, 0);
     struct mw_buf b = { 0 };

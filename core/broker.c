@@ -2,21 +2,22 @@
  *
  * A room's channel is mw:room:<room>, a user's mw:user:<user>. With a Redis Cluster
  * they are mw:room:{<room>} and mw:user:{<user>}, sharded (SPUBLISH/SSUBSCRIBE): the
- * hash tag puts a room's channel in the slot of its presence keys (cluster.c), so one
- * master serves both.
+ * hash tag puts a room's channel in the slot of its presence keys (presence_redis.c),
+ * so one master serves both.
  *
- * A published payload is "<node>\n<flags>\n<except_user>\n<event JSON>": the origin
- * node, the frame flags (coalescible or not, and ORIGIN_TOO) and the user whose
- * connections must not get it (typing), then the event exactly as local members got
- * it. The origin node skips its own broadcasts (its members got them at once) unless
- * ORIGIN_TOO is set: sequenced events (history.c) reach every node, the origin
- * included, through the channel only. */
+ * What goes over a channel is a broker_wire.h payload: the origin node, the frame
+ * flags (coalescible or not, and ORIGIN_TOO), the user whose connections must not get
+ * it (typing), then the event exactly as local members got it. The origin node skips
+ * its own broadcasts (its members got them at once) unless ORIGIN_TOO is set:
+ * sequenced events (history.c) reach every node, the origin included, through the
+ * channel only. A user's channel also carries disconnects (POST /api/disconnect). */
 #include "broker.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "broker_wire.h"
 #include "buf.h"
 #include "cluster.h"
 #include "jsonw.h"
@@ -29,10 +30,7 @@
 #define ROOM_CHANNEL "mw:room:"
 #define USER_CHANNEL "mw:user:"
 
-/* A payload flag above the frame flags (MW_MSG_*). */
-#define ORIGIN_TOO 0x100u
-
-uint64_t mw_broker_dropped;
+uint64_t mw_broker_dropped, mw_broker_bad_payloads;
 static bool clustered, sharded;
 
 bool mw_broker_clustered(void)
@@ -81,14 +79,23 @@ static void on_user_active(const char *user, bool active)
         mw_redis_unsubscribe(ch);
 }
 
-static void payload_head(struct mw_buf *b, unsigned flags, const struct mw_user *except_user)
+static void payload_head(struct mw_buf *b, char kind, unsigned flags,
+                         const char *except_user)
 {
-    mw_buf_printf(b, "%s\n%u\n%s\n", mw_srv.node_id, flags, except_user ? except_user->id : "");
+    struct mw_wire w = {
+        .kind = kind,
+        .node = mw_srv.node_id,
+        .node_len = strlen(mw_srv.node_id),
+        .flags = flags,
+        .except = except_user,
+        .except_len = except_user ? strlen(except_user) : 0,
+    };
+    mw_wire_head(b, &w);
 }
 
 void mw_broker_payload_head(struct mw_buf *b, unsigned msg_flags, bool origin_too)
 {
-    payload_head(b, msg_flags | (origin_too ? ORIGIN_TOO : 0), NULL);
+    payload_head(b, MW_WIRE_EVENT, msg_flags | (origin_too ? MW_WIRE_ORIGIN_TOO : 0), NULL);
 }
 
 void mw_broker_room_channel(const char *room, char *channel, size_t n, const char **publish_cmd)
@@ -97,22 +104,29 @@ void mw_broker_room_channel(const char *room, char *channel, size_t n, const cha
     *publish_cmd = sharded ? "SPUBLISH" : "PUBLISH";
 }
 
+/* Publishes head + body on the channel of prefix/name; counts what Redis could not
+ * take. */
+static void publish_raw(const char *prefix, const char *name, struct mw_buf *payload)
+{
+    char ch[160];
+    channel_name(ch, sizeof ch, prefix, name);
+    const char *argv[] = { sharded ? "SPUBLISH" : "PUBLISH", ch, payload->p };
+    size_t lens[] = { strlen(argv[0]), strlen(ch), payload->len };
+    if (mw_redis_command(NULL, NULL, 3, argv, lens) < 0)
+        mw_broker_dropped++; /* Redis down: local members got it, others cannot */
+}
+
 static void publish(const char *prefix, const char *name, const struct mw_msg *m,
                     const struct mw_user *except_user)
 {
     if (!clustered)
         return;
-    char ch[160];
     size_t len;
     const char *json = mw_msg_payload(m, &len);
     struct mw_buf b = { 0 };
-    channel_name(ch, sizeof ch, prefix, name);
-    payload_head(&b, m->flags, except_user);
+    payload_head(&b, MW_WIRE_EVENT, m->flags, except_user ? except_user->id : NULL);
     mw_buf_append(&b, json, len);
-    const char *argv[] = { sharded ? "SPUBLISH" : "PUBLISH", ch, b.p };
-    size_t lens[] = { strlen(argv[0]), strlen(ch), b.len };
-    if (mw_redis_command(NULL, NULL, 3, argv, lens) < 0)
-        mw_broker_dropped++; /* Redis down: local members got it, others cannot */
+    publish_raw(prefix, name, &b);
     mw_buf_free(&b);
 }
 
@@ -141,37 +155,77 @@ uint32_t mw_broker_user(const char *user, struct mw_msg *m)
     return n;
 }
 
-/* An event from another node: frame it once, deliver to the local members. */
+/* Closes the user's connections here. Returns how many. */
+static uint32_t disconnect_local(const char *user, int code, const char *reason)
+{
+    uint32_t closed = 0;
+    struct mw_user *u = mw_user_find(user);
+    for (struct mw_conn *c = u ? u->conns : NULL; c; c = c->user_next) {
+        if (!c->closing) {
+            mw_conn_close(c, code, reason);
+            closed++;
+        }
+    }
+    return closed;
+}
+
+uint32_t mw_broker_disconnect_user(const char *user, int code, const char *reason)
+{
+    uint32_t closed = disconnect_local(user, code, reason);
+    if (clustered) {
+        struct mw_buf b = { 0 };
+        payload_head(&b, MW_WIRE_DISCONNECT, (unsigned)code, NULL);
+        mw_buf_puts(&b, reason);
+        publish_raw(USER_CHANNEL, user, &b);
+        mw_buf_free(&b);
+    }
+    return closed;
+}
+
+static void on_bad_payload(const char *channel)
+{
+    mw_broker_bad_payloads++;
+    mw_log_warn("broker payload refused", "channel=\"%s\"", channel);
+}
+
+/* A message from another node (or a sequenced event of ours): frame it once,
+ * deliver to the local members. */
 static void on_message(const char *channel, const char *payload, size_t len)
 {
-    const char *end = payload + len, *p = payload;
-    const char *node = p, *nl = memchr(p, '\n', (size_t)(end - p));
-    if (!nl)
+    struct mw_wire w;
+    char name[160], except[160], reason[128];
+    if (mw_wire_decode(payload, len, &w) < 0 || w.except_len >= sizeof except) {
+        on_bad_payload(channel);
         return;
-    bool ours = (size_t)(nl - node) == strlen(mw_srv.node_id) &&
-                memcmp(node, mw_srv.node_id, (size_t)(nl - node)) == 0;
-    p = nl + 1;
-    unsigned flags = (unsigned)strtoul(p, NULL, 10);
-    if (ours && !(flags & ORIGIN_TOO))
+    }
+    bool ours = w.node_len == strlen(mw_srv.node_id) &&
+                memcmp(w.node, mw_srv.node_id, w.node_len) == 0;
+    bool room = strncmp(channel, ROOM_CHANNEL, strlen(ROOM_CHANNEL)) == 0;
+    bool user = !room && strncmp(channel, USER_CHANNEL, strlen(USER_CHANNEL)) == 0;
+    const char *subject = channel_subject(channel, room ? ROOM_CHANNEL : USER_CHANNEL, name,
+                                          sizeof name);
+    if ((!room && !user) || !subject) {
+        on_bad_payload(channel);
+        return;
+    }
+    if (w.kind == MW_WIRE_DISCONNECT) {
+        if (user && !ours) { /* ours: closed before publishing */
+            snprintf(reason, sizeof reason, "%.*s", (int)w.body_len, w.body);
+            disconnect_local(subject, (int)w.flags, reason);
+        }
+        return;
+    }
+    if (ours && !(w.flags & MW_WIRE_ORIGIN_TOO))
         return; /* our own broadcast: local members already have it */
-    if (!(nl = memchr(p, '\n', (size_t)(end - p))))
-        return;
-    p = nl + 1;
-    if (!(nl = memchr(p, '\n', (size_t)(end - p))))
-        return;
-    char except[160];
-    snprintf(except, sizeof except, "%.*s", (int)(nl - p), p);
-    p = nl + 1;
-    struct mw_msg *m = mw_msg_new(MW_OP_TEXT, p, (size_t)(end - p), flags & MW_MSG_COALESCE);
-    char name[160];
-    if (strncmp(channel, ROOM_CHANNEL, strlen(ROOM_CHANNEL)) == 0) {
-        struct mw_room *r = channel_subject(channel, ROOM_CHANNEL, name, sizeof name)
-                                ? mw_room_find(name) : NULL;
+    memcpy(except, w.except, w.except_len);
+    except[w.except_len] = '\0';
+    struct mw_msg *m = mw_msg_new(MW_OP_TEXT, w.body, w.body_len, w.flags & MW_MSG_COALESCE);
+    if (room) {
+        struct mw_room *r = mw_room_find(subject);
         if (r)
             mw_room_broadcast(r, m, NULL, except[0] ? mw_user_find(except) : NULL);
-    } else if (strncmp(channel, USER_CHANNEL, strlen(USER_CHANNEL)) == 0) {
-        if (channel_subject(channel, USER_CHANNEL, name, sizeof name))
-            deliver_user(name, m);
+    } else {
+        deliver_user(subject, m);
     }
     mw_msg_decref(m);
 }

@@ -28,6 +28,10 @@ uint32_t mw_broker_room(const char *room, struct mw_msg *m, const struct mw_conn
 /* Every connection of a user on every node. Returns the local recipients. */
 uint32_t mw_broker_user(const char *user, struct mw_msg *m);
 
+/* Closes every connection of the user with code and reason, here at once and on
+ * every other node once the disconnect reaches them. Returns the local ones. */
+uint32_t mw_broker_disconnect_user(const char *user, int code, const char *reason);
+
 /* Clustered: Redis is configured. */
 bool mw_broker_clustered(void);
 
@@ -38,7 +42,8 @@ bool mw_broker_clustered(void);
 void mw_broker_room_channel(const char *room, char *channel, size_t n, const char **publish_cmd);
 void mw_broker_payload_head(struct mw_buf *b, unsigned msg_flags, bool origin_too);
 
-/* Events published to other nodes that could not be (Redis down). */
-extern uint64_t mw_broker_dropped;
+/* Events published to other nodes that could not be (Redis down), and payloads from
+ * the channels that were no well-formed broker_wire.h payload. */
+extern uint64_t mw_broker_dropped, mw_broker_bad_payloads;
 
 #endif

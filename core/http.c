@@ -130,6 +130,8 @@ static void metrics_text(struct mw_buf *b)
                           mw_redis_stats.topology_changes);
         mw_buf_printf(b, "# TYPE moonwire_broker_dropped_total counter\n"
                          "moonwire_broker_dropped_total %" PRIu64 "\n", mw_broker_dropped);
+        mw_buf_printf(b, "# TYPE moonwire_broker_bad_payloads_total counter\n"
+                         "moonwire_broker_bad_payloads_total %" PRIu64 "\n", mw_broker_bad_payloads);
     }
     struct mw_inbox_stats ib;
     mw_inbox_stats(&ib);

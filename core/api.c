@@ -14,7 +14,6 @@
 
 #include "broker.h"
 #include "buf.h"
-#include "cluster.h"
 #include "conn.h"
 #include "history.h"
 #include "http.h"
@@ -333,12 +332,12 @@ struct presence_call {
     char room[129];
 };
 
-static void on_cluster_presence(void *ud, const char *json, uint32_t count)
+static void on_cluster_presence(void *ud, const char *json, size_t len, uint32_t count)
 {
     struct presence_call *pc = ud;
     struct mw_buf b = { 0 };
     if (json)
-        presence_body(&b, pc->room, json, strlen(json), count);
+        presence_body(&b, pc->room, json, len, count);
     else /* Redis failed meanwhile: this node's view is the best there is */
         local_presence(&b, pc->room);
     mw_http_later_reply(pc->later, 200, b.p, b.len);
@@ -359,10 +358,10 @@ static int api_presence(struct lws *wsi, struct mw_http_req *req, const char *pa
     const char *bad = mw_room_name_error(room, strlen(room));
     if (bad)
         return reply_error(wsi, 400, "bad_message", bad);
-    if (req && mw_cluster_active() && mw_redis_up()) {
+    if (req) {
         struct presence_call *pc = mw_calloc(1, sizeof *pc);
         snprintf(pc->room, sizeof pc->room, "%s", room);
-        if (mw_cluster_members(room, 1000, on_cluster_presence, pc) == 0) {
+        if (mw_presence_list_cluster(room, 1000, on_cluster_presence, pc) == 0) {
             pc->later = mw_http_defer(req, wsi);
             return 0;
         }

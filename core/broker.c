@@ -22,6 +22,7 @@
 #include "cluster.h"
 #include "jsonw.h"
 #include "log.h"
+#include "presence.h"
 #include "redis.h"
 #include "room.h"
 #include "server.h"
@@ -31,6 +32,7 @@
 #define USER_CHANNEL "mw:user:"
 
 uint64_t mw_broker_dropped, mw_broker_bad_payloads;
+void (*mw_broker_on_presence)(const char *room, const char *user, bool join);
 static bool clustered, sharded;
 
 bool mw_broker_clustered(void)
@@ -80,7 +82,7 @@ static void on_user_active(const char *user, bool active)
 }
 
 static void payload_head(struct mw_buf *b, char kind, unsigned flags,
-                         const char *except_user)
+                         const char *except_user, const char *subject)
 {
     struct mw_wire w = {
         .kind = kind,
@@ -89,13 +91,16 @@ static void payload_head(struct mw_buf *b, char kind, unsigned flags,
         .flags = flags,
         .except = except_user,
         .except_len = except_user ? strlen(except_user) : 0,
+        .subject = subject,
+        .subject_len = subject ? strlen(subject) : 0,
     };
     mw_wire_head(b, &w);
 }
 
 void mw_broker_payload_head(struct mw_buf *b, unsigned msg_flags, bool origin_too)
 {
-    payload_head(b, MW_WIRE_EVENT, msg_flags | (origin_too ? MW_WIRE_ORIGIN_TOO : 0), NULL);
+    payload_head(b, MW_WIRE_EVENT, msg_flags | (origin_too ? MW_WIRE_ORIGIN_TOO : 0), NULL,
+                 NULL);
 }
 
 void mw_broker_room_channel(const char *room, char *channel, size_t n, const char **publish_cmd)
@@ -117,14 +122,15 @@ static void publish_raw(const char *prefix, const char *name, struct mw_buf *pay
 }
 
 static void publish(const char *prefix, const char *name, const struct mw_msg *m,
-                    const struct mw_user *except_user)
+                    unsigned flags, const struct mw_user *except_user, const char *subject)
 {
     if (!clustered)
         return;
     size_t len;
     const char *json = mw_msg_payload(m, &len);
     struct mw_buf b = { 0 };
-    payload_head(&b, MW_WIRE_EVENT, m->flags, except_user ? except_user->id : NULL);
+    payload_head(&b, MW_WIRE_EVENT, m->flags | flags, except_user ? except_user->id : NULL,
+                 subject);
     mw_buf_append(&b, json, len);
     publish_raw(prefix, name, &b);
     mw_buf_free(&b);
@@ -135,7 +141,17 @@ uint32_t mw_broker_room(const char *room, struct mw_msg *m, const struct mw_conn
 {
     struct mw_room *r = mw_room_find(room);
     uint32_t n = r ? mw_room_broadcast(r, m, except, except_user) : 0;
-    publish(ROOM_CHANNEL, room, m, except_user);
+    publish(ROOM_CHANNEL, room, m, 0, except_user, NULL);
+    return n;
+}
+
+uint32_t mw_broker_presence(const char *room, struct mw_msg *m, const struct mw_conn *except,
+                            const char *user, bool join)
+{
+    struct mw_room *r = mw_room_find(room);
+    uint32_t n = r ? mw_room_broadcast(r, m, except, NULL) : 0;
+    publish(ROOM_CHANNEL, room, m, join ? MW_WIRE_PRESENCE_JOIN : MW_WIRE_PRESENCE_LEAVE, NULL,
+            user);
     return n;
 }
 
@@ -151,7 +167,7 @@ static uint32_t deliver_user(const char *user, struct mw_msg *m)
 uint32_t mw_broker_user(const char *user, struct mw_msg *m)
 {
     uint32_t n = deliver_user(user, m);
-    publish(USER_CHANNEL, user, m, NULL);
+    publish(USER_CHANNEL, user, m, 0, NULL, NULL);
     return n;
 }
 
@@ -174,7 +190,7 @@ uint32_t mw_broker_disconnect_user(const char *user, int code, const char *reaso
     uint32_t closed = disconnect_local(user, code, reason);
     if (clustered) {
         struct mw_buf b = { 0 };
-        payload_head(&b, MW_WIRE_DISCONNECT, (unsigned)code, NULL);
+        payload_head(&b, MW_WIRE_DISCONNECT, (unsigned)code, NULL, NULL);
         mw_buf_puts(&b, reason);
         publish_raw(USER_CHANNEL, user, &b);
         mw_buf_free(&b);
@@ -222,6 +238,13 @@ static void on_message(const char *channel, const char *payload, size_t len)
     struct mw_msg *m = mw_msg_new(MW_OP_TEXT, w.body, w.body_len, w.flags & MW_MSG_COALESCE);
     if (room) {
         struct mw_room *r = mw_room_find(subject);
+        unsigned p = w.flags & (MW_WIRE_PRESENCE_JOIN | MW_WIRE_PRESENCE_LEAVE);
+        if (r && p && w.subject_len && w.subject_len < sizeof except && mw_broker_on_presence) {
+            char who[160];
+            memcpy(who, w.subject, w.subject_len);
+            who[w.subject_len] = '\0';
+            mw_broker_on_presence(subject, who, p == MW_WIRE_PRESENCE_JOIN);
+        }
         if (r)
             mw_room_broadcast(r, m, NULL, except[0] ? mw_user_find(except) : NULL);
     } else {
@@ -250,10 +273,10 @@ static void hint_resync(struct mw_room *r, void *ud)
 static void on_state(bool up)
 {
     static bool was_up;
+    /* logged by redis.c, which also resubscribed every channel */
+    mw_cluster_on_state(up);
     if (!up)
         return;
-    /* logged by redis.c, which also resubscribed every channel */
-    mw_cluster_on_up();
     if (was_up) /* back after an outage, not the first connect */
         mw_room_foreach(hint_resync, NULL);
     was_up = true;
@@ -262,8 +285,10 @@ static void on_state(bool up)
 int mw_broker_start(const struct mw_config *cfg, char *err, size_t errlen)
 {
     struct mw_redis_hooks hooks = { on_message, on_state };
+    /* Reconnects back off no longer than half a registry tick: a node must be back
+     * (and registered) well before the others judge it dead (cluster.c). */
     struct mw_redis_options o = { cfg->heartbeat_interval_ms, cfg->redis_timeout_ms,
-                                  cfg->redis_max_in_flight };
+                                  cfg->redis_max_in_flight, mw_cluster_tick_ms(cfg) / 2 };
     if (cfg->redis_url) {
         if (mw_redis_start(cfg->redis_url, &hooks, &o, err, errlen) < 0)
             return -1;
@@ -276,6 +301,7 @@ int mw_broker_start(const struct mw_config *cfg, char *err, size_t errlen)
         return 0;
     }
     clustered = true;
+    mw_presence_start(cfg, true);
     mw_cluster_start(cfg);
     mw_room_on_active = on_room_active;
     mw_user_on_active = on_user_active;

@@ -25,6 +25,15 @@ void mw_broker_stop(void);
 uint32_t mw_broker_room(const char *room, struct mw_msg *m, const struct mw_conn *except,
                         const struct mw_user *except_user);
 
+/* A presence:join (join) or presence:leave event about `user`, sent like
+ * mw_broker_room: other nodes learn whom it is about without parsing it
+ * (mw_broker_on_presence). */
+uint32_t mw_broker_presence(const char *room, struct mw_msg *m, const struct mw_conn *except,
+                            const char *user, bool join);
+/* Set by presence.c: a presence event about `user` from another node reached this
+ * node's members of `room`. */
+extern void (*mw_broker_on_presence)(const char *room, const char *user, bool join);
+
 /* Every connection of a user on every node. Returns the local recipients. */
 uint32_t mw_broker_user(const char *user, struct mw_msg *m);
 

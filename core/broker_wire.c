@@ -24,6 +24,7 @@ void mw_wire_head(struct mw_buf *b, const struct mw_wire *w)
     netstring(b, w->node, w->node_len);
     netstring(b, flags, (size_t)n);
     netstring(b, w->except ? w->except : "", w->except ? w->except_len : 0);
+    netstring(b, w->subject ? w->subject : "", w->subject ? w->subject_len : 0);
 }
 
 /* Reads one netstring at *p (before end). 0 with *s, *n set and *p past it, or -1. */
@@ -55,7 +56,8 @@ int mw_wire_decode(const char *p, size_t len, struct mw_wire *w)
     if (read_field(&p, end, &kind, &klen) < 0 || klen != 1 ||
         read_field(&p, end, &w->node, &w->node_len) < 0 ||
         read_field(&p, end, &flags, &flen) < 0 ||
-        read_field(&p, end, &w->except, &w->except_len) < 0)
+        read_field(&p, end, &w->except, &w->except_len) < 0 ||
+        read_field(&p, end, &w->subject, &w->subject_len) < 0)
         return -1;
     if (*kind != MW_WIRE_EVENT && *kind != MW_WIRE_DISCONNECT)
         return -1;

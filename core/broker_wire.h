@@ -2,9 +2,9 @@
  * for everything published on a room or user channel (broker.c, and history.c whose
  * Redis script publishes sequenced events itself).
  *
- *   "mw1:" <kind> <node> <flags> <except> <body>
+ *   "mw1:" <kind> <node> <flags> <except> <subject> <body>
  *
- * where kind, node, flags and except are netstrings ("<length>:<bytes>,", length in
+ * where kind, node, flags, except and subject are netstrings ("<length>:<bytes>,", length in
  * decimal) and the body is the rest of the payload, unframed, so that a Redis script
  * can append an event to a head it was given:
  *   kind    "e" an event (body: its JSON text, framed as is for local members),
@@ -13,6 +13,8 @@
  *   flags   decimal: an event's frame flags (MW_MSG_*) and MW_WIRE_ORIGIN_TOO; a
  *           disconnect's close code
  *   except  a user whose connections must not get the event (typing), or empty
+ *   subject the user a presence:join or presence:leave event is about (flags say
+ *           which), so that nodes follow presence without parsing events; or empty
  * No field is trusted to be free of any byte: a user id may hold newlines or '|'. */
 #ifndef MW_BROKER_WIRE_H
 #define MW_BROKER_WIRE_H
@@ -26,6 +28,9 @@
 /* An event flag above the frame flags: the origin node delivers it from the channel
  * too (sequenced events, so that each node delivers them in seq order). */
 #define MW_WIRE_ORIGIN_TOO 0x100u
+/* The event is a presence:join / presence:leave of `subject`. */
+#define MW_WIRE_PRESENCE_JOIN 0x200u
+#define MW_WIRE_PRESENCE_LEAVE 0x400u
 
 struct mw_wire {
     char kind;
@@ -34,6 +39,8 @@ struct mw_wire {
     unsigned flags;
     const char *except;
     size_t except_len;
+    const char *subject;
+    size_t subject_len;
     const char *body; /* decode only: the rest of the payload */
     size_t body_len;
 };

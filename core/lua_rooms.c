@@ -7,7 +7,6 @@
 #include <lauxlib.h>
 
 #include "broker.h"
-#include "cluster.h"
 #include "conn.h"
 #include "history.h"
 #include "log.h"
@@ -184,13 +183,13 @@ struct presence_wait {
     lua_Integer limit;
 };
 
-static void on_cluster_members(void *ud, const char *json, uint32_t count)
+static void on_cluster_members(void *ud, const char *json, size_t len, uint32_t count)
 {
     char err[256];
     struct presence_wait *pw = ud;
     lua_State *co = mw_co_thread(&pw->wait);
     int n;
-    if (json && mw_json_decode(co, json, strlen(json), err, sizeof err) == 0) {
+    if (json && mw_json_decode(co, json, len, err, sizeof err) == 0) {
         lua_pushinteger(co, count);
         n = 2;
     } else { /* Redis failed meanwhile: this node's view is the best there is */
@@ -209,13 +208,13 @@ static int l_presence(lua_State *L)
     lua_Integer limit = luaL_optinteger(L, 2, PRESENCE_LIST_MAX);
     if (limit < 0 || limit > PRESENCE_LIST_MAX)
         limit = PRESENCE_LIST_MAX;
-    if (!mw_cluster_active() || !mw_redis_up())
+    if (!mw_broker_clustered() || !mw_redis_up())
         return push_local_presence(L, room, limit);
     mw_co_check_wait(L);
     struct presence_wait *pw = mw_calloc(1, sizeof *pw);
     snprintf(pw->room, sizeof pw->room, "%s", room);
     pw->limit = limit;
-    if (mw_cluster_members(room, (uint32_t)limit, on_cluster_members, pw) < 0) {
+    if (mw_presence_list_cluster(room, (uint32_t)limit, on_cluster_members, pw) < 0) {
         free(pw);
         return push_local_presence(L, room, limit);
     }

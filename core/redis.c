@@ -218,9 +218,7 @@ static void begin(const struct mw_redis_hooks *hooks, const struct mw_redis_opti
     R.hooks = *hooks;
     memset(&mw_redis_stats, 0, sizeof mw_redis_stats);
     uint64_t timeout = timeout_of(o);
-    /* Reconnects back off up to 10 s, but no longer than the heartbeat interval: a
-     * node must be back (and registered) before the others judge it dead. */
-    uint64_t cap = o->heartbeat_ms && o->heartbeat_ms < 10000 ? o->heartbeat_ms : 10000;
+    uint64_t cap = o->backoff_cap_ms ? o->backoff_cap_ms : 10000;
     struct mw__redis_link_params lp = { R.password, db, timeout, cap < 200 ? 200 : cap };
     mw__redis_link_setup(&lp);
     mw__redis_topo_start(cluster, &topo_hooks);

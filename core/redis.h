@@ -33,9 +33,10 @@ int mw_redis_parse_url(const char *url, char *host, size_t hostlen, int *port,
                        char **password, int *db, char *err, size_t errlen);
 
 struct mw_redis_options {
-    uint64_t heartbeat_ms;   /* heartbeat.interval: bounds the reconnect backoff */
+    uint64_t heartbeat_ms;   /* heartbeat.interval, for the default timeout */
     uint64_t timeout_ms;     /* redis.timeout (0: half the heartbeat, 500 ms..5 s) */
     uint32_t max_in_flight;  /* redis.max_in_flight per Redis server (0: 10000) */
+    uint64_t backoff_cap_ms; /* longest reconnect backoff (0: 10 s; at least 200 ms) */
 };
 
 /* Starts connecting to one Redis (returns at once). 0, or -1 with err set. */

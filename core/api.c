@@ -180,6 +180,10 @@ static void on_api_published(void *ud, int err, uint64_t seq)
         status = 503;
         mw_buf_puts(&b, "{\"error\":\"unavailable\",\"message\":\"Redis is down: "
                         "delivered to this node's members only, without seq\"}\n");
+    } else if (err == MW_HISTORY_EUNKNOWN) {
+        status = 503;
+        mw_buf_puts(&b, "{\"error\":\"unavailable\",\"message\":\"the Redis reply was "
+                        "lost: the event may or may not have been published\"}\n");
     } else {
         mw_buf_printf(&b, "{\"seq\":%" PRIu64 ",\"delivered\":%" PRIu32 "}\n", seq,
                       err ? 0 : pc->local);
@@ -232,7 +236,7 @@ static int api_publish(struct lws *wsi, struct mw_http_req *req, const char *bod
     struct publish_call *pc = mw_calloc(1, sizeof *pc);
     pc->a.wsi = wsi;
     pc->local = r ? r->nmembers : 0;
-    mw_history_publish(room, &hist, ev.p, ev.len, 0, on_api_published, pc);
+    mw_history_publish(room, &hist, ev.p, ev.len, 0, NULL, on_api_published, pc);
     mw_buf_free(&ev);
     return answer_finish(&pc->a, req);
 }

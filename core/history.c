@@ -30,11 +30,22 @@
     "  redis.call('PEXPIRE', KEYS[1], ARGV[2])\n"                                    \
     "end\n"
 
-/* KEYS hm h; ARGV new_epoch keep_ms size ttl_ms ts event_head publish_cmd channel
- * payload_head -> {seq, epoch}. The event is event_head (the JSON object without its
- * closing brace, with a trailing comma if it has fields) + seq and ts. Entries older
- * than ttl (by their t) are trimmed from the front, a few per publish. */
+/* How long Redis remembers a publish token (the dedup window, at least): tokens live
+ * in one hash per minute, the current and the previous one are looked at. */
+#define TOKEN_BUCKET_MS 60000
+#define TOKEN_KEEP_MS (3 * TOKEN_BUCKET_MS)
+
+/* KEYS hm h tokens_now tokens_before; ARGV new_epoch keep_ms size ttl_ms ts event_head
+ * publish_cmd channel payload_head token token_keep_ms -> {seq, epoch}, or
+ * {seq, epoch, 1} for a token already published (nothing is published again). The
+ * event is event_head (the JSON object without its closing brace, with a trailing
+ * comma if it has fields) + seq and ts. Entries older than ttl (by their t) are
+ * trimmed from the front, a few per publish. */
 static const char PUBLISH_LUA[] =
+    "if ARGV[10] ~= '' then\n"
+    "  local s = redis.call('HGET', KEYS[3], ARGV[10]) or redis.call('HGET', KEYS[4], ARGV[10])\n"
+    "  if s then return {tonumber(s), redis.call('HGET', KEYS[1], 'epoch') or '', 1} end\n"
+    "end\n"
     EPOCH_LUA
     "local seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)\n"
     "local ev = ARGV[6] .. '\"seq\":' .. seq .. ',\"ts\":' .. ARGV[5] .. '}'\n"
@@ -55,6 +66,10 @@ static const char PUBLISH_LUA[] =
     "end\n"
     "redis.call('PEXPIRE', KEYS[1], ARGV[2])\n"
     "redis.call(ARGV[7], ARGV[8], ARGV[9] .. ev)\n"
+    "if ARGV[10] ~= '' then\n"
+    "  redis.call('HSET', KEYS[3], ARGV[10], seq)\n"
+    "  redis.call('PEXPIRE', KEYS[3], ARGV[11])\n"
+    "end\n"
     "return {seq, redis.call('HGET', KEYS[1], 'epoch')}\n";
 
 /* KEYS hm h; ARGV new_epoch keep_ms since cut_ts -> {seq, epoch, complete, events...}:
@@ -91,21 +106,26 @@ static uint64_t keep_ms(const struct mw_route_config *rc)
     return rc->history_ttl_ms > KEEP_MS ? rc->history_ttl_ms : KEEP_MS;
 }
 
-/* Runs a script over the room's two keys with the given ARGV (argv[0..nargs)). */
-static int eval_room(const char *script, const char *room, int nargs, const char **args,
-                     const size_t *arglens, mw_redis_cb cb, void *ud)
+/* Runs a script over the room's two keys (and, with tokens_at, the publish-token
+ * hashes of the minute of tokens_at and the one before) with the given ARGV. */
+static int eval_room(const char *script, const char *room, uint64_t tokens_at, int nargs,
+                     const char **args, const size_t *arglens, mw_redis_cb cb, void *ud)
 {
-    char hm[160], h[160];
+    char hm[160], h[160], t1[180], t2[180];
     keys_for(room, hm, h);
-    const char *argv[16] = { "EVAL", script, "2", hm, h };
-    size_t lens[16];
-    for (int i = 0; i < 5; i++)
+    uint64_t bucket = tokens_at / TOKEN_BUCKET_MS;
+    snprintf(t1, sizeof t1, "mw:ht:{%s}:%" PRIu64, room, bucket);
+    snprintf(t2, sizeof t2, "mw:ht:{%s}:%" PRIu64, room, bucket - 1);
+    const char *argv[24] = { "EVAL", script, tokens_at ? "4" : "2", hm, h, t1, t2 };
+    size_t lens[24];
+    int k = tokens_at ? 7 : 5;
+    for (int i = 0; i < k; i++)
         lens[i] = strlen(argv[i]);
     for (int i = 0; i < nargs; i++) {
-        argv[5 + i] = args[i];
-        lens[5 + i] = arglens[i];
+        argv[k + i] = args[i];
+        lens[k + i] = arglens[i];
     }
-    return mw_redis_command(cb, ud, 5 + nargs, argv, lens);
+    return mw_redis_command(cb, ud, k + nargs, argv, lens);
 }
 
 static bool is_int(const redisReply *r)
@@ -214,7 +234,7 @@ void mw_history_read(const char *room, uint64_t since, const struct mw_route_con
     call->cb = cb;
     call->ud = ud;
     snprintf(call->room, sizeof call->room, "%s", room);
-    if (eval_room(READ_LUA, room, 4, args, lens, on_read, call) < 0) {
+    if (eval_room(READ_LUA, room, 0, 4, args, lens, on_read, call) < 0) {
         free(call);
         cb(ud, MW_HISTORY_EUNAVAIL, NULL);
     }
@@ -240,11 +260,30 @@ static void stamp(struct mw_buf *b, const char *json, size_t len, uint64_t seq, 
     mw_buf_printf(b, "\"ts\":%" PRIu64 "}", ts);
 }
 
+/* A publish on its way: everything the script needs, kept while it waits for the
+ * room's channel to be heard. */
 struct publish_call {
     mw_history_publish_cb cb;
     void *ud;
+    unsigned flags;
+    uint64_t ts;
     char room[160];
+    char *json;  /* the event without seq and ts, for the local fallback */
+    size_t len;
+    char *token; /* "" for none */
+    char epoch[20], keep[24], size[16], ttl[24], ts_s[24], channel[160], token_keep[24];
+    const char *cmd;
+    struct mw_buf head, phead;
 };
+
+static void publish_call_free(struct publish_call *pc)
+{
+    mw_buf_free(&pc->head);
+    mw_buf_free(&pc->phead);
+    free(pc->json);
+    free(pc->token);
+    free(pc);
+}
 
 /* Without Redis to sequence it: this node's members only, no seq, not kept. */
 static void publish_local(const char *room, const char *json, size_t len, unsigned flags)
@@ -260,21 +299,56 @@ static void publish_local(const char *room, const char *json, size_t len, unsign
     mw_broker_dropped++;
 }
 
+/* Redis is down, or this node cannot hear the room: the outage behaviour. */
+static void publish_call_local(struct publish_call *pc)
+{
+    publish_local(pc->room, pc->json, pc->len, pc->flags);
+    if (pc->cb)
+        pc->cb(pc->ud, MW_HISTORY_EUNAVAIL, 0);
+    publish_call_free(pc);
+}
+
 static void on_published(void *ud, redisReply *r)
 {
     struct publish_call *pc = ud;
     uint64_t seq = 0;
-    if (r && r->type == REDIS_REPLY_ARRAY && r->elements == 2 && is_int(r->element[0]))
+    if (r && r->type == REDIS_REPLY_ARRAY && (r->elements == 2 || r->elements == 3) &&
+        is_int(r->element[0]))
         seq = (uint64_t)r->element[0]->integer;
-    else
+    else if (r)
         log_script_error("publish", pc->room, r);
+    else
+        mw_log_warn("publish outcome unknown", "room=\"%s\" why=\"the Redis reply was lost\"",
+                    pc->room);
+    /* No reply, or an error: nothing can be promised (a retry with the token is safe). */
     if (pc->cb)
-        pc->cb(pc->ud, seq ? 0 : MW_HISTORY_EUNAVAIL, seq);
-    free(pc);
+        pc->cb(pc->ud, seq ? 0 : MW_HISTORY_EUNKNOWN, seq);
+    publish_call_free(pc);
+}
+
+static void publish_send(struct publish_call *pc)
+{
+    const char *args[] = { pc->epoch, pc->keep, pc->size, pc->ttl, pc->ts_s, pc->head.p,
+                           pc->cmd, pc->channel, pc->phead.p, pc->token, pc->token_keep };
+    size_t lens[] = { strlen(pc->epoch), strlen(pc->keep), strlen(pc->size), strlen(pc->ttl),
+                      strlen(pc->ts_s), pc->head.len, strlen(pc->cmd), strlen(pc->channel),
+                      pc->phead.len, strlen(pc->token), strlen(pc->token_keep) };
+    if (eval_room(PUBLISH_LUA, pc->room, pc->ts, 11, args, lens, on_published, pc) < 0)
+        publish_call_local(pc);
+}
+
+static void on_heard(void *ud, bool ok)
+{
+    struct publish_call *pc = ud;
+    if (ok)
+        publish_send(pc);
+    else
+        publish_call_local(pc);
 }
 
 void mw_history_publish(const char *room, const struct mw_route_config *rc, const char *json,
-                        size_t len, unsigned msg_flags, mw_history_publish_cb cb, void *ud)
+                        size_t len, unsigned msg_flags, const char *token,
+                        mw_history_publish_cb cb, void *ud)
 {
     uint64_t ts = mw_wall_ms();
     if (!mw_broker_clustered()) {
@@ -296,30 +370,30 @@ void mw_history_publish(const char *room, const struct mw_route_config *rc, cons
             cb(ud, r ? 0 : MW_HISTORY_ENOROOM, seq);
         return;
     }
-    char epoch[20], keep[24], size[16], ttl[24], ts_s[24], channel[160];
-    const char *cmd;
-    new_epoch(epoch);
-    snprintf(keep, sizeof keep, "%" PRIu64, keep_ms(rc));
-    snprintf(size, sizeof size, "%" PRIu32, rc->history_size);
-    snprintf(ttl, sizeof ttl, "%" PRIu64, rc->history_ttl_ms);
-    snprintf(ts_s, sizeof ts_s, "%" PRIu64, ts);
-    mw_broker_room_channel(room, channel, sizeof channel, &cmd);
-    struct mw_buf head = { 0 }, phead = { 0 };
-    event_head(&head, json, len);
-    mw_broker_payload_head(&phead, msg_flags, true);
-    const char *args[] = { epoch, keep, size, ttl, ts_s, head.p, cmd, channel, phead.p };
-    size_t lens[] = { strlen(epoch), strlen(keep), strlen(size), strlen(ttl), strlen(ts_s),
-                      head.len, strlen(cmd), strlen(channel), phead.len };
     struct publish_call *pc = mw_calloc(1, sizeof *pc);
     pc->cb = cb;
     pc->ud = ud;
+    pc->flags = msg_flags;
+    pc->ts = ts;
     snprintf(pc->room, sizeof pc->room, "%s", room);
-    if (eval_room(PUBLISH_LUA, room, 9, args, lens, on_published, pc) < 0) {
-        free(pc);
-        publish_local(room, json, len, msg_flags);
-        if (cb)
-            cb(ud, MW_HISTORY_EUNAVAIL, 0);
-    }
-    mw_buf_free(&head);
-    mw_buf_free(&phead);
+    pc->json = mw_strndup(json, len);
+    pc->len = len;
+    pc->token = mw_strdup(token ? token : "");
+    new_epoch(pc->epoch);
+    snprintf(pc->keep, sizeof pc->keep, "%" PRIu64, keep_ms(rc));
+    snprintf(pc->size, sizeof pc->size, "%" PRIu32, rc->history_size);
+    snprintf(pc->ttl, sizeof pc->ttl, "%" PRIu64, rc->history_ttl_ms);
+    snprintf(pc->ts_s, sizeof pc->ts_s, "%" PRIu64, ts);
+    snprintf(pc->token_keep, sizeof pc->token_keep, "%d", TOKEN_KEEP_MS);
+    mw_broker_room_channel(room, pc->channel, sizeof pc->channel, &pc->cmd);
+    event_head(&pc->head, json, len);
+    mw_broker_payload_head(&pc->phead, msg_flags, true);
+    /* Our members get it from the channel: publish once this node hears it (per room:
+     * with a Redis Cluster, rooms on the masters that are up keep working). */
+    struct mw_room *r = mw_room_find(room);
+    int heard = r && r->nmembers ? mw_redis_when_subscribed(pc->channel, on_heard, pc) : 0;
+    if (heard == 0)
+        publish_send(pc);
+    else if (heard < 0)
+        publish_call_local(pc);
 }

@@ -96,6 +96,61 @@ static int l_report_error(lua_State *L)
     return 0;
 }
 
+/* Message tokens by coroutine (a weak-keyed registry table): what a handler's
+ * rooms.publish sends along so that a retry of the same message is not published
+ * twice (history.h). */
+#define TOKENS "mw.msgtokens"
+
+static void set_token(lua_State *L, const char *token)
+{
+    lua_getfield(L, LUA_REGISTRYINDEX, TOKENS);
+    if (!lua_istable(L, -1)) {
+        lua_pop(L, 1);
+        lua_newtable(L);
+        lua_createtable(L, 0, 1);
+        lua_pushliteral(L, "k");
+        lua_setfield(L, -2, "__mode");
+        lua_setmetatable(L, -2);
+        lua_pushvalue(L, -1);
+        lua_setfield(L, LUA_REGISTRYINDEX, TOKENS);
+    }
+    lua_pushthread(L);
+    if (token)
+        lua_pushstring(L, token);
+    else
+        lua_pushnil(L);
+    lua_rawset(L, -3);
+    lua_pop(L, 1);
+}
+
+const char *mw_lua_message_token(lua_State *L)
+{
+    lua_getfield(L, LUA_REGISTRYINDEX, TOKENS);
+    if (!lua_istable(L, -1)) {
+        lua_pop(L, 1);
+        return NULL;
+    }
+    lua_pushthread(L);
+    lua_rawget(L, -2);
+    const char *t = lua_tostring(L, -1); /* the table keeps the string alive */
+    lua_pop(L, 2);
+    return t;
+}
+
+/* The token of message `key` in session s of connection c: the session's name when
+ * it has one (it outlives the connection, and may move to another node), else this
+ * node and connection. */
+static void message_token(struct mw_buf *b, const struct mw_conn *c, struct mw_session *s,
+                          const char *key)
+{
+    const char *sid = mw_session_sid(s);
+    if (sid)
+        mw_buf_printf(b, "s\x1f%s\x1f%s\x1f%s", c->user->id, sid, key);
+    else
+        mw_buf_printf(b, "c\x1f%s\x1f%s\x1f%s", mw_srv.node_id, c->id, key);
+    mw_buf_putc(b, '\0');
+}
+
 /* core.dedup_begin(conn, key) -> "new" | "running" | "done", reply, session: the
  * session's id (nil when private) for dedup_end, whose connection may be gone by then. */
 static int l_dedup_begin(lua_State *L)
@@ -105,6 +160,12 @@ static int l_dedup_begin(lua_State *L)
     static const char *names[] = { "new", "running", "done" };
     struct mw_session *s = c ? mw_conn_session(c) : NULL;
     int st = s ? mw_session_dedup_begin(s, key, &reply) : MW_DEDUP_NEW;
+    if (s && st == MW_DEDUP_NEW) {
+        struct mw_buf token = { 0 };
+        message_token(&token, c, s, key);
+        set_token(L, token.p);
+        mw_buf_free(&token);
+    }
     /* "done" with no reply: it was too large to keep (the router acks without data) */
     lua_pushstring(L, names[st]);
     if (reply)
@@ -118,16 +179,22 @@ static int l_dedup_begin(lua_State *L)
     return 3;
 }
 
-/* core.dedup_end(conn, key, reply_frame_text [, user, session]) */
+/* core.dedup_end(conn, key, reply_frame_text [, user, session [, forget]]): forget
+ * (an `unavailable` answer) takes the id out of the window instead, so that the
+ * client's retry runs the handler again. */
 static int l_dedup_end(lua_State *L)
 {
     struct mw_conn *c = mw_lua_check_conn(L, 1);
     const char *key = luaL_checkstring(L, 2), *reply = luaL_checkstring(L, 3);
     const char *user = luaL_optstring(L, 4, NULL), *sid = luaL_optstring(L, 5, NULL);
+    bool forget = lua_toboolean(L, 6);
     struct mw_session *s = c ? c->session : NULL;
+    set_token(L, NULL);
     if (!s && user && sid) /* the connection closed while the handler ran */
         s = mw_session_find(user, sid);
-    if (s)
+    if (s && forget)
+        mw_session_dedup_forget(s, key);
+    else if (s)
         mw_session_dedup_end(s, key, reply);
     return 0;
 }

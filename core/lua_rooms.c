@@ -46,7 +46,9 @@ static int push_published(lua_State *L, const struct published *p)
         return 1;
     }
     lua_pushnil(L);
-    lua_pushstring(L, p->err == MW_HISTORY_ENOROOM ? "no such room" : "unavailable");
+    lua_pushstring(L, p->err == MW_HISTORY_ENOROOM   ? "no such room"
+                      : p->err == MW_HISTORY_EUNKNOWN ? "unknown"
+                                                      : "unavailable");
     return 2;
 }
 
@@ -61,7 +63,9 @@ static void on_published(void *ud, int err, uint64_t seq)
  * ts, keeps it in history (the route's `history`) and sends it to every member, on
  * every node. Clustered, seq comes from Redis (the handler waits); while Redis is
  * down it returns nil, "unavailable": the event reached this node's members only,
- * without seq. */
+ * without seq; when the Redis reply was lost, nil, "unknown": nothing can be
+ * promised (the handler should fail with `unavailable`: the client's retry of the
+ * same message id is not published twice). */
 static int l_publish(lua_State *L)
 {
     char err[256];
@@ -78,14 +82,15 @@ static int l_publish(lua_State *L)
         return luaL_argerror(L, 2, "the event must be an object (a table with fields)");
     }
     if (mw_broker_clustered() && !mw_co_can_wait(L)) { /* load time: nobody can wait */
-        mw_history_publish(name, a->route->cfg, b.p, b.len, 0, NULL, NULL);
+        mw_history_publish(name, a->route->cfg, b.p, b.len, 0, NULL, NULL, NULL);
         mw_buf_free(&b);
         lua_pushnil(L);
         lua_pushliteral(L, "pending");
         return 2;
     }
     struct mw_co_call *c = mw_co_call_new(L);
-    mw_history_publish(name, a->route->cfg, b.p, b.len, 0, on_published, c);
+    mw_history_publish(name, a->route->cfg, b.p, b.len, 0, mw_lua_message_token(L),
+                       on_published, c);
     mw_buf_free(&b);
     return mw_co_call_finish(L, c);
 }

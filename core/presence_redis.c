@@ -213,10 +213,6 @@ static int redis_join(const char *room, const char *user, const char *meta,
                       mw_presence_count_cb cb, void *ud)
 {
     char field[320], nr[200];
-    if (!mw_redis_up()) {
-        mark_dirty(room);
-        return -1;
-    }
     snprintf(field, sizeof field, "%s|%s", mw_srv.node_id, user);
     const char *args[] = { user, field, meta ? meta : "" };
     struct count_call *c = count_call(room, false, cb, ud);
@@ -233,10 +229,6 @@ static int redis_join(const char *room, const char *user, const char *meta,
 static int redis_leave(const char *room, const char *user, mw_presence_count_cb cb, void *ud)
 {
     char field[320];
-    if (!mw_redis_up()) {
-        mark_dirty(room);
-        return -1;
-    }
     snprintf(field, sizeof field, "%s|%s", mw_srv.node_id, user);
     const char *args[] = { user, field };
     struct count_call *c = count_call(room, true, cb, ud);

@@ -197,6 +197,13 @@ void mw_redis_unsubscribe(const char *channel)
         mw__redis_sub_unsubscribe(channel);
 }
 
+int mw_redis_when_subscribed(const char *channel, void (*cb)(void *ud, bool ok), void *ud)
+{
+    if (!R.configured || R.stopping)
+        return -1;
+    return mw__redis_sub_when_heard(channel, cb, ud);
+}
+
 /* ---- start and stop ---- */
 
 /* The reply deadline: redis.timeout, else half the heartbeat interval, within

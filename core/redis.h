@@ -69,6 +69,12 @@ int mw_redis_command_key(const char *key, size_t keylen, mw_redis_cb cb, void *u
  * in batches): SUBSCRIBE, or SSUBSCRIBE on the master of the channel's slot. */
 void mw_redis_subscribe(const char *channel);
 void mw_redis_unsubscribe(const char *channel);
+/* Whether this node hears a kept channel now (its subscribe confirmed): 0 yes (no
+ * callback); 1 not yet: cb(ud, true) once it is, cb(ud, false) if the subscriber link
+ * of the channel's master goes or the channel is dropped first (never inside this
+ * call); -1 when that link is down, the channel is not kept, or too many wait (no
+ * callback). */
+int mw_redis_when_subscribed(const char *channel, void (*cb)(void *ud, bool ok), void *ud);
 
 struct mw_redis_stats {
     uint64_t ups, downs, published, received;

@@ -15,6 +15,14 @@
 #include "util.h"
 
 #define SUBSCRIBE_BATCH 100
+#define MAX_WAITERS 100000
+
+/* A caller waiting for a channel's confirmation (mw__redis_sub_when_heard). */
+struct waiter {
+    struct waiter *next;
+    void (*cb)(void *ud, bool ok);
+    void *ud;
+};
 
 /* A channel kept subscribed. `on` is the node it was subscribed on (sent on its up
  * subscriber link), NULL while that is still to do. */
@@ -24,6 +32,7 @@ struct chan {
     struct mw__redis_node *on;
     bool confirmed; /* Redis answered the subscribe there */
     bool gating;    /* resubscribed after a link came up: readiness waits for it */
+    struct waiter *waiters, **waiters_tail;
 };
 
 static struct {
@@ -31,6 +40,7 @@ static struct {
     struct mw_map channels; /* name -> struct chan */
     uint32_t unplaced;      /* channels with on == NULL */
     uint32_t regating;      /* channels gating and placed, not yet confirmed */
+    uint32_t nwaiters;
     bool started;
 } S;
 
@@ -59,6 +69,21 @@ static void unplace(struct chan *c)
     c->gating = c->confirmed = false;
 }
 
+/* Calls every waiter of c (in order) with ok; they may subscribe or unsubscribe. */
+static void wake(struct chan *c, bool ok)
+{
+    struct waiter *w = c->waiters;
+    c->waiters = NULL;
+    c->waiters_tail = &c->waiters;
+    while (w) {
+        struct waiter *next = w->next;
+        S.nwaiters--;
+        w->cb(w->ud, ok);
+        free(w);
+        w = next;
+    }
+}
+
 static void confirm(struct chan *c)
 {
     if (c->confirmed)
@@ -68,6 +93,27 @@ static void confirm(struct chan *c)
         c->gating = false;
         S.regating--;
     }
+}
+
+int mw__redis_sub_when_heard(const char *channel, void (*cb)(void *ud, bool ok), void *ud)
+{
+    struct chan *c = S.started ? mw_map_get(&S.channels, channel) : NULL;
+    if (!c)
+        return -1;
+    if (c->confirmed)
+        return 0;
+    /* Its subscribe is on its way, or will be as soon as the table says where. */
+    struct mw__redis_node *o = c->on ? c->on : mw__redis_topo_owner(c->slot);
+    if (!o || !o->sub.up || S.nwaiters >= MAX_WAITERS)
+        return -1;
+    struct waiter *w = mw_malloc(sizeof *w);
+    w->next = NULL;
+    w->cb = cb;
+    w->ud = ud;
+    *c->waiters_tail = w;
+    c->waiters_tail = &w->next;
+    S.nwaiters++;
+    return 1;
 }
 
 static int by_slot(const void *a, const void *b)
@@ -136,6 +182,31 @@ static void unplace_node(struct mw__redis_node *n, int slot)
     }
 }
 
+/* n's subscriber link is gone: who waits to hear one of its channels gets false
+ * (collected first: a waiter's callback may change the channel set). */
+static void fail_waiters(struct mw__redis_node *n)
+{
+    if (!S.nwaiters)
+        return;
+    struct waiter *all = NULL, **tail = &all;
+    for (uint32_t i = 0; i < S.channels.cap; i++) {
+        struct chan *c = S.channels.slots[i].val;
+        if (!S.channels.slots[i].key || !c->waiters || mw__redis_topo_owner(c->slot) != n)
+            continue;
+        *tail = c->waiters;
+        tail = c->waiters_tail;
+        c->waiters = NULL;
+        c->waiters_tail = &c->waiters;
+    }
+    while (all) {
+        struct waiter *next = all->next;
+        S.nwaiters--;
+        all->cb(all->ud, false);
+        free(all);
+        all = next;
+    }
+}
+
 void mw__redis_sub_link_up(struct mw__redis_node *n)
 {
     (void)n;
@@ -145,6 +216,7 @@ void mw__redis_sub_link_up(struct mw__redis_node *n)
 void mw__redis_sub_link_down(struct mw__redis_node *n)
 {
     unplace_node(n, -1);
+    fail_waiters(n);
 }
 
 /* After the table changed: every channel whose slot has a new master leaves the old
@@ -219,8 +291,11 @@ void mw__redis_sub_push(struct mw__redis_node *n, redisReply *r)
             S.on_message(channel, payload->str, (size_t)payload->len);
     } else if (strcmp(kind, "subscribe") == 0 || strcmp(kind, "ssubscribe") == 0) {
         struct chan *c = mw_map_get(&S.channels, channel);
-        if (c && c->on == n)
+        if (c && c->on == n) {
             confirm(c);
+            if (c->waiters)
+                wake(c, true);
+        }
     } else if (strcmp(kind, "sunsubscribe") == 0) {
         on_kicked(n, channel);
     }
@@ -235,6 +310,7 @@ void mw__redis_sub_subscribe(const char *channel)
     struct chan *c = mw_calloc(1, sizeof *c);
     c->name = mw_strdup(channel);
     c->slot = mw__redis_topo_cluster() ? mw_redis_cluster_key_slot(channel, strlen(channel)) : 0;
+    c->waiters_tail = &c->waiters;
     mw_map_put(&S.channels, c->name, c);
     changed();
     S.unplaced++;
@@ -247,6 +323,7 @@ void mw__redis_sub_subscribe(const char *channel)
 
 static void chan_free(struct chan *c)
 {
+    wake(c, false);
     free(c->name);
     free(c);
 }
@@ -281,6 +358,7 @@ void mw__redis_sub_start(void (*on_message)(const char *channel, const char *pay
 
 void mw__redis_sub_stop(void)
 {
+    S.started = false; /* waiters called below cannot change the set */
     for (uint32_t i = 0; i < S.channels.cap; i++)
         if (S.channels.slots[i].key)
             chan_free(S.channels.slots[i].val);

@@ -26,6 +26,13 @@ void mw__redis_sub_stop(void);
 void mw__redis_sub_subscribe(const char *channel);
 void mw__redis_sub_unsubscribe(const char *channel);
 
+/* Whether this node hears the channel now: 0 when it is subscribed and confirmed
+ * (no callback); 1 when the confirmation is on its way: cb(ud, true) once it came, or
+ * cb(ud, false) if the subscriber link of its master goes, the channel is dropped, or
+ * the client stops first; -1 when the channel is not kept, its master's subscriber
+ * link is not up, or too many wait (no callback). */
+int mw__redis_sub_when_heard(const char *channel, void (*cb)(void *ud, bool ok), void *ud);
+
 /* Every channel placed and, after a subscriber link came back, confirmed again. */
 bool mw__redis_sub_ready(void);
 /* Channels kept, for metrics. */

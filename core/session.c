@@ -226,6 +226,25 @@ void mw_session_dedup_end(struct mw_session *s, const char *key, const char *rep
     }
 }
 
+void mw_session_dedup_forget(struct mw_session *s, const char *key)
+{
+    struct entry **pp = &s->head, *prev = NULL;
+    for (; *pp && strcmp((*pp)->key, key) != 0; pp = &(*pp)->next)
+        prev = *pp;
+    struct entry *e = *pp;
+    if (!e)
+        return;
+    *pp = e->next;
+    if (s->tail == e)
+        s->tail = prev;
+    if (s->index.cap)
+        mw_map_del(&s->index, e->key);
+    entry_free(s, e);
+    s->n--;
+    if (!s->n && s->index.cap)
+        mw_map_free(&s->index);
+}
+
 void mw_session_trim(struct mw_session *s, uint64_t now_ms)
 {
     expire(s, now_ms);

@@ -51,6 +51,10 @@ const char *mw_session_sid(const struct mw_session *s); /* NULL when private */
 int mw_session_dedup_begin(struct mw_session *s, const char *key, const char **reply);
 /* The id's handler finished with this reply frame. */
 void mw_session_dedup_end(struct mw_session *s, const char *key, const char *reply);
+/* The id's handler could not tell whether it took effect (`unavailable`): forget the
+ * id, so that a repeat runs the handler again (which must itself be safe to repeat,
+ * as rooms.publish is). */
+void mw_session_dedup_forget(struct mw_session *s, const char *key);
 
 /* Forgets what the window no longer needs in s (the heartbeat sweep, per connection). */
 void mw_session_trim(struct mw_session *s, uint64_t now_ms);

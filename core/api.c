@@ -19,6 +19,7 @@
 #include "http.h"
 #include "inbox.h"
 #include "jsonw.h"
+#include "ident.h"
 #include "log.h"
 #include "lua_json.h"
 #include "presence.h"
@@ -387,8 +388,13 @@ static int api_disconnect(struct lws *wsi, const char *body, size_t len)
     if (decode_body(wsi, body, len, &rc) < 0)
         return rc;
     const char *user = field("user", &ulen);
-    if (!user || !ulen || ulen > 128)
-        return reply_error(wsi, 400, "bad_message", "user must be a string of 1..128 bytes");
+    const char *bad = user ? mw_user_id_error(user, ulen) : "user must be a string of 1..128 bytes";
+    if (!bad && strlen(user) != ulen)
+        bad = "user must not contain NUL bytes";
+    if (bad) {
+        lua_settop(J, 0);
+        return reply_error(wsi, 400, "bad_message", bad);
+    }
     uint32_t closed = mw_broker_disconnect_user(user, 4003, "disconnected by server");
     mw_log_info("api disconnect", "user=%s closed=%" PRIu32, user, closed);
     lua_settop(J, 0);

@@ -9,6 +9,7 @@
 #include "broker.h"
 #include "conn.h"
 #include "history.h"
+#include "ident.h"
 #include "log.h"
 #include "lua_api.h"
 #include "lua_json.h"
@@ -258,7 +259,11 @@ static int l_typing(lua_State *L)
  * it too when clustered) */
 static int l_send_user(lua_State *L)
 {
-    const char *user = luaL_checkstring(L, 1);
+    size_t len;
+    const char *user = luaL_checklstring(L, 1, &len);
+    const char *bad = mw_user_id_error(user, len);
+    if (bad)
+        return luaL_argerror(L, 1, bad);
     luaL_checkany(L, 2);
     struct mw_msg *m = mw_lua_to_msg(L, 2, false, 0);
     lua_pushinteger(L, mw_broker_user(user, m));

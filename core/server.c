@@ -19,6 +19,7 @@
 #include "broker.h"
 #include "conn.h"
 #include "http.h"
+#include "ident.h"
 #include "inbox.h"
 #include "jsonw.h"
 #include "listener.h"
@@ -148,12 +149,15 @@ static int on_established(struct lws *wsi, struct session *s)
     struct mw_route *route = mw_server_route(path);
     if (!route)
         return -1;
+    const char *bad_user = NULL;
     if (mw_srv.cfg->user_param) {
         /* lws_get_urlarg_by_name matches "name=" at the start of each argument. */
         const char *v = lws_get_urlarg_by_name(wsi, "user=", user, sizeof user);
         if (v && v != user)
             memmove(user, v, strlen(v) + 1);
-        if (!v || strlen(user) > 128)
+        if (v && user[0])
+            bad_user = mw_user_id_error(user, strlen(user));
+        if (!v || bad_user)
             user[0] = '\0';
     }
     /* ?session=ID: this connection shares its window of message ids with the user's
@@ -169,7 +173,11 @@ static int on_established(struct lws *wsi, struct session *s)
     if (sv && !bad_sid)
         mw_conn_join_session(c, sid);
     mw_server_conn_opened(c);
-    if (bad_sid) {
+    if (bad_user) { /* the one user-id rule (ident.h) */
+        mw_log_info("bad user id", "conn=%s", c->id);
+        send_error(c, "bad_message", bad_user);
+        mw_conn_close(c, LWS_CLOSE_STATUS_POLICY_VIOLATION, "bad user id");
+    } else if (bad_sid) {
         mw_log_info("bad session id", "conn=%s", c->id);
         send_error(c, "bad_message", bad_sid);
         mw_conn_close(c, LWS_CLOSE_STATUS_POLICY_VIOLATION, "bad session id");

@@ -12,6 +12,7 @@
 #include "broker.h"
 #include "buf.h"
 #include "log.h"
+#include "map.h"
 #include "msg.h"
 #include "redis.h"
 #include "room.h"
@@ -260,6 +261,69 @@ static void stamp(struct mw_buf *b, const char *json, size_t len, uint64_t seq, 
     mw_buf_printf(b, "\"ts\":%" PRIu64 "}", ts);
 }
 
+/* Tokens whose publish has an unknown outcome: Redis may still run it (a Redis that
+ * hung runs what it had read once it resumes). Until a retry went through Redis, a
+ * publish with such a token must not take the local path (the event would then reach
+ * this node's members twice): it is answered "unknown" again. Bounded; entries expire
+ * with the tokens Redis keeps. */
+#define UNKNOWN_MAX 100000
+
+static struct mw_map unknown; /* token -> struct unknown */
+
+struct unknown {
+    uint64_t until; /* monotonic ms */
+    char token[];
+};
+
+static void unknown_sweep(uint64_t now)
+{
+    char **old = mw_malloc((unknown.len + 1) * sizeof *old);
+    uint32_t n = 0;
+    for (uint32_t i = 0; i < unknown.cap; i++) {
+        struct unknown *u = unknown.slots[i].val;
+        if (unknown.slots[i].key && u->until <= now)
+            old[n++] = u->token;
+    }
+    for (uint32_t i = 0; i < n; i++)
+        free(mw_map_del(&unknown, old[i]));
+    free(old);
+}
+
+static void unknown_add(const char *token)
+{
+    uint64_t now = mw_now_ms();
+    if (!token[0] || mw_map_get(&unknown, token))
+        return;
+    if (unknown.len >= UNKNOWN_MAX)
+        unknown_sweep(now);
+    if (unknown.len >= UNKNOWN_MAX)
+        return;
+    size_t n = strlen(token) + 1;
+    struct unknown *u = mw_malloc(sizeof *u + n);
+    u->until = now + TOKEN_KEEP_MS;
+    memcpy(u->token, token, n);
+    mw_map_put(&unknown, u->token, u);
+}
+
+static bool unknown_has(const char *token)
+{
+    struct unknown *u = token[0] ? mw_map_get(&unknown, token) : NULL;
+    if (u && u->until <= mw_now_ms()) {
+        free(mw_map_del(&unknown, token));
+        return false;
+    }
+    return u != NULL;
+}
+
+void mw_history_free(void)
+{
+    for (uint32_t i = 0; i < unknown.cap; i++)
+        if (unknown.slots[i].key)
+            free(unknown.slots[i].val);
+    mw_map_free(&unknown);
+    memset(&unknown, 0, sizeof unknown);
+}
+
 /* A publish on its way: everything the script needs, kept while it waits for the
  * room's channel to be heard. */
 struct publish_call {
@@ -299,9 +363,16 @@ static void publish_local(const char *room, const char *json, size_t len, unsign
     mw_broker_dropped++;
 }
 
-/* Redis is down, or this node cannot hear the room: the outage behaviour. */
+/* Redis is down, or this node cannot hear the room: the outage behaviour (unless an
+ * earlier try of the same message may still be published by Redis). */
 static void publish_call_local(struct publish_call *pc)
 {
+    if (unknown_has(pc->token)) {
+        if (pc->cb)
+            pc->cb(pc->ud, MW_HISTORY_EUNKNOWN, 0);
+        publish_call_free(pc);
+        return;
+    }
     publish_local(pc->room, pc->json, pc->len, pc->flags);
     if (pc->cb)
         pc->cb(pc->ud, MW_HISTORY_EUNAVAIL, 0);
@@ -321,6 +392,10 @@ static void on_published(void *ud, redisReply *r)
         mw_log_warn("publish outcome unknown", "room=\"%s\" why=\"the Redis reply was lost\"",
                     pc->room);
     /* No reply, or an error: nothing can be promised (a retry with the token is safe). */
+    if (seq)
+        free(mw_map_del(&unknown, pc->token));
+    else
+        unknown_add(pc->token);
     if (pc->cb)
         pc->cb(pc->ud, seq ? 0 : MW_HISTORY_EUNKNOWN, seq);
     publish_call_free(pc);

@@ -63,4 +63,7 @@ void mw_history_publish(const char *room, const struct mw_route_config *rc, cons
                         size_t len, unsigned msg_flags, const char *token,
                         mw_history_publish_cb cb, void *ud);
 
+/* Frees what publishes remember (shutdown). */
+void mw_history_free(void);
+
 #endif

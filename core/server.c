@@ -18,6 +18,7 @@
 #include "api.h"
 #include "broker.h"
 #include "conn.h"
+#include "history.h"
 #include "http.h"
 #include "ident.h"
 #include "inbox.h"
@@ -610,6 +611,7 @@ int mw_server_prepare(const struct mw_config *cfg, const char *home, char *err, 
 void mw_server_release(void)
 {
     mw_broker_stop();
+    mw_history_free();
     mw_presence_shutdown();
     mw_store_free(); /* pending store calls complete with "unavailable" */
     mw_inbox_free();

@@ -1,5 +1,6 @@
-// Starts a real redis-server on a free 127.0.0.1 port (no persistence), for the
-// clustering tests; stop() and start() again on the same port simulate an outage.
+// Starts a real redis-server on a free 127.0.0.1 port (no persistence unless asked),
+// for the clustering tests; stop() and start() again on the same port simulate an
+// outage, pause() and resume() a Redis that hangs.
 'use strict';
 
 const { spawn, execFileSync } = require('node:child_process');
@@ -17,12 +18,19 @@ function ping(port, timeoutMs = 300) {
   });
 }
 
-async function startRedis(port) {
+// startRedis(port?, { dir }) -> { port, url, stop(), pause(), resume(), cli(...) }.
+// With `dir`, Redis keeps its data there (an append-only file, fsync'ed on every
+// write), so that a start on the same port and dir comes back with it.
+async function startRedis(port, opts = {}) {
   port = port || await freePort();
+  const persist = opts.dir
+    ? ['--dir', opts.dir, '--appendonly', 'yes', '--appendfsync', 'always', '--save', '']
+    : ['--save', '', '--appendonly', 'no'];
   const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1',
-    '--save', '', '--appendonly', 'no', '--protected-mode', 'no'],
+    ...persist, '--protected-mode', 'no'],
   { stdio: ['ignore', 'ignore', 'pipe'] });
   let exited = false;
+  let paused = false;
   child.on('exit', () => { exited = true; });
   for (let i = 0; i < 100 && !(await ping(port)); i++) {
     if (exited) throw new Error(`redis-server on port ${port} exited at start`);
@@ -31,10 +39,20 @@ async function startRedis(port) {
   return {
     port,
     url: `redis://127.0.0.1:${port}`,
+    pid: child.pid,
     async stop() {
       if (exited) return;
       child.kill('SIGKILL');
       await new Promise((r) => (exited ? r() : child.on('exit', r)));
+    },
+    // A Redis that hangs: the process stops (SIGSTOP), its sockets stay open.
+    pause() {
+      if (!exited && !paused) child.kill('SIGSTOP');
+      paused = true;
+    },
+    resume() {
+      if (!exited && paused) child.kill('SIGCONT');
+      paused = false;
     },
     // Raw access for assertions: redis-cli, bounded.
     cli(...args) {

@@ -1,0 +1,365 @@
+// The fault-injection harness (tests/integration/faults*.test.js): members that behave
+// like the browser client (sync on a `resync` hint or a seq gap), a publisher at a
+// steady rate that retries `unavailable` with the same id, /readyz watchers, and the
+// figures every scenario reports:
+//   acked_seq_missing        messages acked with a seq that some member never got
+//                            (live or through sync)
+//   acked_noseq_missing      messages acked without seq that a member on the
+//                            sender's node never got
+//   duplicates               a message delivered twice to a member, or published
+//                            under two seqs
+//   false_leaves             presence:leave of a member that was connected
+//   ghosts                   members a client still lists at the end that are gone
+//                            (and connected members it does not list)
+//   dead_leave_ms            kill of a node -> the last survivor member told its
+//                            users left
+//   readyz_503_ms / _200_ms  fault -> /readyz 503, recovery -> 200, per node
+'use strict';
+
+const WebSocket = require('ws');
+const http = require('node:http');
+
+const REPLY_MS = 20000; // a reply always comes: Redis replies or the watchdog gives up
+const SYNC_RETRY_MS = 200;
+
+function sleep(ms) {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+function status(url, timeoutMs = 1000) {
+  return new Promise((resolve) => {
+    const req = http.get(url, { timeout: timeoutMs }, (res) => {
+      res.resume();
+      res.on('end', () => resolve(res.statusCode));
+      res.on('error', () => resolve(0));
+    });
+    req.on('timeout', () => req.destroy());
+    req.on('error', () => resolve(0));
+  });
+}
+
+// A chat client with its own bookkeeping (no message is ever "consumed").
+class Member {
+  constructor(label, user, node) {
+    this.label = label;
+    this.user = user;
+    this.node = node; // the server it is connected to
+    this.nextId = 1;
+    this.waiting = new Map(); // id -> resolve
+    this.live = new Map();    // k -> [seq or null, ...] in arrival order
+    this.synced = new Map();  // k -> seq (from sync answers)
+    this.seqOfK = new Map();  // k -> Set of seqs seen anywhere
+    this.leaves = [];         // { user, at }
+    this.joins = [];
+    this.view = new Map();    // user -> present (join ack + presence events)
+    this.room = null;
+    this.epoch = '';
+    this.lastSeq = 0;
+    this.syncing = false;
+    this.syncAgain = false;
+    this.resets = 0;
+    this.closed = false;
+    this.closeInfo = null;
+  }
+
+  static async open(node, user, label) {
+    const m = new Member(label, user, node);
+    await m.connect();
+    return m;
+  }
+
+  connect(query = '') {
+    return new Promise((resolve, reject) => {
+      const ws = new WebSocket(this.node.url(`/chat?user=${encodeURIComponent(this.user)}${query}`));
+      this.ws = ws;
+      const timer = setTimeout(() => reject(new Error(`${this.label}: no hello`)), 10000);
+      ws.on('message', (data) => {
+        let msg;
+        try { msg = JSON.parse(data.toString('utf8')); } catch (e) { return; }
+        if (msg.type === 'hello') {
+          clearTimeout(timer);
+          resolve();
+          return;
+        }
+        this.onMessage(msg);
+      });
+      ws.on('error', () => {});
+      ws.on('close', (code, reason) => {
+        this.closed = true;
+        this.closeInfo = { code, reason: reason.toString(), at: Date.now() };
+        clearTimeout(timer);
+        for (const [, r] of this.waiting) r({ type: 'error', code: 'closed' });
+        this.waiting.clear();
+        reject(new Error(`${this.label}: closed before hello`));
+      });
+    });
+  }
+
+  send(obj) {
+    if (this.ws.readyState === WebSocket.OPEN) this.ws.send(JSON.stringify(obj));
+  }
+
+  // Resolves with the ack or error of id (a fresh one unless given).
+  request(type, { room, data, id } = {}) {
+    const rid = id !== undefined ? id : `r${this.nextId++}`;
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        this.waiting.delete(rid);
+        resolve({ type: 'error', code: 'timeout' });
+      }, REPLY_MS);
+      this.waiting.set(rid, (reply) => { clearTimeout(timer); resolve(reply); });
+      const msg = { type, id: rid };
+      if (room !== undefined) msg.room = room;
+      if (data !== undefined) msg.data = data;
+      if (this.closed) this.waiting.get(rid)({ type: 'error', code: 'closed' });
+      else this.send(msg);
+    });
+  }
+
+  onMessage(msg) {
+    const now = Date.now();
+    if ((msg.type === 'ack' || msg.type === 'error') && msg.id !== undefined) {
+      const r = this.waiting.get(msg.id);
+      if (r) {
+        this.waiting.delete(msg.id);
+        r(msg);
+      }
+      return;
+    }
+    if (msg.type === 'chat:message' && msg.room === this.room && msg.data && msg.data.k) {
+      const k = msg.data.k;
+      const seq = msg.seq === undefined ? null : msg.seq;
+      if (!this.live.has(k)) this.live.set(k, []);
+      this.live.get(k).push(seq);
+      if (seq !== null) {
+        this.noteSeq(k, seq);
+        if (seq > this.lastSeq + 1) this.sync(); // a gap: recover it
+        if (seq > this.lastSeq) this.lastSeq = seq;
+      }
+    } else if (msg.type === 'resync' && msg.room === this.room) {
+      this.sync();
+    } else if (msg.type === 'presence:leave' && msg.room === this.room) {
+      this.leaves.push({ user: msg.data.user, at: now });
+      this.view.delete(msg.data.user);
+    } else if (msg.type === 'presence:join' && msg.room === this.room) {
+      this.joins.push({ user: msg.data.user, at: now });
+      this.view.set(msg.data.user, true);
+    }
+  }
+
+  noteSeq(k, seq) {
+    if (!this.seqOfK.has(k)) this.seqOfK.set(k, new Set());
+    this.seqOfK.get(k).add(`${this.epoch}/${seq}`);
+  }
+
+  async join(room) {
+    this.room = room;
+    for (let i = 0; i < 50; i++) {
+      const ack = await this.request('join', { room });
+      if (ack.type === 'ack') {
+        this.epoch = ack.data.epoch;
+        this.lastSeq = Math.max(this.lastSeq, ack.data.seq);
+        for (const m of ack.data.members) this.view.set(m.user, true);
+        return ack.data;
+      }
+      await sleep(100);
+    }
+    throw new Error(`${this.label}: join failed`);
+  }
+
+  // Syncs from the last seq until an answer comes (retrying `unavailable`); a request
+  // made meanwhile makes it sync again once done.
+  async sync() {
+    if (this.syncing) {
+      this.syncAgain = true;
+      return this.syncDone;
+    }
+    this.syncing = true;
+    let done;
+    this.syncDone = new Promise((r) => { done = r; });
+    do {
+      this.syncAgain = false;
+      for (let tries = 0; tries < 100 && !this.closed; tries++) {
+        const since = this.lastSeq;
+        const ack = await this.request('sync', { room: this.room, data: { since, epoch: this.epoch } });
+        if (ack.type === 'ack') {
+          const d = ack.data;
+          if (d.reset) this.resets++;
+          if (d.epoch !== this.epoch) this.epoch = d.epoch;
+          for (const ev of d.messages) {
+            if (!ev.data || !ev.data.k) continue;
+            this.synced.set(ev.data.k, ev.seq);
+            this.noteSeq(ev.data.k, ev.seq);
+          }
+          this.lastSeq = d.reset ? d.seq : Math.max(this.lastSeq, d.seq);
+          break;
+        }
+        await sleep(SYNC_RETRY_MS);
+      }
+    } while (this.syncAgain && !this.closed);
+    this.syncing = false;
+    done();
+    return undefined;
+  }
+
+  got(k) {
+    return this.live.has(k) || this.synced.has(k);
+  }
+
+  close() {
+    if (this.ws.readyState === WebSocket.OPEN || this.ws.readyState === WebSocket.CONNECTING) {
+      this.ws.terminate();
+    }
+  }
+}
+
+// Sends chat:message {k} at `rate` per second with id k; an `unavailable` answer is
+// retried with the same id (the protocol's promise: the dedup window and the publish
+// token make that safe).
+class Publisher {
+  constructor(member, rate) {
+    this.member = member;
+    this.rate = rate;
+    this.k = 0;
+    this.acks = new Map();   // k -> { seq: number|null }
+    this.errors = new Map(); // k -> last error code
+    this.unavailable = 0;
+    this.inflight = new Set();
+    this.stopping = false;
+    this.prefix = member.label;
+  }
+
+  start() {
+    this.timer = setInterval(() => {
+      if (this.stopping) return;
+      const k = `${this.prefix}-${++this.k}`;
+      const p = this.deliver(k);
+      this.inflight.add(p);
+      p.finally(() => this.inflight.delete(p));
+    }, 1000 / this.rate);
+  }
+
+  async deliver(k) {
+    for (let tries = 0; tries < 200; tries++) {
+      const r = await this.member.request('chat:message', { room: this.member.room, data: { k }, id: k });
+      if (r.type === 'ack') {
+        this.acks.set(k, { seq: r.data && r.data.seq !== undefined ? r.data.seq : null });
+        this.errors.delete(k);
+        return;
+      }
+      this.errors.set(k, r.code);
+      if (r.code !== 'unavailable') return;
+      this.unavailable++;
+      await sleep(100 + Math.floor(Math.random() * 200));
+    }
+  }
+
+  async stop() {
+    this.stopping = true;
+    clearInterval(this.timer);
+    while (this.inflight.size) await Promise.race([...this.inflight]);
+  }
+}
+
+// Polls /readyz of each node and remembers every change with its time.
+class ReadyWatch {
+  constructor(nodes) {
+    this.nodes = nodes;
+    this.changes = new Map(nodes.map((n) => [n, []])); // node -> [{ status, at }]
+    this.stopped = false;
+    this.loops = nodes.map((n) => this.poll(n));
+  }
+
+  async poll(node) {
+    let last = -1;
+    while (!this.stopped) {
+      const s = await status(node.httpUrl('/readyz'), 500);
+      if (s !== last) {
+        this.changes.get(node).push({ status: s, at: Date.now() });
+        last = s;
+      }
+      await sleep(50);
+    }
+  }
+
+  // ms from `since` to the first time node answered `want` (null: never).
+  after(node, want, since) {
+    const c = this.changes.get(node).find((x) => x.status === want && x.at >= since);
+    return c ? c.at - since : null;
+  }
+
+  now(node) {
+    const c = this.changes.get(node);
+    return c.length ? c[c.length - 1].status : 0;
+  }
+
+  async stop() {
+    this.stopped = true;
+    await Promise.all(this.loops);
+  }
+}
+
+// The figures of a run. members: every Member that stayed connected to the end;
+// publisher: its Publisher; gone: { user: at } of users that left or died on purpose
+// (or { user: [[from, to], ...] } for one that came back in between); present: users
+// that should be listed at the end.
+function figures({ members, publisher, gone = {}, present }) {
+  const f = {
+    acked_seq: 0, acked_noseq: 0, unavailable_retries: publisher.unavailable,
+    acked_seq_missing: 0, acked_noseq_missing: 0, duplicates: 0, false_leaves: 0, ghosts: 0,
+    not_acked: publisher.errors.size,
+  };
+  const missing = [];
+  const sender = publisher.member.node;
+  for (const [k, a] of publisher.acks) {
+    if (a.seq !== null) f.acked_seq++;
+    else f.acked_noseq++;
+    for (const m of members) {
+      if (a.seq !== null && !m.got(k)) {
+        f.acked_seq_missing++;
+        missing.push(`${m.label}:${k}`);
+      }
+      if (a.seq === null && m.node === sender && !m.live.has(k)) {
+        f.acked_noseq_missing++;
+        missing.push(`${m.label}:${k}(noseq)`);
+      }
+    }
+  }
+  const seqs = new Map(); // k -> Set of epoch/seq over every member
+  for (const m of members) {
+    for (const [, list] of m.live) if (list.length > 1) f.duplicates += list.length - 1;
+    for (const [k, s] of m.seqOfK) {
+      if (!seqs.has(k)) seqs.set(k, new Set());
+      for (const x of s) seqs.get(k).add(x);
+    }
+    for (const l of m.leaves) {
+      // gone[user]: when it left or died, or [[from, to], ...] when it came back between
+      const spans = gone[l.user] === undefined ? [] : [].concat(gone[l.user])
+        .map((x) => (Array.isArray(x) ? x : [x, Infinity]));
+      if (!spans.some(([from, to]) => l.at >= from && l.at < to)) f.false_leaves++;
+    }
+    if (present) {
+      for (const u of m.view.keys()) if (!present.has(u)) f.ghosts++;
+      for (const u of present) if (!m.view.has(u)) f.ghosts++;
+    }
+  }
+  // The same message under two seqs of one epoch: published twice.
+  for (const [, s] of seqs) {
+    const byEpoch = new Map();
+    for (const x of s) {
+      const e = x.slice(0, x.indexOf('/'));
+      byEpoch.set(e, (byEpoch.get(e) || 0) + 1);
+    }
+    for (const [, n] of byEpoch) if (n > 1) f.duplicates += n - 1;
+  }
+  f.missing_sample = missing.slice(0, 10).join(' ');
+  return f;
+}
+
+function format(name, f) {
+  return `faults: scenario=${name} ` + Object.entries(f)
+    .filter(([k]) => k !== 'missing_sample' || f.missing_sample)
+    .map(([k, v]) => `${k}=${v === null ? 'never' : v}`).join(' ');
+}
+
+module.exports = { Member, Publisher, ReadyWatch, figures, format, sleep, status };

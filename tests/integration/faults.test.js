@@ -10,101 +10,35 @@ const assert = require('node:assert/strict');
 const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
-const { startServer } = require('./lib/server');
 const { startRedis } = require('./lib/redis');
 const { uid, waitFor } = require('./lib/helpers');
-const { Member, Publisher, ReadyWatch, figures, format, sleep } = require('./lib/faults');
+const { Member, Scenario, report, assertClean, cleanup, sleep, HEARTBEAT_MS } = require('./lib/faults');
 
-const HEARTBEAT_MS = 1000;
-const RATE = 40; // messages per second
 const started = [];
 
-function nodeConfig(id, redis) {
-  return {
-    config: {
-      node_id: id,
-      heartbeat: { interval: '1s', timeout: '2s' },
-      redis: { url: redis.url },
-      limits: { rate: 1000, burst: 2000 },
-    },
-    routes: { '/chat': { script: 'app:chat', history: { size: 5000 } } },
-  };
-}
-
-async function startNode(id, redis) {
-  const node = await startServer(nodeConfig(id, redis));
-  started.push(node);
-  return node;
-}
-
-// Redis, `n` nodes, `per` members on each in one room; the publisher is the first
-// member of the first node.
+// One Redis (kept in ctx.redisServer, replaced when it restarts) and a Scenario on it.
 async function setup(name, { n = 2, per = 2, redisOpts } = {}) {
   const redis = await startRedis(undefined, redisOpts);
   started.push(redis);
-  const nodes = [];
-  for (let i = 0; i < n; i++) nodes.push(await startNode(`${name}-${i}`, redis));
-  const watch = new ReadyWatch(nodes);
-  await waitFor(async () => nodes.every((x) => watch.now(x) === 200), 10000, 'every node ready');
-  const room = uid(name);
-  const members = [];
-  for (const node of nodes) {
-    for (let j = 0; j < per; j++) {
-      const m = await Member.open(node, uid(`${name}${nodes.indexOf(node)}u${j}`), `${node.config.node_id}/m${j}`);
-      await m.join(room);
-      members.push(m);
-    }
-  }
-  // Everybody sees everybody before the fault: presence is settled.
-  const users = new Set(members.map((m) => m.user));
-  await waitFor(async () => members.every((m) => [...users].every((u) => m.view.has(u))), 10000,
-    'every member lists every member');
-  const pub = new Publisher(members[0], RATE);
-  return { redis, nodes, watch, room, members, pub, users };
+  const sc = await Scenario.start(name, { redis: { url: redis.url }, started, n, per });
+  sc.redisServer = redis;
+  return sc;
 }
 
-async function finish(ctx, extra = {}) {
-  await ctx.pub.stop();
-  const alive = extra.members || ctx.members;
-  await Promise.all(alive.map((m) => m.sync()));
-  await ctx.watch.stop();
-  const f = figures({ members: alive, publisher: ctx.pub, gone: extra.gone, present: extra.present || ctx.users });
-  for (const m of ctx.members) m.close();
-  if (process.env.FAULTS_DEBUG) { // the nodes' logs, to see which repair ran
-    for (const node of ctx.nodes) console.log(`--- ${node.config.node_id}\n${node.logs()}`);
-  }
-  for (const node of ctx.nodes) if (node.alive()) await node.stop();
-  await ctx.redis.stop();
+async function restartRedis(sc, opts) {
+  sc.redisServer = await startRedis(sc.redisServer.port, opts);
+  started.push(sc.redisServer);
+}
+
+async function finish(sc, extra) {
+  const f = await sc.finish(extra);
+  await sc.redisServer.stop();
   return f;
-}
-
-function report(t, name, f) {
-  const line = format(name, f);
-  t.diagnostic(line);
-}
-
-function assertClean(f) {
-  assert.equal(f.acked_seq_missing, 0, `acked with seq, never received: ${f.missing_sample}`);
-  assert.equal(f.acked_noseq_missing, 0, `acked without seq, not received on the sender's node: ${f.missing_sample}`);
-  assert.equal(f.duplicates, 0, 'duplicates');
-  assert.equal(f.false_leaves, 0, 'presence:leave of a connected member');
-  assert.equal(f.ghosts, 0, 'members listed that are gone, or not listed that are there');
-  assert.equal(f.not_acked, 0, 'every message was acked in the end');
-  assert.ok(f.acked_seq > 0, 'messages went through Redis');
-}
-
-// ms from t to the first /readyz 503 (fault) of every node, and the worst.
-function readyFigures(ctx, faultAt, backAt) {
-  const down = ctx.nodes.map((x) => ctx.watch.after(x, 503, faultAt));
-  const up = ctx.nodes.map((x) => ctx.watch.after(x, 200, backAt));
-  return {
-    readyz_503_ms: down.some((d) => d === null) ? null : Math.max(...down),
-    readyz_200_ms: up.some((d) => d === null) ? null : Math.max(...up),
-  };
 }
 
 describe('faults: one Redis', { concurrency: false }, () => {
   after(async () => {
+    await cleanup();
     for (const x of started.reverse()) await (x.alive ? (x.alive() ? x.stop().catch(() => {}) : null) : x.stop());
   });
 
@@ -113,17 +47,17 @@ describe('faults: one Redis', { concurrency: false }, () => {
     ctx.pub.start();
     await sleep(1000);
     const faultAt = Date.now();
-    ctx.redis.pause();
+    ctx.redisServer.pause();
     // Every node notices within 2 heartbeat intervals (margin for a loaded machine).
-    await waitFor(async () => ctx.nodes.every((x) => ctx.watch.now(x) === 503), 6 * HEARTBEAT_MS,
+    await waitFor(async () => ctx.allReady(503), 6 * HEARTBEAT_MS,
       'every node sees the hang: /readyz 503');
     await ctx.nodes[0].waitForLog(/msg="redis connection lost".*no reply within/, 1000);
     await sleep(4000 - (Date.now() - faultAt)); // longer than the registry TTL (1.5 s)
     const backAt = Date.now();
-    ctx.redis.resume();
-    await waitFor(async () => ctx.nodes.every((x) => ctx.watch.now(x) === 200), 15000, 'every node back');
+    ctx.redisServer.resume();
+    await waitFor(async () => ctx.allReady(200), 15000, 'every node back');
     await sleep(1500);
-    const f = { ...await finish(ctx), ...readyFigures(ctx, faultAt, backAt) };
+    const f = { ...await finish(ctx), ...ctx.readyFigures(faultAt, backAt) };
     report(t, 'redis-hang', f);
     assertClean(f);
     assert.ok(f.readyz_503_ms !== null && f.readyz_503_ms <= 6 * HEARTBEAT_MS, `503 after ${f.readyz_503_ms} ms`);
@@ -135,19 +69,17 @@ describe('faults: one Redis', { concurrency: false }, () => {
     ctx.pub.start();
     await sleep(1000);
     const faultAt = Date.now();
-    const port = ctx.redis.port;
-    await ctx.redis.stop();
-    await waitFor(async () => ctx.nodes.every((x) => ctx.watch.now(x) === 503), 6 * HEARTBEAT_MS, '503 everywhere');
+        await ctx.redisServer.stop();
+    await waitFor(async () => ctx.allReady(503), 6 * HEARTBEAT_MS, '503 everywhere');
     await sleep(1000);
-    ctx.redis = await startRedis(port);
-    started.push(ctx.redis);
+    await restartRedis(ctx);
     const backAt = Date.now();
-    await waitFor(async () => ctx.nodes.every((x) => ctx.watch.now(x) === 200), 15000, 'every node back');
+    await waitFor(async () => ctx.allReady(200), 15000, 'every node back');
     // Presence is back in Redis: both nodes' members.
-    await waitFor(async () => ctx.redis.cli('HLEN', `mw:pu:{${ctx.room}}`) === String(ctx.users.size), 5000,
+    await waitFor(async () => ctx.redisServer.cli('HLEN', `mw:pu:{${ctx.room}}`) === String(ctx.users.size), 5000,
       'every member is in Redis again');
     await sleep(1500);
-    const f = { ...await finish(ctx), ...readyFigures(ctx, faultAt, backAt) };
+    const f = { ...await finish(ctx), ...ctx.readyFigures(faultAt, backAt) };
     report(t, 'redis-restart-empty', f);
     assertClean(f);
   });
@@ -159,17 +91,15 @@ describe('faults: one Redis', { concurrency: false }, () => {
       ctx.pub.start();
       await sleep(1000);
       const faultAt = Date.now();
-      const port = ctx.redis.port;
-      await ctx.redis.stop();
-      await waitFor(async () => ctx.nodes.every((x) => ctx.watch.now(x) === 503), 6 * HEARTBEAT_MS, '503 everywhere');
+            await ctx.redisServer.stop();
+      await waitFor(async () => ctx.allReady(503), 6 * HEARTBEAT_MS, '503 everywhere');
       await sleep(2500); // longer than the registry TTL: every key expires on restart
-      ctx.redis = await startRedis(port, { dir });
-      started.push(ctx.redis);
+      await restartRedis(ctx, { dir });
       const backAt = Date.now();
-      await waitFor(async () => ctx.nodes.every((x) => ctx.watch.now(x) === 200), 15000, 'every node back');
+      await waitFor(async () => ctx.allReady(200), 15000, 'every node back');
       await sleep(1500);
       const epochs = new Set(ctx.members.map((m) => m.epoch));
-      const f = { ...await finish(ctx), ...readyFigures(ctx, faultAt, backAt) };
+      const f = { ...await finish(ctx), ...ctx.readyFigures(faultAt, backAt) };
       f.resets = ctx.members.reduce((n, m) => n + m.resets, 0);
       report(t, 'redis-restart-with-data', f);
       assertClean(f);
@@ -185,11 +115,9 @@ describe('faults: one Redis', { concurrency: false }, () => {
     ctx.pub.start();
     await sleep(1000);
     const victim = ctx.nodes[2];
-    const port = ctx.redis.port;
-    await ctx.redis.stop();
-    await waitFor(async () => ctx.nodes.every((x) => ctx.watch.now(x) === 503), 6 * HEARTBEAT_MS, '503 everywhere');
-    ctx.redis = await startRedis(port);
-    started.push(ctx.redis);
+        await ctx.redisServer.stop();
+    await waitFor(async () => ctx.allReady(503), 6 * HEARTBEAT_MS, '503 everywhere');
+    await restartRedis(ctx);
     const killAt = Date.now();
     victim.process.kill('SIGKILL');
     const dead = ctx.members.filter((m) => m.node === victim);
@@ -201,12 +129,12 @@ describe('faults: one Redis', { concurrency: false }, () => {
       return Math.max(...alive.flatMap((m) => dead.map((d) => m.leaves.find((l) => l.user === d.user && l.at >= since).at - since)));
     };
     const first = await leaveMs(killAt);
-    await waitFor(async () => ctx.nodes.slice(0, 2).every((x) => ctx.watch.now(x) === 200), 15000, 'survivors back');
+    await waitFor(async () => ctx.allReady(200, ctx.nodes.slice(0, 2)), 15000, 'survivors back');
 
     // The same node id again, with members, killed again: cleaned up again at once
     // (the first cleanup released its lock).
     const rejoinAt = Date.now();
-    const again = await startNode(victim.config.node_id, ctx.redis);
+    const again = await ctx.startNode(victim.config.node_id);
     ctx.watch.stop();
     const back = [];
     for (const d of dead) {
@@ -242,16 +170,16 @@ describe('faults: one Redis', { concurrency: false }, () => {
     ctx.pub.start();
     await sleep(500);
     // A blip that keeps Redis's data: the process stops for a moment.
-    ctx.redis.pause();
-    await waitFor(async () => ctx.nodes.every((x) => ctx.watch.now(x) === 503), 6 * HEARTBEAT_MS, '503 everywhere');
+    ctx.redisServer.pause();
+    await waitFor(async () => ctx.allReady(503), 6 * HEARTBEAT_MS, '503 everywhere');
     const leftAt = Date.now();
     const ack = await leaver.request('leave', { room: room2 });
     assert.equal(ack.type, 'ack', JSON.stringify(ack));
     await sleep(300);
-    ctx.redis.resume();
-    await waitFor(async () => ctx.nodes.every((x) => ctx.watch.now(x) === 200), 15000, 'every node back');
+    ctx.redisServer.resume();
+    await waitFor(async () => ctx.allReady(200), 15000, 'every node back');
     await waitFor(async () => !stay.view.has(leaver.user), 10 * HEARTBEAT_MS, 'the other node tells its member the leaver left');
-    const pu = ctx.redis.cli('HGETALL', `mw:pu:{${room2}}`);
+    const pu = ctx.redisServer.cli('HGETALL', `mw:pu:{${room2}}`);
     assert.ok(!pu.includes(leaver.user), `no ghost in Redis: ${pu}`);
     await sleep(1000);
     const f = await finish(ctx, { gone: { [leaver.user]: leftAt } });

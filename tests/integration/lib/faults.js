@@ -16,11 +16,16 @@
 //   readyz_503_ms / _200_ms  fault -> /readyz 503, recovery -> 200, per node
 'use strict';
 
-const WebSocket = require('ws');
+const assert = require('node:assert/strict');
 const http = require('node:http');
+const WebSocket = require('ws');
+const { startServer } = require('./server');
+const { uid, waitFor } = require('./helpers');
 
 const REPLY_MS = 20000; // a reply always comes: Redis replies or the watchdog gives up
 const SYNC_RETRY_MS = 200;
+const HEARTBEAT_MS = 1000;
+const RATE = 40; // messages per second
 
 function sleep(ms) {
   return new Promise((resolve) => setTimeout(resolve, ms));
@@ -64,6 +69,7 @@ class Member {
 
   static async open(node, user, label) {
     const m = new Member(label, user, node);
+    running.add(m);
     await m.connect();
     return m;
   }
@@ -207,9 +213,14 @@ class Member {
   }
 
   close() {
-    if (this.ws.readyState === WebSocket.OPEN || this.ws.readyState === WebSocket.CONNECTING) {
+    running.delete(this);
+    if (this.ws && (this.ws.readyState === WebSocket.OPEN || this.ws.readyState === WebSocket.CONNECTING)) {
       this.ws.terminate();
     }
+  }
+
+  async stop() {
+    this.close();
   }
 }
 
@@ -230,6 +241,7 @@ class Publisher {
   }
 
   start() {
+    running.add(this);
     this.timer = setInterval(() => {
       if (this.stopping) return;
       const k = `${this.prefix}-${++this.k}`;
@@ -256,14 +268,23 @@ class Publisher {
 
   async stop() {
     this.stopping = true;
+    running.delete(this);
     clearInterval(this.timer);
     while (this.inflight.size) await Promise.race([...this.inflight]);
   }
 }
 
+// Everything that runs on its own until stopped: stopped by cleanup() (after()).
+const running = new Set();
+
+async function cleanup() {
+  for (const x of [...running]) await x.stop();
+}
+
 // Polls /readyz of each node and remembers every change with its time.
 class ReadyWatch {
   constructor(nodes) {
+    running.add(this);
     this.nodes = nodes;
     this.changes = new Map(nodes.map((n) => [n, []])); // node -> [{ status, at }]
     this.stopped = false;
@@ -295,6 +316,7 @@ class ReadyWatch {
 
   async stop() {
     this.stopped = true;
+    running.delete(this);
     await Promise.all(this.loops);
   }
 }
@@ -362,4 +384,108 @@ function format(name, f) {
     .map(([k, v]) => `${k}=${v === null ? 'never' : v}`).join(' ');
 }
 
-module.exports = { Member, Publisher, ReadyWatch, figures, format, sleep, status };
+// A scenario: `n` moonwire nodes (heartbeat 1 s) on one Redis or a Redis Cluster
+// (redis: { url } or { cluster: [...] }), `per` members on each in one room; the
+// publisher is the first member of the first node. Every server started is pushed to
+// `started` so that the test file's after() stops what a failure left running.
+class Scenario {
+  constructor(name, redis, started) {
+    this.name = name;
+    this.redis = redis;
+    this.started = started;
+    this.nodes = [];
+    this.members = [];
+  }
+
+  static async start(name, { redis, started, n = 2, per = 2, room } = {}) {
+    const sc = new Scenario(name, redis, started);
+    for (let i = 0; i < n; i++) sc.nodes.push(await sc.startNode(`${name}-${i}`));
+    sc.watch = new ReadyWatch(sc.nodes);
+    await waitFor(async () => sc.nodes.every((x) => sc.watch.now(x) === 200), 15000, 'every node ready');
+    sc.room = room || uid(name);
+    for (const node of sc.nodes) {
+      for (let j = 0; j < per; j++) {
+        const m = await Member.open(node, uid(`${name}${sc.nodes.indexOf(node)}u${j}`),
+          `${node.config.node_id}/m${j}`);
+        await m.join(sc.room);
+        sc.members.push(m);
+      }
+    }
+    // Everybody sees everybody before the fault: presence is settled.
+    sc.users = new Set(sc.members.map((m) => m.user));
+    await waitFor(async () => sc.members.every((m) => [...sc.users].every((u) => m.view.has(u))), 10000,
+      'every member lists every member');
+    sc.pub = new Publisher(sc.members[0], RATE);
+    return sc;
+  }
+
+  async startNode(id) {
+    const node = await startServer({
+      config: {
+        node_id: id,
+        heartbeat: { interval: '1s', timeout: '2s' },
+        redis: this.redis,
+        limits: { rate: 1000, burst: 2000 },
+      },
+      routes: { '/chat': { script: 'app:chat', history: { size: 5000 } } },
+    });
+    this.started.push(node);
+    return node;
+  }
+
+  allReady(want, nodes = this.nodes) {
+    return nodes.every((x) => this.watch.now(x) === want);
+  }
+
+  // Stops publishing, lets every member sync, stops the nodes; returns the figures.
+  // extra: { members (the ones to count), gone, present } as figures() takes them.
+  async finish(extra = {}) {
+    await this.pub.stop();
+    const alive = extra.members || this.members;
+    await Promise.all(alive.map((m) => m.sync()));
+    await this.watch.stop();
+    const f = figures({ members: alive, publisher: this.pub, gone: extra.gone,
+      present: extra.present || this.users });
+    for (const m of this.members) m.close();
+    if (process.env.FAULTS_DEBUG) { // the nodes' logs, to see which repair ran
+      for (const node of this.nodes) console.log(`--- ${node.config.node_id}\n${node.logs()}`);
+    }
+    for (const node of this.nodes) if (node.alive()) await node.stop();
+    return f;
+  }
+
+  // ms from the fault to the first /readyz 503 of every node, and from the recovery
+  // to the first 200 (the worst node's).
+  readyFigures(faultAt, backAt) {
+    const down = this.nodes.map((x) => this.watch.after(x, 503, faultAt));
+    // The first 200 after the node went 503 (it may come before we saw Redis back:
+    // then 0).
+    const up = this.nodes.map((x, i) => {
+      const ms = down[i] === null ? null : this.watch.after(x, 200, faultAt + down[i]);
+      return ms === null ? null : Math.max(0, faultAt + down[i] + ms - backAt);
+    });
+    return {
+      readyz_503_ms: down.some((d) => d === null) ? null : Math.max(...down),
+      readyz_200_ms: up.some((d) => d === null) ? null : Math.max(...up),
+    };
+  }
+}
+
+function report(t, name, f) {
+  t.diagnostic(format(name, f));
+}
+
+function assertClean(f) {
+  assert.equal(f.acked_seq_missing, 0, `acked with seq, never received: ${f.missing_sample}`);
+  assert.equal(f.acked_noseq_missing, 0, `acked without seq, not received on the sender's node: ${f.missing_sample}`);
+  assert.equal(f.duplicates, 0, 'duplicates');
+  assert.equal(f.false_leaves, 0, 'presence:leave of a connected member');
+  assert.equal(f.ghosts, 0, 'members listed that are gone, or not listed that are there');
+  assert.equal(f.not_acked, 0, 'every message was acked in the end');
+  assert.ok(f.acked_seq > 0, 'messages went through Redis');
+}
+
+module.exports = {
+  Member, Publisher, ReadyWatch, Scenario, figures, format, report, assertClean, cleanup, sleep,
+  status, HEARTBEAT_MS,
+};

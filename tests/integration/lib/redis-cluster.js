@@ -104,6 +104,9 @@ async function startRedisCluster(opts = {}) {
     const child = spawn('redis-server', ['--port', String(node.port), '--bind', '127.0.0.1',
       '--cluster-enabled', 'yes', '--cluster-config-file', `nodes-${node.port}.conf`,
       '--cluster-node-timeout', '2000', '--save', '', '--appendonly', 'no',
+      // replicas in sync at once (no 5 s wait for more replicas), and a replica may
+      // take over whatever the age of its data: the failover tests need it to
+      '--repl-diskless-sync-delay', '0', '--cluster-replica-validity-factor', '0',
       '--protected-mode', 'no', '--dir', dir], { stdio: ['ignore', 'ignore', 'pipe'] });
     node.child = child;
     node.exited = false;
@@ -126,6 +129,17 @@ async function startRedisCluster(opts = {}) {
       }
     }
   };
+  // Every replica has synced with its master (only then can it take over).
+  const waitReplicas = async (deadline) => {
+    for (const node of nodes.filter((x) => !x.exited)) {
+      for (;;) {
+        const info = await cli(node.port, 'INFO', 'replication').catch(() => '');
+        if (!info.includes('role:slave') || info.includes('master_link_status:up')) break;
+        if (Date.now() > deadline) throw new Error(`replica on port ${node.port} not in sync`);
+        await sleep(100);
+      }
+    }
+  };
   try {
     for (let i = 0; i < n; i++) {
       const node = { port: await freeClusterPort(taken) };
@@ -140,6 +154,7 @@ async function startRedisCluster(opts = {}) {
       (err, stdout) => (err ? reject(new Error(`redis-cli --cluster create: ${err.message}\n${stdout}`)) : resolve()));
     });
     await waitOk(deadline);
+    if (replicas) await waitReplicas(deadline);
   } catch (err) {
     await stop();
     throw err;

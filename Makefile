@@ -3,11 +3,15 @@ BUILD ?= build
 BUILD_SAN ?= build-sanitize
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 
-# Debian 12 packages (SPEC section 1). Node comes from Debian too unless one is installed.
+# Debian 12 packages: to build and run, then for the README and the tests (curl, real
+# Redis, Chromium for the browser client; nginx, systemd-analyze, strace and logrotate
+# for the deployment examples). Node comes from Debian too unless one is installed.
+# Debian starts redis-server and nginx as system services when it installs them; the
+# tests never use those (`systemctl disable --now nginx` if you do not want it).
 DEB_PACKAGES = build-essential cmake pkg-config git \
 	libwebsockets-dev libwebsockets-evlib-uv libuv1-dev libluajit2-5.1-dev \
 	libhiredis-dev libyaml-dev libjwt-dev libjemalloc-dev libcmocka-dev redis-server \
-	chromium
+	curl chromium nginx systemd procps strace logrotate
 
 .PHONY: all deps build run test test-unit test-integration test-sanitize check-config bench clean
 
@@ -56,7 +60,7 @@ test-sanitize: deps node_modules/.package-lock.json
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  MOONWIRE_BIN=$(CURDIR)/$(BUILD_SAN)/moonwire MOONWIRE_SANITIZE=1 node --test tests/integration/
 
-# moonwire and a Node ws peer side by side through SPEC section 11's scenarios
+# moonwire and a Node ws peer side by side through the benchmark scenarios
 # (tests/bench/run.sh, docs/performance.md). ~6 minutes; ROUNDS, DURATION, IDLE_N, ...
 bench: build node_modules/.package-lock.json
 	BUILD=$(BUILD) bash tests/bench/run.sh

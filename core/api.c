@@ -112,7 +112,7 @@ static int decode_body(struct lws *wsi, const char *body, size_t len, int *rc)
         *rc = reply_error(wsi, 400, "bad_json", err);
         return -1;
     }
-    if (!lua_istable(J, -1) || lua_getmetatable(J, -1)) {
+    if (!lua_istable(J, -1) || mw_json_is_array(J, -1)) {
         lua_settop(J, 0);
         *rc = reply_error(wsi, 400, "bad_message", "the body must be a JSON object");
         return -1;
@@ -408,6 +408,9 @@ static int api_disconnect(struct lws *wsi, const char *body, size_t len)
 int mw_api_call(struct lws *wsi, struct mw_http_req *req, const char *method, const char *path,
                 const char *body, size_t len)
 {
+    if (!config || !config->napi_keys)
+        return reply_error(wsi, 401, "unauthorized",
+                           "no API keys are configured: add api: { keys: [...] } to the config");
     if (!authorized(wsi))
         return reply_error(wsi, 401, "unauthorized", "missing or wrong API key (Authorization: Bearer KEY)");
     int post = strcmp(method, "POST") == 0;

@@ -1,4 +1,4 @@
-/* api.h - the HTTP API for backends (SPEC section 8): POST /api/publish,
+/* api.h - the HTTP API for backends (docs/operations.md): POST /api/publish,
  * POST /api/notify, GET /api/rooms/{room}/presence, POST /api/disconnect; every call needs
  * `Authorization: Bearer <key>` with a key from `api.keys`. */
 #ifndef MW_API_H

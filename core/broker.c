@@ -177,7 +177,7 @@ static uint32_t disconnect_local(const char *user, int code, const char *reason)
     uint32_t closed = 0;
     struct mw_user *u = mw_user_find(user);
     for (struct mw_conn *c = u ? u->conns : NULL; c; c = c->user_next) {
-        if (!c->closing) {
+        if (mw_conn_is_open(c)) {
             mw_conn_close(c, code, reason);
             closed++;
         }

@@ -1,4 +1,4 @@
-/* broker.h - rooms and users across nodes (SPEC section 7). Without `redis:` it is
+/* broker.h - rooms and users across nodes (docs/clustering.md). Without `redis:` it is
  * the local fan-out only. With Redis, a room is a channel this node subscribes to
  * while it has local members, and a user one while they have local connections; every
  * broadcast goes to local members at once and is published for the other nodes,

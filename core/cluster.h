@@ -1,4 +1,4 @@
-/* cluster.h - the node registry (SPEC section 7): every node registers itself in
+/* cluster.h - the node registry (docs/clustering.md): every node registers itself in
  * Redis with a TTL and checks the others; the first node to see a dead one removes its
  * presence (presence.c). Only active with `redis:`.
  *

@@ -1,4 +1,4 @@
-/* config.c - loads the YAML configuration (SPEC section 3) into struct mw_config.
+/* config.c - loads the YAML configuration (docs/config.md) into struct mw_config.
  *
  * The file is loaded whole with libyaml's document API, then walked with small field
  * tables (one per YAML map) and one converter per value kind. The first problem stops
@@ -26,6 +26,7 @@ const char mw_config_embedded_yaml[] =
     "# moonwire embedded default: bundled apps, demo page, hot reload.\n"
     "listen: 127.0.0.1:8080\n"
     "static: web\n"
+    "api: { keys: [dev] }   # the development API key, printed at start\n"
     "routes:\n"
     "  /chat:\n"
     "    script: \"app:chat\"\n"
@@ -582,13 +583,10 @@ static int parse_map(struct ctx *c, yaml_node_t *m, const struct field *fields, 
 /* ---- top-level values ---- */
 
 /* "HOST:PORT", "[IPV6]:PORT" or ":PORT" (all interfaces). */
-static int parse_listen(struct ctx *c, yaml_node_t *n, void *obj)
+int mw_parse_listen(const char *s, char **host_out, int *port_out)
 {
-    struct mw_config *cfg = obj;
-    const char *s, *host, *colon;
+    const char *host, *colon;
     uint64_t port;
-    if (scalar_of(c, n, &s) < 0)
-        return -1;
     if (s[0] == '[') {
         host = s + 1;
         colon = strchr(s, ']');
@@ -599,13 +597,27 @@ static int parse_listen(struct ctx *c, yaml_node_t *n, void *obj)
         colon = colon && !strchr(colon + 1, ':') ? colon : NULL;
     }
     if (!colon || *colon != ':' || strcspn(s, " \t/") != strlen(s))
-        return fail(c, n, "%s: expected HOST:PORT, [IPV6]:PORT or :PORT, got '%s'", c->path, s);
+        return -1;
     if (parse_uint(colon + 1, 65535, &port) < 0)
-        return fail(c, n, "%s: invalid port in '%s' (0..65535)", c->path, s);
+        return -2;
     size_t hostlen = (size_t)(colon - host) - (s[0] == '[');
-    free(cfg->listen_host);
-    cfg->listen_host = hostlen ? mw_strndup(host, hostlen) : mw_strdup("0.0.0.0");
-    cfg->listen_port = (int)port;
+    free(*host_out);
+    *host_out = hostlen ? mw_strndup(host, hostlen) : mw_strdup("0.0.0.0");
+    *port_out = (int)port;
+    return 0;
+}
+
+static int parse_listen(struct ctx *c, yaml_node_t *n, void *obj)
+{
+    struct mw_config *cfg = obj;
+    const char *s;
+    if (scalar_of(c, n, &s) < 0)
+        return -1;
+    int rc = mw_parse_listen(s, &cfg->listen_host, &cfg->listen_port);
+    if (rc == -1)
+        return fail(c, n, "%s: expected HOST:PORT, [IPV6]:PORT or :PORT, got '%s'", c->path, s);
+    if (rc < 0)
+        return fail(c, n, "%s: invalid port in '%s' (0..65535)", c->path, s);
     return 0;
 }
 
@@ -1088,6 +1100,7 @@ static const struct field limits_fields[] = {
     { "rate", K_NUM, .off = CFG(rate) },
     { "burst", K_NUM, .off = CFG(burst), .min = 1 },
     { "max_connections", K_U32, .off = CFG(max_connections), .min = 1 },
+    { "socket_send_buffer", K_SIZE, .off = CFG(socket_send_buffer), .min = 4096 },
     { "slow_handler", K_MS, .off = CFG(slow_handler_ms) },
     { NULL },
 };

@@ -1,4 +1,4 @@
-/* config.h - the YAML configuration (SPEC section 3), parsed and validated.
+/* config.h - the YAML configuration (docs/config.md), parsed and validated.
  *
  * Leaf module: depends on libyaml and util only, so it is unit tested alone.
  * Every error names the source and the YAML line: "moonwire.yaml:7: unknown key 'foo'". */
@@ -54,6 +54,7 @@ struct mw_config {
     double rate;              /* messages/s per connection, 50 */
     double burst;             /* 100 */
     uint32_t max_connections; /* 100000 */
+    size_t socket_send_buffer; /* SO_SNDBUF of accepted sockets; 0: the kernel's autotuning */
     uint64_t slow_handler_ms; /* `limits.slow_handler` (default 100ms): log handlers slower */
 
     char *redis_url;          /* NULL when absent */
@@ -79,7 +80,7 @@ struct mw_config {
     enum mw_log_format log_format;
 };
 
-/* The embedded default (SPEC section 3), as YAML text; paths in it are relative to
+/* The embedded default (docs/config.md), as YAML text; paths in it are relative to
  * the bundled examples directory. */
 extern const char mw_config_embedded_yaml[];
 
@@ -103,6 +104,10 @@ void mw_config_free(struct mw_config *cfg);
 int mw_parse_duration(const char *s, uint64_t *ms);
 /* "64KiB", "1MiB", "512", "1GiB", "10KB"(=10*1000). 0 or -1. */
 int mw_parse_size(const char *s, size_t *bytes);
+
+/* "HOST:PORT", "[IPV6]:PORT" or ":PORT" (0.0.0.0): replaces *host (freed) and *port.
+ * 0, -1 when the form is wrong, -2 when the port is not 0..65535. */
+int mw_parse_listen(const char *s, char **host, int *port);
 
 /* Looks a route up by path; NULL if none. */
 const struct mw_route_config *mw_config_route(const struct mw_config *cfg, const char *path);

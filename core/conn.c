@@ -1,9 +1,13 @@
-/* conn.c - connections, users, send queues and the pending-write flush.
+/* conn.c - connections, users, the close state machine and the before-sleep work.
  *
  * The send path follows shared/PERFORMANCE.md: frames are shared references; a
  * connection with queued frames goes on the pending list; once per loop iteration
- * every pending connection gets all its queued frames in one raw write, and asks
- * libwebsockets for a WRITEABLE callback only when the kernel did not take it all. */
+ * every pending connection is flushed by its transport (one write of all its frames).
+ *
+ * Closing follows Redis's unlinkClient + freeClientAsync (conn.h has the states): a
+ * decision only marks and queues; the before-sleep hook unlinks (app code runs
+ * there, never inside a transport callback) and frees; one timer ends transports
+ * that outlive their close deadline, walking only the closing connections. */
 #include "conn.h"
 
 #include <inttypes.h>
@@ -11,19 +15,17 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <libwebsockets.h>
 #include <uv.h>
 
 #include "log.h"
 #include "session.h"
 #include "util.h"
 
-#define FLUSH_CHUNK MW_FLUSH_CHUNK
-
-struct mw_conn_limits mw_conn_limits = { 1 << 20, 50, 100 };
+struct mw_conn_limits mw_conn_limits = { 1 << 20, 50, 100, MW_CLOSE_GRACE_MS, MW_ZOMBIE_MS };
 struct mw_conn_stats mw_conn_stats;
 
 void (*mw_user_on_active)(const char *user, bool active);
+void (*mw_conn_on_unlink)(struct mw_conn *c);
 
 static struct mw_map conns_by_id;
 static struct mw_map users_by_id;
@@ -32,12 +34,20 @@ static struct mw_conn *pending_head;
 static uint32_t nconns;
 static uint64_t next_id = 1;
 
-static uv_timer_t reaper; /* enforces close deadlines */
-static bool reaper_ready;
-static uint32_t nclosing;
+/* The hook's work: connections to unlink (or to abort, or gone), then to free. */
+static struct mw_conn *work_head, *work_tail;
+static struct mw_conn *free_head;
 
-static unsigned char *scratch; /* LWS_PRE + gathered frames */
-static size_t scratch_cap;
+/* Timed lists, each in deadline order because its offset is constant: closing
+ * connections (aborted at decision + MW_CLOSE_GRACE_MS), aborted ones (a zombie at
+ * abort + MW_ZOMBIE_MS). */
+enum { LIST_NONE, LIST_CLOSING, LIST_ABORTED };
+struct clist {
+    struct mw_conn *head, *tail;
+};
+static struct clist closing, aborted;
+static uv_timer_t timer;
+static bool timer_ready;
 
 /* ---- users ---- */
 
@@ -84,44 +94,7 @@ struct mw_user *mw_user_find(const char *id)
     return mw_map_get(&users_by_id, id);
 }
 
-/* ---- lifecycle ---- */
-
-struct mw_conn *mw_conn_new(struct lws *wsi, struct mw_route *route, const char *user_id,
-                            const char *remote)
-{
-    struct mw_conn *c = mw_calloc(1, sizeof *c);
-    char anon[32];
-
-    snprintf(c->id, sizeof c->id, "%" PRIu64, next_id++);
-    c->wsi = wsi;
-    c->route = route;
-    c->remote = mw_strdup(remote ? remote : "");
-    if (!user_id || !*user_id) {
-        snprintf(anon, sizeof anon, "anon-%012" PRIx64, (uint64_t)(mw_random_u64() & 0xffffffffffffull));
-        user_id = anon;
-    }
-    c->user = user_attach(c, user_id);
-    c->last_rx_ms = c->last_ping_ms = c->tokens_ms = mw_now_ms();
-    c->tokens = mw_conn_limits.burst;
-
-    mw_map_put(&conns_by_id, c->id, c);
-    c->all_next = all_head;
-    if (all_head)
-        all_head->all_prev = c;
-    all_head = c;
-    nconns++;
-    mw_conn_stats.opened++;
-    return c;
-}
-
-struct mw_conn *mw_conn_new_virtual(struct mw_route *route, const char *user_id,
-                                    mw_conn_sink_fn sink, void *ud)
-{
-    struct mw_conn *c = mw_conn_new(NULL, route, user_id, "virtual");
-    c->sink = sink;
-    c->sink_ud = ud;
-    return c;
-}
+/* ---- lists ---- */
 
 static void pending_remove(struct mw_conn *c)
 {
@@ -139,7 +112,7 @@ static void pending_remove(struct mw_conn *c)
 
 static void pending_add(struct mw_conn *c)
 {
-    if (c->pending)
+    if (c->pending || !c->tx || !c->tp->flush)
         return;
     c->pending = true;
     c->pending_prev = NULL;
@@ -149,31 +122,245 @@ static void pending_add(struct mw_conn *c)
     pending_head = c;
 }
 
-static struct mw_msg *queue_pop(struct mw_conn *c)
+void mw_conn_want_flush(struct mw_conn *c)
 {
-    struct mw_msg *m = c->q[c->qhead];
-    c->qhead = (c->qhead + 1) & (c->qcap - 1);
-    c->qlen--;
-    c->qbytes -= m->len;
-    return m;
+    pending_add(c);
 }
 
-static void queue_clear(struct mw_conn *c)
+static struct clist *list_of(const struct mw_conn *c)
 {
-    while (c->qlen)
-        mw_msg_decref(queue_pop(c));
+    return c->list == LIST_CLOSING ? &closing : c->list == LIST_ABORTED ? &aborted : NULL;
 }
 
-void mw_conn_free(struct mw_conn *c)
+static void clist_remove(struct mw_conn *c)
 {
-    mw_assert(c->nrooms == 0);
-    if (c->closing)
-        nclosing--;
+    struct clist *l = list_of(c);
+    if (!l)
+        return;
+    if (c->closing_prev)
+        c->closing_prev->closing_next = c->closing_next;
+    else
+        l->head = c->closing_next;
+    if (c->closing_next)
+        c->closing_next->closing_prev = c->closing_prev;
+    else
+        l->tail = c->closing_prev;
+    c->closing_next = c->closing_prev = NULL;
+    c->list = LIST_NONE;
+}
+
+static void arm_timer(void);
+
+static void clist_append(struct mw_conn *c, int which, uint64_t deadline_ms)
+{
+    struct clist *l = which == LIST_CLOSING ? &closing : &aborted;
+    clist_remove(c);
+    c->list = (uint8_t)which;
+    c->deadline_ms = deadline_ms;
+    c->closing_next = NULL;
+    c->closing_prev = l->tail;
+    if (l->tail)
+        l->tail->closing_next = c;
+    else
+        l->head = c;
+    l->tail = c;
+    arm_timer();
+}
+
+/* Puts c on the hook's work queue (once). */
+static void enqueue_work(struct mw_conn *c)
+{
+    if (c->queued)
+        return;
+    c->queued = true;
+    c->work_next = NULL;
+    if (work_tail)
+        work_tail->work_next = c;
+    else
+        work_head = c;
+    work_tail = c;
+}
+
+/* ---- lifecycle ---- */
+
+struct mw_conn *mw_conn_new(const struct mw_transport *tp, void *tx, struct mw_route *route,
+                            const char *user_id, const char *remote)
+{
+    struct mw_conn *c = mw_calloc(1, sizeof *c);
+    char anon[32];
+
+    snprintf(c->id, sizeof c->id, "%" PRIu64, next_id++);
+    c->tp = tp;
+    c->tx = tx;
+    c->route = route;
+    c->remote = mw_strdup(remote ? remote : "");
+    if (!user_id || !*user_id) {
+        snprintf(anon, sizeof anon, "anon-%012" PRIx64, (uint64_t)(mw_random_u64() & 0xffffffffffffull));
+        user_id = anon;
+    }
+    c->user = user_attach(c, user_id);
+    c->opened_ms = c->last_rx_ms = c->last_ping_ms = c->tokens_ms = c->abuse_ms = mw_now_ms();
+    c->tokens = mw_conn_limits.burst;
+    c->state = MW_CONN_OPEN;
+
+    mw_map_put(&conns_by_id, c->id, c);
+    c->all_next = all_head;
+    if (all_head)
+        all_head->all_prev = c;
+    all_head = c;
+    nconns++;
+    mw_conn_stats.opened++;
+    mw_conn_stats.open++;
+    return c;
+}
+
+static void set_reason(struct mw_conn *c, int by, int code, const char *reason)
+{
+    c->closed_by = (uint8_t)by;
+    c->close_code = (uint16_t)code;
+    free(c->close_reason);
+    reason = reason ? reason : "";
+    c->close_reason = mw_strndup(reason, strnlen(reason, 123)); /* what a close frame holds */
+}
+
+/* OPEN -> CLOSING: nobody can send to it or join it any more; the hook unlinks it. */
+static void begin_closing(struct mw_conn *c)
+{
+    c->state = MW_CONN_CLOSING;
+    mw_conn_stats.open--;
+    mw_conn_stats.closing++;
+    clist_append(c, LIST_CLOSING, mw_now_ms() + mw_conn_limits.close_grace_ms);
+    enqueue_work(c);
+}
+
+void mw_conn_close(struct mw_conn *c, int code, const char *reason)
+{
+    if (c->state != MW_CONN_OPEN)
+        return;
+    set_reason(c, MW_BY_SERVER, code, reason);
+    begin_closing(c);
+    if (c->tx && c->tp->close)
+        c->tp->close(c);
+    pending_add(c);
+}
+
+void mw_conn_kill(struct mw_conn *c, const char *why)
+{
+    if (c->state == MW_CONN_GONE || c->kill)
+        return;
+    c->kill = true;
+    if (c->state == MW_CONN_OPEN) {
+        set_reason(c, MW_BY_KILL, 1006, why);
+        begin_closing(c);
+    } else {
+        enqueue_work(c); /* unlinked already: the hook aborts it */
+    }
     pending_remove(c);
-    queue_clear(c);
-    free(c->q);
+}
+
+bool mw_conn_peer_close(struct mw_conn *c, int code, const char *reason)
+{
+    c->peer_closed = true;
+    if (c->state == MW_CONN_OPEN) {
+        set_reason(c, MW_BY_PEER, code, reason);
+        begin_closing(c);
+        return false;
+    }
+    return c->close_sent;
+}
+
+void mw_conn_transport_gone(struct mw_conn *c)
+{
+    c->tx = NULL;
+    c->want_writable = false;
+    pending_remove(c);
+    if (c->state == MW_CONN_OPEN) {
+        set_reason(c, MW_BY_LOST, 1006, "connection lost");
+        begin_closing(c);
+    } else {
+        enqueue_work(c);
+    }
+}
+
+/* CLOSING -> UNLINKED: the app's disconnect handler runs and c leaves rooms,
+ * presence and typing (mw_conn_on_unlink), then its user, session and id. */
+static void unlink_conn(struct mw_conn *c)
+{
+    c->state = MW_CONN_UNLINKED;
+    mw_conn_stats.closing--;
+    mw_conn_stats.unlinked++;
+    if (mw_conn_on_unlink)
+        mw_conn_on_unlink(c);
+    mw_assert(c->nrooms == 0);
     free(c->rooms);
+    c->rooms = NULL;
+    c->caprooms = 0;
     mw_map_del(&conns_by_id, c->id);
+    c->gone_user = mw_strdup(c->user->id);
+    user_detach(c);
+    if (c->session)
+        mw_session_detach(c->session);
+    c->session = NULL;
+    for (struct mw_attr *a = c->attrs, *n; a; a = n) {
+        n = a->next;
+        free(a->key);
+        free(a->json);
+        free(a);
+    }
+    c->attrs = NULL;
+    free(c->rx);
+    c->rx = NULL;
+    c->rxlen = c->rxcap = 0;
+}
+
+/* Tells the transport to end now (once). */
+static void abort_transport(struct mw_conn *c)
+{
+    if (c->aborted || !c->tx)
+        return;
+    c->aborted = true;
+    mw_conn_stats.aborts++;
+    pending_remove(c);
+    clist_append(c, LIST_ABORTED, mw_now_ms() + mw_conn_limits.zombie_ms);
+    c->tp->abort(c); /* may report the transport gone before it returns */
+}
+
+/* UNLINKED, transport ended -> GONE: freed at the end of the hook. */
+static void become_gone(struct mw_conn *c)
+{
+    c->state = MW_CONN_GONE;
+    mw_conn_stats.unlinked--;
+    if (c->zombie)
+        mw_conn_stats.zombies--;
+    clist_remove(c);
+    pending_remove(c);
+    c->work_next = free_head;
+    free_head = c;
+}
+
+/* The close line: who ended it, how, how long it lived and what it carried. */
+static void log_closed(const struct mw_conn *c)
+{
+    static const char *const by[] = { "-", "server", "peer", "server-drop", "lost" };
+    uint64_t ms = mw_now_ms() - c->opened_ms;
+    char reason[124];
+    /* The peer's reason is untrusted: nothing in it may break the line. */
+    snprintf(reason, sizeof reason, "%s", c->close_reason ? c->close_reason : "");
+    for (char *r = reason; *r; r++)
+        if ((unsigned char)*r < 0x20 || *r == '"' || *r == '\\')
+            *r = '?';
+    mw_log_info("conn closed",
+                "conn=%s user=%s by=%s code=%u reason=\"%s\" duration_ms=%" PRIu64
+                " msgs_in=%" PRIu32 " msgs_out=%" PRIu32 " bytes_in=%" PRIu64 " bytes_out=%" PRIu64
+                "%s",
+                c->id, c->gone_user ? c->gone_user : "-", by[c->closed_by], c->close_code,
+                reason, ms, c->msgs_in, c->msgs_out, c->bytes_in,
+                c->bytes_out, c->aborted ? " aborted=1" : "");
+}
+
+static void conn_free(struct mw_conn *c)
+{
+    log_closed(c);
     if (c->all_prev)
         c->all_prev->all_next = c->all_next;
     else
@@ -182,27 +369,138 @@ void mw_conn_free(struct mw_conn *c)
         c->all_next->all_prev = c->all_prev;
     nconns--;
     mw_conn_stats.closed++;
-    user_detach(c);
-    for (struct mw_attr *a = c->attrs, *n; a; a = n) {
-        n = a->next;
-        free(a->key);
-        free(a->json);
-        free(a);
-    }
-    if (c->session)
-        mw_session_detach(c->session);
-    free(c->rx);
+    mw_sendq_clear(&c->q);
+    mw_sendq_trim(&c->q);
     free(c->remote);
     free(c->close_reason);
     free(c->claims_json);
+    free(c->gone_user);
     free(c);
-    if (nconns == 0) {
-        /* Give memory back after a load spike once everyone left. */
-        free(scratch);
-        scratch = NULL;
-        scratch_cap = 0;
+}
+
+/* Runs the work queue until it is empty: unlinks closing connections (their app
+ * code may close others, which join the queue), aborts the killed ones, and moves
+ * those whose transport ended to the free list. */
+static void process_work(void)
+{
+    while (work_head) {
+        struct mw_conn *c = work_head;
+        work_head = c->work_next;
+        if (!work_head)
+            work_tail = NULL;
+        c->queued = false;
+        if (c->state == MW_CONN_CLOSING)
+            unlink_conn(c);
+        if (c->state != MW_CONN_UNLINKED)
+            continue;
+        if (c->tx && c->kill)
+            abort_transport(c); /* may queue c again, gone */
+        else if (!c->tx)
+            become_gone(c);
     }
 }
+
+static void flush_pending(void)
+{
+    while (pending_head) {
+        struct mw_conn *c = pending_head;
+        pending_remove(c);
+        if (c->tx && c->tp->flush(c) < 0)
+            mw_conn_kill(c, "write failed");
+    }
+}
+
+void mw_conn_before_sleep(void)
+{
+    do {
+        process_work();
+        flush_pending(); /* a failed write queues more work */
+    } while (work_head);
+    while (free_head) {
+        struct mw_conn *c = free_head;
+        free_head = c->work_next;
+        conn_free(c);
+    }
+}
+
+void mw_conn_drop(struct mw_conn *c)
+{
+    c->tx = NULL;
+    if (c->state == MW_CONN_OPEN) {
+        set_reason(c, MW_BY_PEER, 1000, "");
+        begin_closing(c);
+    }
+    enqueue_work(c);
+    mw_conn_before_sleep();
+}
+
+/* ---- the close timer ---- */
+
+/* Aborts connections past their close deadline (a peer that does not read never gets
+ * the close frame either) and counts aborted ones that did not end as zombies. Walks
+ * only what is due. */
+static void on_timer(uv_timer_t *t)
+{
+    (void)t;
+    uint64_t now = mw_now_ms();
+    while (closing.head && closing.head->deadline_ms <= now) {
+        struct mw_conn *c = closing.head;
+        clist_remove(c);
+        if (!c->tx || c->state != MW_CONN_UNLINKED)
+            continue; /* ended, or gone through the hook already */
+        mw_conn_stats.close_timeouts++;
+        mw_log_info("close timed out", "conn=%s user=%s close_sent=%d", c->id,
+                    c->gone_user ? c->gone_user : "-", c->close_sent);
+        abort_transport(c);
+    }
+    while (aborted.head && aborted.head->deadline_ms <= now) {
+        struct mw_conn *c = aborted.head;
+        clist_remove(c);
+        if (!c->tx)
+            continue;
+        c->zombie = true;
+        mw_conn_stats.zombies++;
+        mw_log_warn("zombie connection", "conn=%s transport=%s", c->id, c->tp->name);
+    }
+    arm_timer();
+}
+
+static void arm_timer(void)
+{
+    if (!timer_ready)
+        return;
+    uint64_t due = 0;
+    if (closing.head)
+        due = closing.head->deadline_ms;
+    if (aborted.head && (!due || aborted.head->deadline_ms < due))
+        due = aborted.head->deadline_ms;
+    if (!due) {
+        uv_timer_stop(&timer);
+        return;
+    }
+    uint64_t now = mw_now_ms();
+    uv_timer_start(&timer, on_timer, due > now ? due - now : 0, 0);
+}
+
+void mw_conn_init(void)
+{
+    if (timer_ready)
+        return;
+    uv_timer_init(uv_default_loop(), &timer);
+    uv_unref((uv_handle_t *)&timer);
+    timer_ready = true;
+    arm_timer();
+}
+
+void mw_conn_shutdown(void)
+{
+    mw_conn_before_sleep();
+    if (timer_ready)
+        uv_close((uv_handle_t *)&timer, NULL);
+    timer_ready = false;
+}
+
+/* ---- lookups ---- */
 
 struct mw_conn *mw_conn_find(const char *id)
 {
@@ -219,67 +517,33 @@ uint32_t mw_conn_count(void)
     return nconns;
 }
 
-/* ---- send queue ---- */
-
-static void queue_push(struct mw_conn *c, struct mw_msg *m)
-{
-    if (c->qlen == c->qcap) {
-        uint32_t cap = c->qcap ? c->qcap * 2 : 8;
-        struct mw_msg **q = mw_malloc(cap * sizeof *q);
-        for (uint32_t i = 0; i < c->qlen; i++)
-            q[i] = c->q[(c->qhead + i) & (c->qcap - 1)];
-        free(c->q);
-        c->q = q;
-        c->qcap = cap;
-        c->qhead = 0;
-    }
-    c->q[(c->qhead + c->qlen) & (c->qcap - 1)] = mw_msg_incref(m);
-    c->qlen++;
-    c->qbytes += m->len;
-}
-
-/* `slow_consumer: drop`: removes queued coalescible frames, oldest first, until
- * `need` more bytes fit. Returns true when they do. */
-static bool drop_coalescible(struct mw_conn *c, size_t need)
-{
-    uint32_t mask = c->qcap - 1, kept = 0;
-    for (uint32_t i = 0; i < c->qlen; i++) {
-        struct mw_msg *m = c->q[(c->qhead + i) & mask];
-        if ((m->flags & MW_MSG_COALESCE) && c->qbytes + need > mw_conn_limits.send_queue) {
-            c->qbytes -= m->len;
-            mw_msg_decref(m);
-            mw_conn_stats.dropped++;
-            continue;
-        }
-        c->q[(c->qhead + kept) & mask] = m;
-        kept++;
-    }
-    c->qlen = kept;
-    return c->qbytes + need <= mw_conn_limits.send_queue;
-}
+/* ---- sending ---- */
 
 int mw_conn_send(struct mw_conn *c, struct mw_msg *m)
 {
-    if (!mw_conn_is_open(c))
+    size_t limit = mw_conn_limits.send_queue;
+    if (c->state != MW_CONN_OPEN)
         return MW_ECLOSED;
-    if (c->sink) {
-        mw_conn_stats.frames_out++;
-        c->sink(c, m, 0, NULL);
+    c->msgs_out++;
+    mw_conn_stats.frames_out++;
+    if (c->tp->deliver) {
+        c->tp->deliver(c, m);
         return 0;
     }
-    if (c->qbytes + m->len > mw_conn_limits.send_queue && !(m->flags & MW_MSG_CONTROL)) {
-        if (!(c->slow_drop && drop_coalescible(c, m->len))) {
+    if (c->q.bytes + m->len > limit && !(m->flags & MW_MSG_CONTROL)) {
+        if (c->slow_drop)
+            mw_conn_stats.dropped += mw_sendq_drop_coalescible(&c->q, limit, m->len);
+        if (c->q.bytes + m->len > limit) {
             mw_conn_stats.slow_closed++;
             mw_log_warn("slow consumer", "conn=%s user=%s queued=%zu limit=%zu", c->id,
-                        c->user->id, c->qbytes, mw_conn_limits.send_queue);
-            queue_clear(c);
-            mw_conn_close(c, LWS_CLOSE_STATUS_POLICY_VIOLATION, "slow consumer");
+                        c->user->id, c->q.bytes, limit);
+            mw_sendq_discard(&c->q);
+            mw_conn_close(c, 1008, "slow consumer");
             return MW_EFULL;
         }
     }
-    queue_push(c, m);
+    mw_sendq_push(&c->q, m);
     pending_add(c);
-    mw_conn_stats.frames_out++;
     return 0;
 }
 
@@ -291,90 +555,38 @@ int mw_conn_send_text(struct mw_conn *c, const char *json, size_t len)
     return rc;
 }
 
-/* Drops connections whose close did not complete in time: a peer that does not read
- * never receives the close frame either. Our own timer, because lws's timeouts are
- * only re-armed after some I/O on an idle libuv loop. */
-static void on_reap(uv_timer_t *t)
+void mw_conn_received(struct mw_conn *c, size_t n)
 {
-    uint64_t now = mw_now_ms();
-    for (struct mw_conn *c = all_head, *next; c; c = next) {
-        next = c->all_next; /* a kill frees c */
-        if (c->closing && c->wsi && now >= c->close_deadline_ms) {
-            mw_log_info("close timed out", "conn=%s user=%s", c->id, c->user->id);
-            mw_conn_kill(c);
-        }
-    }
-    if (!nclosing)
-        uv_timer_stop(t);
+    c->msgs_in++;
+    c->bytes_in += n;
 }
 
-static void mark_closing(struct mw_conn *c)
+void mw_conn_sent(struct mw_conn *c, size_t n)
 {
-    c->closing = true;
-    c->close_deadline_ms = mw_now_ms() + MW_CLOSE_GRACE_MS;
-    nclosing++;
-    if (!reaper_ready) {
-        uv_timer_init(uv_default_loop(), &reaper);
-        uv_unref((uv_handle_t *)&reaper);
-        reaper_ready = true;
-    }
-    if (!uv_is_active((uv_handle_t *)&reaper))
-        uv_timer_start(&reaper, on_reap, 250, 250);
+    c->bytes_out += n;
+    mw_conn_stats.bytes_out += n;
+    mw_conn_stats.writes++;
 }
 
-void mw_conn_shutdown(void)
-{
-    if (reaper_ready)
-        uv_close((uv_handle_t *)&reaper, NULL);
-    reaper_ready = false;
-}
-
-void mw_conn_close(struct mw_conn *c, int code, const char *reason)
-{
-    if (!mw_conn_is_open(c))
-        return;
-    if (c->sink) { /* its owner sees the close and tears it down */
-        c->closing = true;
-        c->sink(c, NULL, code, reason ? reason : "");
-        return;
-    }
-    mark_closing(c);
-    c->close_code = (uint16_t)code;
-    free(c->close_reason);
-    reason = reason ? reason : "";
-    c->close_reason = mw_strndup(reason, strnlen(reason, 63)); /* as the old 64-byte field */
-    pending_add(c);
-}
-
-void mw_conn_kill(struct mw_conn *c)
-{
-    if (c->sink) {
-        mw_conn_close(c, 1006, "killed");
-        return;
-    }
-    if (!c->wsi)
-        return;
-    if (!c->closing)
-        mark_closing(c);
-    c->close_code = 0;
-    queue_clear(c);
-    pending_remove(c);
-    lws_set_timeout(c->wsi, PENDING_TIMEOUT_CLOSE_SEND, LWS_TO_KILL_SYNC);
-}
-
-bool mw_conn_take_token(struct mw_conn *c, uint64_t now_ms)
+int mw_conn_rate(struct mw_conn *c, uint64_t now_ms)
 {
     double rate = mw_conn_limits.rate, burst = mw_conn_limits.burst;
     if (rate <= 0)
-        return true;
+        return MW_RATE_OK;
     c->tokens += (double)(now_ms - c->tokens_ms) * rate / 1000.0;
     c->tokens_ms = now_ms;
     if (c->tokens > burst)
         c->tokens = burst;
-    if (c->tokens < 1.0)
-        return false;
-    c->tokens -= 1.0;
-    return true;
+    if (c->tokens >= 1.0) {
+        c->tokens -= 1.0;
+        return MW_RATE_OK;
+    }
+    c->abuse -= (double)(now_ms - c->abuse_ms) * rate / 1000.0;
+    c->abuse_ms = now_ms;
+    if (c->abuse < 0)
+        c->abuse = 0;
+    c->abuse += 1.0;
+    return c->abuse > MW_RATE_ABUSE_BURSTS * burst ? MW_RATE_ABUSE : MW_RATE_LIMITED;
 }
 
 /* ---- attributes ---- */
@@ -432,115 +644,5 @@ void mw_conn_trim(struct mw_conn *c, uint64_t now_ms)
 {
     if (c->session)
         mw_session_trim(c->session, now_ms);
-    if (!c->qlen && c->q) {
-        free(c->q);
-        c->q = NULL;
-        c->qcap = 0;
-        c->qhead = 0;
-    }
-}
-
-/* ---- flushing ---- */
-
-static void request_writable(struct mw_conn *c)
-{
-    if (!c->want_writable) {
-        c->want_writable = true;
-        lws_callback_on_writable(c->wsi);
-    }
-}
-
-/* Gathers up to FLUSH_CHUNK bytes of queued frames (at least one frame) into the
- * scratch buffer; returns the byte count and the frame count in *nframes. */
-static size_t gather(struct mw_conn *c, uint32_t *nframes)
-{
-    size_t n = 0;
-    uint32_t k = 0;
-    while (k < c->qlen) {
-        struct mw_msg *m = c->q[(c->qhead + k) & (c->qcap - 1)];
-        if (k && n + m->len > FLUSH_CHUNK)
-            break;
-        if (LWS_PRE + n + m->len > scratch_cap) {
-            scratch_cap = LWS_PRE + n + m->len > FLUSH_CHUNK + LWS_PRE
-                              ? LWS_PRE + n + m->len : FLUSH_CHUNK + LWS_PRE;
-            scratch = mw_realloc(scratch, scratch_cap);
-        }
-        memcpy(scratch + LWS_PRE + n, m->data, m->len);
-        n += m->len;
-        k++;
-    }
-    *nframes = k;
-    return n;
-}
-
-/* Writes queued frames while the kernel takes them. Returns -1 when the connection
- * failed and must be dropped. */
-static int flush_one(struct mw_conn *c)
-{
-    if (!c->wsi || c->want_writable)
-        return 0;
-    if (lws_partial_buffered(c->wsi)) {
-        request_writable(c);
-        return 0;
-    }
-    while (c->qlen) {
-        uint32_t k;
-        size_t n = gather(c, &k);
-        int w = lws_write(c->wsi, scratch + LWS_PRE, n, LWS_WRITE_RAW);
-        while (k--)
-            mw_msg_decref(queue_pop(c));
-        if (w < 0) {
-            mw_log_debug("write failed", "conn=%s", c->id);
-            return -1;
-        }
-        mw_conn_stats.writes++;
-        mw_conn_stats.bytes_out += n;
-        if (lws_partial_buffered(c->wsi)) {
-            request_writable(c);
-            return 0;
-        }
-    }
-    return 0;
-}
-
-/* Starts the close handshake with the requested code once everything queued went
- * out. Outside lws callbacks only: a -1 from WRITEABLE would drop the connection
- * without the close frame (libwebsockets 4.1). */
-static void start_close(struct mw_conn *c)
-{
-    c->close_started = true;
-    mw_log_debug("close started", "conn=%s code=%u", c->id, c->close_code);
-    const char *why = c->close_reason ? c->close_reason : "";
-    lws_close_reason(c->wsi, (enum lws_close_status)c->close_code, (unsigned char *)why,
-                     strlen(why));
-    lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_SYNC);
-}
-
-void mw_conn_flush_pending(void)
-{
-    while (pending_head) {
-        struct mw_conn *c = pending_head;
-        pending_remove(c);
-        if (flush_one(c) < 0)
-            mw_conn_kill(c);
-        else if (c->closing && c->close_code && !c->close_started && !c->qlen &&
-                 !lws_partial_buffered(c->wsi))
-            start_close(c); /* may free c */
-    }
-}
-
-int mw_conn_on_writable(struct mw_conn *c)
-{
-    c->want_writable = false;
-    if (c->close_started)
-        return 0;
-    if (c->qlen) {
-        if (flush_one(c) < 0)
-            return -1;
-        if (c->want_writable || c->qlen)
-            return 0;
-    }
-    if (c->closing && c->close_code)
-        pending_add(c); /* drained: the flush hook starts the close */
-    return 0;
+    mw_sendq_trim(&c->q);
 }

@@ -1,4 +1,5 @@
-/* history.h - a room's sequence numbers and history (SPEC sections 4 and 6, issue 5).
+/* history.h - a room's sequence numbers and history (docs/protocol.md, "seq, ts,
+ * history and epoch").
  *
  * On one node, the room's ring in room.c: seq, epoch and the last `history.size`
  * events in memory. Clustered, Redis: per room a hash mw:hm:{room} (seq, epoch) and a

@@ -1,7 +1,6 @@
 /* http.c - health, readiness, metrics and static files. */
 #include "http.h"
 
-#include <inttypes.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -12,15 +11,11 @@
 #include <libwebsockets.h>
 
 #include "api.h"
-#include "broker.h"
+#include "log.h"
 #include "buf.h"
-#include "conn.h"
-#include "inbox.h"
+#include "metrics.h"
 #include "redis.h"
-#include "room.h"
-#include "script.h"
 #include "server.h"
-#include "session.h"
 #include "util.h"
 
 static char *docroot;     /* static: DIR, or NULL */
@@ -69,108 +64,29 @@ static int reply_text(struct lws *wsi, int status, const char *text)
     return mw_http_reply(wsi, status, "text/plain; charset=utf-8", text, strlen(text));
 }
 
-/* A per-route counter: the uint64_t at `field` of every route's stats. */
-static void route_counter(struct mw_buf *b, const char *name, size_t field)
+/* A plain request to a WebSocket route: 426 with the Upgrade header (RFC 9110) and a
+ * line saying what to do, instead of a 404 that looks like a wrong path. */
+static int reply_upgrade_required(struct lws *wsi, const char *path)
 {
-    mw_buf_printf(b, "# TYPE %s counter\n", name);
-    for (size_t i = 0; i < mw_srv.nroutes; i++) {
-        const char *st = (const char *)&mw_srv.routes[i].stats;
-        uint64_t v;
-        memcpy(&v, st + field, sizeof v);
-        mw_buf_printf(b, "%s{route=\"%s\"} %" PRIu64 "\n", name, mw_srv.routes[i].cfg->path, v);
-    }
-}
-
-static void metrics_text(struct mw_buf *b)
-{
-    mw_buf_printf(b, "# TYPE moonwire_connections gauge\nmoonwire_connections %" PRIu32 "\n",
-                  mw_conn_count());
-    mw_buf_printf(b, "# TYPE moonwire_rooms gauge\nmoonwire_rooms %" PRIu32 "\n", mw_room_count());
-    struct mw_session_stats ss = mw_session_stats();
-    mw_buf_printf(b, "# TYPE moonwire_sessions gauge\n"
-                     "moonwire_sessions{state=\"attached\"} %" PRIu32 "\n"
-                     "moonwire_sessions{state=\"detached\"} %" PRIu32 "\n",
-                  ss.named - ss.detached, ss.detached);
-    mw_buf_printf(b, "# TYPE moonwire_connections_opened_total counter\n"
-                     "moonwire_connections_opened_total %" PRIu64 "\n", mw_conn_stats.opened);
-    mw_buf_printf(b, "# TYPE moonwire_bytes_out_total counter\nmoonwire_bytes_out_total %" PRIu64 "\n",
-                  mw_conn_stats.bytes_out);
-    mw_buf_printf(b, "# TYPE moonwire_writes_total counter\nmoonwire_writes_total %" PRIu64 "\n",
-                  mw_conn_stats.writes);
-    mw_buf_printf(b, "# TYPE moonwire_frames_out_total counter\nmoonwire_frames_out_total %" PRIu64 "\n",
-                  mw_conn_stats.frames_out);
-    mw_buf_printf(b, "# TYPE moonwire_slow_consumer_closes_total counter\n"
-                     "moonwire_slow_consumer_closes_total %" PRIu64 "\n", mw_conn_stats.slow_closed);
-    mw_buf_printf(b, "# TYPE moonwire_send_queue_drops_total counter\n"
-                     "moonwire_send_queue_drops_total %" PRIu64 "\n", mw_conn_stats.dropped);
-    mw_buf_printf(b, "# TYPE moonwire_heartbeat_timeouts_total counter\n"
-                     "moonwire_heartbeat_timeouts_total %" PRIu64 "\n", mw_srv.heartbeat_timeouts);
-    mw_buf_printf(b, "# TYPE moonwire_rate_limited_total counter\n"
-                     "moonwire_rate_limited_total %" PRIu64 "\n", mw_srv.rate_limited);
-    if (mw_redis_configured()) {
-        mw_buf_printf(b, "# TYPE moonwire_redis_up gauge\nmoonwire_redis_up %d\n", mw_redis_up());
-        mw_buf_printf(b, "# TYPE moonwire_redis_transitions_total counter\n"
-                         "moonwire_redis_transitions_total{to=\"up\"} %" PRIu64 "\n"
-                         "moonwire_redis_transitions_total{to=\"down\"} %" PRIu64 "\n",
-                      mw_redis_stats.ups, mw_redis_stats.downs);
-        mw_buf_printf(b, "# TYPE moonwire_redis_channels gauge\nmoonwire_redis_channels %u\n",
-                      mw_redis_stats.channels);
-        mw_buf_printf(b, "# TYPE moonwire_broker_published_total counter\n"
-                         "moonwire_broker_published_total %" PRIu64 "\n", mw_redis_stats.published);
-        mw_buf_printf(b, "# TYPE moonwire_broker_received_total counter\n"
-                         "moonwire_broker_received_total %" PRIu64 "\n", mw_redis_stats.received);
-        if (mw_redis_is_cluster())
-            mw_buf_printf(b, "# TYPE moonwire_redis_cluster_masters gauge\nmoonwire_redis_cluster_masters %u\n"
-                             "# TYPE moonwire_redis_cluster_redirects_total counter\n"
-                             "moonwire_redis_cluster_redirects_total{kind=\"moved\"} %" PRIu64 "\n"
-                             "moonwire_redis_cluster_redirects_total{kind=\"ask\"} %" PRIu64 "\n"
-                             "# TYPE moonwire_redis_cluster_topology_changes_total counter\n"
-                             "moonwire_redis_cluster_topology_changes_total %" PRIu64 "\n",
-                          mw_redis_stats.masters, mw_redis_stats.moved, mw_redis_stats.asked,
-                          mw_redis_stats.topology_changes);
-        mw_buf_printf(b, "# TYPE moonwire_broker_dropped_total counter\n"
-                         "moonwire_broker_dropped_total %" PRIu64 "\n", mw_broker_dropped);
-        mw_buf_printf(b, "# TYPE moonwire_broker_bad_payloads_total counter\n"
-                         "moonwire_broker_bad_payloads_total %" PRIu64 "\n", mw_broker_bad_payloads);
-    }
-    struct mw_inbox_stats ib;
-    mw_inbox_stats(&ib);
-    mw_buf_printf(b, "# TYPE moonwire_inbox_items_total counter\n"
-                     "moonwire_inbox_items_total{event=\"pushed\"} %" PRIu64 "\n"
-                     "moonwire_inbox_items_total{event=\"read\"} %" PRIu64 "\n"
-                     "moonwire_inbox_items_total{event=\"trimmed\"} %" PRIu64 "\n"
-                     "# TYPE moonwire_inbox_push_failures_total counter\n"
-                     "moonwire_inbox_push_failures_total %" PRIu64 "\n"
-                     "# TYPE moonwire_inbox_memory_items gauge\nmoonwire_inbox_memory_items %zu\n"
-                     "# TYPE moonwire_inbox_memory_bytes gauge\nmoonwire_inbox_memory_bytes %zu\n",
-                  ib.pushed, ib.read, ib.trimmed, ib.failed, ib.items, ib.bytes);
-    route_counter(b, "moonwire_messages_in_total", offsetof(struct mw_route_stats, messages_in));
-    route_counter(b, "moonwire_lua_errors_total", offsetof(struct mw_route_stats, lua_errors));
-    mw_buf_printf(b, "# TYPE moonwire_lua_waiting gauge\nmoonwire_lua_waiting %" PRIu32 "\n",
-                  mw_script_waiting());
-    mw_buf_puts(b, "# TYPE moonwire_handler_seconds histogram\n");
-    for (size_t i = 0; i < mw_srv.nroutes; i++) {
-        const struct mw_route_stats *st = &mw_srv.routes[i].stats;
-        const char *path = mw_srv.routes[i].cfg->path;
-        uint64_t cum = 0;
-        for (int k = 0; k < MW_HANDLER_BUCKETS; k++) {
-            cum += st->handler_buckets[k];
-            mw_buf_printf(b, "moonwire_handler_seconds_bucket{route=\"%s\",le=\"%g\"} %" PRIu64 "\n",
-                          path, mw_handler_bucket_le[k], cum);
-        }
-        cum += st->handler_buckets[MW_HANDLER_BUCKETS];
-        mw_buf_printf(b, "moonwire_handler_seconds_bucket{route=\"%s\",le=\"+Inf\"} %" PRIu64 "\n",
-                      path, cum);
-        mw_buf_printf(b, "moonwire_handler_seconds_sum{route=\"%s\"} %g\n", path, st->handler_seconds);
-        mw_buf_printf(b, "moonwire_handler_seconds_count{route=\"%s\"} %" PRIu64 "\n", path, cum);
-    }
-    mw_buf_puts(b, "# TYPE moonwire_reloads_total counter\n");
-    for (size_t i = 0; i < mw_srv.nroutes; i++)
-        mw_buf_printf(b, "moonwire_reloads_total{route=\"%s\",result=\"ok\"} %" PRIu64 "\n"
-                         "moonwire_reloads_total{route=\"%s\",result=\"failed\"} %" PRIu64 "\n",
-                      mw_srv.routes[i].cfg->path, mw_srv.routes[i].stats.reloads,
-                      mw_srv.routes[i].cfg->path, mw_srv.routes[i].stats.reload_failures);
-    route_counter(b, "moonwire_slow_handlers_total", offsetof(struct mw_route_stats, slow_handlers));
+    char body[512];
+    int n = snprintf(body, sizeof body,
+                     "%.256s is a WebSocket endpoint: connect with a WebSocket client "
+                     "(ws://HOST%.256s), not with a plain HTTP request\n", path, path);
+    size_t len = n < (int)sizeof body ? (size_t)n : sizeof body - 1;
+    unsigned char buf[LWS_PRE + 1024 + sizeof body];
+    unsigned char *start = buf + LWS_PRE, *p = start, *end = buf + sizeof buf;
+    mw_log_info("upgrade required", "path=%s", path);
+    if (lws_add_http_common_headers(wsi, 426, "text/plain; charset=utf-8", len, &p, end) ||
+        lws_add_http_header_by_token(wsi, WSI_TOKEN_UPGRADE, (const unsigned char *)"websocket",
+                                     9, &p, end) ||
+        lws_add_http_header_by_token(wsi, WSI_TOKEN_CONNECTION, (const unsigned char *)"Upgrade",
+                                     7, &p, end) ||
+        lws_finalize_write_http_header(wsi, start, &p, end))
+        return -1;
+    memcpy(buf + LWS_PRE, body, len);
+    if (lws_write(wsi, buf + LWS_PRE, len, LWS_WRITE_HTTP_FINAL) != (int)len)
+        return -1;
+    return lws_http_transaction_completed(wsi) ? -1 : 0;
 }
 
 static const char *mime_of(const char *path)
@@ -229,13 +145,15 @@ int mw_http_request(struct lws *wsi, const char *uri, struct mw_http_req **req)
     }
     if (strcmp(uri, "/metrics") == 0) {
         struct mw_buf b = { 0 };
-        metrics_text(&b);
+        mw_metrics_text(&b);
         int rc = mw_http_reply(wsi, 200, "text/plain; version=0.0.4", b.p, b.len);
         mw_buf_free(&b);
         return rc;
     }
     if (strcmp(uri, "/moonwire.js") == 0)
         return serve_file(wsi, client_js);
+    if (mw_server_route(uri))
+        return reply_upgrade_required(wsi, uri);
     if (!docroot || strstr(uri, "..") || uri[0] != '/')
         return reply_text(wsi, 404, "not found\n");
     char path[4096];

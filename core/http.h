@@ -1,5 +1,5 @@
 /* http.h - the plain HTTP side: /healthz, /readyz, /metrics, static files and the
- * bundled client /moonwire.js (SPEC section 8). */
+ * bundled client /moonwire.js (docs/operations.md). */
 #ifndef MW_HTTP_H
 #define MW_HTTP_H
 

@@ -1,4 +1,4 @@
-/* inbox.h - per-user notification inboxes (SPEC section 6 "notify"; issue 5): what a
+/* inbox.h - per-user notification inboxes (the notify app, docs/protocol.md): what a
  * server sends a user must not be lost while the user is offline.
  *
  * An inbox holds the user's unread items, oldest first, each the JSON object

@@ -1,7 +1,8 @@
 /* listener.c - the listening socket and its accept loop.
  *
- * moonwire listens itself and hands every accepted socket to libwebsockets with
- * lws_adopt_socket_vhost, the same call lws's own listener ends in, because:
+ * moonwire listens itself and hands every accepted socket to ws.c (which keeps
+ * WebSocket upgrades and gives plain HTTP to libwebsockets), rather than using lws's
+ * listener, because:
  * - `workers: N` needs SO_REUSEPORT, and libwebsockets 4.1 sets it only when built for
  *   several service threads (LWS_MAX_SMP > 1; Debian's build has 1);
  * - the master opens the workers' sockets before it forks, so that a bind error is
@@ -23,10 +24,10 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include <libwebsockets.h>
 #include <uv.h>
 
 #include "log.h"
+#include "ws.h"
 
 #define ACCEPT_BATCH 64        /* per readiness: the loop also has other work */
 #define BACKLOG 4096           /* the kernel caps it at net.core.somaxconn */
@@ -35,10 +36,10 @@
 unsigned long long mw_listener_accepted;
 
 static int listen_fd = -1;
-static struct lws_vhost *vhost;
 static uv_poll_t poll_h;
 static uv_timer_t pause_timer;
 static bool started;
+static int sndbuf; /* limits.socket_send_buffer, 0: the kernel's */
 
 int mw_listen_open(const char *host, int port, bool reuseport, int *bound_port, char *err,
                    size_t errlen)
@@ -114,17 +115,18 @@ static void on_readable(uv_poll_t *h, int status, int events)
         }
         int one = 1; /* small frames go out at once (lws sets this on its own accepts) */
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        if (sndbuf)
+            setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf);
         mw_listener_accepted++;
-        if (!lws_adopt_socket_vhost(vhost, fd))
-            mw_log_debug("adopt failed", "fd=%d", fd); /* lws closed it */
+        mw_ws_accept(fd);
     }
 }
 
-void mw_listener_start(int fd, struct lws_vhost *vh)
+void mw_listener_start(int fd, size_t send_buffer)
 {
     uv_loop_t *loop = uv_default_loop();
     listen_fd = fd;
-    vhost = vh;
+    sndbuf = send_buffer > (1u << 30) ? 1 << 30 : (int)send_buffer;
     uv_poll_init(loop, &poll_h, fd);
     uv_timer_init(loop, &pause_timer);
     uv_poll_start(&poll_h, UV_READABLE, on_readable);

@@ -1,12 +1,10 @@
 /* listener.h - the listening socket and the accept loop that hands connections to
- * libwebsockets. */
+ * ws.c. */
 #ifndef MW_LISTENER_H
 #define MW_LISTENER_H
 
 #include <stdbool.h>
 #include <stddef.h>
-
-struct lws_vhost;
 
 /* Opens a non-blocking TCP socket listening on host:port (port 0: a free one). With
  * `reuseport`, SO_REUSEPORT is set so that several sockets (one per worker) share the
@@ -15,8 +13,9 @@ struct lws_vhost;
 int mw_listen_open(const char *host, int port, bool reuseport, int *bound_port, char *err,
                    size_t errlen);
 
-/* Accepts on fd from the default loop and adopts each connection into vh. */
-void mw_listener_start(int fd, struct lws_vhost *vh);
+/* Accepts on fd from the default loop and hands each connection to mw_ws_accept,
+ * with SO_SNDBUF set to send_buffer when it is not 0. */
+void mw_listener_start(int fd, size_t send_buffer);
 /* Stops accepting (shutdown) and closes the socket. Queued connections that were
  * never accepted are reset by the kernel when the last copy of the socket closes. */
 void mw_listener_stop(void);

@@ -52,6 +52,7 @@ struct dec {
     const char *p;   /* cursor */
     const char *end;
     int mt;          /* stack index of the array metatable */
+    int order_mt;    /* stack index of the key-list marker (MW_JSON_ORDER_MT) */
     char *err;
     size_t errlen;
 };
@@ -375,10 +376,25 @@ static int dec_array(struct dec *d, int depth)
     }
 }
 
-/* Duplicate keys: rawset overwrites, so the last one wins. */
+/* Stack: object, its key list, key. Appends the key to the list unless the object
+ * has it already (a duplicate keeps its first place; its last value wins). */
+static void note_key(lua_State *L, int *nkeys)
+{
+    lua_pushvalue(L, -1);
+    lua_rawget(L, -4);
+    int seen = !lua_isnil(L, -1);
+    lua_pop(L, 1);
+    if (!seen) {
+        lua_pushvalue(L, -1);
+        lua_rawseti(L, -3, ++*nkeys);
+    }
+}
+
+/* The object remembers its keys' order for the encoder (see MW_JSON_ORDER_MT). */
 static int dec_object(struct dec *d, int depth)
 {
     lua_State *L = d->L;
+    int nkeys = 0;
 
     if (enter(d, depth))
         return -1;
@@ -389,24 +405,29 @@ static int dec_object(struct dec *d, int depth)
         d->p++;
         return 0;
     }
+    lua_createtable(L, 4, 0); /* the key list */
     for (;;) {
         skip_ws(d);
         if (d->p == d->end || *d->p != '"')
             return unexpected(d, d->p);
         if (dec_string(d))
             return -1;
+        note_key(L, &nkeys);
         skip_ws(d);
         if (d->p == d->end || *d->p != ':')
             return unexpected(d, d->p);
         d->p++;
         if (dec_value(d, depth))
             return -1;
-        lua_rawset(L, -3);
+        lua_rawset(L, -4);
         skip_ws(d);
         if (d->p < d->end && *d->p == ',') {
             d->p++;
         } else if (d->p < d->end && *d->p == '}') {
             d->p++;
+            lua_pushvalue(L, d->order_mt);
+            lua_setmetatable(L, -2);
+            lua_setmetatable(L, -2); /* the list becomes the object's metatable */
             return 0;
         } else {
             return unexpected(d, d->p);
@@ -453,17 +474,19 @@ static int dec_value(struct dec *d, int depth)
 int mw_json_decode(lua_State *L, const char *s, size_t len, char *err, size_t errlen)
 {
     int base = lua_gettop(L);
-    struct dec d = { L, s, s, s + len, base + 1, err, errlen };
+    struct dec d = { L, s, s, s + len, base + 1, base + 2, err, errlen };
 
     if (!lua_checkstack(L, 8)) {
         fail(&d, s, "out of Lua stack");
         return -1;
     }
     push_array_mt(L);
+    luaL_newmetatable(L, MW_JSON_ORDER_MT);
     if (dec_value(&d, 0) == 0) {
         skip_ws(&d);
         if (d.p == d.end) {
             lua_replace(L, d.mt); /* the value takes the metatable's slot */
+            lua_settop(L, base + 1);
             return 0;
         }
         fail(&d, d.p, "trailing garbage");
@@ -478,6 +501,7 @@ struct enc {
     lua_State *L;
     struct mw_buf *out;
     int mt;          /* stack index of the array metatable (nil if never created) */
+    int order_mt;    /* stack index of the key-list marker (nil if never created) */
     char *err;
     size_t errlen;
 };
@@ -643,27 +667,277 @@ static int enc_array(struct enc *e, int idx, size_t n, int depth)
     return 0;
 }
 
-/* On error the key and value stay on the stack; mw_json_encode resets it. */
+/* ---- object key order ----
+ * Objects come out in an order that does not depend on Lua's hash layout: at the top
+ * level the envelope fields first, in protocol order; then, for an object decoded
+ * from JSON, the keys in the order they came (its metatable lists them); then every
+ * other key sorted by its bytes. */
+
+/* type, room, from, id, code, message, data, seq, ts: see envelope_rank. */
+#define NENVELOPE 9
+
+/* The rank of an envelope field (0 for `type` ... 8 for `ts`), or NENVELOPE. */
+static int envelope_rank(const char *s, size_t n)
+{
+    switch (n) {
+    case 2:
+        return s[0] == 'i' && s[1] == 'd' ? 3 : s[0] == 't' && s[1] == 's' ? 8 : NENVELOPE;
+    case 3:
+        return memcmp(s, "seq", 3) ? NENVELOPE : 7;
+    case 4:
+        switch (s[0]) {
+        case 't': return memcmp(s, "type", 4) ? NENVELOPE : 0;
+        case 'r': return memcmp(s, "room", 4) ? NENVELOPE : 1;
+        case 'f': return memcmp(s, "from", 4) ? NENVELOPE : 2;
+        case 'c': return memcmp(s, "code", 4) ? NENVELOPE : 4;
+        case 'd': return memcmp(s, "data", 4) ? NENVELOPE : 6;
+        }
+        return NENVELOPE;
+    case 7:
+        return memcmp(s, "message", 7) ? NENVELOPE : 5;
+    }
+    return NENVELOPE;
+}
+
+/* A member to write, sorted by rank (an envelope field's at the top level, then
+ * NENVELOPE for listed keys, NENVELOPE + 1 for the others), then pos (the place in
+ * the key list), then the key's bytes. Key and value are on the Lua stack at slot
+ * and slot + 1, or, for members past MAX_STACKED, looked up again by key. */
+struct member {
+    const char *s;    /* a string key's bytes (kept alive by the table), or NULL */
+    size_t n;
+    int rank;
+    int pos;
+    int slot;         /* -1: not on the stack */
+    char num[24];     /* an integer key's text */
+};
+
+#define MAX_STACKED 256
+
+static const char *member_key(const struct member *m)
+{
+    return m->s ? m->s : m->num;
+}
+
+static int member_cmp(const void *a, const void *b)
+{
+    const struct member *x = a, *y = b;
+    if (x->rank != y->rank)
+        return x->rank - y->rank;
+    if (x->pos != y->pos)
+        return x->pos - y->pos;
+    int c = memcmp(member_key(x), member_key(y), x->n < y->n ? x->n : y->n);
+    return c ? c : (x->n > y->n) - (x->n < y->n);
+}
+
+/* Appends `"key":value` (after a comma unless first) for the key at stack index k and
+ * the value at k + 1. */
+static int enc_pair(struct enc *e, int k, int depth, int *first)
+{
+    if (!*first)
+        mw_buf_putc(e->out, ',');
+    *first = 0;
+    if (enc_key(e, k))
+        return -1;
+    mw_buf_putc(e->out, ':');
+    return enc_value(e, k + 1, depth);
+}
+
+/* Pushes the key list of an object decoded from JSON and returns 1; 0 for any other. */
+static int push_key_list(struct enc *e, int idx)
+{
+    lua_State *L = e->L;
+    if (!lua_getmetatable(L, idx))
+        return 0;
+    if (lua_getmetatable(L, -1)) {
+        int ours = lua_rawequal(L, -1, e->order_mt);
+        lua_pop(L, 1);
+        if (ours)
+            return 1;
+    }
+    lua_pop(L, 1);
+    return 0;
+}
+
+/* Pushes a table mapping each key of the list to its place (1..n). */
+static void push_key_places(lua_State *L, int list)
+{
+    size_t len = lua_objlen(L, list);
+    lua_createtable(L, 0, (int)len);
+    for (size_t i = 1; i <= len; i++) {
+        lua_rawgeti(L, list, (int)i);
+        lua_pushinteger(L, (lua_Integer)i);
+        lua_rawset(L, -3);
+    }
+}
+
+/* Writes the listed members of a decoded object in the list's order; returns how
+ * many it wrote, or -1. */
+static int enc_listed(struct enc *e, int idx, int list, int depth, int *first)
+{
+    lua_State *L = e->L;
+    int n = 0;
+    for (size_t i = 1, len = lua_objlen(L, list); i <= len; i++) {
+        lua_rawgeti(L, list, (int)i);
+        lua_pushvalue(L, -1);
+        lua_rawget(L, idx);
+        if (!lua_isnil(L, -1)) {
+            if (enc_pair(e, lua_gettop(L) - 1, depth, first))
+                return -1;
+            n++;
+        }
+        lua_pop(L, 2);
+    }
+    return n;
+}
+
+static int count_keys(lua_State *L, int idx)
+{
+    int n = 0;
+    lua_pushnil(L);
+    while (lua_next(L, idx)) {
+        lua_pop(L, 1);
+        n++;
+    }
+    return n;
+}
+
+struct members {
+    struct member *m;
+    size_t n, cap;
+    struct member small[16];
+};
+
+static struct member *members_add(struct members *ms)
+{
+    if (ms->n == ms->cap) {
+        struct member *grown = mw_malloc(2 * ms->cap * sizeof *grown);
+        memcpy(grown, ms->m, ms->n * sizeof *grown);
+        if (ms->m != ms->small)
+            free(ms->m);
+        ms->m = grown;
+        ms->cap *= 2;
+    }
+    return &ms->m[ms->n++];
+}
+
+/* Collects the object's members into ms, ranked (see struct member); with `places`
+ * (from push_key_places) and `skip_listed`, leaves the listed keys out. The first
+ * MAX_STACKED keys and values stay on the stack. Returns 0, or -1 for a key JSON
+ * cannot have. */
+static int collect(struct enc *e, int idx, int top, int places, int skip_listed,
+                   struct members *ms)
+{
+    lua_State *L = e->L;
+    lua_pushnil(L);
+    while (lua_next(L, idx)) {
+        int kt = lua_type(L, -2), pos = 0;
+        if (places) {
+            lua_pushvalue(L, -2);
+            lua_rawget(L, places);
+            pos = (int)lua_tointeger(L, -1);
+            lua_pop(L, 1);
+            if (pos && skip_listed) {
+                lua_pop(L, 1);
+                continue;
+            }
+        }
+        struct member *m = members_add(ms);
+        if (kt == LUA_TSTRING) {
+            m->s = lua_tolstring(L, -2, &m->n);
+            m->rank = top ? envelope_rank(m->s, m->n) : (int)NENVELOPE;
+        } else if (kt == LUA_TNUMBER && is_exact_int(lua_tonumber(L, -2))) {
+            m->s = NULL;
+            m->n = (size_t)snprintf(m->num, sizeof m->num, "%.0f", lua_tonumber(L, -2));
+            m->rank = NENVELOPE;
+        } else {
+            return enc_key(e, lua_gettop(L) - 1);
+        }
+        m->pos = m->rank < (int)NENVELOPE ? 0 : pos;
+        if (m->rank == (int)NENVELOPE && !pos)
+            m->rank++;
+        if (ms->n <= MAX_STACKED && lua_checkstack(L, 4)) {
+            m->slot = lua_gettop(L) - 1; /* the pair stays; iterate on a copy of the key */
+            lua_pushvalue(L, -2);
+        } else {
+            m->slot = -1;
+            lua_pop(L, 1);
+        }
+    }
+    return 0;
+}
+
+static int enc_collected(struct enc *e, int idx, int depth, struct members *ms, int *first)
+{
+    lua_State *L = e->L;
+    if (ms->n > 16) {
+        qsort(ms->m, ms->n, sizeof *ms->m, member_cmp);
+    } else { /* the usual few keys: insertion sort, without qsort's overhead */
+        for (size_t i = 1; i < ms->n; i++) {
+            struct member t = ms->m[i];
+            size_t j = i;
+            for (; j > 0 && member_cmp(&ms->m[j - 1], &t) > 0; j--)
+                ms->m[j] = ms->m[j - 1];
+            ms->m[j] = t;
+        }
+    }
+    for (size_t i = 0; i < ms->n; i++) {
+        const struct member *m = &ms->m[i];
+        if (m->slot >= 0) {
+            if (enc_pair(e, m->slot, depth, first))
+                return -1;
+            continue;
+        }
+        if (m->s)
+            lua_pushlstring(L, m->s, m->n);
+        else
+            lua_pushnumber(L, strtod(m->num, NULL));
+        lua_pushvalue(L, -1);
+        lua_rawget(L, idx);
+        if (enc_pair(e, lua_gettop(L) - 1, depth, first))
+            return -1;
+        lua_pop(L, 2);
+    }
+    return 0;
+}
+
+/* On error the stack is left as is; mw_json_encode resets it. */
 static int enc_object(struct enc *e, int idx, int depth)
 {
     lua_State *L = e->L;
-    int first = 1;
+    int first = 1, top = depth == 1, base = lua_gettop(L), list = 0, places = 0, rc = -1;
+    struct members ms;
 
+    ms.m = ms.small;
+    ms.n = 0;
+    ms.cap = sizeof ms.small / sizeof *ms.small;
     mw_buf_putc(e->out, '{');
-    lua_pushnil(L);
-    while (lua_next(L, idx)) {
-        if (!first)
-            mw_buf_putc(e->out, ',');
-        first = 0;
-        if (enc_key(e, lua_gettop(L) - 1))
-            return -1;
-        mw_buf_putc(e->out, ':');
-        if (enc_value(e, lua_gettop(L), depth))
-            return -1;
-        lua_pop(L, 1);
+    if (push_key_list(e, idx))
+        list = lua_gettop(L);
+    if (list && !top) {
+        /* The common case, a client's data: the listed keys, and done unless Lua
+         * added keys to the object. */
+        int written = enc_listed(e, idx, list, depth, &first);
+        if (written < 0)
+            goto out;
+        if (count_keys(L, idx) == written)
+            goto close;
     }
+    if (list) {
+        push_key_places(L, list);
+        places = lua_gettop(L);
+    }
+    if (collect(e, idx, top, places, list && !top, &ms) < 0 ||
+        enc_collected(e, idx, depth, &ms, &first) < 0)
+        goto out;
+close:
     mw_buf_putc(e->out, '}');
-    return 0;
+    lua_settop(L, base);
+    rc = 0;
+out:
+    if (ms.m != ms.small)
+        free(ms.m);
+    return rc;
 }
 
 static int enc_table(struct enc *e, int idx, int depth)
@@ -720,7 +994,7 @@ int mw_json_encode(lua_State *L, int idx, struct mw_buf *out, char *err, size_t 
 {
     int top = lua_gettop(L);
     size_t start = out->len;
-    struct enc e = { L, out, top + 1, err, errlen };
+    struct enc e = { L, out, top + 1, top + 2, err, errlen };
     int rc;
 
     if (idx < 0 && idx > LUA_REGISTRYINDEX)
@@ -728,6 +1002,7 @@ int mw_json_encode(lua_State *L, int idx, struct mw_buf *out, char *err, size_t 
     if (!lua_checkstack(L, 8))
         return enc_fail(&e, "%s", "out of Lua stack");
     lua_getfield(L, LUA_REGISTRYINDEX, MW_JSON_ARRAY_MT);
+    lua_getfield(L, LUA_REGISTRYINDEX, MW_JSON_ORDER_MT);
     rc = enc_value(&e, idx, 0);
     lua_settop(L, top);
     if (rc)
@@ -784,16 +1059,22 @@ static int l_array(lua_State *L)
     return 1;
 }
 
-/* json.is_array(v) -> true if v is a table carrying the array metatable. */
-static int l_is_array(lua_State *L)
+int mw_json_is_array(lua_State *L, int idx)
 {
     int r = 0;
 
-    if (lua_type(L, 1) == LUA_TTABLE && lua_getmetatable(L, 1)) {
+    if (lua_type(L, idx) == LUA_TTABLE && lua_getmetatable(L, idx)) {
         push_array_mt(L);
         r = lua_rawequal(L, -1, -2);
+        lua_pop(L, 2);
     }
-    lua_pushboolean(L, r);
+    return r;
+}
+
+/* json.is_array(v) -> true if v is a table carrying the array metatable. */
+static int l_is_array(lua_State *L)
+{
+    lua_pushboolean(L, mw_json_is_array(L, 1));
     return 1;
 }
 

@@ -25,6 +25,11 @@ int mw_json_decode(lua_State *L, const char *s, size_t len, char *err, size_t er
  * (cycle/too deep, a function/userdata value, a non-string non-integer key, NaN/inf).
  * Tables: array_mt or a non-empty sequence 1..n -> array; otherwise object (keys must
  * be strings, or integers written as strings); an empty plain table -> {}.
+ * Object keys come in a stable order: at the top level the envelope fields first (type,
+ * room, from, id, code, message, data, seq, ts); then an object decoded by
+ * mw_json_decode keeps the order its keys came in; any other key follows, sorted by
+ * its bytes. So a client's data goes out as it came, and nothing depends on Lua's
+ * hash order (which differs between Lua states, e.g. after a reload).
  * Numbers: integral values with |v| < 2^53 print without a fraction; others with %.17g.
  * Strings are escaped (", \, control characters as \uXXXX); other bytes pass as is. */
 int mw_json_encode(lua_State *L, int idx, struct mw_buf *out, char *err, size_t errlen);
@@ -36,7 +41,15 @@ int luaopen_moonwire_json(lua_State *L);
 /* Registry key of the array metatable (for C code that builds arrays). */
 #define MW_JSON_ARRAY_MT "moonwire.json.array"
 
+/* Registry key of the marker of key lists: a decoded object's metatable is the list
+ * of its keys in the order they came (a sequence of strings), itself with this
+ * metatable. Lua code that replaces the metatable loses the order, nothing else. */
+#define MW_JSON_ORDER_MT "moonwire.json.order"
+
 /* Pushes a new empty table marked as a JSON array. */
 void mw_json_push_array(lua_State *L, int narr);
+
+/* 1 if the value at idx is a table marked as a JSON array (decoded `[...]`). */
+int mw_json_is_array(lua_State *L, int idx);
 
 #endif

@@ -1,14 +1,14 @@
 /* lua_testing.c - module moonwire.testing: simulated clients for `moonwire test`.
  *
- * A client is a virtual connection (mw_conn_new_virtual): the server runs it like a
- * WebSocket (hello, the connect handler, messages, rooms, disconnect), and every frame
- * sent to it lands in the client's inbox here. next() takes from the inbox and waits
- * (mw_co_wait) only when it is empty.
+ * A client is a connection on a transport of its own (test_transport, conn.h): the
+ * server runs it like a WebSocket (hello, the connect handler, messages, rooms,
+ * disconnect), and every frame sent to it lands in the client's inbox here. next()
+ * takes from the inbox and waits (mw_co_wait) only when it is empty.
  *
- * The sink runs inside the server's send path (a broadcast loop, a handler), so it
- * only queues. Waking a waiting next() and tearing down a connection the server
- * closed are deferred to the loop (one idle handle): test code never runs inside a
- * broadcast, and a connection is never freed while its room is being iterated.
+ * The transport runs inside the server's send path (a broadcast loop, a handler), so
+ * it only queues. Waking a waiting next() is deferred to the loop (one idle handle):
+ * test code never runs inside a broadcast. A connection the server closes goes the
+ * way of every connection (unlinked and freed by the before-sleep hook).
  *
  * lua/moonwire/test.lua builds the test API (request, expect, assertions) on this. */
 #include <math.h>
@@ -53,7 +53,6 @@ struct client {
     struct frame *head, *tail;  /* the inbox */
     struct waiter *waiter;      /* a next() waiting for the inbox */
     bool closed;                /* by the server or by the client */
-    bool server_closed;         /* by the server: mw_server_conn_gone is deferred */
     bool orphan;                /* its userdata was collected: free once gone */
     int close_code;
     char close_reason[64];
@@ -161,7 +160,8 @@ static void client_free(struct client *cl)
 }
 
 /* The connection goes away as when a client disconnects: the app's disconnect handler
- * runs and the connection leaves its rooms. Never from inside the sink. */
+ * runs and the connection leaves its rooms before this returns. Never from inside the
+ * transport's callbacks. */
 static void client_gone(struct client *cl)
 {
     struct mw_conn *c = cl->conn;
@@ -172,7 +172,7 @@ static void client_gone(struct client *cl)
         cl->close_code = 1000;
     }
     cl->conn = NULL;
-    mw_server_conn_gone(c);
+    mw_conn_drop(c);
     if (cl->waiter) /* another coroutine (a timer's) waits on it: tell it */
         kick();
 }
@@ -215,14 +215,13 @@ static void on_kick(uv_idle_t *h)
 {
     for (;;) {
         struct client *cl = clients;
-        while (cl && !((cl->conn && (cl->server_closed || cl->orphan)) ||
-                       (cl->orphan && !cl->conn) || (cl->waiter && (cl->head || cl->closed))))
+        while (cl && !(cl->orphan || (cl->waiter && (cl->head || cl->closed))))
             cl = cl->next;
         if (!cl) {
             uv_idle_stop(h);
             return;
         }
-        if (cl->conn && (cl->server_closed || cl->orphan)) {
+        if (cl->conn && cl->orphan) {
             client_gone(cl);
         } else if (cl->orphan) {
             client_free(cl);
@@ -243,17 +242,12 @@ static void kick(void)
         uv_idle_start(&kicker, on_kick);
 }
 
-/* Where the server's frames for a client go: msg, or NULL when the server closes it. */
-static void on_sink(struct mw_conn *c, const struct mw_msg *msg, int code, const char *reason)
+/* ---- the transport ---- */
+
+/* A frame for the client: into its inbox. */
+static void tp_deliver(struct mw_conn *c, struct mw_msg *msg)
 {
-    struct client *cl = c->sink_ud;
-    if (!msg) {
-        cl->closed = cl->server_closed = true;
-        cl->close_code = code;
-        snprintf(cl->close_reason, sizeof cl->close_reason, "%s", reason ? reason : "");
-        kick();
-        return;
-    }
+    struct client *cl = c->tx;
     int op = msg->data[0] & 0x0f;
     if ((op != MW_OP_TEXT && op != MW_OP_BINARY) || cl->orphan)
         return; /* control frames are the transport's business */
@@ -263,6 +257,33 @@ static void on_sink(struct mw_conn *c, const struct mw_msg *msg, int code, const
     if (cl->waiter)
         kick();
 }
+
+/* The server closed the connection (code 1006 when it dropped it): the client sees
+ * the close at once, and the connection ends without a handshake. */
+static void server_closed(struct mw_conn *c, int code)
+{
+    struct client *cl = c->tx;
+    cl->closed = true;
+    cl->close_code = code;
+    snprintf(cl->close_reason, sizeof cl->close_reason, "%s", c->close_reason ? c->close_reason : "");
+    cl->conn = NULL;
+    mw_conn_transport_gone(c);
+    kick();
+}
+
+static void tp_close(struct mw_conn *c)
+{
+    server_closed(c, c->close_code);
+}
+
+static void tp_abort(struct mw_conn *c)
+{
+    server_closed(c, 1006);
+}
+
+static const struct mw_transport test_transport = {
+    .name = "test", .deliver = tp_deliver, .close = tp_close, .abort = tp_abort,
+};
 
 /* ---- the Lua side ---- */
 
@@ -312,7 +333,7 @@ static int l_connect(lua_State *L)
     b->cl = cl;
     cl->app = mw_app_of(L);
     cl->raw = route->cfg->protocol == MW_PROTO_RAW;
-    cl->conn = mw_conn_new_virtual(route, user, on_sink, cl);
+    cl->conn = mw_conn_new(&test_transport, cl, route, user, "virtual");
     snprintf(cl->id, sizeof cl->id, "%s", cl->conn->id);
     cl->user = mw_strdup(cl->conn->user->id);
     mw_server_conn_opened(cl->conn); /* hello and the connect handler (which may close it) */

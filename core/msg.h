@@ -2,7 +2,7 @@
  *
  * Server frames are unmasked, so header + payload are the same bytes for every
  * connection: a broadcast encodes and frames once, then queues a reference per
- * recipient (SPEC section 2). Leaf module. */
+ * recipient (docs/performance.md). Leaf module. */
 #ifndef MW_MSG_H
 #define MW_MSG_H
 
@@ -12,7 +12,9 @@
 enum {
     MW_OP_TEXT = 0x1,
     MW_OP_BINARY = 0x2,
+    MW_OP_CLOSE = 0x8,
     MW_OP_PING = 0x9,
+    MW_OP_PONG = 0xA,
 };
 
 /* Flags: what a slow-consumer policy may do with a queued frame. */

@@ -1,6 +1,6 @@
 /* presence.h - presence events for rooms: presence:join / presence:leave per user,
  * or, above the route's threshold, presence:count at most once per second
- * (SPEC section 6). The index itself lives in room.c; the counts across nodes in a
+ * (docs/protocol.md, "The chat app"). The index itself lives in room.c; the counts across nodes in a
  * backend (presence_backend.h): Redis when clustered, this node's rooms otherwise
  * and while Redis is down.
  *

@@ -1,4 +1,4 @@
-/* redis.h - the Redis client (SPEC section 7): commands and pub/sub over one Redis
+/* redis.h - the Redis client (docs/clustering.md): commands and pub/sub over one Redis
  * (redis.url) or a Redis Cluster (redis.cluster), on the server's libuv loop,
  * reconnected with exponential backoff and jitter, watched by a PING with a reply
  * deadline. Never a blocking call: host names are resolved with uv_getaddrinfo,
@@ -78,6 +78,8 @@ int mw_redis_when_subscribed(const char *channel, void (*cb)(void *ud, bool ok),
 
 struct mw_redis_stats {
     uint64_t ups, downs, published, received;
+    uint64_t hung;    /* links taken down by the watchdog: Redis did not answer */
+    uint64_t refused; /* commands refused: redis.max_in_flight were waiting */
     uint64_t moved, asked, topology_changes; /* Redis Cluster */
     uint32_t channels, masters;
 };

@@ -212,8 +212,12 @@ int mw_redis_command_key(const char *key, size_t keylen, mw_redis_cb cb, void *u
     int slot = key && mw__redis_topo_cluster() ? mw_redis_cluster_key_slot(key, keylen) : -1;
     bool publish = is_publish(argc, argv, lens);
     struct mw__redis_node *n = route(slot, publish);
-    if (!n)
+    if (!n) {
+        struct mw__redis_node *o = slot >= 0 || !mw__redis_topo_cluster() ? mw__redis_topo_owner(slot < 0 ? 0 : slot) : NULL;
+        if (o && o->cmd.up && o->inflight >= C.max_in_flight)
+            mw_redis_stats.refused++;
         return -1;
+    }
     struct pending *p = mw_calloc(1, sizeof *p);
     p->cb = cb;
     p->ud = ud;

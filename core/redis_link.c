@@ -13,6 +13,7 @@
 
 #include "buf.h"
 #include "log.h"
+#include "redis.h"
 #include "redis_uv.h"
 #include "util.h"
 
@@ -471,6 +472,7 @@ static void link_hung(struct mw__redis_link *l, uint64_t waited_ms)
 {
     char why[64];
     snprintf(why, sizeof why, "no reply within %llu ms", (unsigned long long)waited_ms);
+    mw_redis_stats.hung++;
     if (l->subscriber) {
         sub_fail(l, why);
         return;

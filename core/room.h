@@ -1,7 +1,7 @@
 /* room.h - rooms: membership of connections, the user-level presence index (several
  * connections of one user = one member), fan-out, and the in-memory history ring.
  *
- * Room names are one namespace across routes (SPEC section 8). A room exists while it
+ * Room names are one namespace across routes. A room exists while it
  * has members or kept history. Membership is O(1) both ways: each struct mw_member
  * knows its index in the room's array and in the connection's array. */
 #ifndef MW_ROOM_H
@@ -55,7 +55,7 @@ struct mw_room {
     bool count_pending;
 };
 
-/* The room-name rule (SPEC section 4): NULL when name[0..len) is valid, else why not. */
+/* The room-name rule (docs/protocol.md): NULL when name[0..len) is valid, else why not. */
 const char *mw_room_name_error(const char *name, size_t len);
 
 struct mw_room *mw_room_find(const char *name);

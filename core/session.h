@@ -1,4 +1,4 @@
-/* session.h - client sessions: the window of recent message ids (SPEC section 4: a
+/* session.h - client sessions: the window of recent message ids (docs/protocol.md: a
  * repeated id is answered again with the first reply, and its handler never runs
  * twice).
  *

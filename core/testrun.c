@@ -52,7 +52,7 @@ static void usage(FILE *f)
     fprintf(f, "usage: moonwire test [-c FILE] [-t SECONDS] PATH...\n"
                "  PATH         a test file, or a directory: its *_test.lua files, sorted\n"
                "  -c FILE      the config whose routes the tests connect to (default: the\n"
-               "               embedded one: /chat, /echo and /notify)\n"
+               "               embedded one; `moonwire help` lists its routes)\n"
                "  -t SECONDS   time limit per file (default 60)\n");
 }
 

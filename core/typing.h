@@ -1,6 +1,6 @@
 /* typing.h - typing indicators: `typing` events to the other members, an automatic
  * typing:false after 5 s without a refresh, at most one typing:true broadcast per user
- * per room per 2 s (SPEC section 6). */
+ * per room per 2 s (docs/protocol.md). */
 #ifndef MW_TYPING_H
 #define MW_TYPING_H
 

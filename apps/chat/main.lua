@@ -1,4 +1,4 @@
--- The chat app (SPEC section 6): rooms with presence, typing indicators, and
+-- The chat app (docs/protocol.md, "The chat app"): rooms with presence, typing indicators, and
 -- sequenced messages kept in history.
 local mw = require "moonwire"
 

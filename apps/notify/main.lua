@@ -1,4 +1,4 @@
--- The notify app (SPEC section 6): a user's notification inbox and topic feeds.
+-- The notify app (docs/protocol.md, "The notify app"): a user's notification inbox and topic feeds.
 --
 -- On connect the user's unread notifications arrive as one `notify:backlog` (always,
 -- with an empty list when there are none). New ones arrive live as `notify` from

@@ -6,7 +6,7 @@ Failure.__index = Failure
 Failure.__tostring = function(f) return f.code .. ": " .. f.message end
 M.Failure = Failure
 
--- The error codes of the wire protocol (SPEC section 4).
+-- The error codes of the wire protocol (docs/protocol.md, "Error codes").
 M.codes = {
   bad_json = true, bad_message = true, unknown_type = true, not_in_room = true,
   forbidden = true, unauthorized = true, rate_limited = true, conflict = true,

@@ -1,4 +1,4 @@
--- router.lua - from frames to handlers: validates the envelope of SPEC section 4,
+-- router.lua - from frames to handlers: validates the envelope (docs/protocol.md),
 -- answers ping, runs the app's handler and replies with ack or error.
 -- The C core calls connect/message/raw/disconnect, each in a fresh coroutine.
 local json = require "moonwire.json"

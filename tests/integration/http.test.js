@@ -36,6 +36,17 @@ describe('http', () => {
     assert.match(res.text, /^[a-zA-Z_:][a-zA-Z0-9_:]*(\{[^}]*\})? -?[0-9.eE+-]+$/m, 'at least one sample');
   });
 
+  it('answers a plain GET on a WebSocket route with 426 Upgrade Required and a hint', async () => {
+    const res = await request('GET', server.httpUrl('/chat?user=ana'));
+    assert.equal(res.status, 426);
+    assert.equal(res.headers.upgrade, 'websocket');
+    assert.match(res.text, /^\/chat is a WebSocket endpoint: connect with a WebSocket client/);
+    assert.equal(res.text.trim().split('\n').length, 1, 'one line');
+    await server.waitForLog(/msg="upgrade required" path=\/chat/, 2000);
+    assert.equal((await request('GET', server.httpUrl('/no-such-route'))).status, 404);
+    await assertServes(server);
+  });
+
   it('rejects /api/* without the right bearer key with 401', async () => {
     const body = { room: 'r', type: 'news', data: 1 };
     assert.equal((await request('POST', server.httpUrl('/api/publish'), { body })).status, 401);

@@ -110,6 +110,35 @@ describe('command line', () => {
   });
 });
 
+describe('lifecycle log lines', () => {
+  let server;
+  after(async () => { if (server) await server.stop(); });
+
+  it('logs each open and close at info with who closed, how, how long and what it carried', async () => {
+    server = await startServer();
+    const user = uid('logged');
+    const c = await connect(server.url(`/chat?user=${user}`));
+    const conn = c.hello.data.conn;
+    const open = await server.waitForLog(new RegExp(`level=info msg="conn open" conn=${conn} `), 2000);
+    assert.match(open, new RegExp(`route=/chat user=${user} remote=127\\.0\\.0\\.1 transport=ws`));
+    const room = uid('r');
+    expectAck(await c.request('join', { room }), 1);
+    await c.close(4000, 'done here');
+    const closed = await server.waitForLog(new RegExp(`level=info msg="conn closed" conn=${conn} `), 5000);
+    assert.match(closed, new RegExp(`user=${user} by=peer code=4000 reason="done here" duration_ms=\\d+ ` +
+      'msgs_in=1 msgs_out=2 bytes_in=\\d+ bytes_out=\\d+'));
+    assert.equal(Number(/bytes_in=(\d+)/.exec(closed)[1]), JSON.stringify({ type: 'join', id: 1, room }).length);
+    assert.ok(Number(/bytes_out=(\d+)/.exec(closed)[1]) > 0);
+
+    // Closed by the server: a rejected session id.
+    const bad = await connect(server.url(`/chat?user=${user}&session=no%20spaces`)).catch(() => null);
+    const badConn = bad ? bad.hello.data.conn : null;
+    if (bad) await bad.closed;
+    const line = await server.waitForLog(/msg="conn closed" .*by=server code=1008 reason="bad session id"/, 5000);
+    if (badConn) assert.match(line, new RegExp(`conn=${badConn} `));
+  });
+});
+
 describe('connect and disconnect handlers', () => {
   const script = `
 local mw = require "moonwire"

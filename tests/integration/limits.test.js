@@ -1,12 +1,13 @@
 // Limits and liveness (SPEC sections 4 and 10): 1009 oversize, 1007 invalid UTF-8,
-// heartbeat pings and the heartbeat timeout, against the real server.
+// heartbeat pings and the heartbeat timeout, the rate limit, against the real server.
 'use strict';
 
 const { describe, it, before, after } = require('node:test');
 const assert = require('node:assert/strict');
 const { startServer } = require('./lib/server');
 const { connect, closeAll } = require('./lib/client');
-const { uid, expectAck, assertServes, assertPingPong, sleep } = require('./lib/helpers');
+const { uid, expectAck, expectError, assertServes, assertPingPong, sleep, waitFor } = require('./lib/helpers');
+const { metrics } = require('./lib/proc');
 
 const MAX_MESSAGE = 1024;
 
@@ -158,5 +159,85 @@ describe('limits', () => {
       await watcher.close();
       await assertServes(server);
     });
+  });
+});
+
+describe('rate limit', () => {
+  let server;
+
+  before(async () => {
+    server = await startServer({ config: { limits: { rate: 5, burst: 5 } } });
+  });
+
+  after(async () => {
+    await closeAll();
+    if (server) await server.stop();
+  });
+
+  // Every reply to ids[] (an ack or an error), waiting up to ms for the last one.
+  async function replies(c, ids, ms = 5000) {
+    const out = new Map();
+    for (const id of ids) {
+      out.set(id, await c.next((m) => (m.type === 'ack' || m.type === 'error') && m.id === id, ms));
+    }
+    return out;
+  }
+
+  it('answers each of 25 requests at once with its ack or its rate_limited, and keeps the connection', async (t) => {
+    const room = uid('rl');
+    const c = await connect(server.url(`/chat?user=${uid('eager')}`));
+    const ids = [...Array(25).keys()].map((i) => `req-${i}`);
+    for (const id of ids) c.send({ type: 'join', room, id });
+    const got = await replies(c, ids);
+    const acks = [...got.values()].filter((m) => m.type === 'ack');
+    const limited = [...got.values()].filter((m) => m.type === 'error');
+    for (const m of limited) expectError(m, 'rate_limited', m.id, 'over the rate');
+    assert.ok(acks.length >= 5, `the burst of 5 went through: ${acks.length} acks`);
+    assert.ok(limited.length >= 10, `the rest were refused: ${limited.length} rate_limited`);
+    assert.equal(acks.length + limited.length, 25);
+    assert.deepEqual(c.pending().filter((m) => m.type === 'error' && m.id === undefined), [],
+      'no error without an id');
+    t.diagnostic(`${acks.length} acks, ${limited.length} rate_limited`);
+    assert.ok(c.isOpen, 'a burst is not abuse: the connection stays');
+    // Tokens come back at 5/s: the refused ones can be sent again.
+    await sleep(1200);
+    expectAck(await c.request('join', { room, id: 'again' }), 'again');
+    const m = await metrics(server.port);
+    assert.ok(m.moonwire_rate_limited_total >= limited.length);
+    await c.close();
+  });
+
+  it('an integer id comes back as an integer, and a message without id gets an error without one', async () => {
+    const c = await connect(server.url(`/chat?user=${uid('ints')}`));
+    // 20 at once, every other one with an id: the burst of 5 goes through, most of the
+    // rest is refused, of both kinds.
+    for (let i = 0; i < 20; i++) c.send(i % 2 ? { type: 'ping', id: 1000 + i } : { type: 'ping', data: i });
+    await waitFor(() => c.pending().filter((m) => m.type === 'pong' || m.type === 'error').length === 20, 5000,
+      '20 answers');
+    const errors = c.pending().filter((m) => m.type === 'error');
+    const withId = errors.filter((m) => 'id' in m);
+    const withoutId = errors.filter((m) => !('id' in m));
+    assert.ok(withId.length >= 5 && withoutId.length >= 5, JSON.stringify(errors));
+    for (const m of withId) {
+      expectError(m, 'rate_limited', m.id);
+      assert.ok(Number.isInteger(m.id) && m.id >= 1000, `an integer id: ${JSON.stringify(m)}`);
+    }
+    for (const m of withoutId) expectError(m, 'rate_limited', undefined);
+    await c.close();
+  });
+
+  it('closes sustained abuse with 1008 after answering what came before', async (t) => {
+    const c = await connect(server.url(`/chat?user=${uid('abuser')}`));
+    const sent = 200; // the abuse count passes 10 x burst = 50 well before the end
+    for (let i = 0; i < sent; i++) c.send({ type: 'ping', id: i });
+    const info = await closedWithin(c, 5000, 'an abusive client');
+    assert.equal(info.code, 1008, JSON.stringify(info));
+    assert.equal(info.reason, 'rate limit');
+    const limited = c.pending().filter((m) => m.type === 'error' && m.code === 'rate_limited');
+    assert.ok(limited.length >= 50, `${limited.length} rate_limited errors before the close`);
+    assert.ok(limited.every((m) => Number.isInteger(m.id)), 'every error carries its id');
+    await server.waitForLog(/rate limit abuse/, 2000);
+    t.diagnostic(`${limited.length} rate_limited errors, then close ${info.code} ${info.reason}`);
+    await assertServes(server);
   });
 });

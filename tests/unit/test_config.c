@@ -149,6 +149,7 @@ static void test_defaults(void **state)
     assert_true(cfg.rate == 50.0);
     assert_true(cfg.burst == 100.0);
     assert_int_equal(cfg.max_connections, 100000);
+    assert_int_equal(cfg.socket_send_buffer, 0);
     assert_int_equal(cfg.slow_handler_ms, 100);
     assert_null(cfg.redis_url);
     assert_int_equal(cfg.nredis_cluster, 0);
@@ -259,7 +260,7 @@ static const char full_yaml[] =
     "    history: off\n"
     "heartbeat: { interval: 30s, timeout: 5s }\n"
     "limits: { max_message: 1MiB, send_queue: 10KB, rate: 2.5, burst: 10,\n"
-    "          max_connections: 500, slow_handler: 250ms }\n"
+    "          max_connections: 500, slow_handler: 250ms, socket_send_buffer: 64KiB }\n"
     "redis: { cluster: [redis://127.0.0.1:7000, \"rediss://h:7001\"] }\n"
     "auth: { jwt_secret: s3cret, required: true }\n"
     "api: { keys: [k1, k2] }\n"
@@ -303,6 +304,7 @@ static void test_full_config(void **state)
     assert_true(cfg.rate == 2.5);
     assert_true(cfg.burst == 10.0);
     assert_int_equal(cfg.max_connections, 500);
+    assert_int_equal(cfg.socket_send_buffer, 64 * 1024);
     assert_int_equal(cfg.slow_handler_ms, 250);
     assert_null(cfg.redis_url);
     assert_int_equal(cfg.nredis_cluster, 2);
@@ -320,7 +322,7 @@ static void test_full_config(void **state)
     mw_config_free(&cfg);
 }
 
-/* The sample of SPEC section 3, whose keys outside tests rely on. */
+/* The sample config of docs/config.md, whose keys outside tests rely on. */
 static void test_spec_sample(void **state)
 {
     (void)state;
@@ -1002,6 +1004,33 @@ static void test_embedded_default_in_real_home(void **state)
     mw_config_free(&cfg);
 }
 
+/* docs/config.md shows the embedded default as it is, comments included. */
+static void test_embedded_default_is_documented(void **state)
+{
+    (void)state;
+    char path[PATH_MAX];
+    const char *real_home = getenv("MOONWIRE_HOME");
+    assert_non_null(real_home);
+    snprintf(path, sizeof path, "%s/docs/config.md", real_home);
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    static char doc[1 << 16];
+    size_t n = fread(doc, 1, sizeof doc - 1, f);
+    fclose(f);
+    doc[n] = '\0';
+    const char *section = strstr(doc, "\n## The embedded default\n");
+    assert_non_null(section);
+    const char *start = strstr(section, "```yaml\n");
+    assert_non_null(start);
+    start += strlen("```yaml\n");
+    const char *end = strstr(start, "```\n");
+    assert_non_null(end);
+    if ((size_t)(end - start) != strlen(mw_config_embedded_yaml) ||
+        memcmp(start, mw_config_embedded_yaml, (size_t)(end - start)) != 0)
+        fail_msg("docs/config.md shows:\n%.*s\nthe binary has:\n%s", (int)(end - start), start,
+                 mw_config_embedded_yaml);
+}
+
 static void test_free_is_safe(void **state)
 {
     (void)state;
@@ -1073,6 +1102,7 @@ int main(void)
         cmocka_unit_test(test_load_file_unreadable),
         cmocka_unit_test(test_embedded_default),
         cmocka_unit_test(test_embedded_default_in_real_home),
+        cmocka_unit_test(test_embedded_default_is_documented),
         cmocka_unit_test(test_free_is_safe),
         cmocka_unit_test(test_failure_frees_partial),
     };

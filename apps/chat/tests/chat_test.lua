@@ -1,4 +1,4 @@
--- Tests of the chat app (SPEC section 6, docs/protocol.md "The chat app").
+-- Tests of the chat app (docs/protocol.md, "The chat app").
 -- Run: moonwire test apps/chat/tests   (docs/testing.md)
 -- The tests share one server: each uses rooms of its own.
 local t = require "moonwire.test"

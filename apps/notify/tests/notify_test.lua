@@ -1,4 +1,4 @@
--- Tests of the notify app (SPEC section 6, docs/protocol.md "The notify app") and of
+-- Tests of the notify app (docs/protocol.md, "The notify app") and of
 -- mw.inbox underneath it. Run: moonwire test apps/notify/tests   (docs/testing.md)
 -- The tests share one server (the embedded config: inbox size 100): each uses users
 -- and topics of its own.

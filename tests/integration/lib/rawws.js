@@ -7,8 +7,9 @@ const net = require('node:net');
 
 const GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11';
 
-// Encodes one masked client frame (RFC 6455 5.2).
-function encodeFrame(opcode, payload) {
+// Encodes one client frame (RFC 6455 5.2): masked, FIN set, no RSV bits unless told
+// otherwise ({ fin, rsv: 0..7, mask }).
+function encodeFrame(opcode, payload = '', { fin = true, rsv = 0, mask: masked = true } = {}) {
   const data = Buffer.isBuffer(payload) ? payload : Buffer.from(payload, 'utf8');
   const len = data.length;
   let header;
@@ -24,11 +25,15 @@ function encodeFrame(opcode, payload) {
     header[1] = 0x80 | 127;
     header.writeBigUInt64BE(BigInt(len), 2);
   }
-  header[0] = 0x80 | opcode;
+  header[0] = (fin ? 0x80 : 0) | (rsv << 4) | opcode;
+  if (!masked) {
+    header[1] &= 0x7f;
+    return Buffer.concat([header, data]);
+  }
   const mask = crypto.randomBytes(4);
-  const masked = Buffer.alloc(len);
-  for (let i = 0; i < len; i++) masked[i] = data[i] ^ mask[i & 3];
-  return Buffer.concat([header, mask, masked]);
+  const body = Buffer.alloc(len);
+  for (let i = 0; i < len; i++) body[i] = data[i] ^ mask[i & 3];
+  return Buffer.concat([header, mask, body]);
 }
 
 class RawClient {
@@ -37,10 +42,12 @@ class RawClient {
     this.buf = Buffer.alloc(0);
     this.fragments = null; // { opcode, parts } while a fragmented message is open
     this.messages = []; // parsed JSON of text frames (or { $unparsed })
+    this.frames = []; // every frame received, in order: { fin, rsv, opcode, payload }
     this.closeFrame = null; // { code, reason } if the server sent a close frame
     this.protocolErrors = [];
     this.bytesReceived = 0;
     this.waiters = new Set();
+    this.autoPong = true;
     this.endInfo = null;
     this.ended = new Promise((resolve) => {
       socket.on('close', (hadError) => {
@@ -91,12 +98,13 @@ class RawClient {
         payload = Buffer.from(payload.map((x, i) => x ^ mask[i & 3]));
       }
       this.buf = b.subarray(off + len);
-      this.onFrame(fin, opcode, Buffer.from(payload));
+      this.onFrame(fin, opcode, Buffer.from(payload), (b[0] >> 4) & 7);
     }
     this.wake();
   }
 
-  onFrame(fin, opcode, payload) {
+  onFrame(fin, opcode, payload, rsv) {
+    this.frames.push({ fin, rsv, opcode, payload });
     if (opcode === 0x8) {
       this.closeFrame = {
         code: payload.length >= 2 ? payload.readUInt16BE(0) : null,
@@ -105,7 +113,7 @@ class RawClient {
       return;
     }
     if (opcode === 0x9) {
-      if (!this.socket.destroyed) this.socket.write(encodeFrame(0xa, payload));
+      if (this.autoPong && !this.socket.destroyed) this.socket.write(encodeFrame(0xa, payload));
       return;
     }
     if (opcode === 0xa) return;
@@ -142,6 +150,42 @@ class RawClient {
 
   sendText(text) {
     this.socket.write(encodeFrame(0x1, text));
+  }
+
+  // Writes one frame as encodeFrame builds it.
+  sendFrame(opcode, payload, opts) {
+    this.socket.write(encodeFrame(opcode, payload, opts));
+  }
+
+  // Writes raw bytes (several frames at once, a broken frame).
+  write(bytes) {
+    this.socket.write(bytes);
+  }
+
+  // Resolves with the first frame (from index `from`) matching `pred`, waiting up to `ms`.
+  waitFrame(pred, ms = 2000, from = 0) {
+    return new Promise((resolve, reject) => {
+      const check = () => {
+        const f = this.frames.slice(from).find(pred);
+        if (f !== undefined) return done(null, f);
+        if (this.endInfo) done(new Error(`raw client: connection ended before a matching frame; got ${this.describeFrames()}`));
+        return undefined;
+      };
+      const timer = setTimeout(() => done(new Error(`raw client: no matching frame within ${ms} ms; got ${this.describeFrames()}`)), ms);
+      const done = (err, f) => {
+        clearTimeout(timer);
+        this.waiters.delete(check);
+        if (err) reject(err);
+        else resolve(f);
+      };
+      this.waiters.add(check);
+      check();
+    });
+  }
+
+  describeFrames() {
+    return JSON.stringify(this.frames.map((f) => ({ op: f.opcode, fin: f.fin, len: f.payload.length,
+      text: f.payload.length <= 40 ? f.payload.toString('latin1') : undefined }))).slice(0, 2000);
   }
 
   send(obj) {
@@ -186,9 +230,9 @@ class RawClient {
 }
 
 // Opens a TCP connection to 127.0.0.1:port and performs the upgrade handshake for
-// `path` by hand. Resolves with a RawClient once the server answered 101 with the
-// right Sec-WebSocket-Accept.
-function rawConnect(port, path, { timeout = 5000 } = {}) {
+// `path` by hand (with `headers` added). Resolves with a RawClient once the server
+// answered 101 with the right Sec-WebSocket-Accept; client.headers has the answer's.
+function rawConnect(port, path, { timeout = 5000, headers: extra = {} } = {}) {
   return new Promise((resolve, reject) => {
     const key = crypto.randomBytes(16).toString('base64');
     const expectAccept = crypto.createHash('sha1').update(key + GUID).digest('base64');
@@ -218,7 +262,9 @@ function rawConnect(port, path, { timeout = 5000 } = {}) {
       if (headers['sec-websocket-accept'] !== expectAccept) {
         return fail(new Error(`raw handshake: bad Sec-WebSocket-Accept ${headers['sec-websocket-accept']}`));
       }
-      return resolve(new RawClient(socket, head.subarray(end + 4)));
+      const client = new RawClient(socket, head.subarray(end + 4));
+      client.headers = headers;
+      return resolve(client);
     }
     socket.on('data', onData);
     socket.on('error', fail);
@@ -230,6 +276,7 @@ function rawConnect(port, path, { timeout = 5000 } = {}) {
         'Connection: Upgrade\r\n' +
         `Sec-WebSocket-Key: ${key}\r\n` +
         'Sec-WebSocket-Version: 13\r\n' +
+        Object.entries(extra).map(([k, v]) => `${k}: ${v}\r\n`).join('') +
         '\r\n');
     });
   });

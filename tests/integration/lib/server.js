@@ -195,6 +195,11 @@ async function startServer(opts = {}) {
       if (diedEarly) {
         throw new Error(`moonwire exited before stop() (${JSON.stringify(exit)}); log:\n${tail(logText)}`);
       }
+      // Under ASan/UBSan a leak or an error report at exit fails the test that ran it.
+      const report = logText.indexOf('Sanitizer');
+      if (report >= 0) {
+        throw new Error(`sanitizer report from moonwire:\n${logText.slice(Math.max(0, report - 200), report + 6000)}`);
+      }
       return exit;
     },
   };

@@ -1,0 +1,28 @@
+/* utf8.h - incremental UTF-8 validation (RFC 3629: no overlongs, no surrogates,
+ * nothing above U+10FFFF), for text that arrives in pieces: a WebSocket text
+ * message validated frame by frame, failing at the first bad byte.
+ *
+ * Leaf module. */
+#ifndef MW_UTF8_H
+#define MW_UTF8_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* The state between pieces: 0 at a character boundary. */
+typedef uint32_t mw_utf8_state;
+
+/* Validates p[0..len) following state *st. Returns false at the first byte that
+ * cannot be part of valid UTF-8 (the state is then meaningless); true otherwise, with
+ * *st saying whether a character is still open (non-zero). */
+bool mw_utf8_feed(mw_utf8_state *st, const unsigned char *p, size_t len);
+
+/* Whether p[0..len) is complete, valid UTF-8. */
+static inline bool mw_utf8_valid(const unsigned char *p, size_t len)
+{
+    mw_utf8_state st = 0;
+    return mw_utf8_feed(&st, p, len) && st == 0;
+}
+
+#endif

@@ -1,0 +1,703 @@
+/* ws.c - WebSocket connections on sockets of their own.
+ *
+ * Every accepted socket starts here (listener.c): its request head is looked at with
+ * MSG_PEEK and, when it asks for a WebSocket upgrade of a route, the handshake, the
+ * frames in (wsframe.c) and out, and the close handshake are ours; any other request
+ * is handed to libwebsockets untouched (lwsglue.c serves plain HTTP). Peeking keeps
+ * the bytes in the socket for lws: its adoption with bytes already read
+ * (lws_adopt_socket_vhost_readbuf, 4.1) hands a POST body over wrong.
+ *
+ * Why not libwebsockets' own WebSocket role (4.1): it drops a ping while a pong is
+ * pending, writes pongs and close frames outside the order of our raw writes, answers
+ * no HTTP status when it refuses an upgrade, drops a handshake whose extension header
+ * is 255 bytes or more, and keeps a connection with unsent output in
+ * FLUSHING_BEFORE_CLOSE for as long as the peer does not read. Here every frame we
+ * send, control frames included, goes through the connection's send queue in order,
+ * all queued frames in one writev, writability asked for only when the kernel did
+ * not take everything (shared/PERFORMANCE.md). */
+#include "ws.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include <libwebsockets.h>
+#include <uv.h>
+
+#include "conn.h"
+#include "httphead.h"
+#include "log.h"
+#include "server.h"
+#include "util.h"
+#include "wsframe.h"
+
+#define HEAD_MAX 8192           /* a longer request head goes to libwebsockets as it is */
+#define HEAD_TIMEOUT_MS 10000   /* to send the request head (slow clients, port scans) */
+#define PEEK_RETRY_MS 5         /* a partial head is peeked again after this, then */
+#define PEEK_RETRY_MAX_MS 640   /* twice as long each time without progress, up to this */
+#define READ_BUF (64 * 1024)    /* one read per readiness, as libwebsockets did */
+#define MAX_IOV 64
+#define WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+enum phase {
+    HEAD,  /* reading the request head */
+    OPEN,  /* a WebSocket */
+    DRAIN, /* our FIN is sent: reading until the peer's */
+};
+
+struct ws {
+    uv_poll_t poll;           /* first: the close callback frees the struct */
+    int fd;
+    uint8_t phase;
+    bool writable_wait;       /* the poll also waits for writability */
+    bool close_queued;        /* our close frame (or close reply) is in the queue */
+    bool peer_closed;         /* the peer's close frame came */
+    bool fail;                /* a protocol failure: end right after our close frame */
+    struct mw_conn *conn;     /* while OPEN and the connection is not gone */
+    struct mw_wsrx rx;
+    struct ws *next, *prev;   /* every socket here (closed at exit) */
+    struct ws *hnext, *hprev; /* heads being read, oldest first (their timeout) */
+    struct ws *wnext;         /* partial heads waiting to be peeked again */
+    uint64_t deadline_ms;     /* HEAD: its timeout */
+    uint64_t retry_ms;        /* a partial head: when to peek again */
+    uint32_t peeked;          /* bytes of the head seen so far */
+    uint32_t backoff_ms;
+};
+
+static struct lws_vhost *vhost;  /* plain HTTP goes there */
+static struct ws *all;
+static struct ws *heads, *heads_tail;
+static struct ws *waiting; /* partial heads, not polled until their retry */
+static uv_timer_t head_timer;
+static bool started;
+static unsigned char rbuf[READ_BUF];
+
+static const struct mw_transport ws_transport;
+
+/* ---- sockets ---- */
+
+static void on_closed(uv_handle_t *h)
+{
+    free(h);
+}
+
+static void heads_remove(struct ws *w)
+{
+    if (w->hprev)
+        w->hprev->hnext = w->hnext;
+    else if (heads == w)
+        heads = w->hnext;
+    else
+        return; /* not on the list */
+    if (w->hnext)
+        w->hnext->hprev = w->hprev;
+    else
+        heads_tail = w->hprev;
+    w->hnext = w->hprev = NULL;
+}
+
+static void waiting_remove(struct ws *w)
+{
+    for (struct ws **pp = &waiting; *pp; pp = &(*pp)->wnext) {
+        if (*pp == w) {
+            *pp = w->wnext;
+            w->wnext = NULL;
+            return;
+        }
+    }
+}
+
+static void list_remove(struct ws *w)
+{
+    if (w->prev)
+        w->prev->next = w->next;
+    else
+        all = w->next;
+    if (w->next)
+        w->next->prev = w->prev;
+    w->next = w->prev = NULL;
+    if (w->phase == HEAD) {
+        heads_remove(w);
+        waiting_remove(w);
+    }
+}
+
+/* Ends the socket: reset (SO_LINGER 0: the kernel drops what it holds) or closed,
+ * and the connection told its transport is gone. The struct is freed by the poll
+ * handle's close callback. */
+static void ws_end(struct ws *w, bool reset)
+{
+    struct mw_conn *c = w->conn;
+    if (w->fd < 0)
+        return;
+    list_remove(w);
+    if (reset) {
+        struct linger lg = { 1, 0 };
+        setsockopt(w->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+    }
+    uv_close((uv_handle_t *)&w->poll, on_closed); /* stops polling at once */
+    close(w->fd);
+    w->fd = -1;
+    mw_wsrx_free(&w->rx);
+    w->conn = NULL;
+    if (c)
+        mw_conn_transport_gone(c);
+}
+
+static void on_poll(uv_poll_t *h, int status, int events);
+
+static void want_writable(struct ws *w, bool on)
+{
+    if (w->writable_wait == on || w->fd < 0)
+        return;
+    w->writable_wait = on;
+    if (w->conn)
+        w->conn->want_writable = on;
+    uv_poll_start(&w->poll, UV_READABLE | (on ? UV_WRITABLE : 0), on_poll);
+}
+
+/* Our side is done (the close handshake, or a failure after our close frame): FIN
+ * now, then read until the peer's FIN. The server ends the TCP connection first
+ * (RFC 6455 7.1.1), and reading on avoids the reset a close() with unread data sends. */
+static void finish(struct ws *w)
+{
+    if (w->phase != OPEN)
+        return;
+    w->phase = DRAIN;
+    want_writable(w, false);
+    shutdown(w->fd, SHUT_WR);
+}
+
+/* ---- writing ---- */
+
+/* Writes queued frames while the kernel takes them, straight from the frames (writev:
+ * no copy). Returns -1 when the socket failed. */
+static int write_queue(struct ws *w, struct mw_conn *c)
+{
+    while (c->q.len) {
+        struct iovec iov[MAX_IOV];
+        size_t total;
+        int k = mw_sendq_iov(&c->q, iov, MAX_IOV, MW_FLUSH_CHUNK, &total);
+        struct msghdr mh = { .msg_iov = iov, .msg_iovlen = (size_t)k };
+        ssize_t n = sendmsg(w->fd, &mh, MSG_NOSIGNAL);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK) {
+                want_writable(w, true);
+                return 0;
+            }
+            mw_log_debug("write failed", "conn=%s err=\"%s\"", c->id, strerror(errno));
+            return -1;
+        }
+        mw_sendq_consume(&c->q, (size_t)n);
+        mw_conn_sent(c, (size_t)n);
+        if ((size_t)n < total) {
+            want_writable(w, true);
+            return 0;
+        }
+    }
+    want_writable(w, false);
+    if (w->close_queued && !c->close_sent) { /* the close frame was the last one */
+        c->close_sent = true;
+        if (w->peer_closed || w->fail)
+            finish(w);
+    }
+    return 0;
+}
+
+static int ws_flush(struct mw_conn *c)
+{
+    struct ws *w = c->tx;
+    if (w->phase != OPEN || w->writable_wait)
+        return 0; /* done writing, or the poll flushes once the kernel takes more */
+    return write_queue(w, c);
+}
+
+/* Queues a close frame (code 0: an empty one) behind what is queued. */
+static void queue_close(struct ws *w, struct mw_conn *c, int code, const char *reason)
+{
+    unsigned char p[2 + 123];
+    size_t n = 0;
+    if (code) {
+        size_t rlen = strnlen(reason ? reason : "", 123);
+        p[0] = (unsigned char)(code >> 8);
+        p[1] = (unsigned char)code;
+        memcpy(p + 2, reason, rlen);
+        n = 2 + rlen;
+    }
+    struct mw_msg *m = mw_msg_new(MW_OP_CLOSE, p, n, MW_MSG_CONTROL);
+    mw_sendq_push(&c->q, m);
+    mw_msg_decref(m);
+    w->close_queued = true;
+    mw_conn_want_flush(c);
+}
+
+static void ws_close(struct mw_conn *c)
+{
+    queue_close(c->tx, c, c->close_code, c->close_reason);
+}
+
+static void ws_abort(struct mw_conn *c)
+{
+    ws_end(c->tx, true);
+}
+
+static const struct mw_transport ws_transport = {
+    .name = "ws", .flush = ws_flush, .close = ws_close, .abort = ws_abort,
+};
+
+/* ---- frames in ---- */
+
+static int on_data(void *ud, int op, bool compressed, unsigned char *p, size_t n, bool first,
+                   bool last)
+{
+    struct ws *w = ud;
+    struct mw_conn *c = w->conn;
+    (void)compressed; /* never: RSV1 is refused until permessage-deflate is negotiated */
+    if (!c || !mw_conn_is_open(c))
+        return 0; /* nothing is handled once the close is decided */
+    c->last_rx_ms = mw_now_ms();
+    if (first && last) { /* the common case: a whole message in one read, no copy */
+        mw_server_conn_input(c, (const char *)p, n, op == MW_WS_BINARY);
+        return 0;
+    }
+    if (first)
+        c->rx_binary = op == MW_WS_BINARY;
+    if (c->rxlen + n > c->rxcap) { /* geometric: many small fragments cost O(n) */
+        size_t cap = c->rxcap ? c->rxcap * 2 : 1024;
+        if (cap < c->rxlen + n)
+            cap = c->rxlen + n;
+        c->rx = mw_realloc(c->rx, cap);
+        c->rxcap = cap;
+    }
+    if (n)
+        memcpy(c->rx + c->rxlen, p, n);
+    c->rxlen += n;
+    if (last) {
+        size_t len = c->rxlen;
+        c->rxlen = 0;
+        mw_server_conn_input(c, c->rx ? c->rx : "", len, c->rx_binary);
+        if (c->rx) { /* most connections never fragment: keep idle memory small */
+            free(c->rx);
+            c->rx = NULL;
+            c->rxcap = 0;
+        }
+    }
+    return 0;
+}
+
+static int on_control(void *ud, int op, int code, unsigned char *p, size_t n)
+{
+    struct ws *w = ud;
+    struct mw_conn *c = w->conn;
+    if (!c)
+        return 0;
+    if (op == MW_WS_PONG) {
+        c->last_rx_ms = mw_now_ms();
+    } else if (op == MW_WS_PING) {
+        /* Answered through the queue: after what is queued, before what comes next. */
+        struct mw_msg *m = mw_msg_new(MW_OP_PONG, p, n, MW_MSG_CONTROL);
+        mw_conn_send(c, m); /* refused once we are closing: no pong after our close */
+        mw_msg_decref(m);
+    } else if (op == MW_WS_CLOSE) {
+        char reason[124];
+        snprintf(reason, sizeof reason, "%.*s", (int)n, (const char *)p);
+        w->peer_closed = true;
+        if (mw_conn_peer_close(c, code, reason))
+            finish(w); /* it answered our close frame: the handshake is complete */
+        else if (!w->close_queued)
+            queue_close(w, c, code == 1005 ? 0 : code, reason); /* echo its code */
+    }
+    return 0;
+}
+
+static const struct mw_wsrx_events events = { on_data, on_control };
+
+static void frames_in(struct ws *w, unsigned char *p, size_t n)
+{
+    const char *why;
+    struct mw_conn *c = w->conn;
+    if (w->fail || w->rx.closed)
+        return;
+    int code = mw_wsrx_feed(&w->rx, p, n, mw_srv.cfg->max_message, &events, w, &why);
+    if (!code)
+        return;
+    /* Fail the connection (RFC 6455 7.1.7): our close frame, then the FIN, and no
+     * more reading of what the peer sends. */
+    w->fail = true;
+    if (code == MW_WS_TOO_BIG)
+        mw_log_info("message too big", "conn=%s limit=%zu", c->id, mw_srv.cfg->max_message);
+    else
+        mw_log_info("protocol error", "conn=%s code=%d why=\"%s\"", c->id, code, why);
+    if (mw_conn_is_open(c))
+        mw_conn_close(c, code, code == MW_WS_TOO_BIG ? "message too big" : why);
+    else if (c->close_sent || !w->close_queued)
+        finish(w);
+}
+
+/* ---- the upgrade ---- */
+
+static int head_query(void *tx, const char *name, char *buf, size_t len)
+{
+    return mw_httphead_query(tx, name, buf, len);
+}
+
+static int head_header(void *tx, const char *name, char *buf, size_t len)
+{
+    size_t vlen;
+    const char *v = mw_httphead_get(tx, name, &vlen);
+    if (!v || !len)
+        return -1;
+    size_t n = vlen < len - 1 ? vlen : len - 1;
+    memcpy(buf, v, n);
+    buf[n] = '\0';
+    return (int)n;
+}
+
+static const char *status_text(int status)
+{
+    switch (status) {
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 426: return "Upgrade Required";
+    case 503: return "Service Unavailable";
+    default: return "Error";
+    }
+}
+
+/* Refuses the upgrade with an HTTP status and a line of text, then closes. */
+static void refuse(struct ws *w, int status, const char *why, const char *extra)
+{
+    char resp[768];
+    char body[256];
+    int blen = snprintf(body, sizeof body, "%s\n", why);
+    int n = snprintf(resp, sizeof resp,
+                     "HTTP/1.1 %d %s\r\nServer: moonwire\r\nContent-Type: text/plain; charset=utf-8\r\n"
+                     "Content-Length: %d\r\nConnection: close\r\n%s\r\n%s",
+                     status, status_text(status), blen, extra ? extra : "", body);
+    if (n > 0 && n < (int)sizeof resp && send(w->fd, resp, (size_t)n, MSG_NOSIGNAL) < 0)
+        mw_log_debug("refusal not sent", "err=\"%s\"", strerror(errno));
+    shutdown(w->fd, SHUT_WR);
+    ws_end(w, false);
+}
+
+static void remote_of(int fd, char *buf, size_t len)
+{
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    buf[0] = '\0';
+    if (getpeername(fd, (struct sockaddr *)&ss, &sl) < 0)
+        return;
+    if (ss.ss_family == AF_INET)
+        inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, buf, (socklen_t)len);
+    else if (ss.ss_family == AF_INET6)
+        inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, buf, (socklen_t)len);
+}
+
+/* Sec-WebSocket-Accept for the key: base64(SHA-1(key + GUID)). Returns false when the
+ * key is not the base64 of 16 bytes. */
+static bool accept_key(const char *key, size_t klen, char *out, size_t outlen)
+{
+    char k[64], raw[32];
+    unsigned char sha[20];
+    if (klen != 24)
+        return false;
+    memcpy(k, key, klen);
+    k[klen] = '\0';
+    if (lws_b64_decode_string(k, raw, sizeof raw) != 16)
+        return false;
+    char in[24 + sizeof WS_GUID];
+    memcpy(in, key, 24);
+    memcpy(in + 24, WS_GUID, sizeof WS_GUID - 1);
+    lws_SHA1((const unsigned char *)in, 24 + sizeof WS_GUID - 1, sha);
+    return lws_b64_encode_string((const char *)sha, 20, out, (int)outlen) > 0;
+}
+
+/* What RFC 6455 4.2.1 asks of the request: 0, or the status to refuse it with, a few
+ * words why and a header line for the answer. Sets the accept key and whether the
+ * client asked for our sub-protocol. */
+static int check_upgrade(const struct mw_httphead *h, char *accept, size_t alen, bool *proto,
+                         const char **why, const char **extra)
+{
+    size_t vlen;
+    const char *v;
+    *extra = NULL;
+    *why = "not a WebSocket upgrade: GET with Connection: Upgrade expected";
+    if (h->mlen != 3 || memcmp(h->method, "GET", 3) != 0 || h->minor < 1 ||
+        !mw_httphead_has_token(h, "connection", "upgrade"))
+        return 400;
+    v = mw_httphead_get(h, "sec-websocket-version", &vlen);
+    if (!v || vlen != 2 || memcmp(v, "13", 2) != 0) {
+        *why = "WebSocket version 13 only";
+        *extra = "Sec-WebSocket-Version: 13\r\n";
+        return 426;
+    }
+    v = mw_httphead_get(h, "sec-websocket-key", &vlen);
+    *why = "missing or malformed Sec-WebSocket-Key";
+    if (!v || !accept_key(v, vlen, accept, alen))
+        return 400;
+    /* lws refused any sub-protocol but its one: so do we. */
+    *proto = mw_httphead_get(h, "sec-websocket-protocol", &vlen) != NULL;
+    *why = "unsupported sub-protocol: only moonwire, or none";
+    if (*proto && !mw_httphead_has_token(h, "sec-websocket-protocol", "moonwire"))
+        return 400;
+    *why = "no such route";
+    if (h->plen >= 256)
+        return 404;
+    *why = NULL;
+    return 0;
+}
+
+/* A complete head that asks for a WebSocket (h->len bytes of buf[0..len); the rest
+ * is the first frames). */
+static void upgrade(struct ws *w, struct mw_httphead *h, char *buf, size_t len)
+{
+    char path[256], remote[64], accept[40];
+    const char *why, *extra;
+    bool proto = false;
+    int status = check_upgrade(h, accept, sizeof accept, &proto, &why, &extra);
+    if (status) {
+        mw_log_info("upgrade rejected", "status=%d reason=\"%s\"", status, why);
+        refuse(w, status, why, extra);
+        return;
+    }
+    memcpy(path, h->target, h->plen);
+    path[h->plen] = '\0';
+    remote_of(w->fd, remote, sizeof remote);
+    struct mw_open_req req = { path, remote, h, head_query, head_header };
+    if ((status = mw_server_check_open(&req, &why))) {
+        refuse(w, status, why, NULL);
+        return;
+    }
+
+    char resp[256];
+    int n = snprintf(resp, sizeof resp,
+                     "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                     "Sec-WebSocket-Accept: %s\r\n%s\r\n",
+                     accept, proto ? "Sec-WebSocket-Protocol: moonwire\r\n" : "");
+    /* A fresh socket's buffer takes it whole; anything else means the peer is gone. */
+    if (send(w->fd, resp, (size_t)n, MSG_NOSIGNAL) != n) {
+        ws_end(w, true);
+        return;
+    }
+    heads_remove(w);
+    w->phase = OPEN;
+    w->conn = mw_server_open(&ws_transport, w, &req);
+    if (!w->conn) {
+        ws_end(w, true);
+        return;
+    }
+    if (len > h->len) /* frames that came with the request */
+        frames_in(w, (unsigned char *)buf + h->len, len - h->len);
+}
+
+/* Plain HTTP: to libwebsockets, once our poll handle let go of the socket (two
+ * handles must never poll one fd). Nothing was read from it. */
+static void on_handover(uv_handle_t *h)
+{
+    struct ws *w = (struct ws *)h;
+    if (!lws_adopt_socket_vhost(vhost, w->fd))
+        mw_log_debug("adopt failed", "fd=%d", w->fd); /* lws closed it */
+    free(w);
+}
+
+static void hand_to_lws(struct ws *w)
+{
+    list_remove(w);
+    uv_close((uv_handle_t *)&w->poll, on_handover);
+}
+
+static void arm_head_timer(void);
+
+/* A head not complete yet: peek again later, the longer the less it moves (the
+ * unread bytes keep the socket readable, so it cannot just wait for the poll). */
+static void wait_for_more(struct ws *w, size_t seen)
+{
+    uint32_t delay = seen > w->peeked ? PEEK_RETRY_MS : w->backoff_ms * 2;
+    w->peeked = (uint32_t)seen;
+    w->backoff_ms = delay < PEEK_RETRY_MAX_MS ? delay : PEEK_RETRY_MAX_MS;
+    w->retry_ms = mw_now_ms() + w->backoff_ms;
+    uv_poll_stop(&w->poll);
+    w->wnext = waiting;
+    waiting = w;
+    arm_head_timer();
+}
+
+/* The request head, peeked: an upgrade is consumed and taken, anything else goes to
+ * libwebsockets with every byte still in the socket. */
+static void head_in(struct ws *w)
+{
+    ssize_t n = recv(w->fd, rbuf, HEAD_MAX, MSG_PEEK);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+        return;
+    if (n <= 0) {
+        ws_end(w, n < 0);
+        return;
+    }
+    struct mw_httphead h;
+    int rc = mw_httphead_parse(&h, (const char *)rbuf, (size_t)n);
+    if (rc == 0 && n < HEAD_MAX) {
+        wait_for_more(w, (size_t)n);
+        return;
+    }
+    if (rc != 1 || !mw_httphead_has_token(&h, "upgrade", "websocket")) {
+        hand_to_lws(w); /* plain HTTP, or anything lws may answer better */
+        return;
+    }
+    if (recv(w->fd, rbuf, (size_t)n, 0) != n) { /* what was peeked is there */
+        ws_end(w, true);
+        return;
+    }
+    upgrade(w, &h, (char *)rbuf, (size_t)n);
+}
+
+/* ---- the poll ---- */
+
+static void on_readable(struct ws *w)
+{
+    if (w->phase == HEAD) {
+        head_in(w);
+        return;
+    }
+    ssize_t n = recv(w->fd, rbuf, sizeof rbuf, 0);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+        return;
+    if (n <= 0) { /* the peer's FIN, or an error: the socket is done */
+        ws_end(w, n < 0);
+        return;
+    }
+    if (w->phase == OPEN && w->conn)
+        frames_in(w, rbuf, (size_t)n);
+    /* DRAIN: discarded */
+}
+
+static void on_poll(uv_poll_t *h, int status, int events)
+{
+    struct ws *w = (struct ws *)h;
+    if (status < 0) {
+        ws_end(w, true);
+        return;
+    }
+    if ((events & UV_WRITABLE) && w->conn && w->phase == OPEN && write_queue(w, w->conn) < 0) {
+        mw_conn_kill(w->conn, "write failed");
+        want_writable(w, false);
+    }
+    if ((events & UV_READABLE) && w->fd >= 0)
+        on_readable(w);
+}
+
+/* ---- heads that take too long, and partial heads ---- */
+
+static void on_head_timer(uv_timer_t *t)
+{
+    (void)t;
+    uint64_t now = mw_now_ms();
+    while (heads && heads->deadline_ms <= now) {
+        mw_log_debug("request head timed out", "fd=%d", heads->fd);
+        ws_end(heads, true); /* removes it from heads */
+    }
+    for (struct ws **pp = &waiting; *pp;) {
+        struct ws *w = *pp;
+        if (w->retry_ms > now) {
+            pp = &w->wnext;
+            continue;
+        }
+        *pp = w->wnext; /* poll it again: its bytes make it readable at once */
+        w->wnext = NULL;
+        uv_poll_start(&w->poll, UV_READABLE, on_poll);
+    }
+    arm_head_timer();
+}
+
+static void arm_head_timer(void)
+{
+    uint64_t due = heads ? heads->deadline_ms : 0;
+    for (struct ws *w = waiting; w; w = w->wnext)
+        if (!due || w->retry_ms < due)
+            due = w->retry_ms;
+    if (!due) {
+        uv_timer_stop(&head_timer);
+        return;
+    }
+    uint64_t now = mw_now_ms();
+    uv_timer_start(&head_timer, on_head_timer, due > now ? due - now : 0, 0);
+}
+
+/* ---- public ---- */
+
+void mw_ws_start(struct lws_vhost *vh)
+{
+    vhost = vh;
+    uv_timer_init(uv_default_loop(), &head_timer);
+    uv_unref((uv_handle_t *)&head_timer);
+    started = true;
+}
+
+static struct ws *ws_new(int fd)
+{
+    struct ws *w = mw_calloc(1, sizeof *w);
+    w->fd = fd;
+    w->phase = HEAD;
+    w->deadline_ms = mw_now_ms() + HEAD_TIMEOUT_MS;
+    if (uv_poll_init(uv_default_loop(), &w->poll, fd) < 0) {
+        close(fd);
+        free(w);
+        return NULL;
+    }
+    w->next = all;
+    if (all)
+        all->prev = w;
+    all = w;
+    return w;
+}
+
+void mw_ws_accept(int fd)
+{
+    struct ws *w = ws_new(fd);
+    if (!w)
+        return;
+    uv_poll_start(&w->poll, UV_READABLE, on_poll);
+    w->hprev = heads_tail;
+    if (heads_tail)
+        heads_tail->hnext = w;
+    else
+        heads = w;
+    heads_tail = w;
+    if (heads == w)
+        arm_head_timer();
+}
+
+void mw_ws_adopt_upgrade(int fd, const char *head, size_t len)
+{
+    struct ws *w = ws_new(fd);
+    struct mw_httphead h;
+    if (!w)
+        return;
+    uv_poll_start(&w->poll, UV_READABLE, on_poll);
+    char *copy = mw_malloc(len); /* upgrade() unmasks frames in place: ours to write */
+    memcpy(copy, head, len);
+    if (mw_httphead_parse(&h, copy, len) == 1)
+        upgrade(w, &h, copy, len);
+    else
+        ws_end(w, true);
+    free(copy);
+}
+
+void mw_ws_stop(void)
+{
+    while (all)
+        ws_end(all, false);
+    if (started)
+        uv_close((uv_handle_t *)&head_timer, NULL);
+    started = false;
+}

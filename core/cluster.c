@@ -14,10 +14,13 @@
  * presence, which tells everybody its users are back.
  *
  * Redis may also come back empty. The generation then changes: every node puts the
- * nodes it knew back into the set, so that one that died meanwhile is still judged,
- * and once every live node had time to write its presence again, each node compares
- * what its members were told with Redis (presence.c's reconcile): the users of a node
- * that died while Redis had nothing get their presence:leave. */
+ * nodes it knew back into the set, so that one that died meanwhile is still judged.
+ *
+ * After every outage, once every live node had time to write its presence again (a
+ * registry period), each node compares what its members were told with Redis
+ * (presence.c's reconcile) and tells them the difference: presence events published
+ * while it could not hear them, and the users of a node that died while Redis had
+ * nothing (it restarted empty). */
 #include "cluster.h"
 
 #include <inttypes.h>
@@ -304,11 +307,17 @@ void mw_cluster_on_state(bool up)
         G.up_since = 0;
         return;
     }
+    bool again = G.gen[0] != '\0'; /* registered before: back after an outage */
     G.up_since = mw_now_ms();
     register_self();
     /* Redis may have lost everything (a restart) or kept old counts, and our members
      * came and went meanwhile: rewrite ours in every room we ever had members in. */
     mw_presence_resync();
+    /* Presence events published while we could not hear them are lost for our
+     * members: once every node had time to write its presence again, tell them the
+     * difference. */
+    if (again)
+        G.reconcile_at = G.up_since + G.ttl_ms;
 }
 
 void mw_cluster_start(const struct mw_config *cfg)

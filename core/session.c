@@ -219,6 +219,8 @@ void mw_session_dedup_end(struct mw_session *s, const char *key, const char *rep
     if (!e || e->done)
         return;
     e->done = true;
+    if (!reply)
+        return;
     size_t len = strlen(reply);
     if (len <= MW_DEDUP_REPLY_MAX && s->bytes + len <= MW_DEDUP_BYTES) {
         e->reply = mw_strdup(reply);

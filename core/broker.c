@@ -103,6 +103,12 @@ void mw_broker_payload_head(struct mw_buf *b, unsigned msg_flags, bool origin_to
                  NULL);
 }
 
+void mw_broker_presence_head(struct mw_buf *b, const char *user, bool join)
+{
+    payload_head(b, MW_WIRE_EVENT, join ? MW_WIRE_PRESENCE_JOIN : MW_WIRE_PRESENCE_LEAVE, NULL,
+                 user);
+}
+
 void mw_broker_room_channel(const char *room, char *channel, size_t n, const char **publish_cmd)
 {
     channel_name(channel, n, ROOM_CHANNEL, room);

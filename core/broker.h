@@ -30,6 +30,9 @@ uint32_t mw_broker_room(const char *room, struct mw_msg *m, const struct mw_conn
  * (mw_broker_on_presence). */
 uint32_t mw_broker_presence(const char *room, struct mw_msg *m, const struct mw_conn *except,
                             const char *user, bool join);
+/* The payload head of such an event, for a Redis script that publishes it itself
+ * (presence_redis.c): append the event JSON. */
+void mw_broker_presence_head(struct mw_buf *b, const char *user, bool join);
 /* Set by presence.c: a presence event about `user` from another node reached this
  * node's members of `room`. */
 extern void (*mw_broker_on_presence)(const char *room, const char *user, bool join);

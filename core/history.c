@@ -36,15 +36,19 @@
 #define TOKEN_BUCKET_MS 60000
 #define TOKEN_KEEP_MS (3 * TOKEN_BUCKET_MS)
 
-/* KEYS hm h tokens_now tokens_before; ARGV new_epoch keep_ms size ttl_ms ts event_head
- * publish_cmd channel payload_head token token_keep_ms -> {seq, epoch}, or
+/* KEYS hm h; ARGV new_epoch keep_ms size ttl_ms ts event_head publish_cmd channel
+ * payload_head token token_keep_ms tokens_now tokens_before -> {seq, epoch}, or
  * {seq, epoch, 1} for a token already published (nothing is published again). The
  * event is event_head (the JSON object without its closing brace, with a trailing
  * comma if it has fields) + seq and ts. Entries older than ttl (by their t) are
- * trimmed from the front, a few per publish. */
+ * trimmed from the front, a few per publish.
+ *
+ * The token hashes (the room's hash tag: the same slot) are named in ARGV, not KEYS:
+ * while the slot migrates, a script whose declared keys are not all on the target
+ * yet is refused (TRYAGAIN), and token hashes are often absent. */
 static const char PUBLISH_LUA[] =
     "if ARGV[10] ~= '' then\n"
-    "  local s = redis.call('HGET', KEYS[3], ARGV[10]) or redis.call('HGET', KEYS[4], ARGV[10])\n"
+    "  local s = redis.call('HGET', ARGV[12], ARGV[10]) or redis.call('HGET', ARGV[13], ARGV[10])\n"
     "  if s then return {tonumber(s), redis.call('HGET', KEYS[1], 'epoch') or '', 1} end\n"
     "end\n"
     EPOCH_LUA
@@ -68,8 +72,8 @@ static const char PUBLISH_LUA[] =
     "redis.call('PEXPIRE', KEYS[1], ARGV[2])\n"
     "redis.call(ARGV[7], ARGV[8], ARGV[9] .. ev)\n"
     "if ARGV[10] ~= '' then\n"
-    "  redis.call('HSET', KEYS[3], ARGV[10], seq)\n"
-    "  redis.call('PEXPIRE', KEYS[3], ARGV[11])\n"
+    "  redis.call('HSET', ARGV[12], ARGV[10], seq)\n"
+    "  redis.call('PEXPIRE', ARGV[12], ARGV[11])\n"
     "end\n"
     "return {seq, redis.call('HGET', KEYS[1], 'epoch')}\n";
 
@@ -107,26 +111,29 @@ static uint64_t keep_ms(const struct mw_route_config *rc)
     return rc->history_ttl_ms > KEEP_MS ? rc->history_ttl_ms : KEEP_MS;
 }
 
-/* Runs a script over the room's two keys (and, with tokens_at, the publish-token
- * hashes of the minute of tokens_at and the one before) with the given ARGV. */
-static int eval_room(const char *script, const char *room, uint64_t tokens_at, int nargs,
-                     const char **args, const size_t *arglens, mw_redis_cb cb, void *ud)
+/* The publish-token hashes of the minute of ts and of the one before. */
+static void token_keys(const char *room, uint64_t ts, char now[200], char before[200])
 {
-    char hm[160], h[160], t1[180], t2[180];
+    uint64_t bucket = ts / TOKEN_BUCKET_MS;
+    snprintf(now, 200, "mw:ht:{%.160s}:%" PRIu64, room, bucket);
+    snprintf(before, 200, "mw:ht:{%.160s}:%" PRIu64, room, bucket - 1);
+}
+
+/* Runs a script over the room's two keys with the given ARGV. */
+static int eval_room(const char *script, const char *room, int nargs, const char **args,
+                     const size_t *arglens, mw_redis_cb cb, void *ud)
+{
+    char hm[160], h[160];
     keys_for(room, hm, h);
-    uint64_t bucket = tokens_at / TOKEN_BUCKET_MS;
-    snprintf(t1, sizeof t1, "mw:ht:{%s}:%" PRIu64, room, bucket);
-    snprintf(t2, sizeof t2, "mw:ht:{%s}:%" PRIu64, room, bucket - 1);
-    const char *argv[24] = { "EVAL", script, tokens_at ? "4" : "2", hm, h, t1, t2 };
+    const char *argv[24] = { "EVAL", script, "2", hm, h };
     size_t lens[24];
-    int k = tokens_at ? 7 : 5;
-    for (int i = 0; i < k; i++)
+    for (int i = 0; i < 5; i++)
         lens[i] = strlen(argv[i]);
     for (int i = 0; i < nargs; i++) {
-        argv[k + i] = args[i];
-        lens[k + i] = arglens[i];
+        argv[5 + i] = args[i];
+        lens[5 + i] = arglens[i];
     }
-    return mw_redis_command(cb, ud, k + nargs, argv, lens);
+    return mw_redis_command(cb, ud, 5 + nargs, argv, lens);
 }
 
 static bool is_int(const redisReply *r)
@@ -235,7 +242,7 @@ void mw_history_read(const char *room, uint64_t since, const struct mw_route_con
     call->cb = cb;
     call->ud = ud;
     snprintf(call->room, sizeof call->room, "%s", room);
-    if (eval_room(READ_LUA, room, 0, 4, args, lens, on_read, call) < 0) {
+    if (eval_room(READ_LUA, room, 4, args, lens, on_read, call) < 0) {
         free(call);
         cb(ud, MW_HISTORY_EUNAVAIL, NULL);
     }
@@ -379,6 +386,21 @@ static void publish_call_local(struct publish_call *pc)
     publish_call_free(pc);
 }
 
+/* The script ran on the node an ASK sent it to (its slot is being migrated): its
+ * publish reached that node's subscribers only. Publish the stamped event again, on
+ * the channel's master. */
+static void republish(const struct publish_call *pc, uint64_t seq)
+{
+    struct mw_buf b = { 0 };
+    mw_buf_append(&b, pc->phead.p, pc->phead.len);
+    stamp(&b, pc->json, pc->len, seq, pc->ts);
+    const char *argv[] = { pc->cmd, pc->channel, b.p };
+    size_t lens[] = { strlen(pc->cmd), strlen(pc->channel), b.len };
+    if (mw_redis_command(NULL, NULL, 3, argv, lens) < 0)
+        mw_broker_dropped++;
+    mw_buf_free(&b);
+}
+
 static void on_published(void *ud, redisReply *r)
 {
     struct publish_call *pc = ud;
@@ -386,6 +408,8 @@ static void on_published(void *ud, redisReply *r)
     if (r && r->type == REDIS_REPLY_ARRAY && (r->elements == 2 || r->elements == 3) &&
         is_int(r->element[0]))
         seq = (uint64_t)r->element[0]->integer;
+    if (seq && r->elements == 2 && mw_redis_reply_asked())
+        republish(pc, seq);
     else if (r)
         log_script_error("publish", pc->room, r);
     else
@@ -403,12 +427,15 @@ static void on_published(void *ud, redisReply *r)
 
 static void publish_send(struct publish_call *pc)
 {
+    char t1[200], t2[200];
+    token_keys(pc->room, pc->ts, t1, t2);
     const char *args[] = { pc->epoch, pc->keep, pc->size, pc->ttl, pc->ts_s, pc->head.p,
-                           pc->cmd, pc->channel, pc->phead.p, pc->token, pc->token_keep };
+                           pc->cmd, pc->channel, pc->phead.p, pc->token, pc->token_keep, t1, t2 };
     size_t lens[] = { strlen(pc->epoch), strlen(pc->keep), strlen(pc->size), strlen(pc->ttl),
                       strlen(pc->ts_s), pc->head.len, strlen(pc->cmd), strlen(pc->channel),
-                      pc->phead.len, strlen(pc->token), strlen(pc->token_keep) };
-    if (eval_room(PUBLISH_LUA, pc->room, pc->ts, 11, args, lens, on_published, pc) < 0)
+                      pc->phead.len, strlen(pc->token), strlen(pc->token_keep), strlen(t1),
+                      strlen(t2) };
+    if (eval_room(PUBLISH_LUA, pc->room, 13, args, lens, on_published, pc) < 0)
         publish_call_local(pc);
 }
 

@@ -282,6 +282,7 @@ struct change {
     char except[24];
     const struct mw_route_config *rc;
     bool leave;
+    struct mw_buf event; /* the presence:join / presence:leave it may cause */
 };
 
 static void change_free(struct change *ch)
@@ -289,40 +290,83 @@ static void change_free(struct change *ch)
     free(ch->room);
     free(ch->user);
     free(ch->meta);
+    mw_buf_free(&ch->event);
     free(ch);
 }
 
-static void on_counted(void *ud, int err, uint32_t user_conns, uint32_t users)
+static void on_counted(void *ud, int err, uint32_t user_conns, uint32_t users, bool announced);
+
+/* The counts of this node's rooms (Redis is down, or its outcome unknown: the resync
+ * repairs Redis later). */
+static void count_here(struct change *ch)
+{
+    static const struct mw_presence_announce none = { "", "", "", 0, -1 };
+    if (ch->leave)
+        mw_presence_memory.leave(ch->room, ch->user, &none, on_counted, ch);
+    else
+        mw_presence_memory.join(ch->room, ch->user, ch->meta, &none, on_counted, ch);
+}
+
+static void on_counted(void *ud, int err, uint32_t user_conns, uint32_t users, bool announced)
 {
     struct change *ch = ud;
-    if (err) { /* the Redis outcome is unknown: this node's counts (resync repairs) */
-        if (ch->leave)
-            mw_presence_memory.leave(ch->room, ch->user, on_counted, ch);
-        else
-            mw_presence_memory.join(ch->room, ch->user, ch->meta, on_counted, ch);
+    if (err) {
+        count_here(ch);
         return;
     }
-    if (ch->leave && user_conns == 0) {
+    bool now = ch->leave ? user_conns == 0 : user_conns == 1;
+    if (now && announced) { /* Redis told the other nodes: ours are left to tell */
+        struct mw_msg *m = mw_msg_new(MW_OP_TEXT, ch->event.p, ch->event.len, 0);
+        struct mw_room *r = mw_room_find(ch->room);
+        view_set(ch->room, ch->user, !ch->leave);
+        if (r)
+            mw_room_broadcast(r, m, ch->except[0] ? mw_conn_find(ch->except) : NULL, NULL);
+        mw_msg_decref(m);
+    } else if (now && ch->leave) {
         emit_leave(ch->room, ch->user, users + 1, ch->rc, false);
-    } else if (!ch->leave && user_conns == 1) {
+    } else if (now) {
         struct mw_presence_entry e = { ch->user, ch->meta, 1 };
         emit_join(ch->room, &e, ch->except, users, ch->rc, false);
     }
     change_free(ch);
 }
 
+/* Counts the change. Clustered, Redis publishes its event in the same step when the
+ * user arrives or is gone everywhere, so that a node stopping or dying right after
+ * cannot leave the other nodes unaware. */
 static void count(struct change *ch)
 {
-    int st = -1;
-    if (PR.clustered)
-        st = ch->leave ? mw_presence_redis.leave(ch->room, ch->user, on_counted, ch)
-                       : mw_presence_redis.join(ch->room, ch->user, ch->meta, on_counted, ch);
-    if (st >= 0)
+    if (!PR.clustered) {
+        count_here(ch);
         return;
-    if (ch->leave) /* Redis down: this node's counts; the resync writes it later */
-        mw_presence_memory.leave(ch->room, ch->user, on_counted, ch);
-    else
-        mw_presence_memory.join(ch->room, ch->user, ch->meta, on_counted, ch);
+    }
+    struct mw_buf d = { 0 }, payload = { 0 };
+    char channel[160];
+    struct mw_presence_announce a = { channel, NULL, NULL, 0, -1 };
+    if (ch->leave) {
+        mw_buf_puts(&d, "{\"user\":");
+        mw_jsonw_str(&d, ch->user);
+        mw_buf_putc(&d, '}');
+    } else {
+        struct mw_presence p = { ch->user, ch->meta, 1 };
+        mw_presence_member_json(&d, &p);
+    }
+    mw_jsonw_event(&ch->event, ch->leave ? "presence:leave" : "presence:join", ch->room);
+    mw_buf_append(&ch->event, d.p, d.len);
+    mw_buf_putc(&ch->event, '}');
+    mw_broker_presence_head(&payload, ch->user, !ch->leave);
+    mw_buf_append(&payload, ch->event.p, ch->event.len);
+    mw_broker_room_channel(ch->room, channel, sizeof channel, &a.cmd);
+    a.payload = payload.p;
+    a.len = payload.len;
+    if (ch->rc && ch->rc->presence_events)
+        a.threshold = ch->rc->presence_threshold;
+    int st = ch->leave ? mw_presence_redis.leave(ch->room, ch->user, &a, on_counted, ch)
+                       : mw_presence_redis.join(ch->room, ch->user, ch->meta, &a, on_counted, ch);
+    mw_buf_free(&d);
+    mw_buf_free(&payload);
+    if (st < 0)
+        count_here(ch);
 }
 
 struct mw_member *mw_presence_join(struct mw_conn *c, const char *room, const char *meta_json,

@@ -22,9 +22,23 @@
 #include <stdint.h>
 
 /* A join or leave counted: the user's connections in the room on every node after it
- * (0: gone everywhere) and the room's users. err: 0, or -1 when the outcome is
- * unknown (the reply was lost). */
-typedef void (*mw_presence_count_cb)(void *ud, int err, uint32_t user_conns, uint32_t users);
+ * (0: gone everywhere) and the room's users; announced: the backend published the
+ * event to the other nodes itself (only this node's members are left to tell). err:
+ * 0, or -1 when the outcome is unknown (the reply was lost). */
+typedef void (*mw_presence_count_cb)(void *ud, int err, uint32_t user_conns, uint32_t users,
+                                     bool announced);
+
+/* The event a join (a user's first connection anywhere) or a leave (their last) is
+ * announced with, for a backend that can publish it in the same step as it counts:
+ * Redis then announces even when the node dies right after. payload is a
+ * broker_wire.h payload for the room's channel (cmd: PUBLISH or SPUBLISH). No event
+ * when the room's users (before a leave) are over threshold, or threshold is < 0. */
+struct mw_presence_announce {
+    const char *channel, *cmd;
+    const char *payload;
+    size_t len;
+    long long threshold;
+};
 
 /* One member in a list or a diff. */
 struct mw_presence_entry {
@@ -52,10 +66,11 @@ struct mw_presence_backend {
     const char *name;
     /* One more connection of user in room; this node's room index already has it.
      * meta (may be NULL) replaces the member's metadata. */
-    int (*join)(const char *room, const char *user, const char *meta, mw_presence_count_cb cb,
-                void *ud);
+    int (*join)(const char *room, const char *user, const char *meta,
+                const struct mw_presence_announce *a, mw_presence_count_cb cb, void *ud);
     /* One connection of user less; the room index already lost it. */
-    int (*leave)(const char *room, const char *user, mw_presence_count_cb cb, void *ud);
+    int (*leave)(const char *room, const char *user, const struct mw_presence_announce *a,
+                 mw_presence_count_cb cb, void *ud);
     int (*list)(const char *room, uint32_t limit, mw_presence_entries_cb cb, void *ud);
 };
 

@@ -10,19 +10,22 @@ static void counts(const char *room, const char *user, mw_presence_count_cb cb, 
 {
     struct mw_room *r = mw_room_find(room);
     struct mw_presence *p = r ? mw_map_get(&r->presence, user) : NULL;
-    cb(ud, 0, p ? p->conns : 0, r ? r->presence.len : 0);
+    cb(ud, 0, p ? p->conns : 0, r ? r->presence.len : 0, false);
 }
 
-static int mem_join(const char *room, const char *user, const char *meta, mw_presence_count_cb cb,
-                    void *ud)
+static int mem_join(const char *room, const char *user, const char *meta,
+                    const struct mw_presence_announce *a, mw_presence_count_cb cb, void *ud)
 {
     (void)meta; /* the room index has it */
+    (void)a;    /* presence.c announces */
     counts(room, user, cb, ud);
     return 1;
 }
 
-static int mem_leave(const char *room, const char *user, mw_presence_count_cb cb, void *ud)
+static int mem_leave(const char *room, const char *user, const struct mw_presence_announce *a,
+                     mw_presence_count_cb cb, void *ud)
 {
+    (void)a;
     counts(room, user, cb, ud);
     return 1;
 }

@@ -23,20 +23,36 @@
 #include "server.h"
 #include "util.h"
 
-/* KEYS pu pc pm; ARGV user, "<node>|<user>", meta ("" keeps it) -> {total, users} */
+/* Both scripts announce what they count, in the same step (a node that dies right
+ * after cannot leave the others unaware): ARGV[3..6] are threshold, publish_cmd,
+ * channel and payload (presence_backend.h), the payload published when the user
+ * arrived (joins) or is gone (leaves) and the room is not over the threshold. */
+#define ANNOUNCE_LUA(cond, users)                                                      \
+    "local pub = 0\n"                                                                  \
+    "if " cond " and tonumber(ARGV[3]) >= 0 and " users " <= tonumber(ARGV[3]) then\n" \
+    "  redis.call(ARGV[4], ARGV[5], ARGV[6]); pub = 1\n"                              \
+    "end\n"
+
+/* KEYS pu pc pm; ARGV user, "<node>|<user>", threshold, publish_cmd, channel, payload,
+ * meta ("" keeps it) -> {total, users, announced} */
 static const char JOIN_LUA[] =
     "redis.call('HINCRBY', KEYS[2], ARGV[2], 1)\n"
-    "if ARGV[3] ~= '' then redis.call('HSET', KEYS[3], ARGV[1], ARGV[3]) end\n"
+    "if ARGV[7] ~= '' then redis.call('HSET', KEYS[3], ARGV[1], ARGV[7]) end\n"
     "local t = redis.call('HINCRBY', KEYS[1], ARGV[1], 1)\n"
-    "return {t, redis.call('HLEN', KEYS[1])}\n";
+    "local users = redis.call('HLEN', KEYS[1])\n"
+    ANNOUNCE_LUA("t == 1", "users")
+    "return {t, users, pub}\n";
 
-/* KEYS pu pc pm; ARGV user, "<node>|<user>" -> {total, users} */
+/* KEYS pu pc pm; ARGV user, "<node>|<user>", threshold, publish_cmd, channel, payload
+ * -> {total, users, announced} */
 static const char LEAVE_LUA[] =
     "local c = redis.call('HINCRBY', KEYS[2], ARGV[2], -1)\n"
     "if c <= 0 then redis.call('HDEL', KEYS[2], ARGV[2]) end\n"
     "local t = redis.call('HINCRBY', KEYS[1], ARGV[1], -1)\n"
     "if t <= 0 then redis.call('HDEL', KEYS[1], ARGV[1]); redis.call('HDEL', KEYS[3], ARGV[1]) end\n"
-    "return {t, redis.call('HLEN', KEYS[1])}\n";
+    "local users = redis.call('HLEN', KEYS[1])\n"
+    ANNOUNCE_LUA("t <= 0", "users + 1")
+    "return {t, users, pub}\n";
 
 /* KEYS pu pc pm; ARGV "<node>|", then (user, conns, meta)... ->
  * {users, {gone...}, {user, meta, conns, ...}}: the users gone everywhere and the
@@ -102,14 +118,16 @@ static void nr_key(char out[200], const char *node)
     snprintf(out, 200, "%s:nr:%s", P.reg, node);
 }
 
-/* Runs a script with KEYS pu pc pm of `room` (or pu pm: nkeys 2) and the given ARGV. */
+/* Runs a script with KEYS pu pc pm of `room` (or pu pm: nkeys 2) and the given ARGV
+ * (lens NULL: C strings). */
 static int eval_room(const char *script, const char *room, int nkeys, int nargs,
-                     const char **args, mw_redis_cb cb, void *ud)
+                     const char **args, const size_t *lens, mw_redis_cb cb, void *ud)
 {
     char pu[160], pc[160], pm[160];
     keys_for(room, pu, pc, pm);
     int argc = 3 + nkeys + nargs, k = 0;
     const char **argv = mw_malloc((size_t)argc * sizeof *argv);
+    size_t *argl = mw_malloc((size_t)argc * sizeof *argl);
     argv[k++] = "EVAL";
     argv[k++] = script;
     argv[k++] = nkeys == 3 ? "3" : "2";
@@ -117,10 +135,15 @@ static int eval_room(const char *script, const char *room, int nkeys, int nargs,
     if (nkeys == 3)
         argv[k++] = pc;
     argv[k++] = pm;
-    for (int i = 0; i < nargs; i++)
-        argv[k++] = args[i];
-    int rc = mw_redis_command(cb, ud, argc, argv, NULL);
+    for (int i = 0; i < k; i++)
+        argl[i] = strlen(argv[i]);
+    for (int i = 0; i < nargs; i++, k++) {
+        argv[k] = args[i];
+        argl[k] = lens ? lens[i] : strlen(args[i]);
+    }
+    int rc = mw_redis_command(cb, ud, argc, argv, argl);
     free(argv);
+    free(argl);
     return rc;
 }
 
@@ -176,24 +199,27 @@ struct count_call {
 static void on_counted(void *ud, redisReply *r)
 {
     struct count_call *c = ud;
-    bool ok = r && r->type == REDIS_REPLY_ARRAY && r->elements >= 2 &&
+    bool ok = r && r->type == REDIS_REPLY_ARRAY && r->elements >= 3 &&
               r->element[0]->type == REDIS_REPLY_INTEGER &&
-              r->element[1]->type == REDIS_REPLY_INTEGER;
+              r->element[1]->type == REDIS_REPLY_INTEGER &&
+              r->element[2]->type == REDIS_REPLY_INTEGER;
     if (!ok) {
         if (r && r->type == REDIS_REPLY_ERROR)
             mw_log_error("cluster presence script failed", "err=\"%s\"", r->str);
         mark_dirty(c->room); /* the outcome is unknown: the next resync rewrites it */
-        c->cb(c->ud, -1, 0, 0);
+        c->cb(c->ud, -1, 0, 0, false);
         free(c);
         return;
     }
     long long total = r->element[0]->integer, users = r->element[1]->integer;
+    /* After an ASK the script's publish reached the wrong shard: presence.c sends it */
+    bool announced = r->element[2]->integer == 1 && !mw_redis_reply_asked();
     if (c->leave && !has_local_members(c->room)) { /* the node's last member left */
         char nr[200];
         nr_key(nr, mw_srv.node_id);
         simple("SREM", nr, c->room);
     }
-    c->cb(c->ud, 0, total > 0 ? (uint32_t)total : 0, users > 0 ? (uint32_t)users : 0);
+    c->cb(c->ud, 0, total > 0 ? (uint32_t)total : 0, users > 0 ? (uint32_t)users : 0, announced);
     free(c);
 }
 
@@ -209,14 +235,26 @@ static struct count_call *count_call(const char *room, bool leave, mw_presence_c
     return c;
 }
 
-static int redis_join(const char *room, const char *user, const char *meta,
-                      mw_presence_count_cb cb, void *ud)
+/* JOIN or LEAVE with its announcement. */
+static int count_send(const char *script, const char *room, const char *user, const char *meta,
+                      const struct mw_presence_announce *a, struct count_call *c)
 {
-    char field[320], nr[200];
+    char field[320], threshold[24];
     snprintf(field, sizeof field, "%s|%s", mw_srv.node_id, user);
-    const char *args[] = { user, field, meta ? meta : "" };
+    snprintf(threshold, sizeof threshold, "%lld", a->threshold);
+    const char *args[] = { user, field, threshold, a->cmd, a->channel, a->payload,
+                           meta ? meta : "" };
+    size_t lens[] = { strlen(user), strlen(field), strlen(threshold), strlen(a->cmd),
+                      strlen(a->channel), a->len, meta ? strlen(meta) : 0 };
+    return eval_room(script, room, 3, c->leave ? 6 : 7, args, lens, on_counted, c);
+}
+
+static int redis_join(const char *room, const char *user, const char *meta,
+                      const struct mw_presence_announce *a, mw_presence_count_cb cb, void *ud)
+{
+    char nr[200];
     struct count_call *c = count_call(room, false, cb, ud);
-    if (eval_room(JOIN_LUA, room, 3, 3, args, on_counted, c) < 0) {
+    if (count_send(JOIN_LUA, room, user, meta, a, c) < 0) {
         free(c);
         mark_dirty(room); /* Redis down: the resync after the reconnect writes it */
         return -1;
@@ -226,13 +264,11 @@ static int redis_join(const char *room, const char *user, const char *meta,
     return 0;
 }
 
-static int redis_leave(const char *room, const char *user, mw_presence_count_cb cb, void *ud)
+static int redis_leave(const char *room, const char *user, const struct mw_presence_announce *a,
+                       mw_presence_count_cb cb, void *ud)
 {
-    char field[320];
-    snprintf(field, sizeof field, "%s|%s", mw_srv.node_id, user);
-    const char *args[] = { user, field };
     struct count_call *c = count_call(room, true, cb, ud);
-    if (eval_room(LEAVE_LUA, room, 3, 2, args, on_counted, c) < 0) {
+    if (count_send(LEAVE_LUA, room, user, NULL, a, c) < 0) {
         free(c);
         mark_dirty(room);
         return -1;
@@ -295,7 +331,7 @@ static int redis_list(const char *room, uint32_t limit, mw_presence_entries_cb c
     q->cb = cb;
     q->ud = ud;
     q->limit = limit;
-    if (eval_room(LIST_LUA, room, 2, 0, NULL, on_list, q) < 0) {
+    if (eval_room(LIST_LUA, room, 2, 0, NULL, NULL, on_list, q) < 0) {
         free(q);
         return -1;
     }
@@ -403,7 +439,7 @@ int mw_presence_redis_replace(const char *node, const char *room, bool cleanup,
     x->mine = mine;
     x->node = mw_strdup(node);
     memcpy(x->room, room, len);
-    int rc = eval_room(REPLACE_LUA, room, 3, n - 0, args, on_replaced, x);
+    int rc = eval_room(REPLACE_LUA, room, 3, n, args, NULL, on_replaced, x);
     if (rc < 0) {
         free(x->node);
         free(x);

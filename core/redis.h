@@ -61,6 +61,11 @@ bool mw_redis_up(void);
  * NULL when the outcome is unknown (the link was lost after sending). cb may be
  * NULL. */
 int mw_redis_command(mw_redis_cb cb, void *ud, int argc, const char **argv, const size_t *lens);
+/* During a command's callback: whether the command was answered by the node an ASK
+ * sent it to (its slot is being migrated). A script's sharded publish there reached
+ * only that node's subscribers, not the channel's, which stay on the old master until
+ * the migration ends: the caller publishes again through the slot's owner. */
+bool mw_redis_reply_asked(void);
 /* The same, routed by `key` (NULL: any master). One Redis ignores it. */
 int mw_redis_command_key(const char *key, size_t keylen, mw_redis_cb cb, void *ud, int argc,
                          const char **argv, const size_t *lens);

@@ -30,12 +30,14 @@ struct pending {
     int slot;      /* of its key, or -1 */
     bool pubsub;   /* PUBLISH or SPUBLISH */
     int redirects; /* redirections and retries so far */
+    bool asked;    /* last sent after an ASK */
     struct mw__redis_node *on; /* where it was sent (NULL while waiting to resend) */
     struct pending *next;      /* on C.later */
 };
 
 static struct {
     bool started;
+    bool reply_asked; /* during a callback: its command was answered after an ASK */
     uint32_t max_in_flight;
     struct pending *later, **later_tail; /* commands to resend after RETRY_LATER_MS */
     uint32_t nlater;
@@ -96,6 +98,7 @@ static int send_on(struct pending *p, struct mw__redis_node *n)
 static int resend(struct pending *p)
 {
     struct mw__redis_node *n = route(p->slot, p->pubsub);
+    p->asked = false;
     return n ? send_on(p, n) : -1;
 }
 
@@ -129,6 +132,7 @@ static int redirect(struct pending *p, struct mw__redis_node *from, redisReply *
         return 1;
     if (kind == MW_REDIS_ASK && redisAsyncCommand(n->cmd.ac, NULL, NULL, "ASKING") != REDIS_OK)
         return 1;
+    p->asked = kind == MW_REDIS_ASK;
     return send_on(p, n) == 0 ? 0 : 1;
 }
 
@@ -192,9 +196,16 @@ static void on_reply(redisAsyncContext *ac, void *r, void *ud)
         if (rc > 0)
             reply = NULL; /* the key's master is out of reach: "unavailable" */
     }
+    C.reply_asked = p->asked;
     if (p->cb)
         p->cb(p->ud, reply);
+    C.reply_asked = false;
     pending_free(p);
+}
+
+bool mw_redis_reply_asked(void)
+{
+    return C.reply_asked;
 }
 
 static bool is_publish(int argc, const char **argv, const size_t *lens)

@@ -235,6 +235,11 @@ describe('two nodes over a 3-master Redis Cluster', () => {
       assert.deepEqual(ack.members.map((m) => m.user).sort(), [ana.user, bob.user, carl.user].sort(),
         'presence read and written through ASK');
       await bob.next((m) => m.type === 'presence:join' && m.data.user === carl.user, 3000);
+      // A sequenced event published through ASK (the script runs on the target, whose
+      // shard has no subscribers yet) still reaches the channel's subscribers.
+      const sent = expectAck(await carl.request('chat:message', { room, data: 'during the move' }), 2);
+      const ev = await bob.next((m) => m.type === 'chat:message' && m.data === 'during the move', 3000);
+      assert.equal(ev.seq, sent.seq);
     });
     assert.equal(await rc.portOfSlot(slot), to);
 

@@ -158,6 +158,56 @@ describe('faults: one Redis', { concurrency: false }, () => {
     for (const ms of [first, second]) assert.ok(ms <= 6 * HEARTBEAT_MS, `leave after ${ms} ms`);
   });
 
+  it('a node is stopped (SIGTERM) under load: its clients move to another node, resend and sync', async (t) => {
+    const ctx = await setup('term');
+    const [a, b] = ctx.nodes;
+    const movers = ctx.members.filter((m) => m.node === a); // the publisher among them
+    for (const m of movers) m.autoMove(b);
+    ctx.pub.start();
+    await sleep(1000);
+    const termAt = Date.now();
+    const stopped = a.stop(); // SIGTERM: reconnect hints, close 1001, exit
+    await waitFor(async () => movers.every((m) => m.moves.length === 1), 15000,
+      'every client of the stopped node moved');
+    assert.deepEqual(await stopped, { code: 0, signal: null }, 'a clean exit');
+    await sleep(1500);
+    const gone = Object.fromEntries(movers.map((m) => [m.user, [[termAt, m.moves[0].to]]]));
+    const f = await finish(ctx, { gone });
+    f.close_codes = movers.map((m) => m.moves[0].code).join('/');
+    report(t, 'node-sigterm-clients-move', f);
+    assertClean(f);
+    assert.ok(f.resent_after_move > 0, 'the publisher resent what was not acked');
+    assert.ok(movers.every((m) => m.moves[0].code === 1001), `close codes ${f.close_codes}`);
+  });
+
+  it('a node is killed -9 under load: its clients move and resend, the one that does not come back leaves', async (t) => {
+    const ctx = await setup('crash', { per: 3 });
+    const [a, b] = ctx.nodes;
+    const onA = ctx.members.filter((m) => m.node === a);
+    const movers = onA.slice(0, 2); // the publisher and one more
+    const lost = onA[2];            // gone with its node
+    for (const m of movers) m.autoMove(b);
+    ctx.pub.start();
+    await sleep(1000);
+    const killAt = Date.now();
+    a.process.kill('SIGKILL');
+    const others = ctx.members.filter((m) => m !== lost);
+    await waitFor(async () => movers.every((m) => m.moves.length === 1), 15000, 'the clients moved');
+    await waitFor(async () => others.every((m) => m.leaves.some((l) => l.user === lost.user)),
+      20 * HEARTBEAT_MS, 'the lost member leaves everywhere');
+    const leaveMs = Math.max(...others.map((m) => m.leaves.find((l) => l.user === lost.user).at - killAt));
+    await sleep(1500);
+    const gone = Object.fromEntries(movers.map((m) => [m.user, [[killAt, m.moves[0].to]]]));
+    gone[lost.user] = killAt;
+    const present = new Set(others.map((m) => m.user));
+    const f = await finish(ctx, { members: others, gone, present });
+    f.dead_leave_ms = leaveMs;
+    report(t, 'node-killed-under-load', f);
+    assertClean(f);
+    assert.ok(f.resent_after_move > 0, 'the publisher resent what was not acked');
+    assert.ok(leaveMs <= 6 * HEARTBEAT_MS, `leave after ${leaveMs} ms`);
+  });
+
   it('a member leaves during a short outage: no ghost in Redis or on the other node', async (t) => {
     const ctx = await setup('blip');
     // A second room where node 1 has one member only: its leave cannot be written.

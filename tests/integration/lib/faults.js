@@ -49,6 +49,8 @@ class Member {
     this.label = label;
     this.user = user;
     this.node = node; // the server it is connected to
+    this.session = `s${Math.random().toString(36).slice(2, 12)}`; // its window follows it
+    this.moves = [];  // { from, to } times of moves to another node
     this.nextId = 1;
     this.waiting = new Map(); // id -> resolve
     this.live = new Map();    // k -> [seq or null, ...] in arrival order
@@ -74,9 +76,17 @@ class Member {
     return m;
   }
 
-  connect(query = '') {
+  // A fresh promise for whenOpen(), resolved by markOpen().
+  notOpen() {
+    this.opened = new Promise((resolve) => { this.markOpen = resolve; });
+  }
+
+  connect() {
+    this.closed = false;
+    if (!this.opened) this.notOpen();
     return new Promise((resolve, reject) => {
-      const ws = new WebSocket(this.node.url(`/chat?user=${encodeURIComponent(this.user)}${query}`));
+      const ws = new WebSocket(this.node.url(`/chat?user=${encodeURIComponent(this.user)}` +
+        `&session=${this.session}`));
       this.ws = ws;
       const timer = setTimeout(() => reject(new Error(`${this.label}: no hello`)), 10000);
       ws.on('message', (data) => {
@@ -91,14 +101,48 @@ class Member {
       });
       ws.on('error', () => {});
       ws.on('close', (code, reason) => {
+        if (ws !== this.ws) return;
         this.closed = true;
+        this.notOpen();
         this.closeInfo = { code, reason: reason.toString(), at: Date.now() };
         clearTimeout(timer);
         for (const [, r] of this.waiting) r({ type: 'error', code: 'closed' });
         this.waiting.clear();
         reject(new Error(`${this.label}: closed before hello`));
+        if (this.onClose) this.onClose();
       });
     });
+  }
+
+  // Resolves once the member is connected and in its room again after a drop.
+  whenOpen() {
+    return this.opened;
+  }
+
+  // When its node closes the connection (a shutdown, a crash), go to `to` like the
+  // browser client: reconnect in the same session, rejoin, sync what was missed.
+  autoMove(to) {
+    this.onClose = () => {
+      this.onClose = null;
+      const from = Date.now();
+      const code = this.closeInfo.code;
+      this.node = to;
+      (async () => {
+        await sleep(50 + Math.floor(Math.random() * 150));
+        for (let i = 0; i < 50; i++) {
+          try {
+            await this.connect();
+            break;
+          } catch (e) {
+            await sleep(200);
+          }
+        }
+        await this.join(this.room, true);
+        this.moves.push({ from, to: Date.now(), code });
+        this.markOpen();
+        await this.sync();
+      })();
+    };
   }
 
   send(obj) {
@@ -158,13 +202,20 @@ class Member {
     this.seqOfK.get(k).add(`${this.epoch}/${seq}`);
   }
 
-  async join(room) {
+  // again: a rejoin after a move keeps where it was (sync continues from there) and
+  // takes the room's member list as it is now.
+  async join(room, again = false) {
     this.room = room;
     for (let i = 0; i < 50; i++) {
       const ack = await this.request('join', { room });
       if (ack.type === 'ack') {
-        this.epoch = ack.data.epoch;
-        this.lastSeq = Math.max(this.lastSeq, ack.data.seq);
+        if (!again) {
+          this.epoch = ack.data.epoch;
+          this.lastSeq = Math.max(this.lastSeq, ack.data.seq);
+          this.markOpen();
+        } else {
+          this.view = new Map();
+        }
         for (const m of ack.data.members) this.view.set(m.user, true);
         return ack.data;
       }
@@ -235,6 +286,7 @@ class Publisher {
     this.acks = new Map();   // k -> { seq: number|null }
     this.errors = new Map(); // k -> last error code
     this.unavailable = 0;
+    this.resent = 0;
     this.inflight = new Set();
     this.stopping = false;
     this.prefix = member.label;
@@ -260,6 +312,11 @@ class Publisher {
         return;
       }
       this.errors.set(k, r.code);
+      if (r.code === 'closed' || r.code === 'timeout') { // moved: resend the same id there
+        this.resent++;
+        await this.member.whenOpen();
+        continue;
+      }
       if (r.code !== 'unavailable') return;
       this.unavailable++;
       await sleep(100 + Math.floor(Math.random() * 200));
@@ -328,6 +385,7 @@ class ReadyWatch {
 function figures({ members, publisher, gone = {}, present }) {
   const f = {
     acked_seq: 0, acked_noseq: 0, unavailable_retries: publisher.unavailable,
+    resent_after_move: publisher.resent,
     acked_seq_missing: 0, acked_noseq_missing: 0, duplicates: 0, false_leaves: 0, ghosts: 0,
     not_acked: publisher.errors.size,
   };
@@ -450,7 +508,7 @@ class Scenario {
     if (process.env.FAULTS_DEBUG) { // the nodes' logs, to see which repair ran
       for (const node of this.nodes) console.log(`--- ${node.config.node_id}\n${node.logs()}`);
     }
-    for (const node of this.nodes) if (node.alive()) await node.stop();
+    for (const node of this.nodes) await node.stop().catch(() => {}); // a dead one: its files
     return f;
   }
 

@@ -129,6 +129,16 @@ static const char *field(const char *name, size_t *len)
     return s;
 }
 
+/* Why a body's `user` (user[0..len), NULL when absent or no string) is not a user
+ * id (the one rule of ident.h, and no NUL inside), or NULL. */
+static const char *user_error(const char *user, size_t len)
+{
+    if (!user)
+        return "user must be a string of 1..128 bytes";
+    const char *bad = mw_user_id_error(user, len);
+    return !bad && strlen(user) != len ? "user must not contain NUL bytes" : bad;
+}
+
 /* POST /api/publish {room, type, data} -> {seq, delivered}: a sequenced event, kept
  * in the room's history when the room keeps one. */
 /* The answer of a call whose backend completes at once (memory) or later (Redis):
@@ -281,9 +291,7 @@ static int api_notify(struct lws *wsi, struct mw_http_req *req, const char *body
     if (decode_body(wsi, body, len, &rc) < 0)
         return rc;
     const char *user = field("user", &ulen);
-    const char *bad = user ? mw_inbox_user_error(user, ulen) : "user must be a string of 1..128 bytes";
-    if (!bad && strlen(user) != ulen)
-        bad = "user must not contain NUL bytes";
+    const char *bad = user_error(user, ulen);
     if (bad) {
         lua_settop(J, 0);
         return reply_error(wsi, 400, "bad_message", bad);
@@ -388,9 +396,7 @@ static int api_disconnect(struct lws *wsi, const char *body, size_t len)
     if (decode_body(wsi, body, len, &rc) < 0)
         return rc;
     const char *user = field("user", &ulen);
-    const char *bad = user ? mw_user_id_error(user, ulen) : "user must be a string of 1..128 bytes";
-    if (!bad && strlen(user) != ulen)
-        bad = "user must not contain NUL bytes";
+    const char *bad = user_error(user, ulen);
     if (bad) {
         lua_settop(J, 0);
         return reply_error(wsi, 400, "bad_message", bad);

@@ -69,12 +69,10 @@ static void unplace(struct chan *c)
     c->gating = c->confirmed = false;
 }
 
-/* Calls every waiter of c (in order) with ok; they may subscribe or unsubscribe. */
-static void wake(struct chan *c, bool ok)
+/* Calls the waiters of list w (taken off their channels first: a callback may
+ * subscribe or unsubscribe) in order with ok, and frees them. */
+static void run_waiters(struct waiter *w, bool ok)
 {
-    struct waiter *w = c->waiters;
-    c->waiters = NULL;
-    c->waiters_tail = &c->waiters;
     while (w) {
         struct waiter *next = w->next;
         S.nwaiters--;
@@ -82,6 +80,20 @@ static void wake(struct chan *c, bool ok)
         free(w);
         w = next;
     }
+}
+
+/* Takes c's waiters off it: the list, to run. */
+static struct waiter *take_waiters(struct chan *c)
+{
+    struct waiter *w = c->waiters;
+    c->waiters = NULL;
+    c->waiters_tail = &c->waiters;
+    return w;
+}
+
+static void wake(struct chan *c, bool ok)
+{
+    run_waiters(take_waiters(c), ok);
 }
 
 static void confirm(struct chan *c)
@@ -193,18 +205,11 @@ static void fail_waiters(struct mw__redis_node *n)
         struct chan *c = S.channels.slots[i].val;
         if (!S.channels.slots[i].key || !c->waiters || mw__redis_topo_owner(c->slot) != n)
             continue;
-        *tail = c->waiters;
-        tail = c->waiters_tail;
-        c->waiters = NULL;
-        c->waiters_tail = &c->waiters;
+        struct waiter **last = c->waiters_tail;
+        *tail = take_waiters(c);
+        tail = last;
     }
-    while (all) {
-        struct waiter *next = all->next;
-        S.nwaiters--;
-        all->cb(all->ud, false);
-        free(all);
-        all = next;
-    }
+    run_waiters(all, false);
 }
 
 void mw__redis_sub_link_up(struct mw__redis_node *n)

@@ -17,9 +17,8 @@
 'use strict';
 
 const assert = require('node:assert/strict');
-const http = require('node:http');
 const WebSocket = require('ws');
-const { startServer } = require('./server');
+const { startServer, sleep, httpStatus: status } = require('./server');
 const { uid, waitFor } = require('./helpers');
 
 const REPLY_MS = 20000; // a reply always comes: Redis replies or the watchdog gives up
@@ -27,21 +26,6 @@ const SYNC_RETRY_MS = 200;
 const HEARTBEAT_MS = 1000;
 const RATE = 40; // messages per second
 
-function sleep(ms) {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
-function status(url, timeoutMs = 1000) {
-  return new Promise((resolve) => {
-    const req = http.get(url, { timeout: timeoutMs }, (res) => {
-      res.resume();
-      res.on('end', () => resolve(res.statusCode));
-      res.on('error', () => resolve(0));
-    });
-    req.on('timeout', () => req.destroy());
-    req.on('error', () => resolve(0));
-  });
-}
 
 // A chat client with its own bookkeeping (no message is ever "consumed").
 class Member {
@@ -545,5 +529,5 @@ function assertClean(f) {
 
 module.exports = {
   Member, Publisher, ReadyWatch, Scenario, figures, format, report, assertClean, cleanup, sleep,
-  status, HEARTBEAT_MS,
+  HEARTBEAT_MS,
 };

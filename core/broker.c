@@ -26,6 +26,7 @@
 #include "redis.h"
 #include "room.h"
 #include "server.h"
+#include "session_redis.h"
 #include "util.h"
 
 #define ROOM_CHANNEL "mw:room:"
@@ -321,6 +322,7 @@ void mw_broker_stop(void)
     mw_room_on_active = NULL;
     mw_user_on_active = NULL;
     mw_cluster_stop();
+    mw_session_redis_stop();
     mw_redis_stop();
     clustered = sharded = false;
 }

@@ -92,7 +92,30 @@ struct begin {
     void *ud;
     uint64_t deadline;
     char *user, *sid, *key;
+    struct begin *prev, *next; /* on `polling` while its timer runs */
 };
+
+static struct begin *polling;
+
+static void polling_add(struct begin *b)
+{
+    b->prev = NULL;
+    b->next = polling;
+    if (polling)
+        polling->prev = b;
+    polling = b;
+}
+
+static void polling_del(struct begin *b)
+{
+    if (b->prev)
+        b->prev->next = b->next;
+    else
+        polling = b->next;
+    if (b->next)
+        b->next->prev = b->prev;
+    b->prev = b->next = NULL;
+}
 
 static void on_begin_closed(uv_handle_t *h)
 {
@@ -114,6 +137,7 @@ static int send_begin(struct begin *b);
 static void on_poll(uv_timer_t *t)
 {
     struct begin *b = (struct begin *)t;
+    polling_del(b);
     if (send_begin(b) < 0) /* Redis went away: this node's window decides */
         begin_done(b, MW_DEDUP_NEW, NULL);
 }
@@ -129,6 +153,7 @@ static void on_begin(void *ud, redisReply *r)
         begin_done(b, MW_DEDUP_DONE, r->element[1]->len ? r->element[1]->str : NULL);
     } else if (state && strcmp(state, "running") == 0 && mw_now_ms() < b->deadline) {
         uv_timer_start(&b->timer, on_poll, POLL_MS, 0); /* another node has it */
+        polling_add(b);
     } else {
         if (r && r->type == REDIS_REPLY_ERROR)
             mw_log_error("session script failed", "err=\"%s\"", r->str);
@@ -163,6 +188,16 @@ int mw_session_redis_begin(const char *user, const char *sid, const char *key,
         return -1;
     }
     return 0;
+}
+
+void mw_session_redis_stop(void)
+{
+    while (polling) {
+        struct begin *b = polling;
+        polling_del(b);
+        uv_timer_stop(&b->timer);
+        begin_done(b, MW_DEDUP_NEW, NULL);
+    }
 }
 
 void mw_session_redis_end(const char *user, const char *sid, const char *key, const char *reply,

@@ -36,4 +36,7 @@ int mw_session_redis_begin(const char *user, const char *sid, const char *key,
 void mw_session_redis_end(const char *user, const char *sid, const char *key, const char *reply,
                           bool forget);
 
+/* Redis is stopping: begins waiting for another node's run complete now (NEW). */
+void mw_session_redis_stop(void);
+
 #endif

@@ -11,6 +11,8 @@ const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
 const { startRedis } = require('./lib/redis');
+const { startServer } = require('./lib/server');
+const { request } = require('./lib/http');
 const { uid, waitFor } = require('./lib/helpers');
 const { Member, Scenario, report, assertClean, cleanup, sleep, HEARTBEAT_MS } = require('./lib/faults');
 
@@ -30,17 +32,67 @@ async function restartRedis(sc, opts) {
   started.push(sc.redisServer);
 }
 
+// Stops whatever a test left running (a failed one leaves nodes and Redis behind).
+async function stopAll() {
+  await cleanup();
+  while (started.length) {
+    const x = started.pop();
+    if (!x.alive || x.alive()) await x.stop().catch(() => {});
+  }
+}
+
 async function finish(sc, extra) {
   const f = await sc.finish(extra);
   await sc.redisServer.stop();
   return f;
 }
 
-describe('faults: one Redis', { concurrency: false }, () => {
-  after(async () => {
-    await cleanup();
-    for (const x of started.reverse()) await (x.alive ? (x.alive() ? x.stop().catch(() => {}) : null) : x.stop());
+// Reads a store key: the reply is [value, err] (err "unavailable" when refused).
+const KV = `
+local mw = require "moonwire"
+local app = mw.app()
+app:on("get", function(conn, msg)
+  local v, err = mw.store.get(msg.data.k)
+  return { v = v, err = err }
+end)
+return app
+`;
+
+describe('faults: commands in flight to a Redis that hangs are bounded', () => {
+  after(stopAll);
+
+  it('refuses commands past redis.max_in_flight at once instead of queueing them', async () => {
+    const redis = await startRedis();
+    started.push(redis);
+    // A long reply deadline: the bound, not the watchdog, answers these.
+    const node = await startServer({
+      config: { redis: { url: redis.url, timeout: '10s', max_in_flight: 4 }, limits: { rate: 1000, burst: 2000 } },
+      routes: { '/kv': { script: 'kv.lua' } },
+      scripts: { 'kv.lua': KV },
+    });
+    started.push(node);
+    const c = await Member.open({ url: (p) => node.url(p.replace('/chat', '/kv')) }, uid('kv'), 'kv');
+    const ok = await c.request('get', { data: { k: 'x' } });
+    assert.equal(ok.type, 'ack', JSON.stringify(ok));
+    redis.pause();
+    const replies = [];
+    for (let i = 0; i < 20; i++) c.request('get', { data: { k: `k${i}` } }).then((r) => replies.push(r));
+    // Redis answers nothing now: whatever is answered was refused by the bound.
+    await waitFor(async () => replies.length >= 16, 5000, '16 of 20 refused while Redis hangs');
+    assert.ok(replies.every((r) => r.type === 'ack' && r.data.err === 'unavailable'), JSON.stringify(replies));
+    const metrics = (await request('GET', node.httpUrl('/metrics'))).text;
+    const refused = Number((metrics.match(/^moonwire_redis_refused_total (\d+)$/m) || [])[1]);
+    assert.ok(refused >= 16, `moonwire_redis_refused_total ${refused}`);
+    redis.resume();
+    await waitFor(async () => replies.length === 20, 15000, 'the 4 in flight answered once Redis resumed');
+    c.close();
+    await node.stop();
+    await redis.stop();
   });
+});
+
+describe('faults: one Redis', { concurrency: false }, () => {
+  after(stopAll);
 
   it('Redis hangs (SIGSTOP) longer than the registry TTL: outage mode, no false leave, nothing acked lost', async (t) => {
     const ctx = await setup('hang');
@@ -79,7 +131,7 @@ describe('faults: one Redis', { concurrency: false }, () => {
     await waitFor(async () => ctx.redisServer.cli('HLEN', `mw:pu:{${ctx.room}}`) === String(ctx.users.size), 5000,
       'every member is in Redis again');
     await sleep(1500);
-    const f = { ...await finish(ctx), ...ctx.readyFigures(faultAt, backAt) };
+    const f = { ...await finish(ctx, { emptyBackAt: backAt }), ...ctx.readyFigures(faultAt, backAt) };
     report(t, 'redis-restart-empty', f);
     assertClean(f);
   });
@@ -119,6 +171,7 @@ describe('faults: one Redis', { concurrency: false }, () => {
     await waitFor(async () => ctx.allReady(503), 6 * HEARTBEAT_MS, '503 everywhere');
     await restartRedis(ctx);
     const killAt = Date.now();
+    const emptyBackAt = killAt;
     victim.process.kill('SIGKILL');
     const dead = ctx.members.filter((m) => m.node === victim);
     const alive = ctx.members.filter((m) => m.node !== victim);
@@ -150,7 +203,7 @@ describe('faults: one Redis', { concurrency: false }, () => {
     await sleep(500);
     const present = new Set(alive.map((m) => m.user));
     ctx.nodes.push(again);
-    const f = await finish(ctx, { members: alive, gone, present });
+    const f = await finish(ctx, { members: alive, gone, present, emptyBackAt });
     f.dead_leave_ms = first;
     f.dead_leave_again_ms = second;
     report(t, 'node-killed-after-redis-restart', f);

@@ -291,7 +291,7 @@ class Publisher {
     for (let tries = 0; tries < 200; tries++) {
       const r = await this.member.request('chat:message', { room: this.member.room, data: { k }, id: k });
       if (r.type === 'ack') {
-        this.acks.set(k, { seq: r.data && r.data.seq !== undefined ? r.data.seq : null });
+        this.acks.set(k, { seq: r.data && r.data.seq !== undefined ? r.data.seq : null, at: Date.now() });
         this.errors.delete(k);
         return;
       }
@@ -365,19 +365,29 @@ class ReadyWatch {
 // The figures of a run. members: every Member that stayed connected to the end;
 // publisher: its Publisher; gone: { user: at } of users that left or died on purpose
 // (or { user: [[from, to], ...] } for one that came back in between); present: users
-// that should be listed at the end.
-function figures({ members, publisher, gone = {}, present }) {
+// that should be listed at the end. emptyBackAt: when a Redis that was killed came
+// back empty (see lost_with_redis below).
+function figures({ members, publisher, gone = {}, present, emptyBackAt }) {
   const f = {
     acked_seq: 0, acked_noseq: 0, unavailable_retries: publisher.unavailable,
     resent_after_move: publisher.resent,
     acked_seq_missing: 0, acked_noseq_missing: 0, duplicates: 0, false_leaves: 0, ghosts: 0,
-    not_acked: publisher.errors.size,
+    not_acked: publisher.errors.size, lost_with_redis: 0,
   };
   const missing = [];
   const sender = publisher.member.node;
   for (const [k, a] of publisher.acks) {
     if (a.seq !== null) f.acked_seq++;
     else f.acked_noseq++;
+    // Redis writes a script's reply before the events it published (the caller is
+    // first on its list of clients to write): killed in between, the sender has a
+    // seq that no member got, and without persistence no sync can bring it back. A
+    // message that nobody got, acked by the Redis that was killed (before the empty
+    // one answered), is counted apart: lost with Redis, not by moonwire.
+    if (a.seq !== null && emptyBackAt && a.at < emptyBackAt && members.every((m) => !m.got(k))) {
+      f.lost_with_redis++;
+      continue;
+    }
     for (const m of members) {
       if (a.seq !== null && !m.got(k)) {
         f.acked_seq_missing++;
@@ -487,7 +497,7 @@ class Scenario {
     await Promise.all(alive.map((m) => m.sync()));
     await this.watch.stop();
     const f = figures({ members: alive, publisher: this.pub, gone: extra.gone,
-      present: extra.present || this.users });
+      present: extra.present || this.users, emptyBackAt: extra.emptyBackAt });
     for (const m of this.members) m.close();
     if (process.env.FAULTS_DEBUG) { // the nodes' logs, to see which repair ran
       for (const node of this.nodes) console.log(`--- ${node.config.node_id}\n${node.logs()}`);

@@ -1,5 +1,5 @@
 /* api.c - the HTTP API: publish to a room, notify a user, read a room's presence,
- * disconnect a user.
+ * disconnect a user, read a venue's reservations (answered by the app that has them).
  * Request and response bodies are JSON; a private Lua state runs the JSON codec. */
 #include "api.h"
 
@@ -21,10 +21,13 @@
 #include "jsonw.h"
 #include "ident.h"
 #include "log.h"
+#include "lua_api.h"
 #include "lua_json.h"
 #include "presence.h"
 #include "redis.h"
 #include "room.h"
+#include "script.h"
+#include "server.h"
 #include "util.h"
 
 static const struct mw_config *config;
@@ -387,6 +390,42 @@ static int api_presence(struct lws *wsi, struct mw_http_req *req, const char *pa
     return rc;
 }
 
+static void on_app_answer(void *ud, int status, const char *body, size_t len)
+{
+    struct answer *a = ud;
+    struct mw_buf b = { 0 };
+    mw_buf_append(&b, body, len);
+    answer(a, status, &b);
+    mw_buf_free(&b);
+}
+
+/* GET /api/venues/{venue} -> the venue's snapshot, as the reservations app's `join`
+ * acks it: answered by the first route (in config order) whose app has a `venue` api
+ * handler, with args {venue}. The app validates the venue id. */
+static int api_venue(struct lws *wsi, struct mw_http_req *req, const char *path)
+{
+    const char *venue = path + strlen("/api/venues/");
+    size_t len = strlen(venue);
+    if (len == 0 || len > 128 || strchr(venue, '/'))
+        return reply_error(wsi, 404, "not_found", "no such API endpoint");
+    struct mw_app *app = NULL;
+    for (size_t i = 0; i < mw_srv.nroutes && !app; i++)
+        if (mw_srv.routes[i].app && mw_lua_http_has(mw_srv.routes[i].app, "venue"))
+            app = mw_srv.routes[i].app;
+    if (!app)
+        return reply_error(wsi, 404, "not_found",
+                           "no route serves venues (mount app:reservations)");
+    struct mw_buf args = { 0 };
+    mw_buf_puts(&args, "{\"venue\":");
+    mw_jsonw_str(&args, venue);
+    mw_buf_puts(&args, "}");
+    struct answer *a = mw_calloc(1, sizeof *a);
+    a->wsi = wsi;
+    mw_lua_http_call(app, "venue", args.p, args.len, on_app_answer, a);
+    mw_buf_free(&args);
+    return answer_finish(a, req);
+}
+
 /* POST /api/disconnect {user} -> {closed}: closes every connection of the user with
  * 4003 "disconnected by server", on every node; `closed` counts this node's. */
 static int api_disconnect(struct lws *wsi, const char *body, size_t len)
@@ -432,5 +471,8 @@ int mw_api_call(struct lws *wsi, struct mw_http_req *req, const char *method, co
     if (strncmp(path, "/api/rooms/", 11) == 0)
         return !post ? api_presence(wsi, req, path)
                      : reply_error(wsi, 405, "bad_message", "use GET");
+    if (strncmp(path, "/api/venues/", 12) == 0)
+        return !post && req ? api_venue(wsi, req, path)
+                            : reply_error(wsi, 405, "bad_message", "use GET");
     return reply_error(wsi, 404, "not_found", "no such API endpoint");
 }

@@ -35,7 +35,8 @@ const char mw_config_embedded_yaml[] =
     "    protocol: raw\n"
     "  /notify:\n"
     "    script: \"app:notify\"\n"
-    /* /reservations joins here when its bundled app lands. */
+    "  /reservations:\n"
+    "    script: \"app:reservations\"\n"
     "dev: { hot_reload: true, user_param: true }\n";
 
 #define MAX_OPTIONS_JSON (1024 * 1024) /* guards against alias bombs in `options:` */
@@ -53,6 +54,7 @@ struct ctx {
     const yaml_node_t *workers; /* the `workers:` value, for the check after the walk */
     const yaml_node_t *options; /* the `options:` map being converted, and the length */
     size_t options_pathlen;     /* of its key path, for the size error */
+    struct mw_buf *lines;       /* its YAML lines, as json_value writes them */
     char *err;
     size_t errlen;
 };
@@ -923,73 +925,110 @@ static int json_scalar(struct ctx *c, yaml_node_t *n, struct mw_buf *b)
     return 0;
 }
 
-static int json_value(struct ctx *c, yaml_node_t *n, struct mw_buf *b, int depth);
+/* json_value writes the value to b, and its place in the file to c->lines: a node is
+ * [line], [line, {key: node...}] for a map or [line, [node...]] for a list, the line
+ * being its key's in a map (where an error about it should point) and its own in a
+ * list. Scripts find the line of any part of their options by walking it
+ * (mw.config_error). */
+static int json_value(struct ctx *c, yaml_node_t *n, struct mw_buf *b, int line, int depth);
 
 static int json_map(struct ctx *c, yaml_node_t *n, struct mw_buf *b, int depth)
 {
     mw_buf_putc(b, '{');
+    mw_buf_putc(c->lines, '{');
     for (yaml_node_pair_t *p = n->data.mapping.pairs.start; p < n->data.mapping.pairs.top; p++) {
         const char *key;
         if (map_key(c, n, p, &key) < 0)
             return -1;
-        if (p > n->data.mapping.pairs.start)
+        if (p > n->data.mapping.pairs.start) {
             mw_buf_putc(b, ',');
+            mw_buf_putc(c->lines, ',');
+        }
         json_string(b, key);
         mw_buf_putc(b, ':');
+        json_string(c->lines, key);
+        mw_buf_putc(c->lines, ':');
         size_t mark = path_push(c, key);
-        int rc = json_value(c, yaml_document_get_node(&c->doc, p->value), b, depth + 1);
+        int line = line_of(yaml_document_get_node(&c->doc, p->key));
+        int rc = json_value(c, yaml_document_get_node(&c->doc, p->value), b, line, depth + 1);
         path_pop(c, mark);
         if (rc < 0)
             return -1;
     }
     mw_buf_putc(b, '}');
+    mw_buf_putc(c->lines, '}');
     return 0;
 }
 
 static int json_list(struct ctx *c, yaml_node_t *n, struct mw_buf *b, int depth)
 {
     mw_buf_putc(b, '[');
+    mw_buf_putc(c->lines, '[');
     for (yaml_node_item_t *it = n->data.sequence.items.start; it < n->data.sequence.items.top;
          it++) {
-        if (it > n->data.sequence.items.start)
+        if (it > n->data.sequence.items.start) {
             mw_buf_putc(b, ',');
-        if (json_value(c, yaml_document_get_node(&c->doc, *it), b, depth + 1) < 0)
+            mw_buf_putc(c->lines, ',');
+        }
+        yaml_node_t *item = yaml_document_get_node(&c->doc, *it);
+        if (json_value(c, item, b, line_of(item), depth + 1) < 0)
             return -1;
     }
     mw_buf_putc(b, ']');
+    mw_buf_putc(c->lines, ']');
     return 0;
 }
 
-static int json_value(struct ctx *c, yaml_node_t *n, struct mw_buf *b, int depth)
+static int json_value(struct ctx *c, yaml_node_t *n, struct mw_buf *b, int line, int depth)
 {
     if (depth > MAX_JSON_DEPTH)
         return fail(c, n, "%s: nested too deeply (a recursive alias?)", c->path);
     if (b->len > MAX_OPTIONS_JSON)
         return fail(c, c->options, "%.*s: options too large (over %d bytes as JSON)",
                     (int)c->options_pathlen, c->path, MAX_OPTIONS_JSON);
+    mw_buf_printf(c->lines, "[%d", line);
+    int rc = 0;
     switch (n->type) {
-    case YAML_MAPPING_NODE: return json_map(c, n, b, depth);
-    case YAML_SEQUENCE_NODE: return json_list(c, n, b, depth);
-    default: return json_scalar(c, n, b);
+    case YAML_MAPPING_NODE:
+        mw_buf_putc(c->lines, ',');
+        rc = json_map(c, n, b, depth);
+        break;
+    case YAML_SEQUENCE_NODE:
+        mw_buf_putc(c->lines, ',');
+        rc = json_list(c, n, b, depth);
+        break;
+    default:
+        rc = json_scalar(c, n, b);
+        break;
     }
+    mw_buf_putc(c->lines, ']');
+    return rc;
 }
 
-/* `options:` a free-form map handed to the script, stored as compact JSON text. */
+/* `options:` a free-form map handed to the script, stored as compact JSON text, with
+ * the lines it came from (options_lines_json). */
 static int parse_options(struct ctx *c, yaml_node_t *n, void *obj)
 {
     struct mw_route_config *r = obj;
-    struct mw_buf b = { 0 };
+    struct mw_buf b = { 0 }, lines = { 0 };
     if (expect_map(c, n) < 0)
         return -1;
     c->options = n;
     c->options_pathlen = c->pathlen;
-    if (json_value(c, n, &b, 0) < 0) {
+    c->lines = &lines;
+    int rc = json_value(c, n, &b, line_of(n), 0);
+    c->lines = NULL;
+    if (rc < 0) {
         mw_buf_free(&b);
+        mw_buf_free(&lines);
         return -1;
     }
     mw_buf_putc(&b, '\0');
+    mw_buf_putc(&lines, '\0');
     free(r->options_json);
+    free(r->options_lines_json);
     r->options_json = b.p;
+    r->options_lines_json = lines.p;
     return 0;
 }
 
@@ -1055,9 +1094,11 @@ static int parse_route(struct ctx *c, yaml_node_t *k, yaml_node_t *v, struct mw_
     int rc = parse_map(c, v, route_fields, r);
     if (rc == 0 && !r->script)
         rc = fail(c, k, "%s: missing required key 'script'", c->path);
-    /* The notify app's rooms are topic feeds: who else subscribes is nobody's business,
-     * so its routes send no presence events unless the file asks for them. */
-    if (rc == 0 && r->app && !strcmp(r->app, "notify") && !has_key(c, v, "presence"))
+    /* The notify app's rooms are topic feeds and the reservations app's are booking
+     * boards: who else is there is nobody's business, so their routes send no presence
+     * events unless the file asks for them. */
+    if (rc == 0 && r->app && (!strcmp(r->app, "notify") || !strcmp(r->app, "reservations")) &&
+        !has_key(c, v, "presence"))
         r->presence_events = false;
     path_pop(c, mark);
     return rc;
@@ -1080,6 +1121,7 @@ static int parse_routes(struct ctx *c, yaml_node_t *n, void *obj)
         route_defaults(r);
         r->path = mw_strdup(path);
         r->line = line_of(k);
+        r->source = cfg->source;
         if (parse_route(c, k, yaml_document_get_node(&c->doc, p->value), r) < 0)
             return -1;
     }
@@ -1349,6 +1391,7 @@ void mw_config_free(struct mw_config *cfg)
         free(r->script);
         free(r->app);
         free(r->options_json);
+        free(r->options_lines_json);
     }
     free(cfg->routes);
     free(cfg->source);

@@ -31,6 +31,9 @@ struct mw_route_config {
     uint32_t presence_threshold; /* above it: presence:count instead of join/leave (default 100) */
     uint64_t hold_ttl_ms;     /* `hold_ttl` (reservations; default 2m) */
     char *options_json;       /* `options:` free-form map as a JSON object text; "{}" when absent */
+    char *options_lines_json; /* where each part of it is in the file: [line, {key: [line,
+                                 ...]}] (see config.c, json_value); NULL when absent */
+    const char *source;       /* the config's source (cfg->source), for scripts' errors */
 };
 
 struct mw_config {

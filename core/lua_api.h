@@ -4,6 +4,7 @@
 #define MW_LUA_API_H
 
 #include <stdbool.h>
+#include <stddef.h>
 
 #include <lua.h>
 
@@ -44,5 +45,15 @@ const char *mw_lua_message_token(lua_State *L);
 
 /* Cancels what the core module keeps waiting (sleep timers) at shutdown. */
 void mw_lua_core_shutdown(void);
+
+/* HTTP API calls answered by an app's `app:api(name, fn)` handler (lua_http.c). */
+typedef void (*mw_lua_http_cb)(void *ud, int status, const char *body, size_t len);
+/* Whether app a has an api handler `name`. */
+bool mw_lua_http_has(struct mw_app *a, const char *name);
+/* Runs a's handler `name` with args (a JSON object text of args_len bytes) in a new
+ * coroutine. cb fires exactly once with the HTTP status and a JSON body: before this
+ * returns when the handler did not wait, else later from the loop. */
+void mw_lua_http_call(struct mw_app *a, const char *name, const char *args_json,
+                      size_t args_len, mw_lua_http_cb cb, void *ud);
 
 #endif

@@ -78,6 +78,38 @@ static int l_log(lua_State *L)
     return 0;
 }
 
+const char *const mw_error_codes[MW_NERROR_CODES] = {
+    "bad_json", "bad_message", "unknown_type", "not_in_room", "forbidden", "unauthorized",
+    "rate_limited", "conflict", "not_found", "unavailable", "internal",
+};
+
+/* core.error_codes() -> { code = true, ... }: the protocol's error codes. */
+static int l_error_codes(lua_State *L)
+{
+    lua_createtable(L, 0, MW_NERROR_CODES);
+    for (int i = 0; i < MW_NERROR_CODES; i++) {
+        lua_pushboolean(L, 1);
+        lua_setfield(L, -2, mw_error_codes[i]);
+    }
+    return 1;
+}
+
+/* core.refused(conn, type, code): an error reply is going out; counted per route and
+ * code for /metrics, and logged at debug level. */
+static int l_refused(lua_State *L)
+{
+    struct mw_app *a = mw_app_of(L);
+    struct mw_conn *c = lua_isuserdata(L, 1) ? mw_lua_check_conn(L, 1) : NULL;
+    const char *type = luaL_optstring(L, 2, "-");
+    const char *code = luaL_checkstring(L, 3);
+    for (int i = 0; a && i < MW_NERROR_CODES; i++)
+        if (strcmp(code, mw_error_codes[i]) == 0)
+            a->route->stats.errors[i]++;
+    mw_log_debug("message refused", "route=%s conn=%s type=%s code=%s", route_path(L),
+                 c ? c->id : "-", type, code);
+    return 0;
+}
+
 /* core.report_error(conn, message, traceback): a failed handler, for the log only. */
 static int l_report_error(lua_State *L)
 {
@@ -258,13 +290,15 @@ static int l_node_id(lua_State *L)
     return 1;
 }
 
-/* core.route() -> {path, options, history_size, protocol} */
+/* core.route() -> {path, protocol, history_size, hold_ttl_ms, options, options_lines,
+ * source}: options_lines and source say where the options are in the config file
+ * (nil when they are not from one). */
 static int l_route(lua_State *L)
 {
     char err[256];
     struct mw_app *a = mw_app_of(L);
     const struct mw_route_config *rc = a->route->cfg;
-    lua_createtable(L, 0, 4);
+    lua_createtable(L, 0, 7);
     lua_pushstring(L, rc->path);
     lua_setfield(L, -2, "path");
     lua_pushstring(L, rc->protocol == MW_PROTO_RAW ? "raw" : "json");
@@ -277,6 +311,13 @@ static int l_route(lua_State *L)
     if (mw_json_decode(L, opts, strlen(opts), err, sizeof err) < 0)
         lua_newtable(L);
     lua_setfield(L, -2, "options");
+    const char *lines = rc->options_lines_json;
+    if (lines && mw_json_decode(L, lines, strlen(lines), err, sizeof err) == 0)
+        lua_setfield(L, -2, "options_lines");
+    if (rc->source) {
+        lua_pushstring(L, rc->source);
+        lua_setfield(L, -2, "source");
+    }
     return 1;
 }
 
@@ -347,6 +388,7 @@ int luaopen_moonwire_core(lua_State *L)
         { "log", l_log },     { "report_error", l_report_error }, { "now", l_now },
         { "sleep", l_sleep }, { "node_id", l_node_id },           { "route", l_route },
         { "dedup_begin", l_dedup_begin }, { "dedup_end", l_dedup_end },
+        { "error_codes", l_error_codes }, { "refused", l_refused },
         { NULL, NULL },
     };
     lua_newtable(L);

@@ -1,7 +1,8 @@
 /* lua_store.c - module moonwire.store: the store (store.h) for Lua.
  *
  * Each function checks its arguments (raising on wrong ones), encodes the value as
- * JSON and submits a request. When the backend completes it at once (memory), the
+ * JSON and submits a request. The token of gets/hgets, which cas/hcas compare, is the
+ * value's stored JSON text: opaque to scripts, exact for the backends. When the backend completes it at once (memory), the
  * results are returned directly without yielding; when it must wait (Redis, or the
  * memory backend's deferred mode), the handler's coroutine waits (mw_co_wait) and the
  * completion pushes the results on it and wakes it. */
@@ -59,6 +60,28 @@ static uint64_t check_ttl(lua_State *L, int idx, const char *fn, const char *nam
     return (us + 999) / 1000;
 }
 
+static void check_field(lua_State *L, int idx, const char *fn, struct mw_store_req *req)
+{
+    if (lua_type(L, idx) == LUA_TSTRING) {
+        req->field = lua_tolstring(L, idx, &req->fieldlen);
+        if (req->fieldlen >= 1 && req->fieldlen <= MW_STORE_MAX_FIELD &&
+            !memchr(req->field, '\0', req->fieldlen))
+            return;
+    }
+    arg_error(L, fn, "field must be a string of 1..%d bytes without NUL", MW_STORE_MAX_FIELD);
+}
+
+/* A cas token: nil (the value must be absent) or a string from gets/hgets. */
+static void check_token(lua_State *L, int idx, const char *fn, struct mw_store_req *req)
+{
+    if (lua_isnoneornil(L, idx))
+        return;
+    if (lua_type(L, idx) != LUA_TSTRING)
+        arg_error(L, fn, "token must be nil or a string from gets/hgets");
+    req->token = lua_tolstring(L, idx, &req->tokenlen);
+    req->has_token = true;
+}
+
 static double check_number(lua_State *L, int idx, const char *fn, const char *name)
 {
     double v = lua_type(L, idx) == LUA_TNUMBER ? lua_tonumber(L, idx) : NAN;
@@ -111,13 +134,24 @@ static int push_value(lua_State *L, const char *text, size_t len)
     return 1;
 }
 
+/* A value inside a list or hash: a text that is not JSON (foreign data in Redis) is
+ * json.null, so that the array stays a sequence. */
+static void push_element(lua_State *L, const struct mw_store_str *v)
+{
+    if (push_value(L, v->p, v->len) == 2) {
+        lua_pop(L, 2);
+        lua_pushlightuserdata(L, NULL);
+    }
+}
+
 /* Pushes what the Lua function returns for res; returns how many values. */
 static int push_result(lua_State *L, const struct mw_store_result *res)
 {
     if (res->err) {
         bool boolean = res->err != MW_STORE_EUNAVAIL &&
                        (res->op == MW_STORE_ADD || res->op == MW_STORE_REPLACE ||
-                        res->op == MW_STORE_EXPIRE);
+                        res->op == MW_STORE_EXPIRE || res->op == MW_STORE_CAS ||
+                        res->op == MW_STORE_HCAS || res->op == MW_STORE_UNSCHEDULE);
         if (boolean)
             lua_pushboolean(L, 0);
         else
@@ -129,6 +163,7 @@ static int push_result(lua_State *L, const struct mw_store_result *res)
     case MW_STORE_GET:
     case MW_STORE_LPOP:
     case MW_STORE_RPOP:
+    case MW_STORE_HGET:
         return push_value(L, res->value, res->valuelen);
     case MW_STORE_INCR:
     case MW_STORE_TTL:
@@ -138,14 +173,19 @@ static int push_result(lua_State *L, const struct mw_store_result *res)
         lua_pushnumber(L, res->num);
         return 1;
     case MW_STORE_LRANGE:
+    case MW_STORE_DUE:
         mw_json_push_array(L, (int)res->nvalues);
         for (size_t i = 0; i < res->nvalues; i++) {
-            int n = push_value(L, res->values[i].p, res->values[i].len);
-            if (n == 2) { /* keep the array a sequence */
-                lua_pop(L, 2);
-                lua_pushlightuserdata(L, NULL);
-            }
+            push_element(L, &res->values[i]);
             lua_rawseti(L, -2, (int)i + 1);
+        }
+        return 1;
+    case MW_STORE_HGETALL:
+        lua_createtable(L, 0, (int)(res->nvalues / 2));
+        for (size_t i = 0; i + 1 < res->nvalues; i += 2) {
+            lua_pushlstring(L, res->values[i].p, res->values[i].len);
+            push_element(L, &res->values[i + 1]);
+            lua_rawset(L, -3);
         }
         return 1;
     case MW_STORE_SET:
@@ -153,6 +193,12 @@ static int push_result(lua_State *L, const struct mw_store_result *res)
     case MW_STORE_REPLACE:
     case MW_STORE_DELETE:
     case MW_STORE_EXPIRE:
+    case MW_STORE_CAS:
+    case MW_STORE_HSET:
+    case MW_STORE_HDEL:
+    case MW_STORE_HCAS:
+    case MW_STORE_SCHEDULE:
+    case MW_STORE_UNSCHEDULE:
         lua_pushboolean(L, 1);
         return 1;
     }
@@ -165,6 +211,19 @@ static void on_done(void *ud, const struct mw_store_result *res)
     mw_co_call_done(c, push_result(mw_co_call_thread(c), res));
 }
 
+/* gets and hgets: the value, then its stored text as the token for cas. */
+static void on_done_token(void *ud, const struct mw_store_result *res)
+{
+    struct mw_co_call *c = ud;
+    lua_State *L = mw_co_call_thread(c);
+    int n = push_result(L, res);
+    if (n == 1 && res->value) {
+        lua_pushlstring(L, res->value, res->valuelen);
+        n = 2;
+    }
+    mw_co_call_done(c, n);
+}
+
 /* A call that may have to wait is refused where waiting is impossible (load time,
  * coroutine.wrap) before it can take effect: raises "cannot wait here". Run it before
  * anything that would need freeing. */
@@ -174,18 +233,23 @@ static void check_wait(lua_State *L)
         mw_co_check_wait(L);
 }
 
-/* Submits req and returns the Lua results, yielding when the backend must wait. `b`
- * holds the encoded value (the backend copies it before submit returns); whoever
- * encoded it ran check_wait first. */
-static int run(lua_State *L, struct mw_store_req *req, struct mw_buf *b)
+/* Submits req and returns the Lua results (pushed by cb), yielding when the backend
+ * must wait. `b` holds the encoded value, if any (the backend copies it before submit
+ * returns); a caller that passes one ran check_wait first. */
+static int run_cb(lua_State *L, struct mw_store_req *req, struct mw_buf *b, mw_store_cb cb)
 {
     if (!b)
         check_wait(L);
     struct mw_co_call *c = mw_co_call_new(L);
-    mw_store_submit(req, on_done, c);
+    mw_store_submit(req, cb, c);
     if (b)
         mw_buf_free(b);
     return mw_co_call_finish(L, c);
+}
+
+static int run(lua_State *L, struct mw_store_req *req, struct mw_buf *b)
+{
+    return run_cb(L, req, b, on_done);
 }
 
 static int l_get(lua_State *L)
@@ -193,6 +257,28 @@ static int l_get(lua_State *L)
     struct mw_store_req req = { .op = MW_STORE_GET };
     check_key(L, "get", &req);
     return run(L, &req, NULL);
+}
+
+/* gets(k) -> value, token */
+static int l_gets(lua_State *L)
+{
+    struct mw_store_req req = { .op = MW_STORE_GET };
+    check_key(L, "gets", &req);
+    return run_cb(L, &req, NULL, on_done_token);
+}
+
+/* cas(k, token, value [, ttl]): value nil deletes. */
+static int l_cas(lua_State *L)
+{
+    struct mw_store_req req = { .op = MW_STORE_CAS };
+    struct mw_buf b = { 0 };
+    check_key(L, "cas", &req);
+    check_token(L, 2, "cas", &req);
+    req.ttl_ms = check_ttl(L, 4, "cas", "ttl", true);
+    check_wait(L);
+    if (!lua_isnoneornil(L, 3))
+        check_value(L, 3, "cas", &b, &req);
+    return run(L, &req, &b);
 }
 
 /* set/add/replace(k, v [, ttl]); set with a nil value deletes. */
@@ -282,11 +368,121 @@ static int l_rpush(lua_State *L)
     return push(L, MW_STORE_RPUSH, "rpush");
 }
 
+/* ---- hashes ---- */
+
+static int l_hget(lua_State *L)
+{
+    struct mw_store_req req = { .op = MW_STORE_HGET };
+    check_key(L, "hget", &req);
+    check_field(L, 2, "hget", &req);
+    return run(L, &req, NULL);
+}
+
+static int l_hgets(lua_State *L)
+{
+    struct mw_store_req req = { .op = MW_STORE_HGET };
+    check_key(L, "hgets", &req);
+    check_field(L, 2, "hgets", &req);
+    return run_cb(L, &req, NULL, on_done_token);
+}
+
+static int l_hset(lua_State *L)
+{
+    struct mw_store_req req = { .op = MW_STORE_HSET };
+    struct mw_buf b = { 0 };
+    check_key(L, "hset", &req);
+    check_field(L, 2, "hset", &req);
+    if (lua_isnoneornil(L, 3)) { /* like set: nil deletes */
+        req.op = MW_STORE_HDEL;
+        return run(L, &req, NULL);
+    }
+    check_wait(L);
+    check_value(L, 3, "hset", &b, &req);
+    return run(L, &req, &b);
+}
+
+static int l_hdel(lua_State *L)
+{
+    struct mw_store_req req = { .op = MW_STORE_HDEL };
+    check_key(L, "hdel", &req);
+    check_field(L, 2, "hdel", &req);
+    return run(L, &req, NULL);
+}
+
+/* hcas(k, field, token, value): value nil deletes the field. */
+static int l_hcas(lua_State *L)
+{
+    struct mw_store_req req = { .op = MW_STORE_HCAS };
+    struct mw_buf b = { 0 };
+    check_key(L, "hcas", &req);
+    check_field(L, 2, "hcas", &req);
+    check_token(L, 3, "hcas", &req);
+    check_wait(L);
+    if (!lua_isnoneornil(L, 4))
+        check_value(L, 4, "hcas", &b, &req);
+    return run(L, &req, &b);
+}
+
+/* ---- timed queues ---- */
+
+/* An item: any value but nil, at most MW_STORE_MAX_FIELD bytes as JSON. */
+static void check_item(lua_State *L, int idx, const char *fn, struct mw_buf *b,
+                       struct mw_store_req *req)
+{
+    if (lua_isnoneornil(L, idx))
+        arg_error(L, fn, "item must not be nil");
+    check_value(L, idx, fn, b, req);
+    if (b->len > MW_STORE_MAX_FIELD) {
+        mw_buf_free(b);
+        arg_error(L, fn, "item must be at most %d bytes as JSON", MW_STORE_MAX_FIELD);
+    }
+}
+
+/* schedule(q, item, delay) */
+static int l_schedule(lua_State *L)
+{
+    struct mw_store_req req = { .op = MW_STORE_SCHEDULE };
+    struct mw_buf b = { 0 };
+    check_key(L, "schedule", &req);
+    req.ttl_ms = check_ttl(L, 3, "schedule", "delay", false);
+    check_wait(L);
+    check_item(L, 2, "schedule", &b, &req);
+    return run(L, &req, &b);
+}
+
+/* due(q [, limit [, lease]]) */
+static int l_due(lua_State *L)
+{
+    struct mw_store_req req = { .op = MW_STORE_DUE };
+    check_key(L, "due", &req);
+    int64_t limit = check_index(L, 2, "due", "limit", 100);
+    if (limit < 1 || limit > MW_STORE_MAX_DUE)
+        arg_error(L, "due", "limit must be an integer of 1..%d", MW_STORE_MAX_DUE);
+    req.count = (uint32_t)limit;
+    req.ttl_ms = check_ttl(L, 3, "due", "lease", true);
+    return run(L, &req, NULL);
+}
+
+static int l_unschedule(lua_State *L)
+{
+    struct mw_store_req req = { .op = MW_STORE_UNSCHEDULE };
+    struct mw_buf b = { 0 };
+    check_key(L, "unschedule", &req);
+    check_wait(L);
+    check_item(L, 2, "unschedule", &b, &req);
+    return run(L, &req, &b);
+}
+
 static int key_only(lua_State *L, enum mw_store_op op, const char *fn)
 {
     struct mw_store_req req = { .op = op };
     check_key(L, fn, &req);
     return run(L, &req, NULL);
+}
+
+static int l_hgetall(lua_State *L)
+{
+    return key_only(L, MW_STORE_HGETALL, "hgetall");
 }
 
 static int l_lpop(lua_State *L)
@@ -321,7 +517,11 @@ int luaopen_moonwire_store(lua_State *L)
         { "replace", l_replace }, { "incr", l_incr },   { "delete", l_delete },
         { "expire", l_expire }, { "ttl", l_ttl },       { "lpush", l_lpush },
         { "rpush", l_rpush },   { "lpop", l_lpop },     { "rpop", l_rpop },
-        { "llen", l_llen },     { "lrange", l_lrange }, { NULL, NULL },
+        { "llen", l_llen },     { "lrange", l_lrange }, { "gets", l_gets },
+        { "cas", l_cas },       { "hget", l_hget },     { "hgets", l_hgets },
+        { "hset", l_hset },     { "hdel", l_hdel },     { "hcas", l_hcas },
+        { "hgetall", l_hgetall }, { "schedule", l_schedule }, { "due", l_due },
+        { "unschedule", l_unschedule }, { NULL, NULL },
     };
     lua_newtable(L);
     luaL_register(L, NULL, fns);

@@ -151,6 +151,13 @@ static void routes(struct mw_buf *b)
 {
     route_counter(b, "moonwire_messages_in_total", offsetof(struct mw_route_stats, messages_in));
     route_counter(b, "moonwire_lua_errors_total", offsetof(struct mw_route_stats, lua_errors));
+    mw_buf_puts(b, "# TYPE moonwire_errors_total counter\n");
+    for (size_t i = 0; i < mw_srv.nroutes; i++)
+        for (int k = 0; k < MW_NERROR_CODES; k++)
+            if (mw_srv.routes[i].stats.errors[k])
+                mw_buf_printf(b, "moonwire_errors_total{route=\"%s\",code=\"%s\"} %" PRIu64 "\n",
+                              mw_srv.routes[i].cfg->path, mw_error_codes[k],
+                              mw_srv.routes[i].stats.errors[k]);
     gauge(b, "moonwire_lua_waiting", mw_script_waiting());
     handler_histogram(b);
     type_line(b, "moonwire_reloads_total", "counter");

@@ -15,12 +15,17 @@ struct mw_app;
 #define MW_HANDLER_BUCKETS 10
 extern const double mw_handler_bucket_le[MW_HANDLER_BUCKETS];
 
+/* The wire protocol's error codes (lua_core.c), for errors.lua and the metrics. */
+#define MW_NERROR_CODES 11
+extern const char *const mw_error_codes[MW_NERROR_CODES];
+
 /* Per-route counters for /metrics. */
 struct mw_route_stats {
     uint64_t handler_buckets[MW_HANDLER_BUCKETS + 1]; /* last: +Inf */
     double handler_seconds;
     uint64_t messages_in, lua_errors, slow_handlers;
     uint64_t reloads, reload_failures;
+    uint64_t errors[MW_NERROR_CODES]; /* error replies sent by the route, by code */
 };
 
 struct mw_route {

@@ -25,6 +25,7 @@ const char *mw_store_strerror(int err)
     case MW_STORE_EUNAVAIL: return "unavailable";
     case MW_STORE_EINVAL: return "invalid argument";
     case MW_STORE_ERANGE: return "overflow";
+    case MW_STORE_ECHANGED: return "changed";
     default: return "unknown error";
     }
 }
@@ -70,6 +71,17 @@ static bool valid_key(const char *key, size_t len)
     return key && len >= 1 && len <= MW_STORE_MAX_KEY && !memchr(key, '\0', len);
 }
 
+static bool valid_field(const char *field, size_t len)
+{
+    return field && len >= 1 && len <= MW_STORE_MAX_FIELD && !memchr(field, '\0', len);
+}
+
+/* cas and hcas: a token when one is expected, a value or NULL (delete). */
+static bool valid_cas(const struct mw_store_req *req)
+{
+    return (!req->has_token || req->token) && (!req->value || req->valuelen > 0);
+}
+
 static bool valid(const struct mw_store_req *req)
 {
     if (!valid_key(req->key, req->keylen) || req->ttl_ms > MW_STORE_MAX_TTL_MS)
@@ -81,6 +93,21 @@ static bool valid(const struct mw_store_req *req)
     case MW_STORE_LPUSH:
     case MW_STORE_RPUSH:
         return req->value && req->valuelen > 0;
+    case MW_STORE_CAS:
+        return valid_cas(req);
+    case MW_STORE_HGET:
+    case MW_STORE_HDEL:
+        return valid_field(req->field, req->fieldlen);
+    case MW_STORE_HSET:
+        return valid_field(req->field, req->fieldlen) && req->value && req->valuelen > 0;
+    case MW_STORE_HCAS:
+        return valid_field(req->field, req->fieldlen) && valid_cas(req);
+    case MW_STORE_SCHEDULE:
+    case MW_STORE_UNSCHEDULE:
+        return req->value && req->valuelen > 0 && req->valuelen <= MW_STORE_MAX_FIELD;
+    case MW_STORE_DUE:
+        return req->count >= 1 && req->count <= MW_STORE_MAX_DUE;
+    case MW_STORE_HGETALL:
     case MW_STORE_INCR:
         return isfinite(req->n) && (!req->has_init || isfinite(req->init));
     case MW_STORE_GET:

@@ -4,8 +4,15 @@
  *
  * Values are JSON texts (the Redis backend stores the same text, so a number is "12"
  * and INCRBYFLOAT works on it). A key is 1..MW_STORE_MAX_KEY bytes without NUL. A key
- * holds either a scalar value or a list; a scalar operation on a list key (or the
- * reverse) fails with MW_STORE_EWRONGTYPE. TTLs are milliseconds, 0 = no expiry.
+ * holds a scalar value, a list, a hash (fields -> values) or a timed queue; an
+ * operation for another kind fails with MW_STORE_EWRONGTYPE. TTLs are milliseconds,
+ * 0 = no expiry.
+ *
+ * Compare-and-set: CAS and HCAS change a value only when it is still the text the
+ * caller read (the "token"), or still absent; that is how several nodes change one
+ * record without losing each other's writes. A timed queue hands each item whose time
+ * has come to exactly one DUE caller, on the store's one clock (Redis's, clustered), so
+ * that deadlines are acted on once however many nodes poll.
  *
  * Requests complete through a callback that fires exactly once: either before
  * mw_store_submit returns (the memory backend) or later from the loop (Redis, and the
@@ -19,6 +26,10 @@
 #include <stdint.h>
 
 #define MW_STORE_MAX_KEY 256
+/* Longest hash field, and longest queue item (as JSON text). */
+#define MW_STORE_MAX_FIELD 1024
+/* Most items one DUE returns. */
+#define MW_STORE_MAX_DUE 1000
 /* Default memory backend bounds: over them, writes fail with MW_STORE_ENOMEM. */
 #define MW_STORE_DEFAULT_MAX_KEYS 1000000u
 #define MW_STORE_DEFAULT_MAX_BYTES ((size_t)64 << 20)
@@ -41,6 +52,20 @@ enum mw_store_op {
     MW_STORE_LLEN,    /* -> num (0 for no such key) */
     MW_STORE_LRANGE,  /* start, stop -> values: Redis LRANGE, 0-based, inclusive,
                          negative indices count from the end */
+    MW_STORE_CAS,     /* token (or !has_token: must be absent), value (NULL: delete),
+                         ttl_ms -> ok | ECHANGED | EWRONGTYPE */
+    MW_STORE_HGET,    /* field -> value (NULL = no such field or key) */
+    MW_STORE_HSET,    /* field, value -> ok */
+    MW_STORE_HDEL,    /* field -> num: 1 removed, 0 absent; an emptied hash goes away */
+    MW_STORE_HGETALL, /* -> values: field, value, field, value... (none: no such key) */
+    MW_STORE_HCAS,    /* field, token (or !has_token), value (NULL: delete) -> ok |
+                         ECHANGED | EWRONGTYPE */
+    MW_STORE_SCHEDULE,   /* value = item, ttl_ms = delay -> ok; an item already queued
+                            moves to the new time */
+    MW_STORE_DUE,        /* count, ttl_ms = lease -> values: up to count items whose
+                            time has come, earliest first; each is removed, or with a
+                            lease queued again lease ms from now */
+    MW_STORE_UNSCHEDULE, /* value = item -> ok | ENOTFOUND */
 };
 
 /* Runtime failures of a request: 0 or one of these; mw_store_strerror names them with
@@ -54,6 +79,7 @@ enum {
     MW_STORE_EUNAVAIL = -6,    /* "unavailable": backend down or store closed */
     MW_STORE_EINVAL = -7,      /* "invalid argument": bad key or TTL from C */
     MW_STORE_ERANGE = -8,      /* "overflow": incr result is not a finite number */
+    MW_STORE_ECHANGED = -9,    /* "changed": cas on a value that is not the token */
 };
 const char *mw_store_strerror(int err);
 
@@ -63,13 +89,21 @@ struct mw_store_req {
     enum mw_store_op op;
     const char *key;
     size_t keylen;
-    const char *value; /* JSON text: set, add, replace, lpush, rpush */
+    const char *value; /* JSON text: set, add, replace, lpush, rpush, hset, cas, hcas
+                          (NULL there: delete); the item of schedule and unschedule */
     size_t valuelen;
-    uint64_t ttl_ms;   /* set, add, replace, expire; incr: TTL of a key created from init */
+    uint64_t ttl_ms;   /* set, add, replace, expire, cas; incr: TTL of a key created
+                          from init; schedule: delay; due: lease (0 = remove) */
     double n;          /* incr: increment */
     double init;       /* incr: value of a missing key before the increment */
     bool has_init;
     int64_t start, stop; /* lrange */
+    const char *field; /* hget, hset, hdel, hcas: 1..MW_STORE_MAX_FIELD bytes, no NUL */
+    size_t fieldlen;
+    const char *token; /* cas, hcas: the text the value must still be */
+    size_t tokenlen;
+    bool has_token;    /* false: the key (field) must be absent */
+    uint32_t count;    /* due: most items, 1..MW_STORE_MAX_DUE */
 };
 
 struct mw_store_str {
@@ -83,8 +117,9 @@ struct mw_store_result {
     int err;                 /* 0 or MW_STORE_E* */
     const char *value;       /* get, lpop, rpop: JSON text, or NULL for nil */
     size_t valuelen;
-    double num;              /* incr: new value; ttl: seconds left; lpush/rpush/llen: length */
-    const struct mw_store_str *values; /* lrange */
+    double num;              /* incr: new value; ttl: seconds left; lpush/rpush/llen:
+                                length; hdel: fields removed */
+    const struct mw_store_str *values; /* lrange, due; hgetall: field, value pairs */
     size_t nvalues;
 };
 

@@ -1,12 +1,13 @@
 /* store_memory.c - the memory backend of the store: a hash map of entries, each a JSON
- * text or a list of them, with TTLs and bounded size.
+ * text, a list of them, a hash of them or a timed queue, with TTLs and bounded size.
  *
  * Expiry is lazy (an expired key found by a request is removed first) plus an active
  * sweep every MW_STORE_SWEEP_MS, so a key that is never read again is freed too. The
- * sweep takes due keys from a min-heap on expires_at. The heap is indexed (each entry
- * knows its slot) rather than lazily invalidated: with lazy invalidation every TTL
+ * sweep takes due keys from a min-heap on their deadlines. The heap is indexed (each
+ * node knows its slot) rather than lazily invalidated: with lazy invalidation every TTL
  * refresh of a hot key (a rate limiter doing set(k, v, 60) per message) would leave a
  * stale heap node behind, growing the heap without bound until the old deadlines pass.
+ * A timed queue keeps its items in the same kind of heap, on their due times.
  *
  * Requests complete before submit returns, except in deferred mode (a testing aid for
  * the path the Redis backend takes), where they are copied, queued, and executed in
@@ -14,6 +15,7 @@
 #include "store.h"
 
 #include <math.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -38,23 +40,58 @@ struct list {
     uint32_t cap, head, len;
 };
 
-enum { SCALAR, LIST };
+/* A node of an indexed min-heap on (at, seq): it knows its slot, so that it can be
+ * moved or removed in O(log n). */
+struct hnode {
+    uint64_t at, seq;
+    uint32_t idx; /* NO_HEAP while in no heap */
+};
+
+struct heap {
+    struct hnode **v;
+    uint32_t len, cap;
+};
+
+/* A hash field; the fields map's key points at its name. */
+struct hfield {
+    struct item *val;
+    size_t len;
+    char name[];
+};
+
+/* A timed queue: a min-heap of items on (due, seq), and an index from an item's text
+ * to its node, so that scheduling an item again moves it rather than adding it. */
+struct qnode {
+    struct hnode due; /* first; due.seq keeps items due at the same ms in FIFO order */
+    size_t len;
+    char text[];      /* the index's key */
+};
+
+struct queue {
+    struct mw_map index; /* text -> struct qnode */
+    struct heap heap;
+    uint64_t seq;
+};
+
+enum { SCALAR, LIST, HASH, QUEUE };
 
 struct entry {
-    uint64_t expires_at; /* on the store clock; 0 = never */
-    uint32_t heap_idx;   /* NO_HEAP without a TTL */
+    struct hnode exp; /* exp.at: the deadline on the store clock, 0 = never; in
+                         mem.expiry while it has one */
     uint8_t type;
     size_t keylen;
     union {
         struct item *val;
         struct list list;
+        struct mw_map hash; /* name -> struct hfield */
+        struct queue *queue;
     } u;
     char key[]; /* the map's key points here */
 };
 
 struct pending {
     struct pending *next;
-    struct mw_store_req req; /* key and value point into data */
+    struct mw_store_req req; /* key, value, field and token point into data */
     mw_store_cb cb;
     void *ud;
     char data[];
@@ -63,8 +100,7 @@ struct pending {
 static struct {
     bool open, deferred;
     struct mw_map map;
-    struct entry **heap;
-    uint32_t heap_len, heap_cap;
+    struct heap expiry;
     size_t max_keys, max_bytes;
     uint64_t bytes, expired_total;
     uint64_t (*clock)(void);
@@ -141,98 +177,166 @@ static struct item *list_pop(struct list *l, bool left)
     return it;
 }
 
+/* A hash field and its value, and a queued item, as the bounds count them. */
+static uint64_t field_cost(size_t namelen, size_t vallen)
+{
+    return (uint64_t)namelen + item_cost(vallen);
+}
+
+static uint64_t qnode_cost(size_t len)
+{
+    return item_cost(len) + ITEM_OVERHEAD;
+}
+
 static uint64_t value_cost(const struct entry *e)
 {
-    if (e->type == SCALAR)
-        return item_cost(e->u.val->len);
     uint64_t n = 0;
-    for (uint32_t i = 0; i < e->u.list.len; i++)
-        n += item_cost(list_at(&e->u.list, i)->len);
-    return n;
+    const struct mw_map *m;
+    switch (e->type) {
+    case SCALAR:
+        return item_cost(e->u.val->len);
+    case LIST:
+        for (uint32_t i = 0; i < e->u.list.len; i++)
+            n += item_cost(list_at(&e->u.list, i)->len);
+        return n;
+    case HASH:
+        m = &e->u.hash;
+        for (uint32_t i = 0; i < m->cap; i++) {
+            const struct hfield *f = m->slots[i].val;
+            if (m->slots[i].key)
+                n += field_cost(f->len, f->val->len);
+        }
+        return n;
+    default:
+        for (uint32_t i = 0; i < e->u.queue->heap.len; i++)
+            n += qnode_cost(((struct qnode *)e->u.queue->heap.v[i])->len);
+        return n;
+    }
 }
 
 static void value_free(struct entry *e)
 {
-    if (e->type == SCALAR) {
+    struct mw_map *m;
+    switch (e->type) {
+    case SCALAR:
         free(e->u.val);
-    } else {
+        break;
+    case LIST:
         for (uint32_t i = 0; i < e->u.list.len; i++)
             free(list_at(&e->u.list, i));
         free(e->u.list.items);
+        break;
+    case HASH:
+        m = &e->u.hash;
+        for (uint32_t i = 0; i < m->cap; i++) {
+            struct hfield *f = m->slots[i].val;
+            if (m->slots[i].key) {
+                free(f->val);
+                free(f);
+            }
+        }
+        mw_map_free(m);
+        break;
+    default:
+        for (uint32_t i = 0; i < e->u.queue->heap.len; i++)
+            free(e->u.queue->heap.v[i]);
+        mw_map_free(&e->u.queue->index);
+        free(e->u.queue->heap.v);
+        free(e->u.queue);
+        break;
     }
     memset(&e->u, 0, sizeof e->u);
 }
 
-/* ---- the expiry heap ---- */
+/* ---- indexed heaps: key deadlines and queued items ---- */
 
-static void heap_set(uint32_t i, struct entry *e)
+static bool before(const struct hnode *a, const struct hnode *b)
 {
-    mem.heap[i] = e;
-    e->heap_idx = i;
+    return a->at < b->at || (a->at == b->at && a->seq < b->seq);
 }
 
-static void heap_up(uint32_t i)
+static void heap_set(struct heap *h, uint32_t i, struct hnode *n)
 {
-    struct entry *e = mem.heap[i];
+    h->v[i] = n;
+    n->idx = i;
+}
+
+static void heap_up(struct heap *h, uint32_t i)
+{
+    struct hnode *n = h->v[i];
     while (i > 0) {
         uint32_t parent = (i - 1) / 2;
-        if (mem.heap[parent]->expires_at <= e->expires_at)
+        if (!before(n, h->v[parent]))
             break;
-        heap_set(i, mem.heap[parent]);
+        heap_set(h, i, h->v[parent]);
         i = parent;
     }
-    heap_set(i, e);
+    heap_set(h, i, n);
 }
 
-static void heap_down(uint32_t i)
+static void heap_down(struct heap *h, uint32_t i)
 {
-    struct entry *e = mem.heap[i];
+    struct hnode *n = h->v[i];
     for (;;) {
         uint32_t child = 2 * i + 1;
-        if (child >= mem.heap_len)
+        if (child >= h->len)
             break;
-        if (child + 1 < mem.heap_len &&
-            mem.heap[child + 1]->expires_at < mem.heap[child]->expires_at)
+        if (child + 1 < h->len && before(h->v[child + 1], h->v[child]))
             child++;
-        if (e->expires_at <= mem.heap[child]->expires_at)
+        if (!before(h->v[child], n))
             break;
-        heap_set(i, mem.heap[child]);
+        heap_set(h, i, h->v[child]);
         i = child;
     }
-    heap_set(i, e);
+    heap_set(h, i, n);
 }
 
-static void heap_remove(struct entry *e)
+static void heap_push(struct heap *h, struct hnode *n)
 {
-    uint32_t i = e->heap_idx;
+    if (h->len == h->cap) {
+        h->cap = h->cap ? h->cap * 2 : 64;
+        h->v = mw_realloc(h->v, h->cap * sizeof *h->v);
+    }
+    heap_set(h, h->len++, n);
+    heap_up(h, n->idx);
+}
+
+static void heap_remove(struct heap *h, struct hnode *n)
+{
+    uint32_t i = n->idx;
     if (i == NO_HEAP)
         return;
-    e->heap_idx = NO_HEAP;
-    struct entry *last = mem.heap[--mem.heap_len];
-    if (last == e)
+    n->idx = NO_HEAP;
+    struct hnode *last = h->v[--h->len];
+    if (last == n)
         return;
-    heap_set(i, last);
-    heap_up(i);
-    heap_down(last->heap_idx);
+    heap_set(h, i, last);
+    heap_up(h, i);
+    heap_down(h, last->idx);
 }
 
-/* Sets the deadline (0 = none) and keeps the heap in step. */
+/* After n->at or n->seq changed. */
+static void heap_fix(struct heap *h, struct hnode *n)
+{
+    heap_up(h, n->idx);
+    heap_down(h, n->idx);
+}
+
+static struct entry *entry_of(struct hnode *n)
+{
+    return (struct entry *)((char *)n - offsetof(struct entry, exp));
+}
+
+/* Sets the deadline (0 = none) and keeps the expiry heap in step. */
 static void set_expiry(struct entry *e, uint64_t at)
 {
-    e->expires_at = at;
-    if (!at) {
-        heap_remove(e);
-    } else if (e->heap_idx != NO_HEAP) {
-        heap_up(e->heap_idx);
-        heap_down(e->heap_idx);
-    } else {
-        if (mem.heap_len == mem.heap_cap) {
-            mem.heap_cap = mem.heap_cap ? mem.heap_cap * 2 : 64;
-            mem.heap = mw_realloc(mem.heap, mem.heap_cap * sizeof *mem.heap);
-        }
-        heap_set(mem.heap_len++, e);
-        heap_up(e->heap_idx);
-    }
+    e->exp.at = at;
+    if (!at)
+        heap_remove(&mem.expiry, &e->exp);
+    else if (e->exp.idx != NO_HEAP)
+        heap_fix(&mem.expiry, &e->exp);
+    else
+        heap_push(&mem.expiry, &e->exp);
 }
 
 static uint64_t deadline(uint64_t now, uint64_t ttl_ms)
@@ -248,7 +352,7 @@ static struct entry *entry_new(const char *key, size_t keylen, int type)
     memcpy(e->key, key, keylen);
     e->keylen = keylen;
     e->type = (uint8_t)type;
-    e->heap_idx = NO_HEAP;
+    e->exp.idx = NO_HEAP;
     mw_map_put(&mem.map, e->key, e);
     mem.bytes += keylen;
     return e;
@@ -257,7 +361,7 @@ static struct entry *entry_new(const char *key, size_t keylen, int type)
 static void entry_delete(struct entry *e)
 {
     mw_map_del(&mem.map, e->key);
-    heap_remove(e);
+    heap_remove(&mem.expiry, &e->exp);
     mem.bytes -= e->keylen + value_cost(e);
     value_free(e);
     free(e);
@@ -273,7 +377,7 @@ static void entry_expire(struct entry *e)
 static struct entry *lookup(const char *key, uint64_t now)
 {
     struct entry *e = mw_map_get(&mem.map, key);
-    if (e && e->expires_at && e->expires_at <= now) {
+    if (e && e->exp.at && e->exp.at <= now) {
         entry_expire(e);
         return NULL;
     }
@@ -283,8 +387,8 @@ static struct entry *lookup(const char *key, uint64_t now)
 static size_t sweep_at(uint64_t now, size_t budget)
 {
     size_t n = 0;
-    while (n < budget && mem.heap_len && mem.heap[0]->expires_at <= now) {
-        entry_expire(mem.heap[0]);
+    while (n < budget && mem.expiry.len && mem.expiry.v[0]->at <= now) {
+        entry_expire(entry_of(mem.expiry.v[0]));
         n++;
     }
     return n;
@@ -430,6 +534,263 @@ static void do_lrange(const struct mw_store_req *req, const char *key, uint64_t 
     free(vals);
 }
 
+/* The live entry for key in *out (NULL: none). Returns 0, or MW_STORE_EWRONGTYPE when
+ * it holds another kind of value than `type`. */
+static int lookup_as(const char *key, uint64_t now, int type, struct entry **out)
+{
+    struct entry *e = lookup(key, now);
+    *out = e;
+    return e && e->type != type ? MW_STORE_EWRONGTYPE : 0;
+}
+
+/* Whether cur (a value, or NULL for none) is what a cas request expects: its token,
+ * byte for byte, or nothing when it has none. */
+static bool matches(const struct mw_store_req *req, const struct item *cur)
+{
+    if (!req->has_token)
+        return cur == NULL;
+    return cur && cur->len == req->tokenlen && memcmp(cur->text, req->token, cur->len) == 0;
+}
+
+static int do_cas(const struct mw_store_req *req, const char *key, uint64_t now)
+{
+    struct entry *e;
+    int err = lookup_as(key, now, SCALAR, &e);
+    if (err)
+        return err;
+    if (!matches(req, e ? e->u.val : NULL))
+        return MW_STORE_ECHANGED;
+    if (req->value)
+        return put_scalar(e, key, req->keylen, req->value, req->valuelen, req->ttl_ms, false,
+                          now);
+    if (e)
+        entry_delete(e);
+    return 0;
+}
+
+/* ---- hashes ---- */
+
+static struct hfield *hash_field(struct entry *e, const char *name)
+{
+    return e ? mw_map_get(&e->u.hash, name) : NULL;
+}
+
+/* Sets field `name` of the hash at key (e: its live entry, or NULL) to text. */
+static int hash_put(struct entry *e, const struct mw_store_req *req, const char *key,
+                    const char *name, uint64_t now)
+{
+    struct hfield *f = hash_field(e, name);
+    uint64_t cost = f ? item_cost(req->valuelen) : field_cost(req->fieldlen, req->valuelen);
+    uint64_t old = f ? item_cost(f->val->len) : 0;
+    if (!fits(e ? 0 : 1, (int64_t)cost - (int64_t)old + (int64_t)(e ? 0 : req->keylen), now))
+        return MW_STORE_ENOMEM;
+    if (!e)
+        e = entry_new(key, req->keylen, HASH);
+    if (f) {
+        free(f->val);
+    } else {
+        f = mw_malloc(sizeof *f + req->fieldlen + 1);
+        memcpy(f->name, name, req->fieldlen + 1);
+        f->len = req->fieldlen;
+        mw_map_put(&e->u.hash, f->name, f);
+    }
+    f->val = item_new(req->value, req->valuelen);
+    mem.bytes += cost;
+    mem.bytes -= old;
+    return 0;
+}
+
+/* Removes field f of the hash e; an emptied hash goes away, as in Redis. */
+static void hash_remove(struct entry *e, struct hfield *f)
+{
+    mw_map_del(&e->u.hash, f->name);
+    mem.bytes -= field_cost(f->len, f->val->len);
+    free(f->val);
+    free(f);
+    if (e->u.hash.len == 0)
+        entry_delete(e);
+}
+
+/* hget, hset, hdel and hcas. */
+static int do_hash(const struct mw_store_req *req, const char *key, uint64_t now,
+                   struct mw_store_result *res)
+{
+    char name[MW_STORE_MAX_FIELD + 1];
+    memcpy(name, req->field, req->fieldlen);
+    name[req->fieldlen] = '\0';
+    struct entry *e;
+    int err = lookup_as(key, now, HASH, &e);
+    if (err)
+        return err;
+    struct hfield *f = hash_field(e, name);
+    switch (req->op) {
+    case MW_STORE_HGET:
+        if (f) {
+            res->value = f->val->text;
+            res->valuelen = f->val->len;
+        }
+        return 0;
+    case MW_STORE_HDEL:
+        res->num = f != NULL;
+        if (f)
+            hash_remove(e, f);
+        return 0;
+    case MW_STORE_HCAS:
+        if (!matches(req, f ? f->val : NULL))
+            return MW_STORE_ECHANGED;
+        if (!req->value) {
+            if (f)
+                hash_remove(e, f);
+            return 0;
+        }
+        return hash_put(e, req, key, name, now);
+    default: /* MW_STORE_HSET */
+        return hash_put(e, req, key, name, now);
+    }
+}
+
+static void do_hgetall(const struct mw_store_req *req, const char *key, uint64_t now,
+                       mw_store_cb cb, void *ud)
+{
+    struct mw_store_result res = { .op = req->op };
+    struct mw_store_str *vals = NULL;
+    struct entry *e;
+    res.err = lookup_as(key, now, HASH, &e);
+    if (e && !res.err) {
+        const struct mw_map *m = &e->u.hash;
+        vals = mw_malloc(2 * (size_t)m->len * sizeof *vals);
+        for (uint32_t i = 0; i < m->cap; i++) {
+            const struct hfield *f = m->slots[i].val;
+            if (!m->slots[i].key)
+                continue;
+            vals[res.nvalues++] = (struct mw_store_str){ f->name, f->len };
+            vals[res.nvalues++] = (struct mw_store_str){ f->val->text, f->val->len };
+        }
+        res.values = vals;
+    }
+    cb(ud, &res);
+    free(vals);
+}
+
+/* ---- timed queues ---- */
+
+static void queue_put(struct queue *q, struct qnode *n, uint64_t due)
+{
+    n->due.at = due;
+    n->due.seq = q->seq++;
+    if (n->due.idx == NO_HEAP)
+        heap_push(&q->heap, &n->due);
+    else
+        heap_fix(&q->heap, &n->due);
+}
+
+/* Removes node n from the queue e (it stays allocated); an emptied queue goes away. */
+static void queue_take(struct entry *e, struct qnode *n)
+{
+    struct queue *q = e->u.queue;
+    heap_remove(&q->heap, &n->due);
+    mw_map_del(&q->index, n->text);
+    mem.bytes -= qnode_cost(n->len);
+    if (q->heap.len == 0)
+        entry_delete(e);
+}
+
+/* The queue at key (*e, NULL when absent) and the node of the request's item in it
+ * (*n, NULL when it is not queued). Returns 0 or MW_STORE_EWRONGTYPE. */
+static int queue_lookup(const struct mw_store_req *req, const char *key, uint64_t now,
+                        struct entry **e, struct qnode **n)
+{
+    char text[MW_STORE_MAX_FIELD + 1];
+    memcpy(text, req->value, req->valuelen);
+    text[req->valuelen] = '\0';
+    int err = lookup_as(key, now, QUEUE, e);
+    *n = *e && !err ? mw_map_get(&(*e)->u.queue->index, text) : NULL;
+    return err;
+}
+
+static int do_schedule(const struct mw_store_req *req, const char *key, uint64_t now)
+{
+    struct entry *e;
+    struct qnode *n;
+    int err = queue_lookup(req, key, now, &e, &n);
+    if (err)
+        return err;
+    if (!n) {
+        uint64_t cost = qnode_cost(req->valuelen) + (e ? 0 : req->keylen);
+        if (!fits(e ? 0 : 1, (int64_t)cost, now))
+            return MW_STORE_ENOMEM;
+        if (!e) {
+            e = entry_new(key, req->keylen, QUEUE);
+            e->u.queue = mw_calloc(1, sizeof *e->u.queue);
+        }
+        n = mw_malloc(sizeof *n + req->valuelen + 1);
+        n->due.idx = NO_HEAP;
+        n->len = req->valuelen;
+        memcpy(n->text, req->value, req->valuelen);
+        n->text[req->valuelen] = '\0';
+        mw_map_put(&e->u.queue->index, n->text, n);
+        mem.bytes += qnode_cost(n->len);
+    }
+    queue_put(e->u.queue, n, now + req->ttl_ms);
+    return 0;
+}
+
+/* Hands out up to count items whose time has come, earliest first: removed, or with a
+ * lease queued again lease ms from now (so that they come back if their taker dies
+ * before it unschedules them). */
+static void do_due(const struct mw_store_req *req, const char *key, uint64_t now,
+                   mw_store_cb cb, void *ud)
+{
+    struct mw_store_result res = { .op = req->op };
+    struct mw_store_str *vals = NULL;
+    struct qnode **taken = NULL;
+    struct entry *e;
+    res.err = lookup_as(key, now, QUEUE, &e);
+    if (e && !res.err) {
+        struct queue *q = e->u.queue;
+        taken = mw_malloc(req->count * sizeof *taken);
+        while (res.nvalues < req->count && q->heap.len && q->heap.v[0]->at <= now) {
+            struct qnode *n = (struct qnode *)q->heap.v[0];
+            heap_remove(&q->heap, &n->due);
+            taken[res.nvalues++] = n;
+        }
+        vals = mw_malloc((res.nvalues ? res.nvalues : 1) * sizeof *vals);
+        for (size_t i = 0; i < res.nvalues; i++) {
+            struct qnode *n = taken[i];
+            vals[i] = (struct mw_store_str){ n->text, n->len };
+            if (req->ttl_ms) { /* leased: back in the queue */
+                queue_put(q, n, now + req->ttl_ms);
+            } else { /* out of the index and the accounts now, freed after cb */
+                mw_map_del(&q->index, n->text);
+                mem.bytes -= qnode_cost(n->len);
+            }
+        }
+        if (q->heap.len == 0)
+            entry_delete(e);
+        res.values = vals;
+    }
+    cb(ud, &res);
+    if (!req->ttl_ms)
+        for (size_t i = 0; i < res.nvalues; i++)
+            free(taken[i]);
+    free(taken);
+    free(vals);
+}
+
+static int do_unschedule(const struct mw_store_req *req, const char *key, uint64_t now)
+{
+    struct entry *e;
+    struct qnode *n;
+    int err = queue_lookup(req, key, now, &e, &n);
+    if (err)
+        return err;
+    if (!n)
+        return MW_STORE_ENOTFOUND;
+    queue_take(e, n);
+    free(n);
+    return 0;
+}
+
 /* Runs a validated request now and calls cb. */
 static void execute(const struct mw_store_req *req, mw_store_cb cb, void *ud)
 {
@@ -480,7 +841,7 @@ static void execute(const struct mw_store_req *req, mw_store_cb cb, void *ud)
     case MW_STORE_TTL:
         e = lookup(key, now);
         if (e)
-            res.num = e->expires_at ? (double)(e->expires_at - now) / 1000.0 : 0;
+            res.num = e->exp.at ? (double)(e->exp.at - now) / 1000.0 : 0;
         else
             res.err = MW_STORE_ENOTFOUND;
         break;
@@ -502,6 +863,27 @@ static void execute(const struct mw_store_req *req, mw_store_cb cb, void *ud)
     case MW_STORE_LRANGE:
         do_lrange(req, key, now, cb, ud);
         return;
+    case MW_STORE_CAS:
+        res.err = do_cas(req, key, now);
+        break;
+    case MW_STORE_HGET:
+    case MW_STORE_HSET:
+    case MW_STORE_HDEL:
+    case MW_STORE_HCAS:
+        res.err = do_hash(req, key, now, &res);
+        break;
+    case MW_STORE_HGETALL:
+        do_hgetall(req, key, now, cb, ud);
+        return;
+    case MW_STORE_SCHEDULE:
+        res.err = do_schedule(req, key, now);
+        break;
+    case MW_STORE_DUE:
+        do_due(req, key, now, cb, ud);
+        return;
+    case MW_STORE_UNSCHEDULE:
+        res.err = do_unschedule(req, key, now);
+        break;
     }
     cb(ud, &res);
 }
@@ -529,20 +911,30 @@ static void on_idle(uv_idle_t *h)
         uv_idle_stop(h);
 }
 
+/* Copies n bytes of s to *at and returns the copy (NULL stays NULL). */
+static const char *copy_to(char **at, const char *s, size_t n)
+{
+    if (!s)
+        return NULL;
+    char *p = memcpy(*at, s, n);
+    *at += n;
+    return p;
+}
+
 static void enqueue(const struct mw_store_req *req, mw_store_cb cb, void *ud)
 {
-    size_t vlen = req->value ? req->valuelen : 0;
-    struct pending *p = mw_malloc(sizeof *p + req->keylen + vlen);
+    size_t vlen = req->value ? req->valuelen : 0, flen = req->field ? req->fieldlen : 0;
+    size_t tlen = req->token ? req->tokenlen : 0;
+    struct pending *p = mw_malloc(sizeof *p + req->keylen + vlen + flen + tlen);
+    char *at = p->data;
     p->next = NULL;
     p->req = *req;
     p->cb = cb;
     p->ud = ud;
-    memcpy(p->data, req->key, req->keylen);
-    p->req.key = p->data;
-    if (req->value) {
-        memcpy(p->data + req->keylen, req->value, vlen);
-        p->req.value = p->data + req->keylen;
-    }
+    p->req.key = copy_to(&at, req->key, req->keylen);
+    p->req.value = copy_to(&at, req->value, vlen);
+    p->req.field = copy_to(&at, req->field, flen);
+    p->req.token = copy_to(&at, req->token, tlen);
     if (mem.tail)
         mem.tail->next = p;
     else
@@ -624,7 +1016,7 @@ static void mem_free(void)
         }
     }
     mw_map_free(&mem.map);
-    free(mem.heap);
+    free(mem.expiry.v);
     memset(&mem, 0, sizeof mem);
 }
 

@@ -7,12 +7,15 @@
  * from redis-cli too, and a string is "\"abc\"".
  *
  * Most operations map to one Redis command whose semantics already match (SET NX/XX,
- * PTTL, the list commands; WRONGTYPE and OOM errors map to "wrong type" and "no
- * memory"). Two need a small Lua script, run atomically by Redis: incr, which must
- * answer "not found" for a missing key or create it from init with its own TTL, refuse
- * every text that is no JSON number (INCRBYFLOAT takes "0x10" and "1e3" alike), and
- * write the result back the way the memory backend does; and expire with ttl 0, which
- * PERSIST alone cannot tell apart from "not found". A script runs by EVALSHA once SCRIPT LOAD told us its SHA1,
+ * PTTL, the list and hash commands; WRONGTYPE and OOM errors map to "wrong type" and
+ * "no memory"). The others are small Lua scripts, run atomically by Redis: incr, which
+ * must answer "not found" for a missing key or create it from init with its own TTL,
+ * refuse every text that is no JSON number (INCRBYFLOAT takes "0x10" and "1e3" alike),
+ * and write the result back the way the memory backend does; expire with ttl 0, which
+ * PERSIST alone cannot tell apart from "not found"; cas and hcas, a compare and a write
+ * that must not be split; and the timed queue (a sorted set scored by due time in ms),
+ * whose schedule and due read the time from Redis (TIME): one clock for every node,
+ * whatever their own clocks say. A script runs by EVALSHA once SCRIPT LOAD told us its SHA1,
  * by EVAL before that, and again by EVAL when Redis answers NOSCRIPT (it restarted and
  * lost its script cache; EVAL caches it again).
  *
@@ -29,12 +32,14 @@
 
 #include <hiredis/hiredis.h>
 
+#include "buf.h"
 #include "log.h"
 #include "redis.h"
 #include "util.h"
 
 #define PREFIX_LEN (sizeof MW_STORE_REDIS_PREFIX - 1)
-#define MAX_ARGS 8
+#define MAX_ARGS 10
+#define MAX_SCRIPT_ARGS 5
 
 /* incr(KEYS[1], n = ARGV[1], init = ARGV[2] ("" for none), init_ttl_ms = ARGV[3]):
  * the new value as the JSON text now stored, or an error code: 1 not found, 2 not a
@@ -88,7 +93,73 @@ static const char persist_src[] =
     "redis.call('PERSIST', KEYS[1])\n"
     "return 1\n";
 
-enum { SCRIPT_INCR, SCRIPT_PERSIST, NSCRIPTS };
+/* cas(KEYS[1], has_token, token, has_value, value, ttl_ms): 0 done, 1 changed, 3 wrong
+ * type. A missing key is GET's false, which no token equals. */
+static const char cas_src[] =
+    "local t = redis.call('TYPE', KEYS[1]).ok\n"
+    "if t ~= 'none' and t ~= 'string' then return 3 end\n"
+    "local cur = t == 'string' and redis.call('GET', KEYS[1])\n"
+    "if ARGV[1] == '1' then\n"
+    "  if cur ~= ARGV[2] then return 1 end\n"
+    "elseif cur then\n"
+    "  return 1\n"
+    "end\n"
+    "if ARGV[3] == '0' then\n"
+    "  redis.call('DEL', KEYS[1])\n"
+    "elseif ARGV[5] ~= '0' then\n"
+    "  redis.call('SET', KEYS[1], ARGV[4], 'PX', ARGV[5])\n"
+    "else\n"
+    "  redis.call('SET', KEYS[1], ARGV[4])\n"
+    "end\n"
+    "return 0\n";
+
+/* hcas(KEYS[1], field, has_token, token, has_value, value): as cas, on one field. */
+static const char hcas_src[] =
+    "local t = redis.call('TYPE', KEYS[1]).ok\n"
+    "if t ~= 'none' and t ~= 'hash' then return 3 end\n"
+    "local cur = redis.call('HGET', KEYS[1], ARGV[1])\n"
+    "if ARGV[2] == '1' then\n"
+    "  if cur ~= ARGV[3] then return 1 end\n"
+    "elseif cur then\n"
+    "  return 1\n"
+    "end\n"
+    "if ARGV[4] == '0' then\n"
+    "  redis.call('HDEL', KEYS[1], ARGV[1])\n"
+    "else\n"
+    "  redis.call('HSET', KEYS[1], ARGV[1], ARGV[5])\n"
+    "end\n"
+    "return 0\n";
+
+/* schedule(KEYS[1], item, delay_ms): 0, or 3 wrong type. */
+static const char schedule_src[] =
+    "local t = redis.call('TYPE', KEYS[1]).ok\n"
+    "if t ~= 'none' and t ~= 'zset' then return 3 end\n"
+    "local now = redis.call('TIME')\n"
+    "local ms = now[1] * 1000 + math.floor(now[2] / 1000)\n"
+    "redis.call('ZADD', KEYS[1], ms + tonumber(ARGV[2]), ARGV[1])\n"
+    "return 0\n";
+
+/* due(KEYS[1], count, lease_ms): the items whose time has come, earliest first, each
+ * removed or (lease > 0) queued again lease ms from now; or 3 wrong type. */
+static const char due_src[] =
+    "local t = redis.call('TYPE', KEYS[1]).ok\n"
+    "if t == 'none' then return {} end\n"
+    "if t ~= 'zset' then return 3 end\n"
+    "local now = redis.call('TIME')\n"
+    "local ms = now[1] * 1000 + math.floor(now[2] / 1000)\n"
+    "local items = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ms, 'LIMIT', 0, ARGV[1])\n"
+    "local lease = tonumber(ARGV[2])\n"
+    "for _, item in ipairs(items) do\n"
+    "  if lease > 0 then\n"
+    "    redis.call('ZADD', KEYS[1], ms + lease, item)\n"
+    "  else\n"
+    "    redis.call('ZREM', KEYS[1], item)\n"
+    "  end\n"
+    "end\n"
+    "return items\n";
+
+enum { SCRIPT_INCR, SCRIPT_PERSIST, SCRIPT_CAS, SCRIPT_HCAS, SCRIPT_SCHEDULE, SCRIPT_DUE,
+       NSCRIPTS };
 
 static struct script {
     const char *src;
@@ -97,6 +168,10 @@ static struct script {
 } scripts[NSCRIPTS] = {
     [SCRIPT_INCR] = { incr_src, "", false },
     [SCRIPT_PERSIST] = { persist_src, "", false },
+    [SCRIPT_CAS] = { cas_src, "", false },
+    [SCRIPT_HCAS] = { hcas_src, "", false },
+    [SCRIPT_SCHEDULE] = { schedule_src, "", false },
+    [SCRIPT_DUE] = { due_src, "", false },
 };
 
 /* One request in flight. */
@@ -110,9 +185,11 @@ struct rreq {
     mw_store_cb cb;
     mw_store_redis_cb raw_cb;
     void *ud;
-    /* A script's arguments, kept for the EVAL retry: ARGV texts and the key. */
+    /* A script's arguments, kept for the EVAL retry: ARGV, one after another in
+     * argbuf, and the key. */
     int nargs;
-    char args[3][32];
+    size_t arglen[MAX_SCRIPT_ARGS];
+    struct mw_buf argbuf;
     size_t keylen;
     char key[];
 };
@@ -153,7 +230,11 @@ static const char *op_name(enum mw_store_op op)
         [MW_STORE_REPLACE] = "replace", [MW_STORE_INCR] = "incr", [MW_STORE_DELETE] = "delete",
         [MW_STORE_EXPIRE] = "expire", [MW_STORE_TTL] = "ttl",     [MW_STORE_LPUSH] = "lpush",
         [MW_STORE_RPUSH] = "rpush",   [MW_STORE_LPOP] = "lpop",   [MW_STORE_RPOP] = "rpop",
-        [MW_STORE_LLEN] = "llen",     [MW_STORE_LRANGE] = "lrange",
+        [MW_STORE_LLEN] = "llen",     [MW_STORE_LRANGE] = "lrange",   [MW_STORE_CAS] = "cas",
+        [MW_STORE_HGET] = "hget",     [MW_STORE_HSET] = "hset",   [MW_STORE_HDEL] = "hdel",
+        [MW_STORE_HGETALL] = "hgetall", [MW_STORE_HCAS] = "hcas",
+        [MW_STORE_SCHEDULE] = "schedule", [MW_STORE_DUE] = "due",
+        [MW_STORE_UNSCHEDULE] = "unschedule",
     };
     return (size_t)op < sizeof names / sizeof *names ? names[op] : "?";
 }
@@ -188,6 +269,40 @@ static int take_value(const redisReply *reply, struct mw_store_result *res)
     return 0;
 }
 
+/* A script's status: 0 done, 1 changed, 3 wrong type. */
+static int take_status(const redisReply *reply, struct mw_store_result *res)
+{
+    if (reply->type == REDIS_REPLY_INTEGER && reply->integer == 0)
+        return 0;
+    if (reply->type == REDIS_REPLY_INTEGER && reply->integer == 1)
+        return MW_STORE_ECHANGED;
+    if (reply->type == REDIS_REPLY_INTEGER && reply->integer == 3)
+        return MW_STORE_EWRONGTYPE;
+    return unexpected(reply, res->op);
+}
+
+/* An array of bulk strings: lrange, due, hgetall. */
+static int take_strings(const redisReply *reply, struct mw_store_result *res,
+                        struct mw_store_str **vals)
+{
+    if (reply->type == REDIS_REPLY_INTEGER && reply->integer == 3 && res->op == MW_STORE_DUE)
+        return MW_STORE_EWRONGTYPE;
+    if (reply->type != REDIS_REPLY_ARRAY)
+        return unexpected(reply, res->op);
+    if (reply->elements == 0)
+        return 0;
+    *vals = mw_malloc(reply->elements * sizeof **vals);
+    for (size_t i = 0; i < reply->elements; i++) {
+        const redisReply *e = reply->element[i];
+        if (e->type != REDIS_REPLY_STRING)
+            return unexpected(e, res->op);
+        (*vals)[i] = (struct mw_store_str){ e->str, e->len };
+    }
+    res->values = *vals;
+    res->nvalues = reply->elements;
+    return 0;
+}
+
 static int take_incr(const redisReply *reply, struct mw_store_result *res)
 {
     static const int codes[] = { 0, MW_STORE_ENOTFOUND, MW_STORE_ENOTNUM,
@@ -208,7 +323,27 @@ static int take_reply(const redisReply *reply, struct mw_store_result *res,
     case MW_STORE_GET:
     case MW_STORE_LPOP:
     case MW_STORE_RPOP:
+    case MW_STORE_HGET:
         return take_value(reply, res);
+    case MW_STORE_CAS:
+    case MW_STORE_HCAS:
+    case MW_STORE_SCHEDULE:
+        return take_status(reply, res);
+    case MW_STORE_HSET:
+        return reply->type == REDIS_REPLY_INTEGER ? 0 : unexpected(reply, res->op);
+    case MW_STORE_HDEL:
+        if (reply->type != REDIS_REPLY_INTEGER)
+            return unexpected(reply, res->op);
+        res->num = (double)reply->integer;
+        return 0;
+    case MW_STORE_UNSCHEDULE: /* ZREM: 1 removed, 0 not queued */
+        if (reply->type != REDIS_REPLY_INTEGER)
+            return unexpected(reply, res->op);
+        return reply->integer == 1 ? 0 : MW_STORE_ENOTFOUND;
+    case MW_STORE_LRANGE:
+    case MW_STORE_HGETALL:
+    case MW_STORE_DUE:
+        return take_strings(reply, res, vals);
     case MW_STORE_SET:
     case MW_STORE_ADD:
     case MW_STORE_REPLACE:
@@ -238,21 +373,6 @@ static int take_reply(const redisReply *reply, struct mw_store_result *res,
         if (reply->type != REDIS_REPLY_INTEGER)
             return unexpected(reply, res->op);
         res->num = (double)reply->integer;
-        return 0;
-    case MW_STORE_LRANGE:
-        if (reply->type != REDIS_REPLY_ARRAY)
-            return unexpected(reply, res->op);
-        if (reply->elements == 0)
-            return 0;
-        *vals = mw_malloc(reply->elements * sizeof **vals);
-        for (size_t i = 0; i < reply->elements; i++) {
-            const redisReply *e = reply->element[i];
-            if (e->type != REDIS_REPLY_STRING)
-                return unexpected(e, res->op);
-            (*vals)[i] = (struct mw_store_str){ e->str, e->len };
-        }
-        res->values = *vals;
-        res->nvalues = reply->elements;
         return 0;
     }
     return unexpected(reply, res->op);
@@ -285,11 +405,17 @@ static void complete(struct rreq *r, redisReply *reply)
 
 static int send_script(struct rreq *r);
 
+static void rreq_free(struct rreq *r)
+{
+    mw_buf_free(&r->argbuf);
+    free(r);
+}
+
 static void on_reply(void *ud, redisReply *reply)
 {
     struct rreq *r = ud;
     if (r->detached) {
-        free(r);
+        rreq_free(r);
         return;
     }
     if (reply && reply->type == REDIS_REPLY_ERROR && r->script >= 0 && !r->retried &&
@@ -301,7 +427,7 @@ static void on_reply(void *ud, redisReply *reply)
     }
     pending_del(r);
     complete(r, reply);
-    free(r);
+    rreq_free(r);
 }
 
 static void on_script_loaded(void *ud, redisReply *reply)
@@ -335,9 +461,11 @@ static int send_script(struct rreq *r)
     lens[argc++] = 1;
     argv[argc] = r->key;
     lens[argc++] = r->keylen;
+    const char *p = r->argbuf.p;
     for (int i = 0; i < r->nargs; i++) {
-        argv[argc] = r->args[i];
-        lens[argc++] = strlen(r->args[i]);
+        argv[argc] = p ? p : "";
+        lens[argc++] = r->arglen[i];
+        p += r->arglen[i];
     }
     return mw_redis_command(on_reply, r, argc, argv, lens);
 }
@@ -355,14 +483,41 @@ static struct rreq *rreq_new(const struct mw_store_req *req, mw_store_cb cb, voi
     return r;
 }
 
+/* Appends a script argument (ARGV[nargs + 1]). */
+static void arg_add(struct rreq *r, const char *p, size_t n)
+{
+    mw_assert(r->nargs < MAX_SCRIPT_ARGS);
+    mw_buf_append(&r->argbuf, p, n);
+    r->arglen[r->nargs++] = n;
+}
+
+static void arg_str(struct rreq *r, const char *s)
+{
+    arg_add(r, s, strlen(s));
+}
+
 static void arg_double(struct rreq *r, double v)
 {
-    snprintf(r->args[r->nargs++], sizeof r->args[0], "%.17g", v);
+    char buf[32];
+    snprintf(buf, sizeof buf, "%.17g", v);
+    arg_str(r, buf);
 }
 
 static void arg_u64(struct rreq *r, uint64_t v)
 {
-    snprintf(r->args[r->nargs++], sizeof r->args[0], "%" PRIu64, v);
+    char buf[32];
+    snprintf(buf, sizeof buf, "%" PRIu64, v);
+    arg_str(r, buf);
+}
+
+/* cas and hcas: whether a token is expected and which, whether a value is written
+ * (else: delete) and which. */
+static void args_cas(struct rreq *r, const struct mw_store_req *req)
+{
+    arg_str(r, req->has_token ? "1" : "0");
+    arg_add(r, req->has_token ? req->token : "", req->has_token ? req->tokenlen : 0);
+    arg_str(r, req->value ? "1" : "0");
+    arg_add(r, req->value ? req->value : "", req->value ? req->valuelen : 0);
 }
 
 /* Sends req's command for r. Returns 0, or -1 when Redis is down. */
@@ -382,9 +537,46 @@ static int send_req(struct rreq *r, const struct mw_store_req *req)
         if (req->has_init)
             arg_double(r, req->init);
         else
-            r->args[r->nargs++][0] = '\0';
+            arg_str(r, "");
         arg_u64(r, req->has_init ? req->ttl_ms : 0);
         return send_script(r);
+    case MW_STORE_CAS:
+        r->script = SCRIPT_CAS;
+        args_cas(r, req);
+        arg_u64(r, req->ttl_ms);
+        return send_script(r);
+    case MW_STORE_HCAS:
+        r->script = SCRIPT_HCAS;
+        arg_add(r, req->field, req->fieldlen);
+        args_cas(r, req);
+        return send_script(r);
+    case MW_STORE_SCHEDULE:
+        r->script = SCRIPT_SCHEDULE;
+        arg_add(r, req->value, req->valuelen);
+        arg_u64(r, req->ttl_ms);
+        return send_script(r);
+    case MW_STORE_DUE:
+        r->script = SCRIPT_DUE;
+        arg_u64(r, req->count);
+        arg_u64(r, req->ttl_ms);
+        return send_script(r);
+    case MW_STORE_HGET:
+    case MW_STORE_HDEL:
+        ARGS(req->op == MW_STORE_HGET ? "HGET" : "HDEL");
+        ARG(r->key, r->keylen);
+        ARG(req->field, req->fieldlen);
+        break;
+    case MW_STORE_HSET:
+        ARGS("HSET");
+        ARG(r->key, r->keylen);
+        ARG(req->field, req->fieldlen);
+        ARG(req->value, req->valuelen);
+        break;
+    case MW_STORE_UNSCHEDULE:
+        ARGS("ZREM");
+        ARG(r->key, r->keylen);
+        ARG(req->value, req->valuelen);
+        break;
     case MW_STORE_EXPIRE:
         if (req->ttl_ms == 0) {
             r->script = SCRIPT_PERSIST;
@@ -428,10 +620,12 @@ static int send_req(struct rreq *r, const struct mw_store_req *req)
     case MW_STORE_TTL:
     case MW_STORE_LPOP:
     case MW_STORE_RPOP:
-    case MW_STORE_LLEN: {
+    case MW_STORE_LLEN:
+    case MW_STORE_HGETALL: {
         static const char *const names[] = {
             [MW_STORE_GET] = "GET",   [MW_STORE_DELETE] = "DEL", [MW_STORE_TTL] = "PTTL",
             [MW_STORE_LPOP] = "LPOP", [MW_STORE_RPOP] = "RPOP",  [MW_STORE_LLEN] = "LLEN",
+            [MW_STORE_HGETALL] = "HGETALL",
         };
         ARGS(names[req->op]);
         ARG(r->key, r->keylen);
@@ -449,7 +643,7 @@ static int rs_submit(const struct mw_store_req *req, mw_store_cb cb, void *ud)
 {
     struct rreq *r = rreq_new(req, cb, ud);
     if (send_req(r, req) < 0) { /* down: fail fast, nothing was sent */
-        free(r);
+        rreq_free(r);
         struct mw_store_result res = { .op = req->op, .err = MW_STORE_EUNAVAIL };
         cb(ud, &res);
         return 1;
@@ -469,7 +663,7 @@ int mw_store_redis_call(mw_store_redis_cb cb, void *ud, int argc, const char **a
     r->ud = ud;
     r->script = -1;
     if (mw_redis_command(on_reply, r, argc, argv, lens) < 0) {
-        free(r);
+        rreq_free(r);
         return -1;
     }
     pending_add(r);

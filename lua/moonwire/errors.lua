@@ -1,4 +1,6 @@
 -- errors.lua - failures a handler raises on purpose (mw.fail) as opposed to bugs.
+local core = require "moonwire.core"
+
 local M = {}
 
 local Failure = {}
@@ -6,12 +8,9 @@ Failure.__index = Failure
 Failure.__tostring = function(f) return f.code .. ": " .. f.message end
 M.Failure = Failure
 
--- The error codes of the wire protocol (docs/protocol.md, "Error codes").
-M.codes = {
-  bad_json = true, bad_message = true, unknown_type = true, not_in_room = true,
-  forbidden = true, unauthorized = true, rate_limited = true, conflict = true,
-  not_found = true, unavailable = true, internal = true,
-}
+-- The error codes of the wire protocol (docs/protocol.md, "Error codes"), as a set:
+-- { bad_json = true, ... }. The list is kept once, in C (lua_core.c), for the metrics.
+M.codes = core.error_codes()
 
 -- Raises a failure: the client gets {"type":"error","code":code,"message":message}.
 function M.fail(code, message)

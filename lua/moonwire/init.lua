@@ -57,6 +57,26 @@ M.typing = {
   stop = function(conn, room) return rooms.typing(conn, room, false) end,
 }
 
+-- mw.config_error(path, message): raises an error about the route's options that
+-- points at their line in the config file, like the server's own config errors:
+--   moonwire.yaml:14: routes./booking.options.venues.bistro.tables.t1: capacity must be ...
+-- path lists the keys (and 1-based list positions) under `options`; the line is that of
+-- the deepest part of the path the file has. At load time this stops the server from
+-- starting and `moonwire check` from passing.
+function M.config_error(path, message)
+  local r = core.route()
+  local node, line = r.options_lines, nil
+  local where = "routes." .. r.path .. ".options"
+  for _, key in ipairs(path) do
+    where = where .. (type(key) == "number" and "[" .. key .. "]" or "." .. tostring(key))
+    node = node and type(node[2]) == "table" and node[2][key] or nil
+    line = node and node[1] or line
+  end
+  line = line or (r.options_lines and r.options_lines[1])
+  local file = (r.source or r.path) .. (line and ":" .. line or "")
+  error(file .. ": " .. where .. ": " .. message, 0)
+end
+
 -- The room of msg, checked: fails with bad_message when absent and not_in_room when
 -- conn is not a member.
 function M.member_room(conn, msg)
@@ -80,8 +100,17 @@ function App:on(type_, handler)
   return self
 end
 
+-- app:api(name, handler): answers an HTTP API call with handler(args): its result is
+-- the JSON body (200), mw.fail(code, message) an error status (404 for not_found...).
+function App:api(name, handler)
+  assert(type(name) == "string", "app:api(name, handler): name must be a string")
+  assert(type(handler) == "function", "app:api(name, handler): handler must be a function")
+  self.apis[name] = handler
+  return self
+end
+
 function M.app()
-  return setmetatable({ handlers = {} }, App)
+  return setmetatable({ handlers = {}, apis = {} }, App)
 end
 
 return M

@@ -13,7 +13,10 @@ local is_failure, null = errors.is_failure, json.null
 
 local M = {}
 
-local function send_error(conn, id, code, message)
+-- Every error reply goes through here or past core.refused: counted for /metrics
+-- (moonwire_errors_total) and logged at debug level.
+local function send_error(conn, id, code, message, t)
+  core.refused(conn, t, code)
   conn:send({ type = "error", id = id, code = code, message = message })
 end
 
@@ -85,13 +88,13 @@ function M.message(app, conn, payload, binary)
   end
   local handler = app.handlers[t]
   if not handler then
-    return send_error(conn, id, "unknown_type", "unknown message type '" .. t .. "'")
+    return send_error(conn, id, "unknown_type", "unknown message type '" .. t .. "'", t)
   end
   if id == nil then
     local ok, res = run(conn, t, handler, conn, msg)
     if not ok then
-      if is_failure(res) then return send_error(conn, nil, res.code, res.message) end
-      return send_error(conn, nil, "internal", "internal error")
+      if is_failure(res) then return send_error(conn, nil, res.code, res.message, t) end
+      return send_error(conn, nil, "internal", "internal error", t)
     end
     return
   end
@@ -111,6 +114,7 @@ function M.message(app, conn, payload, binary)
   else
     answer = { type = "error", id = id, code = "internal", message = "internal error" }
   end
+  if answer.type == "error" then core.refused(conn, t, answer.code) end
   local encoded, frame = pcall(json.encode, answer)
   if not encoded then
     core.report_error(conn, "handler reply: " .. tostring(frame), "", t)
@@ -138,6 +142,41 @@ end
 
 function M.disconnect(app, conn)
   if app.disconnect then run(conn, "disconnect", app.disconnect, conn) end
+end
+
+-- HTTP API calls (lua_http.c): app:api handlers, answered with a status and a JSON body
+-- like the server's own /api/* endpoints.
+local http_status = {
+  bad_message = 400, unauthorized = 401, forbidden = 403, not_found = 404,
+  conflict = 409, rate_limited = 429, unavailable = 503,
+}
+
+function M.has_api(app, name)
+  return type(app.apis) == "table" and type(app.apis[name]) == "function"
+end
+
+-- Returns the function the call's coroutine runs: the handler's result goes to
+-- done(status, body).
+function M.api_call(app, name, args, done)
+  return function()
+    local ok, res = run(nil, "api:" .. name, app.apis[name], args)
+    local status, body
+    if ok then
+      local encoded, text = pcall(json.encode, res == nil and {} or res)
+      if encoded then
+        status, body = 200, text
+      else
+        core.report_error(nil, "api reply: " .. tostring(text), "", "api:" .. name)
+      end
+    elseif is_failure(res) then
+      status = http_status[res.code] or 500
+      body = json.encode({ error = res.code, message = res.message })
+    end
+    if not status then
+      status, body = 500, json.encode({ error = "internal", message = "internal error" })
+    end
+    done(status, body .. "\n")
+  end
 end
 
 -- After a hot reload, in the new state.

@@ -42,11 +42,12 @@ function parse(text) {
   return items;
 }
 
-// Values that differ from run to run. Notification ids are bound: the README's id
-// stands for the one this run got, in later commands and frames too.
-const ID_RE = /[0-9a-f]{12}-[0-9a-f]{8}-\d+/g;
+// Values that differ from run to run. Notification and reservation ids are bound: the
+// README's id stands for the one this run got, in later commands and frames too.
+const ID_RE = /[0-9a-f]{12}-[0-9a-f]{8}-\d+|\bt\d+\/\d\d:\d\d\/[0-9a-f]{12,16}\b/g;
 function normalize(s) {
   return s.replace(/"ts":\d+/g, '"ts":0').replace(/\bts=\S+/g, 'ts=T')
+    .replace(/"expires_at":\d+/g, '"expires_at":0')
     .replace(/"node":"[^"]*"/g, '"node":"N"').replace(/\bnode=\S+/g, 'node=N')
     .replace(/"epoch":"[0-9a-f]*"/g, '"epoch":"E"').replace(/"conn":"\d+"/g, '"conn":"C"')
     .replace(/\bms=\d+/g, 'ms=M').replace(/\bversion=\S+/g, 'version=V')

@@ -30,6 +30,9 @@ app:on("store", function(conn, msg)
   if d.op == "get" then return mw.store.get(d.key) end
   if d.op == "incr" then return mw.store.incr(d.key, 1, 0) end
   if d.op == "raw" then return mw.redis.call("GET", "mw:s:" .. d.key) end
+  if d.op == "hcas" then return (mw.store.hcas(d.key, "f", nil, d.value)) end
+  if d.op == "schedule" then return mw.store.schedule(d.key, d.value, 0) end
+  if d.op == "due" then return mw.store.due(d.key) end
 end)
 return app
 `;
@@ -213,6 +216,17 @@ describe('two nodes over a 3-master Redis Cluster', () => {
     assert.equal(n.data, 6, 'increments from both nodes add up');
     const raw = await cb.request('store', { data: { op: 'raw', key: keys[1] } });
     assert.equal(raw.data, JSON.stringify({ v: keys[1] }), 'mw.redis.call routes by key in the cluster');
+    // The compare-and-set and timed-queue scripts run on their key's master too.
+    for (const key of keys) {
+      const won = await ca.request('store', { data: { op: 'hcas', key: `${key}h`, value: 'a' } });
+      assert.equal(expectAck(won, won.id), true, 'the first hcas wins');
+      const lost = await cb.request('store', { data: { op: 'hcas', key: `${key}h`, value: 'b' } });
+      assert.equal(expectAck(lost, lost.id), false, 'the second finds the field taken');
+      const s = await ca.request('store', { data: { op: 'schedule', key: `${key}q`, value: key } });
+      expectAck(s, s.id);
+      const due = await cb.request('store', { data: { op: 'due', key: `${key}q` } });
+      assert.deepEqual(expectAck(due, due.id), [key], 'due on the other node hands it out');
+    }
   });
 
   it('follows a room\'s slot to another master: ASK, MOVED, resubscription', async () => {

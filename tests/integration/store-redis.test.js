@@ -78,7 +78,8 @@ async function rcall(client, ...args) {
 
 async function startNode(redis, nodeId) {
   const node = await startServer({
-    config: { redis: { url: redis.url }, node_id: nodeId },
+    // Many calls per connection: the rate limit is not what these tests are about.
+    config: { redis: { url: redis.url }, node_id: nodeId, limits: { rate: 1000, burst: 1000 } },
     routes: { '/s': { script: 's.lua' } },
     scripts: { 's.lua': SCRIPT },
   });
@@ -130,6 +131,20 @@ describe('the store on Redis', () => {
     await call(c, 'rpush', l, { x: 1 });
     await call(c, 'rpush', l, 'y');
     assert.equal(redis.cli('LRANGE', `mw:s:${l}`, '0', '-1'), '{"x":1}\n"y"');
+
+    const h = uid('h');
+    await call(c, 'hset', h, 't1/19:00', { user: 'ana' });
+    assert.equal(redis.cli('HGET', `mw:s:${h}`, 't1/19:00'), '{"user":"ana"}');
+    redis.cli('HSET', `mw:s:${h}`, 't2', '7');
+    assert.deepEqual(await call(c, 'hgetall', h), [{ 't1/19:00': { user: 'ana' }, t2: 7 }]);
+
+    // A timed queue is a sorted set scored by due time in ms on Redis's clock.
+    const q = uid('q');
+    await call(c, 'schedule', q, ['venue:1', 'x'], 60);
+    const score = Number(redis.cli('ZSCORE', `mw:s:${q}`, '["venue:1","x"]'));
+    const [sec, usec] = redis.cli('TIME').split('\n').map(Number);
+    const left = score - (sec * 1000 + Math.floor(usec / 1000));
+    assert.ok(left > 59000 && left <= 60000, `due in ${left} ms`);
   });
 
   it('reads what other clients left there: other types are wrong, non-JSON is a bad value', async () => {
@@ -162,6 +177,10 @@ describe('the store on Redis', () => {
       assert.deepEqual(await call(c, 'incr', k, 1), [null, 'no memory']);
       assert.deepEqual(await call(c, 'incr', uid('new'), 1, 0), [null, 'no memory']);
       assert.deepEqual(await call(c, 'rpush', uid('new'), 1), [null, 'no memory']);
+      assert.deepEqual(await call(c, 'cas', uid('new'), null, 1), [false, 'no memory']);
+      assert.deepEqual(await call(c, 'hset', uid('new'), 'f', 1), [null, 'no memory']);
+      assert.deepEqual(await call(c, 'hcas', uid('new'), 'f', null, 1), [false, 'no memory']);
+      assert.deepEqual(await call(c, 'schedule', uid('new'), 1, 0), [null, 'no memory']);
       assert.deepEqual(await call(c, 'get', k), [1], 'reads still work');
       assert.deepEqual(await call(c, 'delete', k), [true], 'and deletes');
     } finally {
@@ -203,6 +222,27 @@ describe('the store on Redis', () => {
       assert.deepEqual(await call(c, 'get', n), [2 * N]);
       await call(cb, 'rpush', `${k}:l`, 'b');
       assert.deepEqual(await call(c, 'lpop', `${k}:l`), ['b']);
+
+      // Racing cas calls from 20 clients on both nodes: exactly one wins.
+      const clients = [c, cb];
+      for (let i = 2; i < 20; i++) clients.push(await connect((i % 2 ? b : a).url('/s')));
+      const h = uid('seats');
+      const results = await Promise.all(clients.map((cl, i) => call(cl, 'hcas', h, 't1', null, i)));
+      const winners = results.filter((r) => r[0] === true);
+      assert.equal(winners.length, 1, JSON.stringify(results));
+      assert.equal(results.filter((r) => r[1] === 'changed').length, 19);
+
+      // A timed queue polled from both nodes hands out every item once.
+      const q = uid('q');
+      for (let i = 0; i < 40; i++) await call(i % 2 ? c : cb, 'schedule', q, i, 0.1);
+      const got = [];
+      await waitFor(async () => {
+        const polls = await Promise.all(clients.slice(0, 6).map((cl) => call(cl, 'due', q, 3)));
+        for (const [items] of polls) got.push(...items);
+        return got.length >= 40;
+      }, 5000, 'every item to come due');
+      assert.deepEqual(got.sort((x, y) => x - y), [...Array(40).keys()]);
+      for (const cl of clients.slice(2)) await cl.close();
       await cb.close();
     } finally {
       await b.stop();

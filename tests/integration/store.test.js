@@ -56,6 +56,20 @@ app:on("store:many", function(conn, msg)
   return { value = store.get(key), list = store.lrange(key .. ":list") }
 end)
 
+-- Read-modify-write with gets/cas, retried while another writer got there first:
+-- n increments of data.key, and how many cas calls lost a race.
+app:on("store:cas-incr", function(conn, msg)
+  local key, lost = msg.data.key, 0
+  for _ = 1, msg.data.n do
+    while true do
+      local v, token = store.gets(key)
+      if store.cas(key, token, (v or 0) + 1) then break end
+      lost = lost + 1
+    end
+  end
+  return { lost = lost }
+end)
+
 -- Store calls until another connection sets the stop key (bounded by 5 s): it can only
 -- end if other messages are handled while it runs.
 app:on("store:spin", function(conn, msg)
@@ -79,10 +93,11 @@ function storeSuite(mode, env) {
     let c;
 
     before(async () => {
-      let config;
+      // Many calls per connection: the rate limit is not what these tests are about.
+      const config = { limits: { rate: 1000, burst: 1000 } };
       if (mode === 'redis') {
         redis = await startRedis();
-        config = { redis: { url: redis.url } };
+        config.redis = { url: redis.url };
       }
       server = await startServer({
         routes: { '/store': { script: 'store.lua' }, '/store2': { script: 'store.lua' } },
@@ -210,6 +225,97 @@ function storeSuite(mode, env) {
       assert.deepEqual(await call(c, 'get', l), ['now a scalar']);
     });
 
+    it('gets and cas change a value only from what was read', async () => {
+      const k = uid('cas');
+      assert.deepEqual(await call(c, 'gets', k), [null]);
+      assert.deepEqual(await call(c, 'cas', k, null, { status: 'held' }), [true]);
+      assert.deepEqual(await call(c, 'cas', k, null, { status: 'held' }), [false, 'changed']);
+      const [v, token] = await call(c, 'gets', k);
+      assert.deepEqual(v, { status: 'held' });
+      assert.equal(typeof token, 'string');
+      assert.deepEqual(await call(c, 'cas', k, token, { status: 'confirmed' }, 60), [true]);
+      assert.deepEqual(await call(c, 'cas', k, token, { status: 'expired' }), [false, 'changed']);
+      assert.deepEqual(await call(c, 'get', k), [{ status: 'confirmed' }]);
+      const [ttl] = await call(c, 'ttl', k);
+      assert.ok(ttl > 59 && ttl <= 60, `ttl ${ttl}`);
+      const [, token2] = await call(c, 'gets', k);
+      assert.deepEqual(await call(c, 'cas', k, token2, null), [true], 'a nil value deletes');
+      assert.deepEqual(await call(c, 'get', k), [null]);
+      const l = uid('l');
+      await call(c, 'rpush', l, 1);
+      assert.deepEqual(await call(c, 'cas', l, null, 1), [false, 'wrong type']);
+    });
+
+    it('lets exactly one of racing cas calls win', async () => {
+      const k = uid('race');
+      const clients = [c];
+      for (let i = 1; i < 20; i++) clients.push(await connect(server.url(i % 2 ? '/store' : '/store2')));
+      const results = await Promise.all(clients.map((cl, i) => call(cl, 'cas', k, null, `writer ${i}`)));
+      const winners = results.map((r, i) => (r[0] === true ? i : -1)).filter((i) => i >= 0);
+      assert.equal(winners.length, 1, JSON.stringify(results));
+      for (const r of results) if (r[0] !== true) assert.deepEqual(r, [false, 'changed']);
+      assert.deepEqual(await call(c, 'get', k), [`writer ${winners[0]}`]);
+      // Read-modify-write loops on one key from several handlers at once: no lost update.
+      const n = uid('counter');
+      const replies = await Promise.all(clients.slice(0, 10).map((cl) =>
+        cl.request('store:cas-incr', { data: { key: n, n: 10 }, ms: 10000 })));
+      for (const r of replies) expectAck(r, r.id, 'cas-incr');
+      assert.deepEqual(await call(c, 'get', n), [100]);
+      for (const cl of clients.slice(1)) await cl.close();
+    });
+
+    it('keeps hashes: fields, hgetall, hcas', async () => {
+      const h = uid('hash');
+      assert.deepEqual(await call(c, 'hgetall', h), [{}]);
+      assert.deepEqual(await call(c, 'hget', h, 't1'), [null]);
+      assert.deepEqual(await call(c, 'hset', h, 't1', { user: 'ana' }), [true]);
+      assert.deepEqual(await call(c, 'hset', h, 't2/19:00', [1, {}]), [true]);
+      assert.deepEqual(await call(c, 'hget', h, 't1'), [{ user: 'ana' }]);
+      assert.deepEqual(await call(c, 'hgetall', h), [{ t1: { user: 'ana' }, 't2/19:00': [1, {}] }]);
+      const [, token] = await call(c, 'hgets', h, 't1');
+      assert.deepEqual(await call(c, 'hcas', h, 't1', token, { user: 'bob' }), [true]);
+      assert.deepEqual(await call(c, 'hcas', h, 't1', token, { user: 'eve' }), [false, 'changed']);
+      assert.deepEqual(await call(c, 'hcas', h, 't3', null, 3), [true]);
+      assert.deepEqual(await call(c, 'hcas', h, 't3', null, 4), [false, 'changed']);
+      assert.deepEqual(await call(c, 'hdel', h, 't3'), [true]);
+      assert.deepEqual(await call(c, 'hset', h, 't2/19:00', null), [true], 'hset(k, f, nil) deletes');
+      assert.deepEqual(await call(c, 'hgetall', h), [{ t1: { user: 'bob' } }]);
+      assert.deepEqual(await call(c, 'get', h), [null, 'wrong type']);
+      const [, t1] = await call(c, 'hgets', h, 't1');
+      assert.deepEqual(await call(c, 'hcas', h, 't1', t1, null), [true]);
+      assert.deepEqual(await call(c, 'get', h), [null], 'an emptied hash is gone');
+    });
+
+    it('hands each due item of a timed queue to one caller, on time', async () => {
+      const q = uid('queue');
+      const other = await connect(server.url('/store2'));
+      assert.deepEqual(await call(c, 'due', q), [[]]);
+      for (let i = 0; i < 30; i++) await call(c, 'schedule', q, ['item', i], 0.2);
+      assert.deepEqual(await call(c, 'schedule', q, 'later', 3600), [true]);
+      assert.deepEqual(await call(c, 'due', q), [[]], 'nothing before its time');
+      const got = [];
+      await waitFor(async () => {
+        const [a] = await call(c, 'due', q, 7);
+        const [b] = await call(other, 'due', q, 7);
+        got.push(...a, ...b);
+        return got.length >= 30;
+      }, 5000, 'every item to come due');
+      assert.deepEqual(got.map((it) => it[1]).sort((x, y) => x - y), [...Array(30).keys()],
+        'each item exactly once');
+      assert.deepEqual(await call(c, 'due', q), [[]]);
+      // A lease hands an item out again unless its taker unschedules it.
+      assert.deepEqual(await call(c, 'schedule', q, 'job', 0), [true]);
+      assert.deepEqual(await call(c, 'due', q, 10, 0.2), [['job']]);
+      assert.deepEqual(await call(other, 'due', q, 10, 0.2), [[]]);
+      await waitFor(async () => (await call(other, 'due', q, 10, 0.2))[0].length === 1, 3000,
+        'the leased item to come back');
+      assert.deepEqual(await call(other, 'unschedule', q, 'job'), [true]);
+      assert.deepEqual(await call(other, 'unschedule', q, 'job'), [false, 'not found']);
+      assert.deepEqual(await call(c, 'unschedule', q, 'later'), [true]);
+      assert.deepEqual(await call(c, 'get', q), [null], 'an emptied queue is gone');
+      await other.close();
+    });
+
     it('answers wrong arguments with internal and logs the Lua error', async () => {
       const cases = [
         [{ op: 'get', args: [1] }, /store\.lua:\d+: store\.get: key must be a string of 1\.\.256 bytes/],
@@ -217,6 +323,10 @@ function storeSuite(mode, env) {
         [{ op: 'set', args: ['k', 1, -1] }, /store\.set: ttl must be a number of seconds >= 0/],
         [{ op: 'incr', args: ['k', 'one'] }, /store\.incr: n must be a finite number/],
         [{ op: 'lrange', args: ['k', 0.5] }, /store\.lrange: start must be an integer/],
+        [{ op: 'cas', args: ['k', 5, 1] }, /store\.cas: token must be nil or a string from gets\/hgets/],
+        [{ op: 'hset', args: ['k', '', 1] }, /store\.hset: field must be a string of 1\.\.1024 bytes/],
+        [{ op: 'schedule', args: ['q', 'x'] }, /store\.schedule: delay must be a number of seconds >= 0/],
+        [{ op: 'due', args: ['q', 5000] }, /store\.due: limit must be an integer of 1\.\.1000/],
       ];
       for (const [data, log] of cases) {
         const reply = await c.request('store', { data });

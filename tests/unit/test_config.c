@@ -22,7 +22,7 @@
 
 /* A scratch tree made once for the whole run:
  *   TMP/app.lua  TMP/sub/other.lua  TMP/web/
- *   TMP/home/apps/{x,chat,echo,notify}/main.lua  TMP/home/examples/web/ */
+ *   TMP/home/apps/{x,chat,echo,notify,reservations}/main.lua  TMP/home/examples/web/ */
 static char tmp[PATH_MAX], home[PATH_MAX + 8];
 
 static void make_dir(const char *rel)
@@ -52,7 +52,8 @@ static int setup_tree(void **state)
         return -1;
     snprintf(home, sizeof home, "%s/home", tmp);
     const char *dirs[] = { "sub", "web", "home", "home/apps", "home/apps/x", "home/apps/chat",
-                           "home/apps/echo", "home/apps/notify", "home/examples", "home/examples/web", "conf" };
+                           "home/apps/echo", "home/apps/notify", "home/apps/reservations",
+                           "home/examples", "home/examples/web", "conf" };
     for (size_t i = 0; i < sizeof dirs / sizeof *dirs; i++)
         make_dir(dirs[i]);
     make_file("app.lua", "return {}\n");
@@ -61,6 +62,7 @@ static int setup_tree(void **state)
     make_file("home/apps/chat/main.lua", "return {}\n");
     make_file("home/apps/echo/main.lua", "return {}\n");
     make_file("home/apps/notify/main.lua", "return {}\n");
+    make_file("home/apps/reservations/main.lua", "return {}\n");
     make_file("conf/main.lua", "return {}\n");
     return 0;
 }
@@ -185,16 +187,20 @@ static void test_inbox(void **state)
     expect_error("inbox:\n  sise: 3\n", 2, "unknown key 'sise' in inbox (did you mean 'size'?)");
 }
 
-/* Topic feeds have no presence events unless the file asks for them. */
+/* Topic feeds and booking boards have no presence events unless the file asks. */
 static void test_notify_route_presence(void **state)
 {
     (void)state;
     struct mw_config cfg = parse_ok("routes:\n  /n: { script: \"app:notify\" }\n"
                                     "  /m: { script: \"app:notify\", presence: { events: true } }\n"
-                                    "  /x: { script: \"app:x\" }\n");
+                                    "  /x: { script: \"app:x\" }\n"
+                                    "  /r: { script: \"app:reservations\" }\n"
+                                    "  /s: { script: \"app:reservations\", presence: { events: true } }\n");
     assert_false(cfg.routes[0].presence_events);
     assert_true(cfg.routes[1].presence_events);
     assert_true(cfg.routes[2].presence_events);
+    assert_false(cfg.routes[3].presence_events);
+    assert_true(cfg.routes[4].presence_events);
     mw_config_free(&cfg);
 }
 
@@ -801,6 +807,34 @@ static void test_options_json(void **state)
     mw_config_free(&cfg);
 }
 
+/* Where each part of the options is in the file, for scripts' errors: a map entry at
+ * its key's line, a list item at its own. */
+static void test_options_lines(void **state)
+{
+    (void)state;
+    struct mw_config cfg = parse_ok(
+        "routes:\n"
+        "  /a:\n"
+        "    script: app.lua\n"
+        "    options:\n"
+        "      venues:\n"
+        "        bistro:\n"
+        "          tables: { t1: 2,\n"
+        "                    t2: 4 }\n"
+        "          slots:\n"
+        "            - \"18:00\"\n"
+        "            - [a, b]\n"
+        "      max: 3\n");
+    assert_string_equal(cfg.routes[0].options_lines_json,
+        "[5,{\"venues\":[5,{\"bistro\":[6,{\"tables\":[7,{\"t1\":[7],\"t2\":[8]}],"
+        "\"slots\":[9,[[10],[11,[[11],[11]]]]]}]}],\"max\":[12]}]");
+    assert_string_equal(cfg.routes[0].source, "test.yaml");
+    mw_config_free(&cfg);
+    cfg = parse_ok("routes:\n  /a: { script: app.lua }\n");
+    assert_null(cfg.routes[0].options_lines_json);
+    mw_config_free(&cfg);
+}
+
 static void test_options_errors(void **state)
 {
     (void)state;
@@ -984,6 +1018,9 @@ static void test_embedded_default(void **state)
     assert_non_null(notify);
     assert_string_equal(notify->app, "notify");
     assert_false(notify->presence_events);
+    const struct mw_route_config *resv = mw_config_route(&cfg, "/reservations");
+    assert_non_null(resv);
+    assert_string_equal(resv->script, in_tmp("home/apps/reservations/main.lua"));
     assert_string_equal(chat->app, "chat");
     assert_string_equal(chat->script, in_tmp("home/apps/chat/main.lua"));
     assert_int_equal(chat->protocol, MW_PROTO_JSON);
@@ -1004,7 +1041,7 @@ static void test_embedded_default_in_real_home(void **state)
     (void)state;
     const char *real_home = getenv("MOONWIRE_HOME");
     const char *needed[] = { "apps/chat/main.lua", "apps/echo/main.lua", "apps/notify/main.lua",
-                             "examples/web" };
+                             "apps/reservations/main.lua", "examples/web" };
     char path[PATH_MAX * 2], err[ERRLEN];
     assert_non_null(real_home); /* CTest sets it to the source tree */
     for (size_t i = 0; i < sizeof needed / sizeof *needed; i++) {
@@ -1017,6 +1054,11 @@ static void test_embedded_default_in_real_home(void **state)
         fail_msg("%s", err);
     assert_non_null(mw_config_route(&cfg, "/chat"));
     assert_non_null(mw_config_route(&cfg, "/echo"));
+    const struct mw_route_config *r = mw_config_route(&cfg, "/reservations");
+    assert_non_null(r);
+    assert_string_equal(r->app, "reservations");
+    assert_false(r->presence_events); /* a booking board: who is looking is private */
+    assert_int_equal(r->hold_ttl_ms, 2 * 60 * 1000);
     mw_config_free(&cfg);
 }
 
@@ -1105,6 +1147,7 @@ int main(void)
         cmocka_unit_test(test_history_errors),
         cmocka_unit_test(test_presence),
         cmocka_unit_test(test_options_json),
+        cmocka_unit_test(test_options_lines),
         cmocka_unit_test(test_options_errors),
         cmocka_unit_test(test_options_alias_bomb),
         cmocka_unit_test(test_redis),

@@ -124,6 +124,80 @@ static struct got lrange(const char *key, int64_t start, int64_t stop)
                                       .keylen = strlen(key), .start = start, .stop = stop });
 }
 
+static struct got cas(const char *key, const char *token, const char *json, uint64_t ttl_ms)
+{
+    return run((struct mw_store_req){ .op = MW_STORE_CAS, .key = key, .keylen = strlen(key),
+                                      .token = token, .tokenlen = token ? strlen(token) : 0,
+                                      .has_token = token != NULL, .value = json,
+                                      .valuelen = json ? strlen(json) : 0, .ttl_ms = ttl_ms });
+}
+
+/* hget, hdel (json NULL), hset, or hcas when `token` is given or `absent` is set. */
+static struct got hash(enum mw_store_op o, const char *key, const char *field,
+                       const char *token, const char *json)
+{
+    return run((struct mw_store_req){ .op = o, .key = key, .keylen = strlen(key),
+                                      .field = field, .fieldlen = strlen(field),
+                                      .token = token, .tokenlen = token ? strlen(token) : 0,
+                                      .has_token = token != NULL, .value = json,
+                                      .valuelen = json ? strlen(json) : 0 });
+}
+
+static struct got hget(const char *key, const char *field)
+{
+    return hash(MW_STORE_HGET, key, field, NULL, NULL);
+}
+
+static int hset(const char *key, const char *field, const char *json)
+{
+    return hash(MW_STORE_HSET, key, field, NULL, json).err;
+}
+
+/* The hash's "field=value" pairs, sorted, joined by spaces ("" for none). */
+static char *hgetall(const char *key, char *out, size_t n)
+{
+    struct got g = op(MW_STORE_HGETALL, key);
+    char *pairs[64];
+    size_t np = 0;
+    char *save = NULL;
+    assert_int_equal(g.err, 0);
+    assert_int_equal(g.nvalues % 2, 0);
+    for (char *t = strtok_r(g.list, " ", &save); t && np < 64; t = strtok_r(NULL, " ", &save))
+        pairs[np++] = t;
+    out[0] = '\0';
+    /* fields and values alternate; sort the pairs by field (simple insertion sort) */
+    for (size_t i = 2; i < np; i += 2)
+        for (size_t j = i; j >= 2 && strcmp(pairs[j - 2], pairs[j]) > 0; j -= 2) {
+            char *f = pairs[j], *v = pairs[j + 1];
+            pairs[j] = pairs[j - 2], pairs[j + 1] = pairs[j - 1];
+            pairs[j - 2] = f, pairs[j - 1] = v;
+        }
+    for (size_t i = 0; i + 1 < np; i += 2) {
+        size_t len = strlen(out);
+        snprintf(out + len, n - len, "%s%s=%s", i ? " " : "", pairs[i], pairs[i + 1]);
+    }
+    return out;
+}
+
+static int schedule(const char *q, const char *item, uint64_t delay_ms)
+{
+    return run((struct mw_store_req){ .op = MW_STORE_SCHEDULE, .key = q, .keylen = strlen(q),
+                                      .value = item, .valuelen = strlen(item),
+                                      .ttl_ms = delay_ms }).err;
+}
+
+static struct got due(const char *q, uint32_t count, uint64_t lease_ms)
+{
+    return run((struct mw_store_req){ .op = MW_STORE_DUE, .key = q, .keylen = strlen(q),
+                                      .count = count, .ttl_ms = lease_ms });
+}
+
+static int unschedule(const char *q, const char *item)
+{
+    return run((struct mw_store_req){ .op = MW_STORE_UNSCHEDULE, .key = q, .keylen = strlen(q),
+                                      .value = item, .valuelen = strlen(item) }).err;
+}
+
 /* Asserts key holds exactly this JSON text. */
 static void assert_value(const char *key, const char *json)
 {
@@ -436,6 +510,196 @@ static void test_list_ring(void **state)
         assert_int_equal(stats().bytes, 0);
 }
 
+/* ---- compare-and-set ---- */
+
+static void test_cas(void **state)
+{
+    (void)state;
+    /* No token: only while absent (add), once. */
+    assert_int_equal(cas("a", NULL, "{\"v\":1}", 0).err, 0);
+    assert_int_equal(cas("a", NULL, "{\"v\":2}", 0).err, MW_STORE_ECHANGED);
+    assert_value("a", "{\"v\":1}");
+    /* A token: only while the value is still that text, byte for byte. */
+    assert_int_equal(cas("a", "{\"v\": 1}", "{\"v\":2}", 0).err, MW_STORE_ECHANGED);
+    assert_int_equal(cas("a", "{\"v\":1}", "{\"v\":2}", 300).err, 0);
+    assert_value("a", "{\"v\":2}");
+    assert_ttl("a", 0.3); /* the write sets the TTL, like set */
+    assert_int_equal(cas("a", "{\"v\":1}", "{\"v\":3}", 0).err, MW_STORE_ECHANGED);
+    assert_int_equal(cas("a", "{\"v\":2}", "{\"v\":3}", 0).err, 0);
+    assert_ttl("a", 0);
+    /* A NULL value deletes, under the same condition. */
+    assert_int_equal(cas("a", "{\"v\":2}", NULL, 0).err, MW_STORE_ECHANGED);
+    assert_value("a", "{\"v\":3}");
+    assert_int_equal(cas("a", "{\"v\":3}", NULL, 0).err, 0);
+    assert_absent("a");
+    assert_int_equal(cas("a", "{\"v\":3}", NULL, 0).err, MW_STORE_ECHANGED);
+    assert_int_equal(cas("a", NULL, NULL, 0).err, 0); /* absent, stays absent */
+    assert_int_equal(be->keys(), 0);
+    /* An expired value is absent. */
+    assert_int_equal(cas("e", NULL, "1", 100).err, 0);
+    be->advance(100);
+    assert_int_equal(cas("e", "1", "2", 0).err, MW_STORE_ECHANGED);
+    assert_int_equal(cas("e", NULL, "2", 0).err, 0);
+    assert_value("e", "2");
+    /* Only on values. */
+    assert_int_equal(put(MW_STORE_RPUSH, "l", "1", 0).err, 0);
+    assert_int_equal(cas("l", NULL, "1", 0).err, MW_STORE_EWRONGTYPE);
+    assert_int_equal(cas("l", "1", "2", 0).err, MW_STORE_EWRONGTYPE);
+    assert_float_equal(op(MW_STORE_LLEN, "l").num, 1, 0);
+}
+
+/* ---- hashes ---- */
+
+static void test_hashes(void **state)
+{
+    (void)state;
+    char all[512];
+    assert_true(hget("h", "f").nil);
+    assert_string_equal(hgetall("h", all, sizeof all), "");
+    assert_int_equal(hset("h", "f", "1"), 0);
+    assert_int_equal(hset("h", "g", "{\"x\":[]}"), 0);
+    assert_int_equal(hset("h", "f", "\"one\""), 0); /* overwrites */
+    assert_string_equal(hget("h", "f").value, "\"one\"");
+    assert_true(hget("h", "nope").nil);
+    assert_string_equal(hgetall("h", all, sizeof all), "f=\"one\" g={\"x\":[]}");
+    assert_int_equal(be->keys(), 1);
+    /* Any bytes but NUL make a field, up to 1024 of them. */
+    char field[MW_STORE_MAX_FIELD + 1];
+    memset(field, 'f', MW_STORE_MAX_FIELD);
+    field[MW_STORE_MAX_FIELD] = '\0';
+    assert_int_equal(hset("h2", field, "1"), 0);
+    assert_string_equal(hget("h2", field).value, "1");
+    assert_float_equal(hash(MW_STORE_HDEL, "h2", field, NULL, NULL).num, 1, 0);
+
+    assert_float_equal(hash(MW_STORE_HDEL, "h", "f", NULL, NULL).num, 1, 0);
+    assert_float_equal(hash(MW_STORE_HDEL, "h", "f", NULL, NULL).num, 0, 0);
+    assert_string_equal(hgetall("h", all, sizeof all), "g={\"x\":[]}");
+    /* The whole hash expires; an emptied one is gone, as in Redis. */
+    assert_int_equal(expire("h", 100).err, 0);
+    assert_int_equal(hset("h", "f", "2"), 0); /* keeps the TTL */
+    assert_ttl("h", 0.1);
+    assert_float_equal(hash(MW_STORE_HDEL, "h", "f", NULL, NULL).num, 1, 0);
+    assert_float_equal(hash(MW_STORE_HDEL, "h", "g", NULL, NULL).num, 1, 0);
+    assert_int_equal(op(MW_STORE_TTL, "h").err, MW_STORE_ENOTFOUND);
+    assert_int_equal(be->keys(), 0);
+    if (be->memory)
+        assert_int_equal(stats().bytes, 0);
+    assert_int_equal(hset("h", "f", "1"), 0);
+    assert_int_equal(expire("h", 100).err, 0);
+    be->advance(100);
+    assert_true(hget("h", "f").nil);
+}
+
+static void test_hcas(void **state)
+{
+    (void)state;
+    char all[512];
+    /* Without a token: only while the field is absent. */
+    assert_int_equal(hash(MW_STORE_HCAS, "h", "t1", NULL, "\"ana\"").err, 0);
+    assert_int_equal(hash(MW_STORE_HCAS, "h", "t1", NULL, "\"bob\"").err, MW_STORE_ECHANGED);
+    assert_int_equal(hash(MW_STORE_HCAS, "h", "t2", NULL, "\"bob\"").err, 0);
+    /* With one: only while the field is still that text. */
+    assert_int_equal(hash(MW_STORE_HCAS, "h", "t1", "\"bob\"", "1").err, MW_STORE_ECHANGED);
+    assert_int_equal(hash(MW_STORE_HCAS, "h", "t1", "\"ana\"", "1").err, 0);
+    assert_int_equal(hash(MW_STORE_HCAS, "h", "t1", "\"ana\"", "2").err, MW_STORE_ECHANGED);
+    assert_string_equal(hgetall("h", all, sizeof all), "t1=1 t2=\"bob\"");
+    assert_int_equal(hash(MW_STORE_HCAS, "h", "nope", "1", "2").err, MW_STORE_ECHANGED);
+    /* NULL deletes the field, under the same condition; the last one takes the key. */
+    assert_int_equal(hash(MW_STORE_HCAS, "h", "t1", "2", NULL).err, MW_STORE_ECHANGED);
+    assert_int_equal(hash(MW_STORE_HCAS, "h", "t1", "1", NULL).err, 0);
+    assert_int_equal(hash(MW_STORE_HCAS, "h", "t2", "\"bob\"", NULL).err, 0);
+    assert_int_equal(be->keys(), 0);
+    if (be->memory)
+        assert_int_equal(stats().bytes, 0);
+}
+
+/* Every value kind refuses the others' operations; set overwrites any of them. */
+static void test_wrong_type_hashes_queues(void **state)
+{
+    (void)state;
+    assert_int_equal(set("s", "1", 0), 0);
+    assert_int_equal(hget("s", "f").err, MW_STORE_EWRONGTYPE);
+    assert_int_equal(hset("s", "f", "1"), MW_STORE_EWRONGTYPE);
+    assert_int_equal(hash(MW_STORE_HDEL, "s", "f", NULL, NULL).err, MW_STORE_EWRONGTYPE);
+    assert_int_equal(hash(MW_STORE_HCAS, "s", "f", NULL, "1").err, MW_STORE_EWRONGTYPE);
+    assert_int_equal(op(MW_STORE_HGETALL, "s").err, MW_STORE_EWRONGTYPE);
+    assert_int_equal(schedule("s", "1", 0), MW_STORE_EWRONGTYPE);
+    assert_int_equal(due("s", 10, 0).err, MW_STORE_EWRONGTYPE);
+    assert_int_equal(unschedule("s", "1"), MW_STORE_EWRONGTYPE);
+    assert_value("s", "1");
+
+    assert_int_equal(hset("h", "f", "1"), 0);
+    assert_int_equal(op(MW_STORE_GET, "h").err, MW_STORE_EWRONGTYPE);
+    assert_int_equal(put(MW_STORE_RPUSH, "h", "1", 0).err, MW_STORE_EWRONGTYPE);
+    assert_int_equal(cas("h", NULL, "1", 0).err, MW_STORE_EWRONGTYPE);
+    assert_int_equal(schedule("h", "1", 0), MW_STORE_EWRONGTYPE);
+    assert_int_equal(schedule("q", "1", 0), 0);
+    assert_int_equal(op(MW_STORE_GET, "q").err, MW_STORE_EWRONGTYPE);
+    assert_int_equal(hget("q", "f").err, MW_STORE_EWRONGTYPE);
+    assert_int_equal(op(MW_STORE_LLEN, "q").err, MW_STORE_EWRONGTYPE);
+    assert_int_equal(set("h", "2", 0), 0);
+    assert_int_equal(set("q", "3", 0), 0);
+    assert_value("h", "2");
+    assert_value("q", "3");
+    assert_int_equal(be->keys(), 3);
+    if (be->memory) /* keys, values, overhead */
+        assert_int_equal(stats().bytes, 3 * (1 + 1 + 16));
+}
+
+/* ---- timed queues ---- */
+
+static void test_queue(void **state)
+{
+    (void)state;
+    assert_int_equal(due("q", 10, 0).nvalues, 0);
+    assert_int_equal(unschedule("q", "\"a\""), MW_STORE_ENOTFOUND);
+    assert_int_equal(schedule("q", "\"late\"", 600), 0);
+    assert_int_equal(schedule("q", "[\"x\",2]", 300), 0);
+    assert_int_equal(schedule("q", "\"now\"", 0), 0);
+    struct got g = due("q", 10, 0);
+    assert_string_equal(g.list, "\"now\"");
+    assert_int_equal(due("q", 10, 0).nvalues, 0); /* handed out once */
+    be->advance(300);
+    assert_string_equal(due("q", 10, 0).list, "[\"x\",2]");
+    /* Scheduling an item again moves it. */
+    assert_int_equal(schedule("q", "\"late\"", 0), 0);
+    assert_string_equal(due("q", 10, 0).list, "\"late\"");
+    assert_int_equal(be->keys(), 0); /* an emptied queue is gone */
+    if (be->memory)
+        assert_int_equal(stats().bytes, 0);
+
+    /* Earliest first, at most count at a time. */
+    assert_int_equal(schedule("q", "3", 30), 0);
+    assert_int_equal(schedule("q", "1", 10), 0);
+    assert_int_equal(schedule("q", "2", 20), 0);
+    assert_int_equal(schedule("q", "4", 1000), 0);
+    be->advance(30);
+    assert_string_equal(due("q", 2, 0).list, "1 2");
+    assert_string_equal(due("q", 2, 0).list, "3");
+    assert_int_equal(unschedule("q", "4"), 0);
+    assert_int_equal(unschedule("q", "4"), MW_STORE_ENOTFOUND);
+    assert_int_equal(be->keys(), 0);
+}
+
+/* A lease queues what it hands out again, so that it comes back unless its taker
+ * unschedules it: a taker that dies loses nothing. */
+static void test_queue_lease(void **state)
+{
+    (void)state;
+    assert_int_equal(schedule("q", "\"job\"", 0), 0);
+    assert_string_equal(due("q", 10, 300).list, "\"job\"");
+    assert_int_equal(due("q", 10, 300).nvalues, 0);
+    assert_int_equal(be->keys(), 1);
+    be->advance(300);
+    assert_string_equal(due("q", 10, 300).list, "\"job\"");
+    assert_int_equal(unschedule("q", "\"job\""), 0);
+    be->advance(300);
+    assert_int_equal(due("q", 10, 300).nvalues, 0);
+    assert_int_equal(be->keys(), 0);
+    if (be->memory)
+        assert_int_equal(stats().bytes, 0);
+}
+
 /* ---- requests the front refuses ---- */
 
 static void test_invalid_requests(void **state)
@@ -453,6 +717,19 @@ static void test_invalid_requests(void **state)
     assert_int_equal(put(MW_STORE_RPUSH, "a", "", 0).err, MW_STORE_EINVAL);
     assert_int_equal(set("a", "1", MW_STORE_MAX_TTL_MS + 1), MW_STORE_EINVAL);
     assert_int_equal(incr("a", NAN).err, MW_STORE_EINVAL);
+    assert_int_equal(hset("a", "", "1"), MW_STORE_EINVAL);
+    assert_int_equal(hset("a", "f", ""), MW_STORE_EINVAL);
+    char big[MW_STORE_MAX_FIELD + 2];
+    memset(big, 'f', sizeof big - 1);
+    big[sizeof big - 1] = '\0';
+    assert_int_equal(hset("a", big, "1"), MW_STORE_EINVAL);
+    assert_int_equal(schedule("a", big, 0), MW_STORE_EINVAL);
+    assert_int_equal(schedule("a", "", 0), MW_STORE_EINVAL);
+    assert_int_equal(due("a", 0, 0).err, MW_STORE_EINVAL);
+    assert_int_equal(due("a", MW_STORE_MAX_DUE + 1, 0).err, MW_STORE_EINVAL);
+    assert_int_equal(run((struct mw_store_req){ .op = MW_STORE_CAS, .key = "a", .keylen = 1,
+                                                .has_token = true }).err,
+                     MW_STORE_EINVAL); /* a token is expected but none given */
     assert_int_equal(be->keys(), 0);
 }
 
@@ -468,6 +745,12 @@ static void test_invalid_requests(void **state)
     cmocka_unit_test_setup_teardown(test_lists, setup, teardown),               \
     cmocka_unit_test_setup_teardown(test_wrong_type, setup, teardown),          \
     cmocka_unit_test_setup_teardown(test_list_ring, setup, teardown),           \
+    cmocka_unit_test_setup_teardown(test_cas, setup, teardown),                 \
+    cmocka_unit_test_setup_teardown(test_hashes, setup, teardown),              \
+    cmocka_unit_test_setup_teardown(test_hcas, setup, teardown),                \
+    cmocka_unit_test_setup_teardown(test_wrong_type_hashes_queues, setup, teardown), \
+    cmocka_unit_test_setup_teardown(test_queue, setup, teardown),               \
+    cmocka_unit_test_setup_teardown(test_queue_lease, setup, teardown),         \
     cmocka_unit_test_setup_teardown(test_invalid_requests, setup, teardown)
 
 #ifndef MW_TEST_STORE_REDIS
@@ -813,6 +1096,30 @@ static void test_limit_bytes(void **state)
     assert_int_equal(set("k3", "1", 0), MW_STORE_ENOMEM);
 }
 
+/* Hash fields and queued items count against the bounds too, and give back what they
+ * took when they go. */
+static void test_limit_hashes_queues(void **state)
+{
+    (void)state;
+    mw_store_memory_set_limits(2, 100);
+    assert_int_equal(hset("h", "f1", "1"), 0); /* 1 + 2 + 1 + 16 = 20 */
+    assert_int_equal(hash(MW_STORE_HCAS, "h", "f2", NULL, "2").err, 0); /* 39 */
+    assert_int_equal(stats().bytes, 39);
+    assert_int_equal(schedule("q", "\"a\"", 0), 0); /* 1 + 3 + 32 = 36: 75 */
+    assert_int_equal(stats().bytes, 75);
+    assert_int_equal(hset("h2", "f", "1"), MW_STORE_ENOMEM); /* a third key */
+    assert_int_equal(schedule("q", "\"b\"", 0), MW_STORE_ENOMEM); /* 35 more bytes */
+    assert_int_equal(hset("h", "f3", "3"), 0); /* 94 */
+    assert_int_equal(hset("h", "f4", "4"), MW_STORE_ENOMEM);
+    assert_int_equal(hash(MW_STORE_HCAS, "h", "f3", "3", "33333333").err, MW_STORE_ENOMEM);
+    assert_string_equal(hget("h", "f3").value, "3");
+    assert_int_equal(due("q", 10, 0).nvalues, 1);
+    assert_int_equal(stats().bytes, 58);
+    op(MW_STORE_DELETE, "h");
+    assert_int_equal(stats().bytes, 0);
+    assert_int_equal(stats().keys, 0);
+}
+
 static void test_strerror(void **state)
 {
     (void)state;
@@ -914,6 +1221,60 @@ static void test_lua_sync(void **state)
     lua_close(L);
 }
 
+/* The new kinds through Lua: gets/cas with tokens, hashes, timed queues. */
+static void test_lua_cas_hash_queue(void **state)
+{
+    (void)state;
+    lua_State *L = lua_with_store();
+    run_lua(L,
+            /* gets: the value and its token; cas succeeds once per token */
+            "assert(store.cas('r', nil, { status = 'held', n = 1 }) == true)\n"
+            "local ok, err = store.cas('r', nil, { status = 'held' })\n"
+            "assert(ok == false and err == 'changed')\n"
+            "local r, token = store.gets('r')\n"
+            "assert(r.status == 'held' and type(token) == 'string')\n"
+            "r.status = 'confirmed'\n"
+            "assert(store.cas('r', token, r, 60) == true)\n"
+            "ok, err = store.cas('r', token, { status = 'expired' })\n"
+            "assert(ok == false and err == 'changed' and store.get('r').status == 'confirmed')\n"
+            "assert(store.ttl('r') == 60)\n"
+            "local _, t2 = store.gets('r')\n"
+            "assert(store.cas('r', t2, nil) == true and store.get('r') == nil)\n"
+            "assert(store.gets('nope') == nil and select('#', store.gets('nope')) == 1)\n"
+            "store.rpush('l', 1)\n"
+            "ok, err = store.cas('l', nil, 1)\n"
+            "assert(ok == false and err == 'wrong type')\n"
+            /* hashes */
+            "assert(next(store.hgetall('h')) == nil)\n"
+            "assert(store.hset('h', 't1', { user = 'ana' }) == true)\n"
+            "assert(store.hset('h', 't2', 2) == true)\n"
+            "assert(store.hget('h', 't1').user == 'ana' and store.hget('h', 'x') == nil)\n"
+            "local all = store.hgetall('h')\n"
+            "assert(all.t1.user == 'ana' and all.t2 == 2)\n"
+            "local v, tok = store.hgets('h', 't1')\n"
+            "assert(v.user == 'ana' and type(tok) == 'string')\n"
+            "assert(store.hcas('h', 't1', tok, { user = 'bob' }) == true)\n"
+            "ok, err = store.hcas('h', 't1', tok, { user = 'eve' })\n"
+            "assert(ok == false and err == 'changed' and store.hget('h', 't1').user == 'bob')\n"
+            "ok, err = store.hcas('h', 't3', nil, 3)\n"
+            "assert(ok == true and store.hcas('h', 't3', nil, 4) == false)\n"
+            "assert(store.hdel('h', 't3') == true and store.hget('h', 't3') == nil)\n"
+            "assert(store.hset('h', 't2', nil) == true and store.hget('h', 't2') == nil)\n"
+            "v, err = store.get('h')\n"
+            "assert(v == nil and err == 'wrong type')\n"
+            /* timed queues */
+            "assert(json.encode(store.due('q')) == '[]')\n"
+            "assert(store.schedule('q', { 'venue:1', 'a' }, 0) == true)\n"
+            "assert(store.schedule('q', 'later', 3600) == true)\n"
+            "local items = store.due('q', 10, 30)\n"
+            "assert(#items == 1 and items[1][1] == 'venue:1' and json.is_array(items))\n"
+            "assert(#store.due('q') == 0)\n"
+            "assert(store.unschedule('q', { 'venue:1', 'a' }) == true)\n"
+            "ok, err = store.unschedule('q', { 'venue:1', 'a' })\n"
+            "assert(ok == false and err == 'not found')\n");
+    lua_close(L);
+}
+
 /* Argument errors raise, naming the function and the argument. */
 static void test_lua_argument_errors(void **state)
 {
@@ -941,6 +1302,22 @@ static void test_lua_argument_errors(void **state)
         { "store.lpush(nil, 1)", "store.lpush: key must be a string of 1..256 bytes" },
         { "store.lrange('k', 1.5)", "store.lrange: start must be an integer" },
         { "store.lrange('k', 0, 'x')", "store.lrange: stop must be an integer" },
+        { "store.cas('k', 1, 2)", "store.cas: token must be nil or a string from gets/hgets" },
+        { "store.cas('k', nil, 1, -1)", "store.cas: ttl must be a number of seconds >= 0" },
+        { "store.cas('k', nil, print)", "store.cas: value cannot be stored: " },
+        { "store.hget('k')", "store.hget: field must be a string of 1..1024 bytes without NUL" },
+        { "store.hset('k', '', 1)", "store.hset: field must be a string of 1..1024 bytes" },
+        { "store.hset('k', string.rep('f', 1025), 1)", "store.hset: field must be a string" },
+        { "store.hdel('k', 'a\\0b')", "store.hdel: field must be a string of 1..1024 bytes" },
+        { "store.hcas('k', 'f', {}, 1)", "store.hcas: token must be nil or a string" },
+        { "store.hgets(1, 'f')", "store.hgets: key must be a string of 1..256 bytes" },
+        { "store.schedule('q', nil, 1)", "store.schedule: item must not be nil" },
+        { "store.schedule('q', 'x')", "store.schedule: delay must be a number of seconds >= 0" },
+        { "store.schedule('q', string.rep('x', 1100), 1)", "store.schedule: item must be at most 1024 bytes as JSON" },
+        { "store.due('q', 0)", "store.due: limit must be an integer of 1..1000" },
+        { "store.due('q', 1001)", "store.due: limit must be an integer of 1..1000" },
+        { "store.due('q', 10, -1)", "store.due: lease must be a number of seconds >= 0" },
+        { "store.unschedule('q')", "store.unschedule: item must not be nil" },
     };
     lua_State *L = lua_with_store();
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
@@ -985,7 +1362,8 @@ static void test_lua_cannot_wait_here(void **state)
     cmocka_unit_test_setup_teardown(test_sweep_frees_unread_keys, setup, teardown), \
     cmocka_unit_test_setup_teardown(test_sweep_follows_ttl_changes, setup, teardown), \
     cmocka_unit_test_setup_teardown(test_limit_keys, setup, teardown),          \
-    cmocka_unit_test_setup_teardown(test_limit_bytes, setup, teardown)
+    cmocka_unit_test_setup_teardown(test_limit_bytes, setup, teardown),         \
+    cmocka_unit_test_setup_teardown(test_limit_hashes_queues, setup, teardown)
 
 int main(void)
 {
@@ -1000,6 +1378,7 @@ int main(void)
         cmocka_unit_test(test_strerror),
         cmocka_unit_test(test_numbers),
         cmocka_unit_test_setup_teardown(test_lua_sync, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_lua_cas_hash_queue, setup, teardown),
         cmocka_unit_test_setup_teardown(test_lua_argument_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_lua_cannot_wait_here, setup, teardown),
     };

@@ -197,6 +197,15 @@ static void test_stored_form(void **state)
     assert_float_equal(put(MW_STORE_RPUSH, "l", "{\"x\":1}", 0).num, 1, 0);
     assert_string_equal(CMD("LINDEX", "mw:s:l", "0").str, "{\"x\":1}");
     assert_true(mw_store_may_defer());
+    /* A hash is a Redis hash of JSON texts; a timed queue a sorted set whose scores are
+     * due times in ms on Redis's clock (TIME), whatever the nodes' clocks say. */
+    assert_int_equal(hset("h", "t1/19:00", "{\"user\":\"ana\"}"), 0);
+    assert_string_equal(CMD("HGET", "mw:s:h", "t1/19:00").str, "{\"user\":\"ana\"}");
+    assert_int_equal(schedule("q", "[\"venue:1\",\"a\"]", 60000), 0);
+    struct raw now = CMD("EVAL", "local t = redis.call('TIME') return t[1] * 1000 + math.floor(t[2] / 1000)", "0");
+    struct raw score = CMD("ZSCORE", "mw:s:q", "[\"venue:1\",\"a\"]");
+    long long due_at = strtoll(score.str, NULL, 10);
+    assert_in_range(due_at - now.integer, 59000, 60000);
 }
 
 /* What other clients may have left under the prefix. */
@@ -242,6 +251,11 @@ static void test_no_memory(void **state)
     assert_int_equal(incr_init("b", 1, 0, 0).err, MW_STORE_ENOMEM);
     assert_int_equal(put(MW_STORE_RPUSH, "l", "2", 0).err, MW_STORE_ENOMEM);
     assert_int_equal(put(MW_STORE_LPUSH, "m", "2", 0).err, MW_STORE_ENOMEM);
+    assert_int_equal(cas("c", NULL, "1", 0).err, MW_STORE_ENOMEM);
+    assert_int_equal(hset("h", "f", "1"), MW_STORE_ENOMEM);
+    assert_int_equal(hash(MW_STORE_HCAS, "h", "f", NULL, "1").err, MW_STORE_ENOMEM);
+    assert_int_equal(schedule("q", "1", 0), MW_STORE_ENOMEM);
+    assert_int_equal(be->keys(), 2);
     /* Reads, deletes, pops and TTL changes still work. */
     assert_value("a", "1");
     assert_int_equal(incr("b", 1).err, MW_STORE_ENOTFOUND);
@@ -264,6 +278,19 @@ static void test_script_cache_lost(void **state)
     assert_int_equal(expire("n", 0).err, 0);
     assert_int_equal(expire("absent", 0).err, MW_STORE_ENOTFOUND);
     assert_float_equal(incr("n", 1).num, 3, 0);
+    /* And the scripts of cas, hcas and the timed queue. */
+    assert_int_equal(cas("c", NULL, "1", 0).err, 0);
+    assert_int_equal(hash(MW_STORE_HCAS, "h", "f", NULL, "1").err, 0);
+    assert_int_equal(schedule("q", "1", 0), 0);
+    assert_int_equal(CMD("SCRIPT", "FLUSH").type, REDIS_REPLY_STATUS);
+    assert_int_equal(cas("c", "1", "2", 0).err, 0);
+    assert_int_equal(hash(MW_STORE_HCAS, "h", "f", "1", "2").err, 0);
+    assert_int_equal(schedule("q", "2", 0), 0);
+    assert_string_equal(due("q", 10, 0).list, "1 2");
+    assert_value("c", "2");
+    /* Leave incr's script cached: test_free_completes_in_flight needs it to run in
+     * Redis after the store let go of its requests (a detached one is not retried). */
+    assert_float_equal(incr("n", 1).num, 4, 0);
 }
 
 static struct raw raw_reply;
@@ -333,8 +360,13 @@ static void test_unavailable_while_down(void **state)
     struct mw_store_req inc = { .op = MW_STORE_INCR, .key = "n", .keylen = 1, .n = 1,
                                 .has_init = true };
     struct mw_store_req exp0 = { .op = MW_STORE_EXPIRE, .key = "n", .keylen = 1 };
-    const struct mw_store_req *reqs[] = { &get, &inc, &exp0 };
-    for (size_t i = 0; i < 3; i++) {
+    struct mw_store_req cas0 = { .op = MW_STORE_CAS, .key = "n", .keylen = 1, .value = "1",
+                                 .valuelen = 1 };
+    struct mw_store_req hcas0 = { .op = MW_STORE_HCAS, .key = "h", .keylen = 1, .field = "f",
+                                  .fieldlen = 1, .value = "1", .valuelen = 1 };
+    struct mw_store_req due0 = { .op = MW_STORE_DUE, .key = "q", .keylen = 1, .count = 1 };
+    const struct mw_store_req *reqs[] = { &get, &inc, &exp0, &cas0, &hcas0, &due0 };
+    for (size_t i = 0; i < sizeof reqs / sizeof *reqs; i++) {
         struct got g = { 0 };
         assert_int_equal(mw_store_submit(reqs[i], on_result, &g), 1);
         assert_int_equal(g.calls, 1);

@@ -19,15 +19,14 @@ function ping(port, timeoutMs = 300) {
 }
 
 // startRedis(port?, { dir }) -> { port, url, stop(), pause(), resume(), cli(...) }.
-// With `dir`, Redis keeps its data there (an append-only file, fsync'ed on every
-// write), so that a start on the same port and dir comes back with it.
+// opts.dir: keep the data in an append-only file there, written before each reply, so
+// that a restart on the same port and dir (even after SIGKILL) has everything back.
 async function startRedis(port, opts = {}) {
   port = port || await freePort();
-  const persist = opts.dir
-    ? ['--dir', opts.dir, '--appendonly', 'yes', '--appendfsync', 'always', '--save', '']
-    : ['--save', '', '--appendonly', 'no'];
+  const persist = opts.dir ? ['--appendonly', 'yes', '--appendfsync', 'always', '--dir', opts.dir]
+    : ['--appendonly', 'no'];
   const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1',
-    ...persist, '--protected-mode', 'no'],
+    '--save', '', ...persist, '--protected-mode', 'no'],
   { stdio: ['ignore', 'ignore', 'pipe'] });
   let exited = false;
   let paused = false;

@@ -31,6 +31,7 @@
 
 #define ROOM_CHANNEL "mw:room:"
 #define USER_CHANNEL "mw:user:"
+#define NODE_CHANNEL "mw:node:"
 
 uint64_t mw_broker_dropped, mw_broker_bad_payloads;
 void (*mw_broker_on_presence)(const char *room, const char *user, bool join);
@@ -117,15 +118,17 @@ void mw_broker_room_channel(const char *room, char *channel, size_t n, const cha
 }
 
 /* Publishes head + body on the channel of prefix/name; counts what Redis could not
- * take. */
-static void publish_raw(const char *prefix, const char *name, struct mw_buf *payload)
+ * take. 0, or -1 when Redis is down. */
+static int publish_raw(const char *prefix, const char *name, struct mw_buf *payload)
 {
     char ch[160];
     channel_name(ch, sizeof ch, prefix, name);
     const char *argv[] = { sharded ? "SPUBLISH" : "PUBLISH", ch, payload->p };
     size_t lens[] = { strlen(argv[0]), strlen(ch), payload->len };
-    if (mw_redis_command(NULL, NULL, 3, argv, lens) < 0)
-        mw_broker_dropped++; /* Redis down: local members got it, others cannot */
+    if (mw_redis_command(NULL, NULL, 3, argv, lens) == 0)
+        return 0;
+    mw_broker_dropped++; /* Redis down: local members got it, others cannot */
+    return -1;
 }
 
 static void publish(const char *prefix, const char *name, const struct mw_msg *m,
@@ -178,6 +181,22 @@ uint32_t mw_broker_user(const char *user, struct mw_msg *m)
     return n;
 }
 
+void (*mw_broker_on_node)(const char *kind, const char *arg, const char *body, size_t len);
+
+int mw_broker_node(const char *node, const char *kind, const char *arg, const char *body,
+                   size_t len)
+{
+    if (!clustered)
+        return MW_ENOENT;
+    struct mw_buf b = { 0 };
+    /* kind goes in the `except` field, arg in `subject` (broker_wire.h) */
+    payload_head(&b, MW_WIRE_NODE, 0, kind, arg);
+    mw_buf_append(&b, body, len);
+    int rc = publish_raw(NODE_CHANNEL, node, &b) < 0 ? MW_EIO : 0;
+    mw_buf_free(&b);
+    return rc;
+}
+
 /* Closes the user's connections here. Returns how many. */
 static uint32_t disconnect_local(const char *user, int code, const char *reason)
 {
@@ -211,6 +230,24 @@ static void on_bad_payload(const char *channel)
     mw_log_warn("broker payload refused", "channel=\"%s\"", channel);
 }
 
+/* Something another node addressed to this one: the kind is in `except`, the
+ * argument in `subject`. */
+static void on_node_message(const char *channel, const struct mw_wire *w)
+{
+    char kind[32], arg[256];
+    if (w->kind != MW_WIRE_NODE || w->except_len >= sizeof kind || w->subject_len >= sizeof arg) {
+        on_bad_payload(channel);
+        return;
+    }
+    if (!mw_broker_on_node)
+        return;
+    memcpy(kind, w->except, w->except_len);
+    kind[w->except_len] = '\0';
+    memcpy(arg, w->subject, w->subject_len);
+    arg[w->subject_len] = '\0';
+    mw_broker_on_node(kind, arg, w->body, w->body_len);
+}
+
 /* A message from another node (or a sequenced event of ours): frame it once,
  * deliver to the local members. */
 static void on_message(const char *channel, const char *payload, size_t len)
@@ -219,6 +256,10 @@ static void on_message(const char *channel, const char *payload, size_t len)
     char name[160], except[160], reason[128];
     if (mw_wire_decode(payload, len, &w) < 0 || w.except_len >= sizeof except) {
         on_bad_payload(channel);
+        return;
+    }
+    if (strncmp(channel, NODE_CHANNEL, strlen(NODE_CHANNEL)) == 0) {
+        on_node_message(channel, &w);
         return;
     }
     bool ours = w.node_len == strlen(mw_srv.node_id) &&
@@ -312,6 +353,9 @@ int mw_broker_start(const struct mw_config *cfg, char *err, size_t errlen)
     mw_cluster_start(cfg);
     mw_room_on_active = on_room_active;
     mw_user_on_active = on_user_active;
+    char ch[160]; /* what other nodes address to this one */
+    channel_name(ch, sizeof ch, NODE_CHANNEL, mw_srv.node_id);
+    mw_redis_subscribe(ch);
     return 0;
 }
 

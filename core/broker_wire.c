@@ -59,7 +59,7 @@ int mw_wire_decode(const char *p, size_t len, struct mw_wire *w)
         read_field(&p, end, &w->except, &w->except_len) < 0 ||
         read_field(&p, end, &w->subject, &w->subject_len) < 0)
         return -1;
-    if (*kind != MW_WIRE_EVENT && *kind != MW_WIRE_DISCONNECT)
+    if (*kind != MW_WIRE_EVENT && *kind != MW_WIRE_DISCONNECT && *kind != MW_WIRE_NODE)
         return -1;
     w->kind = *kind;
     if (flen < 1 || flen > 10)

@@ -8,7 +8,9 @@
  * decimal) and the body is the rest of the payload, unframed, so that a Redis script
  * can append an event to a head it was given:
  *   kind    "e" an event (body: its JSON text, framed as is for local members),
- *           "d" a disconnect of the channel's user (body: the close reason text)
+ *           "d" a disconnect of the channel's user (body: the close reason text),
+ *           "n" a message to one node (on its own channel; mw_broker_node): except
+ *           holds its kind ("sse"), subject its argument
  *   node    the origin node's id
  *   flags   decimal: an event's frame flags (MW_MSG_*) and MW_WIRE_ORIGIN_TOO; a
  *           disconnect's close code
@@ -25,6 +27,7 @@
 
 #define MW_WIRE_EVENT 'e'
 #define MW_WIRE_DISCONNECT 'd'
+#define MW_WIRE_NODE 'n'
 /* An event flag above the frame flags: the origin node delivers it from the channel
  * too (sequenced events, so that each node delivers them in seq order). */
 #define MW_WIRE_ORIGIN_TOO 0x100u

@@ -8,12 +8,14 @@
 #include "broker.h"
 #include "cluster.h"
 #include "conn.h"
+#include "deflate.h"
 #include "inbox.h"
 #include "redis.h"
 #include "room.h"
 #include "script.h"
 #include "server.h"
 #include "session.h"
+#include "sse.h"
 
 /* ---- writing ---- */
 
@@ -66,6 +68,21 @@ static void connections(struct mw_buf *b)
     counter(b, "moonwire_rate_limited_total", mw_srv.rate_limited);
 }
 
+static void compression(struct mw_buf *b)
+{
+    const struct mw_deflate_stats *s = &mw_deflate_stats;
+    type_line(b, "moonwire_deflate_frames_total", "counter");
+    sample(b, "moonwire_deflate_frames_total", "result=\"compressed\"", s->deflated);
+    sample(b, "moonwire_deflate_frames_total", "result=\"not_smaller\"", s->not_smaller);
+    type_line(b, "moonwire_deflate_bytes_total", "counter");
+    sample(b, "moonwire_deflate_bytes_total", "side=\"in\"", s->deflated_in);
+    sample(b, "moonwire_deflate_bytes_total", "side=\"out\"", s->deflated_out);
+    counter(b, "moonwire_inflated_messages_total", s->inflated);
+    type_line(b, "moonwire_inflate_bytes_total", "counter");
+    sample(b, "moonwire_inflate_bytes_total", "side=\"in\"", s->inflated_in);
+    sample(b, "moonwire_inflate_bytes_total", "side=\"out\"", s->inflated_out);
+}
+
 static void rooms_and_sessions(struct mw_buf *b)
 {
     gauge(b, "moonwire_rooms", mw_room_count());
@@ -113,6 +130,17 @@ static void inbox(struct mw_buf *b)
     counter(b, "moonwire_inbox_push_failures_total", s.failed);
     gauge(b, "moonwire_inbox_memory_items", s.items);
     gauge(b, "moonwire_inbox_memory_bytes", s.bytes);
+}
+
+/* The HTTP fallback (sse.c). */
+static void sse(struct mw_buf *b)
+{
+    const struct mw_sse_stats *s = &mw_sse_stats;
+    counter(b, "moonwire_sse_streams_total", s->opened);
+    type_line(b, "moonwire_sse_posts_total", "counter");
+    sample(b, "moonwire_sse_posts_total", "result=\"delivered\"", s->posts);
+    sample(b, "moonwire_sse_posts_total", "result=\"forwarded\"", s->forwarded);
+    counter(b, "moonwire_sse_rejected_total", s->rejected);
 }
 
 /* A per-route counter: the uint64_t at `field` of every route's stats. */
@@ -173,8 +201,10 @@ static void routes(struct mw_buf *b)
 void mw_metrics_text(struct mw_buf *b)
 {
     connections(b);
+    compression(b);
     rooms_and_sessions(b);
     redis(b);
     inbox(b);
+    sse(b);
     routes(b);
 }

@@ -73,6 +73,20 @@ static void test_disconnect_and_empty(void **state)
     mw_buf_free(&b);
 }
 
+/* A message to one node: its kind and argument ride in except and subject. */
+static void test_node_message(void **state)
+{
+    (void)state;
+    struct mw_buf b = encode(MW_WIRE_NODE, "n1", 0, "sse", "line\n");
+    struct mw_wire w;
+    assert_int_equal(mw_wire_decode(b.p, b.len, &w), 0);
+    assert_int_equal(w.kind, MW_WIRE_NODE);
+    assert_int_equal(w.except_len, 3);
+    assert_memory_equal(w.except, "sse", 3);
+    assert_int_equal(w.body_len, 5);
+    mw_buf_free(&b);
+}
+
 static void test_malformed(void **state)
 {
     (void)state;
@@ -115,6 +129,7 @@ int main(void)
         cmocka_unit_test(test_round_trip),
         cmocka_unit_test(test_any_byte_in_ids),
         cmocka_unit_test(test_disconnect_and_empty),
+        cmocka_unit_test(test_node_message),
         cmocka_unit_test(test_malformed),
     };
     return cmocka_run_group_tests_name("broker wire format", tests, NULL, NULL);

@@ -13,7 +13,6 @@
 
 #include "broker.h"
 #include "buf.h"
-#include "cluster.h"
 #include "conn.h"
 #include "history.h"
 #include "http.h"
@@ -194,6 +193,10 @@ static void on_api_published(void *ud, int err, uint64_t seq)
         status = 503;
         mw_buf_puts(&b, "{\"error\":\"unavailable\",\"message\":\"Redis is down: "
                         "delivered to this node's members only, without seq\"}\n");
+    } else if (err == MW_HISTORY_EUNKNOWN) {
+        status = 503;
+        mw_buf_puts(&b, "{\"error\":\"unavailable\",\"message\":\"the Redis reply was "
+                        "lost: the event may or may not have been published\"}\n");
     } else {
         mw_buf_printf(&b, "{\"seq\":%" PRIu64 ",\"delivered\":%" PRIu32 "}\n", seq,
                       err ? 0 : pc->local);
@@ -227,7 +230,7 @@ static int api_publish(struct lws *wsi, struct mw_http_req *req, const char *bod
     struct publish_call *pc = mw_calloc(1, sizeof *pc);
     pc->a.wsi = wsi;
     pc->local = r ? r->nmembers : 0;
-    mw_history_publish(room, &hist, pr.json.p, pr.json.len, 0, on_api_published, pc);
+    mw_history_publish(room, &hist, pr.json.p, pr.json.len, 0, NULL, on_api_published, pc);
     mw_api_request_free(&pr);
     return answer_finish(&pc->a, req);
 }
@@ -303,12 +306,12 @@ struct presence_call {
     char room[129];
 };
 
-static void on_cluster_presence(void *ud, const char *json, uint32_t count)
+static void on_cluster_presence(void *ud, const char *json, size_t len, uint32_t count)
 {
     struct presence_call *pc = ud;
     struct mw_buf b = { 0 };
     if (json)
-        presence_body(&b, pc->room, json, strlen(json), count);
+        presence_body(&b, pc->room, json, len, count);
     else /* Redis failed meanwhile: this node's view is the best there is */
         local_presence(&b, pc->room);
     mw_http_later_reply(pc->later, 200, b.p, b.len);
@@ -329,10 +332,10 @@ static int api_presence(struct lws *wsi, struct mw_http_req *req, const char *pa
     const char *bad = mw_room_name_error(room, strlen(room));
     if (bad)
         return reply_error(wsi, 400, "bad_message", bad);
-    if (req && mw_cluster_active() && mw_redis_up()) {
+    if (req) {
         struct presence_call *pc = mw_calloc(1, sizeof *pc);
         snprintf(pc->room, sizeof pc->room, "%s", room);
-        if (mw_cluster_members(room, 1000, on_cluster_presence, pc) == 0) {
+        if (mw_presence_list_cluster(room, 1000, on_cluster_presence, pc) == 0) {
             pc->later = mw_http_defer(req, wsi);
             return 0;
         }
@@ -382,7 +385,7 @@ static int api_venue(struct lws *wsi, struct mw_http_req *req, const char *path)
 }
 
 /* POST /api/disconnect {user} -> {closed}: closes every connection of the user with
- * 4003 "disconnected by server". */
+ * 4003 "disconnected by server", on every node; `closed` counts this node's. */
 static int api_disconnect(struct lws *wsi, const char *body, size_t len)
 {
     struct mw_api_request dr;
@@ -390,14 +393,7 @@ static int api_disconnect(struct lws *wsi, const char *body, size_t len)
     if (parse_body(wsi, MW_API_DISCONNECT, body, len, &dr, &rc) < 0)
         return rc;
     const char *user = dr.user;
-    uint32_t closed = 0;
-    struct mw_user *u = mw_user_find(user);
-    for (struct mw_conn *c = u ? u->conns : NULL; c; c = c->user_next) {
-        if (mw_conn_is_open(c)) {
-            mw_conn_close(c, 4003, "disconnected by server");
-            closed++;
-        }
-    }
+    uint32_t closed = mw_broker_disconnect_user(user, 4003, "disconnected by server");
     mw_log_info("api disconnect", "user=%s closed=%" PRIu32, user, closed);
     struct mw_buf b = { 0 };
     mw_buf_printf(&b, "{\"closed\":%" PRIu32 "}\n", closed);

@@ -19,6 +19,7 @@
 #include "lua_json.h"
 #include "server.h"
 #include "session.h"
+#include "session_redis.h"
 #include "util.h"
 #include "watchdog.h"
 
@@ -374,6 +375,8 @@ static void answer_stopped(struct mw_app *a, lua_State *co, const char *conn_id,
                 s = mw_session_find(user, sid);
             if (s && key)
                 mw_session_dedup_end(s, key, frame.p);
+            if (key && user && sid) /* a named session: the cluster's window too */
+                mw_session_redis_end(user, sid, key, frame.p, false);
             lua_pushthread(co);
             lua_xmove(co, L, 1);
             lua_pushnil(L);

@@ -22,7 +22,9 @@
 #include "broker.h"
 #include "conn.h"
 #include "deflate.h"
+#include "history.h"
 #include "http.h"
+#include "ident.h"
 #include "inbox.h"
 #include "jsonpeek.h"
 #include "jsonw.h"
@@ -492,6 +494,7 @@ void mw_server_release(void)
         close_handle((uv_handle_t *)&before_sleep);
     before_sleep_ready = false;
     mw_broker_stop();
+    mw_history_free();
     mw_presence_shutdown();
     mw_store_free(); /* pending store calls complete with "unavailable" */
     mw_inbox_free();

@@ -161,8 +161,13 @@ describe('invalid UTF-8 read back from Redis', () => {
     const c = await connect(server.url(`/chat?user=${uid('u')}`));
     expectAck(await c.request('join', { room }), 1);
     await waitFor(() => redis.cli('PUBSUB', 'NUMSUB', `mw:room:${room}`).endsWith('1'), 3000, 'the room channel');
-    const payload = Buffer.concat([Buffer.from(`other-node\n0\n\n{"type":"evil","room":"${room}","data":"`), BAD,
-      Buffer.from('"}')]);
+    // broker_wire.h: "mw1:" kind node flags except subject (netstrings), then the body
+    const wire = (body) => Buffer.concat([Buffer.from('mw1:1:e,10:other-node,1:0,0:,0:,'), body]);
+    const good = Buffer.from(`{"type":"fine","room":"${room}","data":"ok"}`);
+    assert.match(await redisRaw(redis.port, 'PUBLISH', `mw:room:${room}`, wire(good)), /:1/);
+    await c.next('fine');
+    const payload = wire(Buffer.concat([Buffer.from(`{"type":"evil","room":"${room}","data":"`), BAD,
+      Buffer.from('"}')]));
     assert.match(await redisRaw(redis.port, 'PUBLISH', `mw:room:${room}`, payload), /:1/);
     await server.waitForLog(/invalid UTF-8 from Redis: dropped/);
     await assertPingPong(c, 'after the bad payload');

@@ -16,7 +16,7 @@ DEB_PACKAGES = build-essential cmake pkg-config git \
 
 BUILD_FUZZ ?= build-fuzz
 FUZZ_SECONDS ?= 120
-FUZZ_TARGETS ?= json config api_body redis_cluster $(if $(wildcard core/broker_wire.c),broker_wire)
+FUZZ_TARGETS ?= json config api_body redis_cluster broker_wire
 
 .PHONY: all deps build run test test-unit test-integration test-sanitize check-config bench fuzz clean
 

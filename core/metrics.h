@@ -6,6 +6,9 @@
 
 #include "buf.h"
 
+/* With `workers`: this worker's number (its `worker` label); -1 otherwise. */
+extern int mw_metrics_worker;
+
 /* Appends every metric to b. */
 void mw_metrics_text(struct mw_buf *b);
 

@@ -1,16 +1,23 @@
-/* metrics.c - /metrics: one section per module, each from that module's stats. */
+/* metrics.c - /metrics: one section per module, each from that module's stats, and
+ * with `workers` one page for the whole server (the sum of the workers' pages). */
 #include "metrics.h"
 
 #include <inttypes.h>
+#include <sched.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/mman.h>
+
+#include <uv.h>
 
 #include "broker.h"
 #include "cluster.h"
 #include "conn.h"
+#include "expo.h"
 #include "inbox.h"
 #include "listener.h"
+#include "log.h"
 #include "redis.h"
 #include "room.h"
 #include "script.h"
@@ -299,7 +306,8 @@ static void routes(struct mw_buf *b)
                   offsetof(struct mw_route_stats, slow_handlers));
 }
 
-void mw_metrics_text(struct mw_buf *b)
+/* This process's page. */
+static void local_page(struct mw_buf *b)
 {
     connections(b);
     rooms_and_sessions(b);
@@ -307,4 +315,188 @@ void mw_metrics_text(struct mw_buf *b)
     redis(b);
     inbox(b);
     routes(b);
+}
+
+/* ---- workers: one page for the whole server ----
+ *
+ * With `workers: N` a scrape reaches whichever worker the kernel hands the
+ * connection to, so every worker answers for all of them: the master maps one
+ * shared region before it forks; each worker publishes its page into its own slot
+ * every PUBLISH_MS and whenever it answers a scrape; the answer is the sum of every
+ * slot (expo.c). Each slot has one writer (its worker) and two buffers: the page
+ * goes into the one readers are not told about, then `gen` moves on; a reader copies
+ * the newest and retries if `gen` moved meanwhile. A worker that dies mid-write
+ * leaves the previous page intact.
+ *
+ * Counters must not go back when a worker is restarted (Prometheus would read a
+ * reset of the whole sum): a new worker adds the counters and histograms of the
+ * last page in its slot (every earlier incarnation's) to every page it publishes.
+ * While a slot's worker is not running (the master clears `alive` when it reaps
+ * it), only its counters count: its gauges described a process that is gone. */
+
+#define PUBLISH_MS 1000
+#define SLOT_BYTES (1u << 20) /* per buffer; untouched pages of the mapping cost nothing */
+
+struct slot {
+    uint64_t gen;     /* pages published; buf[gen & 1] is the newest */
+    uint32_t len[2];
+    uint32_t alive;   /* 1 from the worker's first page until the master reaped it */
+    uint64_t starts;  /* written by the master */
+};
+
+static struct slot *slots;  /* the shared region: nslots headers, then the buffers */
+static char *bufs;
+static int nslots;
+static struct mw_buf inherited; /* this worker's slot as its previous incarnation left it */
+static uv_timer_t publish_timer;
+static bool publishing, too_big_logged;
+
+static char *slot_buf(int k, int which)
+{
+    return bufs + ((size_t)k * 2 + (size_t)which) * SLOT_BYTES;
+}
+
+int mw_metrics_share(int nworkers)
+{
+    size_t hdr = ((size_t)nworkers * sizeof(struct slot) + 4095) & ~(size_t)4095;
+    size_t size = hdr + (size_t)nworkers * 2 * SLOT_BYTES;
+    void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS | MAP_NORESERVE,
+                   -1, 0);
+    if (p == MAP_FAILED)
+        return -1;
+    slots = p;
+    bufs = (char *)p + hdr;
+    nslots = nworkers;
+    return 0;
+}
+
+void mw_metrics_worker_started(int k)
+{
+    __atomic_fetch_add(&slots[k].starts, 1, __ATOMIC_RELAXED);
+}
+
+void mw_metrics_worker_ended(int k)
+{
+    __atomic_store_n(&slots[k].alive, 0, __ATOMIC_RELEASE);
+}
+
+/* Copies slot k's newest page into out; false when its worker kept writing. */
+static bool read_slot(int k, struct mw_buf *out)
+{
+    for (int tries = 0; tries < 100; tries++) {
+        uint64_t gen = __atomic_load_n(&slots[k].gen, __ATOMIC_ACQUIRE);
+        uint32_t len = slots[k].len[gen & 1];
+        mw_buf_reset(out);
+        if (gen == 0)
+            return true; /* nothing published yet */
+        mw_buf_append(out, slot_buf(k, (int)(gen & 1)), len < SLOT_BYTES ? len : SLOT_BYTES);
+        __atomic_thread_fence(__ATOMIC_ACQUIRE);
+        if (__atomic_load_n(&slots[k].gen, __ATOMIC_RELAXED) == gen)
+            return true;
+        sched_yield();
+    }
+    return false;
+}
+
+/* Publishes this worker's page (its own figures plus what earlier incarnations
+ * counted) into its slot. */
+static void publish(void)
+{
+    struct mw_buf local = { 0 }, page = { 0 };
+    local_page(&local);
+    struct mw_expo *e = mw_expo_new();
+    mw_expo_add(e, local.p, local.len, false);
+    mw_expo_add(e, inherited.p, inherited.len, true);
+    mw_expo_write(e, &page);
+    mw_expo_free(e);
+    size_t n = page.len;
+    if (n > SLOT_BYTES) {
+        /* Whole families only: a cut histogram would be wrong. */
+        n = SLOT_BYTES;
+        while (n > 0 && !(page.p[n - 1] == '\n' && n + 7 <= page.len &&
+                          memcmp(page.p + n, "# HELP ", 7) == 0))
+            n--;
+        if (!too_big_logged)
+            mw_log_warn("metrics page too big to share", "bytes=%zu kept=%zu", page.len, n);
+        too_big_logged = true;
+    }
+    struct slot *s = &slots[mw_metrics_worker];
+    uint64_t gen = s->gen; /* ours: nobody else writes it */
+    int next = (int)((gen + 1) & 1);
+    memcpy(slot_buf(mw_metrics_worker, next), page.p, n);
+    s->len[next] = (uint32_t)n;
+    __atomic_store_n(&s->gen, gen + 1, __ATOMIC_RELEASE);
+    __atomic_store_n(&s->alive, 1, __ATOMIC_RELEASE);
+    mw_buf_free(&local);
+    mw_buf_free(&page);
+}
+
+static void on_publish(uv_timer_t *t)
+{
+    (void)t;
+    publish();
+}
+
+/* The workers themselves: which are running, how often each was started again. */
+static void workers_page(struct mw_buf *b)
+{
+    family(b, "moonwire_worker_up", "gauge", "1 while the worker runs (workers: N)");
+    for (int k = 0; k < nslots; k++)
+        mw_buf_printf(b, "moonwire_worker_up{worker=\"%d\"} %u\n", k,
+                      __atomic_load_n(&slots[k].alive, __ATOMIC_ACQUIRE));
+    family(b, "moonwire_worker_restarts_total", "counter",
+           "Times the master started the worker again after it died");
+    for (int k = 0; k < nslots; k++) {
+        uint64_t starts = __atomic_load_n(&slots[k].starts, __ATOMIC_RELAXED);
+        mw_buf_printf(b, "moonwire_worker_restarts_total{worker=\"%d\"} %" PRIu64 "\n", k,
+                      starts ? starts - 1 : 0);
+    }
+}
+
+void mw_metrics_start(int worker)
+{
+    if (!slots || worker < 0 || worker >= nslots)
+        return;
+    mw_metrics_worker = worker;
+    /* Whatever the previous incarnation published last (everything before it). */
+    if (!read_slot(worker, &inherited))
+        mw_buf_reset(&inherited);
+    uv_timer_init(uv_default_loop(), &publish_timer);
+    uv_timer_start(&publish_timer, on_publish, 0, PUBLISH_MS);
+    uv_unref((uv_handle_t *)&publish_timer);
+    publishing = true;
+}
+
+void mw_metrics_stop(void)
+{
+    if (!publishing)
+        return;
+    publish(); /* the last figures, for the sum after this worker ends */
+    publishing = false;
+    uv_close((uv_handle_t *)&publish_timer, NULL);
+    mw_buf_free(&inherited);
+}
+
+void mw_metrics_text(struct mw_buf *b)
+{
+    if (!publishing) {
+        local_page(b);
+        return;
+    }
+    publish();
+    struct mw_expo *e = mw_expo_new();
+    struct mw_buf page = { 0 };
+    for (int k = 0; k < nslots; k++) {
+        bool alive = __atomic_load_n(&slots[k].alive, __ATOMIC_ACQUIRE);
+        if (read_slot(k, &page))
+            mw_expo_add(e, page.p, page.len, !alive);
+        else
+            mw_log_warn("metrics of a worker skipped: busy slot", "worker=%d", k);
+    }
+    mw_buf_reset(&page);
+    workers_page(&page);
+    mw_expo_add(e, page.p, page.len, false);
+    mw_expo_write(e, b);
+    mw_expo_free(e);
+    mw_buf_free(&page);
 }

@@ -25,6 +25,7 @@
 #include "log.h"
 #include "lwsglue.h"
 #include "lua_api.h"
+#include "metrics.h"
 #include "presence.h"
 #include "reload.h"
 #include "room.h"
@@ -280,6 +281,7 @@ static void finish(void)
     mw_listener_stop();
     mw_ws_stop();
     mw_lws_stop();
+    mw_metrics_stop();
     close_handle((uv_handle_t *)&heartbeat_timer);
     close_handle((uv_handle_t *)&shutdown_timer);
     close_handle((uv_handle_t *)&sig_int);

@@ -247,7 +247,7 @@ static void on_heartbeat(uv_timer_t *t)
 }
 
 const struct mw_hist_le mw_rtt_le = {
-    13, { 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10 },
+    14, { 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10 },
 };
 
 void mw_server_conn_pong(struct mw_conn *c, const void *p, size_t n)

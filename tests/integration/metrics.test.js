@@ -7,13 +7,24 @@
 
 const { describe, it, before, after } = require('node:test');
 const assert = require('node:assert/strict');
-const { startServer } = require('./lib/server');
+const fs = require('node:fs');
+const path = require('node:path');
+const { startServer, REPO } = require('./lib/server');
 const { startRedis } = require('./lib/redis');
 const { connect, closeAll } = require('./lib/client');
 const { scrape } = require('./lib/prometheus');
 const { uid, expectAck, sleep, waitFor } = require('./lib/helpers');
 
 const RTT = 'moonwire_ping_rtt_seconds_count';
+const OPERATIONS_MD = fs.readFileSync(path.join(REPO, 'docs', 'operations.md'), 'utf8');
+
+// docs/operations.md's tables name every family of the page.
+function assertDocumented(page) {
+  for (const [, name] of page.text.matchAll(/^# TYPE (\S+) /gm)) {
+    assert.ok(OPERATIONS_MD.includes(`\`${name}\``) || OPERATIONS_MD.includes(`\`${name}{`),
+      `${name} is described in docs/operations.md's metrics tables`);
+  }
+}
 const CHAT = { route: '/chat' };
 
 describe('/metrics of one process', () => {
@@ -76,6 +87,7 @@ describe('/metrics of one process', () => {
     assert.ok(m2.value('moonwire_accepted_total') >= m0.value('moonwire_accepted_total') + 5);
     assert.ok(m2.value('moonwire_bytes_out_total') > m0.value('moonwire_bytes_out_total'));
     assert.equal(m2.value('moonwire_zombie_connections'), 0);
+    assertDocumented(m2);
   });
 
   it('times only the pong that answers its ping', async () => {
@@ -162,6 +174,7 @@ describe('/metrics with workers: 2', () => {
       assert.equal(m1.value('moonwire_worker_restarts_total', { worker: k }), 0);
     }
     assert.equal(m1.value('moonwire_redis_up'), undefined, 'no unlabelled redis_up');
+    assertDocumented(m1);
 
     // Worker 1 dies: its clients go, it is restarted, its counts stay in the sum.
     const pid = Number(server.logs().match(/msg="worker started" worker=1 pid=(\d+)/)[1]);

@@ -100,6 +100,13 @@ static void log_embedded(const struct mw_config *cfg)
                     cfg->listen_port);
 }
 
+/* The embedded default is for development: a public API key and ?user= impersonation.
+ * Listening beyond this machine with it would publish both, so it stays on loopback. */
+static int embedded_listen_ok(const char *host)
+{
+    return !strncmp(host, "127.", 4) || !strcmp(host, "::1") || !strcmp(host, "localhost");
+}
+
 static int cmd_serve(int argc, char **argv)
 {
     struct args a = { 0 };
@@ -113,6 +120,13 @@ static int cmd_serve(int argc, char **argv)
     if (a.listen && mw_parse_listen(a.listen, &cfg.listen_host, &cfg.listen_port) < 0) {
         fprintf(stderr, "moonwire: --listen wants HOST:PORT, [IPV6]:PORT or :PORT, got '%s'\n",
                 a.listen);
+        mw_config_free(&cfg);
+        return 2;
+    }
+    if (!a.file && !embedded_listen_ok(cfg.listen_host)) {
+        fprintf(stderr, "moonwire: the embedded default listens on loopback only (it has a "
+                "public development API key and lets ?user= set the user); to listen on %s, "
+                "write a config (moonwire serve -c FILE)\n", cfg.listen_host);
         mw_config_free(&cfg);
         return 2;
     }

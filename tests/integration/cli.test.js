@@ -48,6 +48,12 @@ describe('moonwire command line', () => {
     assert.equal(bad.code, 2);
     assert.match(bad.stderr, /--listen wants HOST:PORT/);
     assert.equal((await run(['check', '-l', '127.0.0.1:1'])).code, 2, 'check does not listen');
+    // The embedded default (public API key, ?user=) never listens beyond loopback.
+    for (const host of ['0.0.0.0:1', '[::]:1', '192.0.2.1:1']) {
+      const open = await run(['serve', '--listen', host]);
+      assert.equal(open.code, 2, `${host}: ${open.stderr}`);
+      assert.match(open.stderr, /embedded default listens on loopback only/);
+    }
     assert.equal((await run(['bogus'])).code, 2);
   });
 

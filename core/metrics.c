@@ -423,6 +423,9 @@ static void publish(void)
     struct slot *s = &slots[mw_metrics_worker];
     uint64_t gen = s->gen; /* ours: nobody else writes it */
     int next = (int)((gen + 1) & 1);
+    /* The buffer was the newest before our last page: readers of it must see that
+     * page's `gen` before any byte we write now. */
+    __atomic_thread_fence(__ATOMIC_RELEASE);
     memcpy(slot_buf(mw_metrics_worker, next), page.p, n);
     s->len[next] = (uint32_t)n;
     __atomic_store_n(&s->gen, gen + 1, __ATOMIC_RELEASE);

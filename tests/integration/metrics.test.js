@@ -13,6 +13,7 @@ const { startServer, REPO } = require('./lib/server');
 const { startRedis } = require('./lib/redis');
 const { connect, closeAll } = require('./lib/client');
 const { scrape } = require('./lib/prometheus');
+const { clientsOnBothNodes } = require('./lib/workers');
 const { uid, expectAck, sleep, waitFor } = require('./lib/helpers');
 
 const RTT = 'moonwire_ping_rtt_seconds_count';
@@ -110,20 +111,6 @@ describe('/metrics of one process', () => {
   });
 });
 
-// The kernel spreads connections over the workers by a hash of the source port: a few
-// dozen are plenty to have some on each; bounded.
-async function clientsOnEachWorker(server, max = 60) {
-  const clients = [];
-  const nodes = new Set();
-  for (let i = 0; i < max && (nodes.size < 2 || clients.length < 4); i++) {
-    const c = await connect(server.url(`/chat?user=${uid('w')}`));
-    clients.push(c);
-    nodes.add(c.hello.data.node);
-  }
-  assert.equal(nodes.size, 2, 'clients on both workers');
-  return clients;
-}
-
 // Every counter series in `a` is at most its value in `b` (a sum that went back would
 // read as a reset to Prometheus).
 function assertNoCounterWentBack(a, b, what) {
@@ -157,7 +144,8 @@ describe('/metrics with workers: 2', () => {
 
   it('answers for both workers, and counts on when one is killed', async () => {
     const m0 = await scrape(server);
-    const clients = await clientsOnEachWorker(server);
+    const { clients, nodes } = await clientsOnBothNodes(server, 'w', { min: 4 });
+    assert.equal(nodes.size, 2, 'clients on both workers');
     const room = uid('room');
     for (const c of clients) expectAck(await c.request('join', { room }), 1);
     const n = clients.length;

@@ -114,7 +114,7 @@ static void closes(struct mw_buf *b)
 static void connections(struct mw_buf *b)
 {
     const struct mw_conn_stats *s = &mw_conn_stats;
-    counter(b, "moonwire_accepted_total",
+    counter(b, "moonwire_listener_accepted_total",
             "TCP connections accepted (WebSocket upgrades and plain HTTP)", mw_listener_accepted);
     gauge(b, "moonwire_connections", "Connections holding a socket, in any state",
           mw_conn_count());

@@ -85,7 +85,7 @@ describe('/metrics of one process', () => {
     assert.equal(m2.value('moonwire_connections_by_state', { state: 'open' }),
       m0.value('moonwire_connections_by_state', { state: 'open' }));
     // Three upgrades and at least the scrapes in between.
-    assert.ok(m2.value('moonwire_accepted_total') >= m0.value('moonwire_accepted_total') + 5);
+    assert.ok(m2.value('moonwire_listener_accepted_total') >= m0.value('moonwire_listener_accepted_total') + 5);
     assert.ok(m2.value('moonwire_bytes_out_total') > m0.value('moonwire_bytes_out_total'));
     assert.equal(m2.value('moonwire_zombie_connections'), 0);
     assertDocumented(m2);

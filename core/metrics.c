@@ -220,6 +220,8 @@ static void inbox(struct mw_buf *b)
     sample(b, "moonwire_inbox_items_total", "event=\"trimmed\"", s.trimmed);
     counter(b, "moonwire_inbox_push_failures_total",
             "Inbox pushes refused (Redis down, memory inbox full)", s.failed);
+    gauge(b, "moonwire_inbox_memory_users", "Users with items in the memory inbox (0 with Redis)",
+          s.users);
     gauge(b, "moonwire_inbox_memory_items", "Items in the memory inbox (0 with Redis)", s.items);
     gauge(b, "moonwire_inbox_memory_bytes", "Bytes in the memory inbox (0 with Redis)", s.bytes);
 }

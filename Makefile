@@ -61,8 +61,9 @@ test-sanitize: deps node_modules/.package-lock.json
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  MOONWIRE_BIN=$(CURDIR)/$(BUILD_SAN)/moonwire MOONWIRE_SANITIZE=1 node --test tests/integration/
 
-# moonwire and a Node ws peer side by side through the benchmark scenarios
-# (tests/bench/run.sh, docs/performance.md). ~6 minutes; ROUNDS, DURATION, IDLE_N, ...
+# moonwire, the Node ws peer (and a uWebSockets peer with UWS_PEER=binary) side by side
+# through the benchmark scenarios (tests/bench/run.sh, docs/performance.md). ~15 minutes;
+# ROUNDS, SCENARIOS, DURATION, IDLE_N, UWS_PEER, ... (tests/bench/README.md)
 bench: build node_modules/.package-lock.json
 	BUILD=$(BUILD) bash tests/bench/run.sh
 

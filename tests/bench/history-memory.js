@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // Memory one room's history takes (issue 5): fills ROOMS rooms with history.size (100)
-// chat messages of ~100 bytes of data each (SPEC section 11's message), then reports
+// chat messages of ~100 bytes of data each (the benchmark's message), then reports
 // per room: the server's RSS growth on one node (history in memory), and on a node
 // over Redis the stream's MEMORY USAGE and Redis's used_memory growth.
 // Real processes on free loopback ports; everything is stopped at the end.

@@ -1,15 +1,23 @@
 #!/usr/bin/env bash
-# `make bench`: runs moonwire and the Node `ws` peer (tests/bench/peers/node-ws) through
-# SPEC section 11's scenarios with tests/bench/gen's generator, interleaved, ROUNDS
-# times, and prints one table of medians with the moonwire/node ratio.
+# `make bench`: runs moonwire, the Node `ws` peer (tests/bench/peers/node-ws) and, when
+# UWS_PEER names its binary, a uWebSockets peer built outside the tree, through the
+# benchmark scenarios with tests/bench/gen's generator, interleaved, ROUNDS times,
+# and prints one table of medians with moonwire's ratio to each peer.
 #
 # Each run gets a freshly started server pinned to SERVER_CPU; the generator runs on
 # GEN_CPU. Every run is bounded in time by the generator; servers are stopped on exit.
-# Environment (defaults in brackets; the defaults take ~6 minutes on 2 cores):
-#   ROUNDS [3]  SERVERS ["moonwire node"]  SCENARIOS ["ramp fanout chat10 chat1 idle connect"]
+# Environment (defaults in brackets; the defaults take ~15 minutes on 2 cores with two
+# servers, ~22 with three):
+#   ROUNDS [3]  SERVERS ["moonwire node", with UWS_PEER "moonwire uws node"]
+#   SCENARIOS ["ramp fanout chat10 chat1 idle connect chat5 hb5:9000 hb5:18000
+#              hbdefault:18000"]; hbS:N is chat 100x10 @ 5 msg/s with N idle connections
+#              beside it and the servers' heartbeat at S seconds (hbdefault: theirs)
 #   DURATION [5] seconds per measured run   RAMP_STEP [2] seconds per ramp step
-#   FANOUT_MEMBERS [1000]  FANOUT_RATE [50] msg/s  IDLE_N [10000] connections
+#   HB_DURATION [10] seconds of an hbS:N run  HB_DEFAULT_DURATION [30] of hbdefault:N
+#   (a run must hold at least one heartbeat sweep)
+#   FANOUT_MEMBERS [1000]  FANOUT_RATE [1000] msg/s (1M deliveries/s)  IDLE_N [19000]
 #   CONNECT_CONCURRENCY [32]  SERVER_CPU [0]  GEN_CPU [1]
+#   UWS_PEER [""] a uWebSockets peer's binary, started as: UWS_PEER --port P [--heartbeat S]
 #   BUILD [build]  OUT [$BUILD/bench-<date>]  MWBENCH_ARGS [""] extra generator options
 #   COMMIT [git HEAD] the commit named in the header
 set -euo pipefail
@@ -18,13 +26,16 @@ ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 BUILD=${BUILD:-$ROOT/build}
 case $BUILD in /*) ;; *) BUILD=$ROOT/$BUILD ;; esac
 ROUNDS=${ROUNDS:-3}
-SERVERS=${SERVERS:-"moonwire node"}
-SCENARIOS=${SCENARIOS:-"ramp fanout chat10 chat1 idle connect"}
+UWS_PEER=${UWS_PEER:-}
+if [ -n "$UWS_PEER" ]; then SERVERS=${SERVERS:-"moonwire uws node"}; else SERVERS=${SERVERS:-"moonwire node"}; fi
+SCENARIOS=${SCENARIOS:-"ramp fanout chat10 chat1 idle connect chat5 hb5:9000 hb5:18000 hbdefault:18000"}
 DURATION=${DURATION:-5}
+HB_DURATION=${HB_DURATION:-10}
+HB_DEFAULT_DURATION=${HB_DEFAULT_DURATION:-30}
 RAMP_STEP=${RAMP_STEP:-2}
 FANOUT_MEMBERS=${FANOUT_MEMBERS:-1000}
-FANOUT_RATE=${FANOUT_RATE:-50}
-IDLE_N=${IDLE_N:-10000}
+FANOUT_RATE=${FANOUT_RATE:-1000}
+IDLE_N=${IDLE_N:-19000}
 CONNECT_CONCURRENCY=${CONNECT_CONCURRENCY:-32}
 SERVER_CPU=${SERVER_CPU:-0}
 GEN_CPU=${GEN_CPU:-1}
@@ -40,12 +51,19 @@ RESULTS=$OUT/results.txt
 say() { printf '%s\n' "$*" >&2; }
 
 for scen in $SCENARIOS; do
-  case $scen in ramp|fanout|chat10|chat1|idle|connect) ;;
-    *) say "run.sh: unknown scenario '$scen' (ramp fanout chat10 chat1 idle connect)"; exit 2 ;;
+  case $scen in
+    ramp|fanout|chat10|chat1|chat5|idle|connect|hbdefault:[0-9]*) ;;
+    hb[0-9]*:[0-9]*) ;;
+    *) say "run.sh: unknown scenario '$scen' (ramp fanout chat10 chat1 chat5 idle connect hbS:N hbdefault:N)"; exit 2 ;;
   esac
 done
 for kind in $SERVERS; do
-  case $kind in moonwire|node) ;; *) say "run.sh: unknown server '$kind' (moonwire node)"; exit 2 ;; esac
+  case $kind in
+    moonwire|node) ;;
+    uws)
+      if [ ! -x "$UWS_PEER" ]; then say "run.sh: server uws needs UWS_PEER=<the peer's binary> (got '$UWS_PEER')"; exit 2; fi ;;
+    *) say "run.sh: unknown server '$kind' (moonwire node uws)"; exit 2 ;;
+  esac
 done
 
 # ---- build ----
@@ -77,25 +95,21 @@ mkdir -p "$OUT"
 server_pid=""
 server_log=""
 
-start_server() { # kind port
-  local kind=$1 port=$2
+start_server() { # kind port [heartbeat seconds; empty: the server's default]
+  local kind=$1 port=$2 hb=${3:-}
   server_log=$OUT/server-$kind-$port.log
   case $kind in
     moonwire)
-      sed "s/@PORT@/$port/" > "$OUT/moonwire.yaml" <<'EOF'
-# The bench config: the chat app at /chat with the limits raised for load.
-listen: 127.0.0.1:@PORT@
-routes:
-  /chat: { script: "app:chat" }
-dev: { user_param: true }
-limits: { rate: 1000000, burst: 1000000, send_queue: 4MiB, max_connections: 100000 }
-log: { level: warn }
-EOF
-      MOONWIRE_HOME=$ROOT taskset -c "$SERVER_CPU" "$MOONWIRE" serve -c "$OUT/moonwire.yaml" \
+      sed "s/@PORT@/$port/" "$ROOT/tests/bench/bench.yaml" > "$OUT/moonwire-$port.yaml"
+      [ -z "$hb" ] || echo "heartbeat: { interval: ${hb}s }" >> "$OUT/moonwire-$port.yaml"
+      MOONWIRE_HOME=$ROOT taskset -c "$SERVER_CPU" "$MOONWIRE" serve -c "$OUT/moonwire-$port.yaml" \
         >"$server_log" 2>&1 &
       ;;
     node)
-      taskset -c "$SERVER_CPU" node "$PEER" --port "$port" >"$server_log" 2>&1 &
+      taskset -c "$SERVER_CPU" node "$PEER" --port "$port" ${hb:+--heartbeat "$hb"} >"$server_log" 2>&1 &
+      ;;
+    uws)
+      taskset -c "$SERVER_CPU" "$UWS_PEER" --port "$port" ${hb:+--heartbeat "$hb"} >"$server_log" 2>&1 &
       ;;
     *) say "unknown server '$kind'"; exit 2 ;;
   esac
@@ -142,14 +156,22 @@ trap 'exit 130' INT TERM
 # ---- scenarios ----
 scenario_args() {
   case $1 in
-    ramp)    echo "ramp --members $FANOUT_MEMBERS --publishers 1 --ramp-start 20 --ramp-step $RAMP_STEP --drain 2 --read-batch-us 1000" ;;
+    ramp)    echo "ramp --members $FANOUT_MEMBERS --publishers 1 --ramp-start 20 --ramp-step $RAMP_STEP --drain 2" ;;
     fanout)  echo "fanout --members $FANOUT_MEMBERS --publishers 1 --rate $FANOUT_RATE --duration $DURATION" ;;
     chat10)  echo "chat --rooms 100 --room-members 10 --msg-rate 10 --duration $DURATION" ;;
     chat1)   echo "chat --rooms 100 --room-members 10 --msg-rate 1 --duration $DURATION" ;;
+    chat5)   echo "chat --rooms 100 --room-members 10 --msg-rate 5 --duration $DURATION" ;;
+    hbdefault:*) echo "chat --rooms 100 --room-members 10 --msg-rate 5 --duration $HB_DEFAULT_DURATION --idle ${1#*:} --sources 8" ;;
+    hb*:*)   echo "chat --rooms 100 --room-members 10 --msg-rate 5 --duration $HB_DURATION --idle ${1#*:} --sources 8" ;;
     idle)    echo "idle --conns $IDLE_N --duration 2 --sources 8" ;;
     connect) echo "connect --concurrency $CONNECT_CONCURRENCY --duration $DURATION" ;;
     *) say "unknown scenario '$1'"; exit 2 ;;
   esac
+}
+
+# The heartbeat interval a scenario gives the servers (seconds; empty: their default).
+scenario_heartbeat() {
+  case $1 in hbdefault:*) ;; hb*:*) local h=${1%%:*}; echo "${h#hb}" ;; esac
 }
 
 # CPU busy (%) per core over one second while nothing of ours runs: other load on the
@@ -168,8 +190,8 @@ background_load() {
 run_one() { # round kind scenario
   local round=$1 kind=$2 scen=$3 port out line
   port=$("$MWBENCH" freeport)
-  start_server "$kind" "$port" || { echo "round=$round server=$kind run=$scen crashed=did_not_start" >> "$RESULTS"; return; }
-  out=$OUT/r$round-$scen-$kind.txt
+  start_server "$kind" "$port" "$(scenario_heartbeat "$scen")" || { echo "round=$round server=$kind run=$scen crashed=did_not_start" >> "$RESULTS"; return; }
+  out=$OUT/r$round-${scen/:/-}-$kind.txt
   # shellcheck disable=SC2046
   taskset -c "$GEN_CPU" "$MWBENCH" $(scenario_args "$scen") --port "$port" --pid "$server_pid" \
     --label "$kind" $MWBENCH_ARGS > "$out" 2>&1 || true
@@ -178,7 +200,8 @@ run_one() { # round kind scenario
   [ -n "$line" ] || line="result scenario=$scen label=$kind failed=no_result"
   [ -z "$server_died" ] || line="$line crashed=$server_died"
   echo "round=$round server=$kind run=$scen ${line#result }" >> "$RESULTS"
-  grep -E '^(# (ramp|fanout|chat|idle|connect) |warning)' "$out" | sed "s/^/  [$round $scen] /" >&2 || true
+  grep -E '^(# (ramp|fanout|chat|idle|connect) |warning)' "$out" | grep -v 'connections joined in' |
+    sed "s/^/  [$round $scen] /" >&2 || true
   if [ -n "$server_died" ]; then
     say "  [$round $scen] $kind: $server_died; log tail:"
     tail -20 "$server_log" | sed 's/^/    /' >&2
@@ -195,11 +218,14 @@ jemalloc=$(ldd "$MOONWIRE" | grep -q jemalloc && echo yes || echo no)
 {
   echo "# moonwire bench $(date -u +%Y-%m-%dT%H:%M:%SZ) commit=$commit build=$build_type jemalloc=$jemalloc"
   echo "# $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), kernel $(uname -r), node $(node --version), nofile $nofile"
+  [ -z "$UWS_PEER" ] || echo "# uws peer: $UWS_PEER"
   echo "# servers on CPU $SERVER_CPU, generator on CPU $GEN_CPU; rounds=$ROUNDS scenarios=\"$SCENARIOS\""
 } | tee "$OUT/header.txt" >&2
 
 for round in $(seq "$ROUNDS"); do
-  say "round $round/$ROUNDS: background load $(background_load)"
+  load=$(background_load)
+  say "round $round/$ROUNDS: background load $load"
+  echo "# round $round: background load before it $load" >> "$OUT/header.txt"
   order=$SERVERS
   # Alternate which server goes first, so that drift in the machine favours neither.
   if [ $((round % 2)) -eq 0 ]; then order=$(echo "$SERVERS" | awk '{for (i = NF; i > 0; i--) printf "%s ", $i}'); fi

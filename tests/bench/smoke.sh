@@ -29,14 +29,7 @@ fail() {
 # A free port can be taken by someone else before the server binds it: retry.
 for attempt in 1 2 3; do
   port=$("$MWBENCH" freeport)
-  cat > "$DIR/moonwire.yaml" <<EOF
-listen: 127.0.0.1:$port
-routes:
-  /chat: { script: "app:chat" }
-dev: { user_param: true }
-limits: { rate: 1000000, burst: 1000000, send_queue: 4MiB, max_connections: 100000 }
-log: { level: warn }
-EOF
+  sed "s/@PORT@/$port/" "$ROOT/tests/bench/bench.yaml" > "$DIR/moonwire.yaml"
   "$MOONWIRE" serve -c "$DIR/moonwire.yaml" > "$DIR/server.log" 2>&1 &
   pid=$!
   if "$MWBENCH" wait --port "$port" --duration 10; then break; fi
@@ -47,17 +40,20 @@ EOF
 done
 
 # --strict: exit 1 on any loss, error reply, failed or closed connection, or when
-# nothing was delivered at all.
+# nothing was delivered at all. --check-parse: every event the generator reads in
+# place is checked against its JSON walk (it aborts on a difference).
 run() {
   echo "+ mwbench $*"
-  "$MWBENCH" "$@" --port "$port" --pid "$pid" --label moonwire --strict > "$DIR/out.txt" 2>&1 ||
+  "$MWBENCH" "$@" --port "$port" --pid "$pid" --label moonwire --strict --check-parse \
+    > "$DIR/out.txt" 2>&1 ||
     { cat "$DIR/out.txt"; fail "mwbench $1"; }
   cat "$DIR/out.txt"
   grep -q '^result .* conn_failed=0 closed=0' "$DIR/out.txt" || fail "$1: failed connections"
 }
 run fanout --members 200 --publishers 2 --rate 200 --duration 3 --drain 5
-run chat --rooms 20 --room-members 5 --msg-rate 2 --duration 3 --drain 5
+run chat --rooms 20 --room-members 5 --msg-rate 2 --duration 3 --drain 5 --idle 200
 grep -q '^result .* loss=0 ' "$DIR/out.txt" || fail "chat: loss"
+grep -q '^result .* idle_ready=200 ' "$DIR/out.txt" || fail "chat: idle connections"
 run connect --concurrency 8 --duration 1
 run idle --conns 300 --duration 0.5
 

@@ -1,29 +1,48 @@
 #!/usr/bin/env node
 // Prints the comparison table of a `make bench` run: the median over rounds of each
-// figure, per server, and the moonwire/node ratio.
+// figure, per server, and moonwire's ratio to each other server.
 // Usage: node tests/bench/table.js RESULTS_FILE
-// RESULTS_FILE holds the lines run.sh wrote: "round=N server=S run=R result k=v ...".
+// RESULTS_FILE holds the lines run.sh wrote: "round=N server=S run=R k=v ...".
 'use strict';
 
 const fs = require('node:fs');
 
-// One row per figure: the run it comes from, the key in its result line, the unit,
-// and which way is better.
+// One row per figure: the run it comes from, the key in its result line, the label,
+// and which way is better. The hbS:N runs get their rows from hbRows below.
 const ROWS = [
-  ['ramp', 'best_dps', 'fan-out ceiling 1 -> FANOUT_MEMBERS, p99 <= 100 ms (deliveries/s)', 'higher'],
+  ['ramp', 'best_dps', 'fan-out ceiling 1 -> FANOUT_MEMBERS, p99 <= 100 ms, no loss (deliveries/s)', 'higher'],
+  ['ramp', 'server_cpu_pct', '  server CPU at the ceiling (%)', ''],
+  ['ramp', 'gen_cpu_pct', '  generator CPU at the ceiling (%; >= 90: the generator was the limit)', 'lower'],
+  ['ramp', 'best_p99_ms', '  p99 at the ceiling (ms)', 'lower'],
   ['fanout', 'deliveries_per_s', 'fan-out 1 -> FANOUT_MEMBERS at FANOUT_RATE msg/s (deliveries/s)', 'higher'],
+  ['fanout', 'loss_pct', '  loss (%)', 'lower'],
   ['fanout', 'p50_ms', '  latency p50 (ms)', 'lower'],
   ['fanout', 'p99_ms', '  latency p99 (ms)', 'lower'],
-  ['chat10', 'p50_ms', 'chat 100 rooms x 10 @ 10 msg/s: p50 (ms)', 'lower'],
+  ['fanout', 'server_cpu_pct', '  server CPU (%)', 'lower'],
+  ['chat10', 'server_cpu_pct', 'chat 100 rooms x 10 @ 10 msg/s: server CPU (%)', 'lower'],
+  ['chat10', 'p50_ms', '  p50 (ms)', 'lower'],
   ['chat10', 'p99_ms', '  p99 (ms)', 'lower'],
-  ['chat10', 'server_cpu_pct', '  server CPU (%)', 'lower'],
   ['chat1', 'p50_ms', 'chat 100 rooms x 10 @ 1 msg/s: p50 (ms)', 'lower'],
   ['chat1', 'p99_ms', '  p99 (ms)', 'lower'],
   ['chat1', 'server_cpu_pct', '  server CPU (%)', 'lower'],
-  ['idle', 'kib_per_conn', 'memory per idle connection at IDLE_N (KiB)', 'lower'],
-  ['connect', 'connects_per_s', 'handshake + hello + join per second', 'higher'],
-  ['connect', 'connects_per_server_cpu_s', '  per server CPU-second', 'higher'],
+  ['connect', 'connects_per_server_cpu_s', 'handshake + hello + join per server CPU-second', 'higher'],
+  ['connect', 'connects_per_s', '  per second', 'higher'],
+  ['idle', 'bytes_per_conn', 'memory per idle connection at IDLE_N (bytes)', 'lower'],
+  ['chat5', 'p99_ms', 'chat 100 rooms x 10 @ 5 msg/s, nothing beside it: p99 (ms)', 'lower'],
+  ['chat5', 'p999_ms', '  p99.9 (ms)', 'lower'],
+  ['chat5', 'server_cpu_pct', '  server CPU (%)', 'lower'],
 ];
+
+function hbRows(run) {
+  const [hb, idle] = run.split(':');
+  const beat = hb === 'hbdefault' ? 'the servers\' default heartbeat' : `heartbeat ${hb.slice(2)} s`;
+  return [
+    [run, 'p99_ms', `chat @ 5 msg/s + ${Number(idle).toLocaleString('en-US')} idle, ${beat}: p99 (ms)`, 'lower'],
+    [run, 'p999_ms', '  p99.9 (ms)', 'lower'],
+    [run, 'max_ms', '  max (ms)', 'lower'],
+    [run, 'server_cpu_pct', '  server CPU (%)', 'lower'],
+  ];
+}
 
 function parse(file) {
   const runs = [];
@@ -67,36 +86,48 @@ function main() {
     process.exit(2);
   }
   const runs = parse(file).filter((r) => r.run && r.server);
-  const servers = [...new Set(runs.map((r) => r.server))];
-  const [a, b] = [servers.includes('moonwire') ? 'moonwire' : servers[0], servers.find((s) => s !== 'moonwire')];
+  const order = ['moonwire', 'uws', 'node'];
+  const servers = [...new Set(runs.map((r) => r.server))]
+    .sort((x, y) => (order.indexOf(x) + 1 || 99) - (order.indexOf(y) + 1 || 99));
+  const main = servers.includes('moonwire') ? 'moonwire' : servers[0];
+  const others = servers.filter((s) => s !== main);
   const env = {
-    FANOUT_RATE: process.env.FANOUT_RATE || '50',
+    FANOUT_RATE: process.env.FANOUT_RATE || '1000',
     FANOUT_MEMBERS: process.env.FANOUT_MEMBERS || '1000',
-    IDLE_N: process.env.IDLE_N || '10000',
+    IDLE_N: Number(process.env.IDLE_N || '19000').toLocaleString('en-US'),
   };
   const values = (run, key, server) =>
     runs.filter((r) => r.run === run && r.server === server && r[key] !== undefined && r[key] !== '-')
       .map((r) => Number(r[key])).filter((v) => !Number.isNaN(v));
 
+  const hbRuns = [...new Set(runs.map((r) => r.run).filter((r) => /^hb/.test(r)))]
+    .sort((a, b) => (a.startsWith('hbdefault') - b.startsWith('hbdefault')) || a.localeCompare(b, 'en', { numeric: true }));
+  const rows = ROWS.concat(...hbRuns.map(hbRows));
+
   const rounds = new Set(runs.map((r) => r.round)).size;
-  const head = ['figure (median of ' + rounds + ' rounds)', a, b || '', b ? `${a}/${b}` : '', 'better', 'gen CPU max %'];
-  const rows = [head];
-  for (const [run, key, label, better] of ROWS) {
-    const va = values(run, key, a);
-    const vb = b ? values(run, key, b) : [];
-    if (!va.length && !vb.length) continue;
-    const ma = va.length ? median(va) : undefined;
-    const mb = vb.length ? median(vb) : undefined;
-    const ratio = ma !== undefined && mb ? ma / mb : undefined;
-    const gen = [a, b].filter(Boolean).map((s) => {
+  const head = [`figure (median of ${rounds} rounds)`, ...servers, ...others.map((o) => `${main}/${o}`),
+    'better', `gen CPU max % (${servers.join(' / ')})`];
+  const out = [head];
+  for (const [run, key, label, better] of rows) {
+    const med = servers.map((s) => {
+      const v = values(run, key, s);
+      return v.length ? median(v) : undefined;
+    });
+    if (med.every((m) => m === undefined)) continue;
+    const ratios = others.map((o) => {
+      const a = med[servers.indexOf(main)];
+      const b = med[servers.indexOf(o)];
+      return a !== undefined && b ? a / b : undefined;
+    });
+    const gen = servers.map((s) => {
       const g = values(run, 'gen_cpu_pct', s);
       return g.length ? Math.max(...g).toFixed(0) : '-';
     }).join(' / ');
-    rows.push([label.replace(/FANOUT_RATE|FANOUT_MEMBERS|IDLE_N/g, (k) => env[k]), fmt(ma), fmt(mb),
-      fmtRatio(ratio), better, gen]);
+    out.push([label.replace(/FANOUT_RATE|FANOUT_MEMBERS|IDLE_N/g, (k) => env[k]), ...med.map(fmt),
+      ...ratios.map(fmtRatio), better, gen]);
   }
-  const widths = head.map((_, i) => Math.max(...rows.map((r) => String(r[i]).length)));
-  for (const [i, r] of rows.entries()) {
+  const widths = head.map((_, i) => Math.max(...out.map((r) => String(r[i]).length)));
+  for (const [i, r] of out.entries()) {
     console.log(r.map((c, j) => (j === 0 ? String(c).padEnd(widths[j]) : String(c).padStart(widths[j]))).join('  '));
     if (i === 0) console.log(widths.map((w) => '-'.repeat(w)).join('  '));
   }
@@ -115,6 +146,7 @@ function main() {
     if (r.gen_saturated === '1') notes.push(`${what}: generator saturated (${r.gen_cpu_pct}% CPU): a lower bound`);
     if (r.capped_by_nofile === '1') notes.push(`${what}: connections capped by the open-files limit`);
     if (r.crashed) notes.push(`${what}: SERVER DIED (${r.crashed})`);
+    if (r.failed) notes.push(`${what}: no result (${r.failed})`);
   }
   if (notes.length) {
     console.log('\nnotes:');

@@ -8,16 +8,6 @@ void hist_reset(struct hist *h)
     memset(h, 0, sizeof *h);
 }
 
-static unsigned bucket_of(uint64_t v)
-{
-    if (v < 2 * HIST_SUB)
-        return (unsigned)v;
-    unsigned e = 63u - (unsigned)__builtin_clzll(v); /* v in [2^e, 2^(e+1)), e >= 7 */
-    unsigned shift = e - 6;                          /* keep the top 7 bits */
-    unsigned idx = 2 * HIST_SUB + (e - 7) * HIST_SUB + (unsigned)((v >> shift) - HIST_SUB);
-    return idx < HIST_BUCKETS ? idx : HIST_BUCKETS - 1;
-}
-
 /* The lowest value of bucket i and its width. */
 static uint64_t bucket_low(unsigned i, uint64_t *width)
 {
@@ -29,15 +19,6 @@ static uint64_t bucket_low(unsigned i, uint64_t *width)
     unsigned shift = e - 6;
     *width = 1ull << shift;
     return (uint64_t)(HIST_SUB + sub) << shift;
-}
-
-void hist_add(struct hist *h, uint64_t v)
-{
-    h->b[bucket_of(v)]++;
-    h->count++;
-    h->sum += v;
-    if (v > h->max)
-        h->max = v;
 }
 
 uint64_t hist_quantile(const struct hist *h, double q)

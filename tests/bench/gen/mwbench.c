@@ -1,5 +1,5 @@
 /* mwbench.c - moonwire's load generator: command line, limits, and the scenarios of
- * SPEC section 11 against any server speaking the chat app's protocol. One thread,
+ * benchmark scenarios against any server speaking the chat app's protocol. One thread,
  * one epoll loop, no dependencies beyond libc. Talks only to 127.0.0.0/8. */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -13,13 +13,15 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "blast.h"
 #include "clock.h"
 #include "proc.h"
 #include "scen.h"
+#include "selftest.h"
 
 static const char usage[] =
     "usage: mwbench SCENARIO --port PORT [options]\n"
-    "scenarios (SPEC section 11; every run stops by itself):\n"
+    "scenarios (every run stops by itself):\n"
     "  fanout   S members in room 'bench', P publishers at a fixed total rate:\n"
     "           deliveries/s, loss, latency p50/p99/p99.9\n"
     "  chat     K rooms x M members, each member sending R msg/s: latency\n"
@@ -28,6 +30,10 @@ static const char usage[] =
     "  ramp     fanout at rising rates: the highest with p99 <= target and no loss\n"
     "  freeport print a free port on 127.0.0.1 and exit\n"
     "  wait     wait until --port accepts TCP connections (--duration s, default 10)\n"
+    "  selftest check the generator's in-place event reader against its JSON walk\n"
+    "  blast-server  serve on --port (none: a free one, printed) for --duration s\n"
+    "           (default 10): the cheapest fan-out server there is (frames built once,\n"
+    "           one write per member per loop), to see how far the generator goes\n"
     "common:  --host 127.0.0.x (default 127.0.0.1; nothing outside 127.0.0.0/8)\n"
     "         --path /chat  --label NAME  --pid PID (server; else found by its port)\n"
     "         --port2 PORT (a second node: members alternate between the two; publishers\n"
@@ -38,14 +44,21 @@ static const char usage[] =
     "         --inflight N (set-ups at once, default 256)  --sources N (127.0.0.1..N, default 4)\n"
     "         --pad BYTES (default 60: data ~100 bytes)  --no-ack (send without ids)\n"
     "         --strict (exit 1 on loss, errors, failed connections or no delivery)\n"
+    "         --read-batch-us auto|US (read sockets at most every US; auto, the default:\n"
+    "         0 while the generator uses under 30 % of its CPU, growing towards\n"
+    "         --read-batch-max-us (20000) above 55 %. Bigger reads make a cheaper\n"
+    "         generator; latency is taken at the arrival of a read's last bytes, so it\n"
+    "         may read up to the interval high: the result says read_batch_max_us)\n"
+    "         --check-parse (check every event read in place against the JSON walk and\n"
+    "         abort on a difference: a self-test of the generator; costs CPU)\n"
     "fanout/ramp: --members S (1000) --publishers P (1) --rate MSG_PER_S (100, fanout)\n"
     "         --slow-readers N (fanout: the last N members stop reading; the server should\n"
     "         close them at its send-queue bound without slowing the others)\n"
-    "         --read-batch-us US (poll at most every US: bigger reads, a cheaper generator;\n"
-    "         latency may read up to US high)\n"
     "         --ramp-start R (20) --ramp-factor F (2) --ramp-step S (3) --ramp-p99 MS (100)\n"
     "         --ramp-bisect N (3) --ramp-steps N (16) --max-rate R (1000000)\n"
     "chat:    --rooms K (100) --room-members M (10) --msg-rate R (10, per member)\n"
+    "         --idle N (0: N more connections joined to rooms of --room-size of their\n"
+    "         own, idle beside the chat: what heartbeats of many connections cost)\n"
     "idle:    --conns N (10000) --room-size M (10)\n"
     "connect: --concurrency C (32)\n";
 
@@ -53,7 +66,7 @@ enum {
     O_HOST = 1000, O_PORT, O_PORT2, O_PATH, O_LABEL, O_PID, O_DURATION, O_DRAIN, O_SETUP, O_SETTLE,
     O_INFLIGHT, O_SOURCES, O_PAD, O_NOACK, O_STRICT, O_MEMBERS, O_PUBS, O_RATE, O_RSTART,
     O_RFACTOR, O_RSTEP, O_RP99, O_RBISECT, O_RSTEPS, O_MAXRATE, O_ROOMS, O_RMEMBERS,
-    O_MSGRATE, O_CONNS, O_ROOMSIZE, O_CONC, O_BATCH, O_SLOW, O_HELP
+    O_MSGRATE, O_CONNS, O_ROOMSIZE, O_CONC, O_IDLE, O_BATCH, O_BATCH_MAX, O_CHECK, O_SLOW, O_HELP
 };
 
 static const struct option longopts[] = {
@@ -68,8 +81,9 @@ static const struct option longopts[] = {
     { "ramp-p99", 1, 0, O_RP99 }, { "ramp-bisect", 1, 0, O_RBISECT },
     { "ramp-steps", 1, 0, O_RSTEPS }, { "max-rate", 1, 0, O_MAXRATE }, { "rooms", 1, 0, O_ROOMS },
     { "room-members", 1, 0, O_RMEMBERS }, { "msg-rate", 1, 0, O_MSGRATE },
-    { "conns", 1, 0, O_CONNS }, { "room-size", 1, 0, O_ROOMSIZE },
+    { "conns", 1, 0, O_CONNS }, { "idle", 1, 0, O_IDLE }, { "room-size", 1, 0, O_ROOMSIZE },
     { "concurrency", 1, 0, O_CONC }, { "read-batch-us", 1, 0, O_BATCH },
+    { "read-batch-max-us", 1, 0, O_BATCH_MAX }, { "check-parse", 0, 0, O_CHECK },
     { "slow-readers", 1, 0, O_SLOW }, { "help", 0, 0, O_HELP }, { 0, 0, 0, 0 }
 };
 
@@ -125,6 +139,7 @@ static void defaults(struct opts *o, const char *scenario)
     o->conns = 10000;
     o->room_size = 10;
     o->concurrency = 32;
+    o->batch_auto = true;
 }
 
 static void set_host(struct opts *o, const char *s)
@@ -140,6 +155,7 @@ static void set_host(struct opts *o, const char *s)
 static void parse(struct opts *o, int argc, char **argv)
 {
     int c;
+    double batch_max = 20000;
     while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
         const char *a = optarg;
         switch (c) {
@@ -176,16 +192,25 @@ static void parse(struct opts *o, int argc, char **argv)
         case O_RMEMBERS: o->room_members = (uint32_t)num("room-members", a, 1, 100000); break;
         case O_MSGRATE: o->msg_rate = num("msg-rate", a, 0.01, 100000); break;
         case O_CONNS: o->conns = (uint32_t)num("conns", a, 1, 1000000); break;
+        case O_IDLE: o->idle = (uint32_t)num("idle", a, 0, 1000000); break;
         case O_ROOMSIZE: o->room_size = (uint32_t)num("room-size", a, 1, 100000); break;
         case O_CONC: o->concurrency = (uint32_t)num("concurrency", a, 1, 10000); break;
         case O_SLOW: o->slow_readers = (uint32_t)num("slow-readers", a, 0, 1000000); break;
-        case O_BATCH: o->batch_us = num("read-batch-us", a, 0, 100000); break;
+        case O_BATCH:
+            o->batch_auto = strcmp(a, "auto") == 0;
+            if (!o->batch_auto)
+                o->batch_us = num("read-batch-us", a, 0, 100000);
+            break;
+        case O_BATCH_MAX: batch_max = num("read-batch-max-us", a, 0, 100000); break;
+        case O_CHECK: o->check_parse = true; break;
         case O_HELP: fputs(usage, stdout); exit(0);
         default: die_usage("%s", "bad option");
         }
     }
     if (optind != argc)
         die_usage("unexpected argument '%s'", argv[optind]);
+    if (o->batch_auto)
+        o->batch_us = batch_max;
 }
 
 /* Raises the soft open-files limit to the hard one; connections may use all but a
@@ -271,6 +296,10 @@ int main(int argc, char **argv)
     now_ns(); /* the time base */
     if (strcmp(scen, "freeport") == 0)
         return cmd_freeport();
+    if (strcmp(scen, "selftest") == 0)
+        return selftest_run();
+    if (strcmp(scen, "blast-server") == 0)
+        return blast_run(o.port, o.duration);
     if (!o.port)
         die_usage("%s", "--port is required");
     if (strcmp(scen, "wait") == 0)

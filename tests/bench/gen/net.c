@@ -15,10 +15,13 @@
 
 #include "bytes.h"
 #include "clock.h"
+#include "dscan.h"
 #include "jscan.h"
+#include "proc.h"
 #include "wsc.h"
 
-#define RBUF_SIZE (256 * 1024)   /* one read takes at most this much */
+#define RBUF_SIZE (1 << 20)      /* one read takes at most this much */
+#define MAX_EVENTS 4096          /* connections handled per epoll_wait */
 #define OUT_LIMIT (1 << 20)      /* unsent bytes per connection before sends are skipped */
 #define MAX_MESSAGE (16u << 20)  /* a reassembled message larger than this is an error */
 
@@ -51,8 +54,11 @@ int net_init(struct net *n, const struct net_opts *o, uint32_t nconns, uint32_t 
     n->conns = calloc(nconns, sizeof *n->conns);
     n->rooms = calloc(nrooms, sizeof *n->rooms);
     n->room_ready = calloc(nrooms, sizeof *n->room_ready);
-    if (n->ep < 0 || !n->conns || !n->rooms || !n->room_ready)
+    n->pending = calloc(nconns, sizeof *n->pending);
+    if (n->ep < 0 || !n->conns || !n->rooms || !n->room_ready || !n->pending)
         return -1;
+    n->batch_ns = o->batch_auto ? 0 : o->batch_ns;
+    n->fast_t = n->fast_seq = -1;
     n->nconns = nconns;
     n->nrooms = nrooms;
     for (uint32_t i = 0; i < nconns; i++) {
@@ -84,6 +90,7 @@ void net_free(struct net *n)
     free(n->conns);
     free(n->rooms);
     free(n->room_ready);
+    free(n->pending);
     if (n->ep >= 0)
         close(n->ep);
 }
@@ -117,6 +124,7 @@ static void conn_die(struct net *n, struct conn *c, const char *why, int err)
     c->failed_in = st;
     c->state = C_DEAD;
     c->want_out = false;
+    c->corked = false;
     bytes_free(&c->in);
     bytes_free(&c->out);
     bytes_free(&c->frag);
@@ -159,6 +167,7 @@ void net_drop(struct net *n, struct conn *c)
     c->state = C_DEAD;
     c->failed_in = 0;
     c->want_out = false;
+    c->corked = false;
     bytes_free(&c->in);
     bytes_free(&c->out);
     bytes_free(&c->frag);
@@ -218,6 +227,14 @@ void net_start(struct net *n, struct conn *c, uint32_t room)
 /* Writes what the kernel takes now and keeps the rest for EPOLLOUT. */
 static void conn_write(struct net *n, struct conn *c, const void *p, size_t len)
 {
+    if (n->corked && c->state == C_READY) {
+        if (!c->corked && !bytes_pending(&c->out)) {
+            c->corked = true;
+            n->pending[n->npending++] = c->idx;
+        }
+        bytes_append(&c->out, p, len);
+        return;
+    }
     if (!bytes_pending(&c->out) && c->state != C_CONNECTING) {
         ssize_t w = write(c->fd, p, len);
         if (w < 0 && errno != EAGAIN) {
@@ -248,6 +265,28 @@ static void on_writable(struct net *n, struct conn *c)
     }
     c->out.off = c->out.len = 0;
     set_events(n, c, false);
+}
+
+void net_cork(struct net *n)
+{
+    n->corked = true;
+}
+
+void net_uncork(struct net *n)
+{
+    n->corked = false;
+    for (uint32_t i = 0; i < n->npending; i++) {
+        struct conn *c = &n->conns[n->pending[i]];
+        if (!c->corked)
+            continue;
+        c->corked = false;
+        if (c->state != C_DEAD && bytes_pending(&c->out) && !c->want_out) {
+            on_writable(n, c);
+            if (c->state != C_DEAD && bytes_pending(&c->out))
+                set_events(n, c, true);
+        }
+    }
+    n->npending = 0;
 }
 
 static void send_frame(struct net *n, struct conn *c, int opcode, const void *p, size_t len)
@@ -339,6 +378,15 @@ uint64_t net_slow_check(struct net *n, double secs)
     return n->slow_closed;
 }
 
+void net_batching(struct net *n, bool on)
+{
+    n->batch_off = !on;
+    if (n->o.batch_auto) { /* start from 0 again: the measured part adapts afresh */
+        n->batch_ns = 0;
+        n->win_wall_ns = 0;
+    }
+}
+
 void net_counters_reset(struct net *n, uint64_t seq_lo)
 {
     memset(&n->c, 0, offsetof(struct counters, lat));
@@ -350,26 +398,9 @@ void net_counters_reset(struct net *n, uint64_t seq_lo)
 
 /* ---- frames in ---- */
 
-static void on_delivery(struct net *n, const char *data, size_t len, uint64_t now)
+/* Counts one delivery of message seq sent at t (our clock), read at `now`. */
+static void delivered(struct net *n, int64_t t, int64_t seq, uint64_t now)
 {
-    struct js_iter it;
-    const char *k, *v;
-    size_t kl, vl;
-    int64_t t = -1, seq = -1;
-    if (js_iter_init(&it, data, len) < 0) {
-        n->c.other++;
-        return;
-    }
-    while (js_next(&it, &k, &kl, &v, &vl) > 0) {
-        if (js_eq(k, kl, "t"))
-            js_int(v, vl, &t);
-        else if (js_eq(k, kl, "seq"))
-            js_int(v, vl, &seq);
-    }
-    if (t < 0 || seq < 0) {
-        n->c.other++;
-        return;
-    }
     if ((uint64_t)seq < n->c.seq_lo) {
         n->c.late++;
         return;
@@ -379,6 +410,41 @@ static void on_delivery(struct net *n, const char *data, size_t len, uint64_t no
     n->c.last_rx_ns = now;
     hist_add(&n->c.lat, rx > (uint64_t)t ? rx - (uint64_t)t : 0);
     hist_add(&n->c.lat_user, now > (uint64_t)t ? now - (uint64_t)t : 0);
+}
+
+/* data of a chat:message event (the generic walk). Teaches dscan the event's layout. */
+static void on_delivery(struct net *n, const char *ev, size_t evlen, const char *type_key,
+                        const char *data, size_t len, uint64_t now)
+{
+    struct js_iter it;
+    const char *k, *v, *t_key = NULL, *seq_key = NULL;
+    size_t kl, vl;
+    int64_t t = -1, seq = -1;
+    if (js_iter_init(&it, data, len) < 0) {
+        n->c.other++;
+        return;
+    }
+    while (js_next(&it, &k, &kl, &v, &vl) > 0) {
+        if (js_eq(k, kl, "t") && js_int(v, vl, &t))
+            t_key = k - 1;
+        else if (js_eq(k, kl, "seq") && js_int(v, vl, &seq))
+            seq_key = k - 1;
+    }
+    if (t < 0 || seq < 0) {
+        n->c.other++;
+        return;
+    }
+    if (n->fast_t < 0) {
+        ds_learn(&n->ds, ev, evlen, type_key, t_key, seq_key);
+    } else if (n->fast_t != t || n->fast_seq != seq) { /* --check-parse */
+        fprintf(stderr, "mwbench: --check-parse: read in place t=%lld seq=%lld, the JSON walk "
+                "says t=%lld seq=%lld in: %.*s\n", (long long)n->fast_t, (long long)n->fast_seq,
+                (long long)t, (long long)seq, (int)evlen, ev);
+        abort();
+    } else {
+        n->fast_t = -1; /* confirmed */
+    }
+    delivered(n, t, seq, now);
 }
 
 static void send_join(struct net *n, struct conn *c)
@@ -421,20 +487,19 @@ static void on_reply(struct net *n, struct conn *c, bool ok, const char *id, siz
                  (int)(codel < 60 ? codel : 60), code ? code : "?");
 }
 
-/* One complete text message from the server. */
-static void on_text(struct net *n, struct conn *c, const char *p, size_t len, uint64_t now)
+/* One complete text message from the server, through the generic JSON walk. */
+static void on_text_walk(struct net *n, struct conn *c, const char *p, size_t len, uint64_t now)
 {
     struct js_iter it;
-    const char *k, *v, *type = NULL, *id = NULL, *data = NULL, *code = NULL;
+    const char *k, *v, *type = NULL, *id = NULL, *data = NULL, *code = NULL, *type_key = NULL;
     size_t kl, vl, typel = 0, idl = 0, datal = 0, codel = 0;
-    n->frames_in++;
     if (js_iter_init(&it, p, len) < 0) {
         n->c.other++;
         return;
     }
     while (js_next(&it, &k, &kl, &v, &vl) > 0) {
         if (js_eq(k, kl, "type"))
-            type = v, typel = vl;
+            type = v, typel = vl, type_key = k - 1;
         else if (js_eq(k, kl, "data"))
             data = v, datal = vl;
         else if (js_eq(k, kl, "id"))
@@ -445,7 +510,7 @@ static void on_text(struct net *n, struct conn *c, const char *p, size_t len, ui
     if (!type || c->slow)
         n->c.other++;
     else if (js_eq(type, typel, "chat:message") && data)
-        on_delivery(n, data, datal, now);
+        on_delivery(n, p, len, type_key, data, datal, now);
     else if (js_eq(type, typel, "ack"))
         on_reply(n, c, true, id, idl, NULL, 0);
     else if (js_eq(type, typel, "error"))
@@ -454,6 +519,31 @@ static void on_text(struct net *n, struct conn *c, const char *p, size_t len, ui
         send_join(n, c);
     else
         n->c.other++;
+}
+
+/* One complete text message: a chat:message read in place when its layout is known
+ * (dscan), anything else through the JSON walk. */
+static void on_text(struct net *n, struct conn *c, const char *p, size_t len, uint64_t now)
+{
+    int64_t t = 0, seq = 0;
+    n->frames_in++;
+    if (!c->slow && ds_match(&n->ds, p, len, &t, &seq)) {
+        n->ds.hits++;
+        if (!n->o.check_parse) {
+            delivered(n, t, seq, now);
+            return;
+        }
+        n->fast_t = t; /* --check-parse: on_delivery compares with the walk */
+        n->fast_seq = seq;
+    } else {
+        n->fast_t = n->fast_seq = -1;
+    }
+    on_text_walk(n, c, p, len, now);
+    if (n->fast_t >= 0 && c->state != C_DEAD) {
+        fprintf(stderr, "mwbench: --check-parse: read in place as a delivery, the JSON walk "
+                "says it is none: %.*s\n", (int)len, p);
+        abort();
+    }
 }
 
 static void on_frame(struct net *n, struct conn *c, const struct wsc_frame *f,
@@ -513,6 +603,20 @@ static size_t consume(struct net *n, struct conn *c, const unsigned char *p, siz
         off = (size_t)h;
     }
     while (off < len) {
+        /* The common frame inline: final, unmasked text under 64 KiB, no message
+         * being reassembled. */
+        const unsigned char *h = p + off;
+        if (len - off >= 4 && h[0] == 0x81 && h[1] <= 126 && !bytes_pending(&c->frag)) {
+            size_t hl = h[1] < 126 ? 2 : 4;
+            size_t pl = h[1] < 126 ? h[1] : (size_t)h[2] << 8 | h[3];
+            if (len - off < hl + pl)
+                break;
+            on_text(n, c, (const char *)h + hl, pl, now);
+            off += hl + pl;
+            if (c->state == C_DEAD)
+                return len;
+            continue;
+        }
         struct wsc_frame f;
         int r = wsc_parse(p + off, len - off, &f);
         if (r < 0) {
@@ -560,13 +664,16 @@ static void on_readable(struct net *n, struct conn *c)
 {
     ssize_t r;
     uint64_t now = now_ns(), rx;
-    if (bytes_pending(&c->in) || c->state == C_UPGRADING) {
-        /* A partial frame (or the handshake) is waiting: read behind it. */
+    size_t have = bytes_pending(&c->in);
+    if (c->state == C_UPGRADING || have > RBUF_SIZE / 2) {
+        /* The handshake, or a message too large for rbuf: read behind it. */
         bytes_reserve(&c->in, 64 * 1024);
         r = read_stamped(c->fd, c->in.p + c->in.len, c->in.cap - c->in.len, now, &rx);
         if (r <= 0)
             goto eof;
         n->rx_ns = rx;
+        n->c.reads++;
+        n->c.read_bytes += (uint64_t)r;
         c->in.len += (size_t)r;
         size_t used = consume(n, c, c->in.p + c->in.off, bytes_pending(&c->in), now);
         if (c->state != C_DEAD) {
@@ -576,13 +683,22 @@ static void on_readable(struct net *n, struct conn *c)
         }
         return;
     }
-    r = read_stamped(c->fd, rbuf, sizeof rbuf, now, &rx);
+    /* Everything the kernel has, in one read, behind the partial frame kept from the
+     * last one; the frames are handled where they lie. */
+    r = read_stamped(c->fd, rbuf + have, RBUF_SIZE - have, now, &rx);
     if (r <= 0)
         goto eof;
     n->rx_ns = rx;
-    size_t used = consume(n, c, rbuf, (size_t)r, now);
-    if (c->state != C_DEAD && used < (size_t)r)
-        bytes_append(&c->in, rbuf + used, (size_t)r - used);
+    n->c.reads++;
+    n->c.read_bytes += (uint64_t)r;
+    if (have) {
+        memcpy(rbuf, c->in.p + c->in.off, have);
+        c->in.off = c->in.len = 0;
+    }
+    size_t total = have + (size_t)r;
+    size_t used = consume(n, c, rbuf, total, now);
+    if (c->state != C_DEAD && used < total)
+        bytes_append(&c->in, rbuf + used, total - used);
     return;
 eof:
     if (r < 0 && errno == EAGAIN)
@@ -591,26 +707,62 @@ eof:
     conn_die(n, c, r == 0 ? "server closed the TCP connection" : "read:", r == 0 ? 0 : errno);
 }
 
+static void sleep_ns(uint64_t ns)
+{
+    struct timespec ts = { (time_t)(ns / 1000000000u), (long)(ns % 1000000000u) };
+    nanosleep(&ts, NULL);
+}
+
+/* Adapts the read interval to our own CPU use, measured over windows of >= 20 ms:
+ * above BUSY_HIGH it grows (bigger, cheaper reads), below BUSY_LOW it shrinks back
+ * towards 0 (every read as soon as bytes arrive: the most exact latency). */
+#define BUSY_HIGH 0.55
+#define BUSY_LOW 0.30
+static void adapt_batch(struct net *n, uint64_t now)
+{
+    if (!n->o.batch_auto || n->batch_off || now - n->win_wall_ns < 20000000)
+        return;
+    int64_t cpu = self_thread_cpu_ns();
+    double busy = (double)(cpu - n->win_cpu_ns) / (double)(now - n->win_wall_ns);
+    if (n->win_wall_ns) {
+        if (busy > BUSY_HIGH)
+            n->batch_ns = n->batch_ns * 3 / 2 + 100000;
+        else if (busy < BUSY_LOW)
+            n->batch_ns = n->batch_ns < 100000 ? 0 : n->batch_ns * 2 / 3;
+        if (n->batch_ns > n->o.batch_ns)
+            n->batch_ns = n->o.batch_ns;
+    }
+    n->win_wall_ns = now;
+    n->win_cpu_ns = cpu;
+}
+
 void net_poll(struct net *n, int64_t timeout_ns)
 {
-    struct epoll_event evs[512];
-    if (n->o.batch_ns) {
-        /* Let bytes pile up in the sockets so that each read takes more frames;
-         * latency is taken from the kernel's arrival stamps, so waiting here adds at
-         * most batch_ns (to frames that arrived before the last one of a read). */
-        uint64_t since = now_ns() - n->last_poll_ns;
-        if (since < n->o.batch_ns && timeout_ns > 0) {
-            uint64_t nap = n->o.batch_ns - since;
-            nap = nap < (uint64_t)timeout_ns ? nap : (uint64_t)timeout_ns;
-            nanosleep(&(struct timespec){ 0, (long)nap }, NULL);
-            timeout_ns = 0;
+    static struct epoll_event evs[MAX_EVENTS];
+    uint64_t now = now_ns();
+    if (n->batch_ns) {
+        /* Read at most every batch_ns, so that bytes pile up in the sockets and each
+         * read takes many frames. Latency is taken from the kernel's arrival stamp of
+         * the last bytes of each read: a frame that arrived earlier in the interval
+         * reads up to batch_ns high. */
+        if (now < n->next_read_ns) {
+            uint64_t nap = n->next_read_ns - now;
+            if (timeout_ns >= 0 && (uint64_t)timeout_ns < nap) {
+                sleep_ns((uint64_t)timeout_ns);
+                return;
+            }
+            sleep_ns(nap);
         }
-        n->last_poll_ns = now_ns();
+        timeout_ns = 0;
     }
     struct timespec ts = { (time_t)(timeout_ns / 1000000000), (long)(timeout_ns % 1000000000) };
     /* Nanosecond timeouts: sends are paced without busy-waiting between them. */
-    int k = epoll_pwait2(n->ep, evs, 512, timeout_ns < 0 ? NULL : &ts, NULL);
+    int k = epoll_pwait2(n->ep, evs, MAX_EVENTS, timeout_ns < 0 ? NULL : &ts, NULL);
     clock_refresh();
+    now = now_ns();
+    n->next_read_ns = now + n->batch_ns;
+    if (n->batch_ns > n->c.batch_max_ns)
+        n->c.batch_max_ns = n->batch_ns;
     for (int i = 0; i < k; i++) {
         struct conn *c = evs[i].data.ptr;
         uint32_t e = evs[i].events;
@@ -626,4 +778,5 @@ void net_poll(struct net *n, int64_t timeout_ns)
         if (c->state != C_DEAD && (e & EPOLLOUT))
             on_writable(n, c);
     }
+    adapt_batch(n, now_ns());
 }

@@ -24,7 +24,8 @@ static int setup_net(struct net *n, const struct opts *o, uint32_t nconns, uint3
 {
     struct net_opts no = { .host = o->host, .port = o->port, .port2 = o->port2, .path = o->path,
                            .sources = o->sources, .ack = o->ack, .linger0 = linger0,
-                           .batch_ns = (uint64_t)(o->batch_us * 1000) };
+                           .batch_ns = (uint64_t)(o->batch_us * 1000), .batch_auto = o->batch_auto,
+                           .check_parse = o->check_parse };
     uint32_t padlen = o->pad < sizeof pad_text ? o->pad : sizeof pad_text - 1;
     memset(pad_text, 'x', padlen);
     pad_text[padlen] = '\0';
@@ -46,17 +47,27 @@ static uint32_t cap_conns(const struct opts *o, uint32_t want, bool *capped)
     return o->max_conns;
 }
 
+/* Connection idx's room: below n->split, round-robin over the first split_rooms rooms;
+ * from split on (idle connections beside the load), rooms of split_size after them. */
+static uint32_t room_of(const struct net *n, uint32_t idx)
+{
+    if (!n->split || idx < n->split)
+        return idx % (n->split ? n->split_rooms : n->nrooms);
+    return n->split_rooms + (idx - n->split) / n->split_size;
+}
+
 /* Starts every connection that is not READY, at most o->inflight at a time, and waits
  * until each is READY or failed, or the set-up timeout. Returns how many are READY. */
 static uint32_t setup_conns(struct net *n, const struct opts *o)
 {
     uint64_t deadline = now_ns() + (uint64_t)(o->setup_timeout * 1e9);
     uint32_t next = 0, ready = 0;
+    net_batching(n, false); /* a set-up waits on every answer: read at once */
     while (now_ns() < deadline) {
         while (next < n->nconns && n->in_setup < o->inflight) {
             struct conn *c = &n->conns[next++];
             if (c->state == C_IDLE || c->state == C_DEAD)
-                net_start(n, c, c->idx % n->nrooms);
+                net_start(n, c, room_of(n, c->idx));
         }
         if (next == n->nconns && !n->in_setup)
             break;
@@ -75,6 +86,7 @@ static uint32_t setup_conns(struct net *n, const struct opts *o)
         }
         ready += c->state == C_READY;
     }
+    net_batching(n, true);
     return ready;
 }
 
@@ -97,7 +109,10 @@ static uint32_t pick_ready(const struct net *n, uint32_t *who, uint32_t max)
 }
 
 /* Sends `rate` messages per second for `secs`, round-robin over who[], each stamped
- * with the time it is written. Catches up after a stall in bursts of at most 4096. */
+ * with the time it is written. Catches up after a stall in bursts of at most 4096.
+ * While reads are batched (a busy generator) it wakes at most every SEND_QUANTUM_NS
+ * and writes what is due then, one write per connection. */
+#define SEND_QUANTUM_NS 200000
 static void paced_send(struct net *n, const uint32_t *who, uint32_t nwho, double rate,
                        double secs)
 {
@@ -108,6 +123,7 @@ static void paced_send(struct net *n, const uint32_t *who, uint32_t nwho, double
         if (now >= end || !nwho)
             break;
         uint64_t due = (uint64_t)((double)(now - t0) * rate / 1e9) + 1;
+        net_cork(n);
         for (uint32_t burst = 0; done < due && burst < 4096; burst++, done++) {
             /* How late this send is: a generator that cannot keep its schedule sends
              * in bursts, and the server's latency for a burst is partly ours. */
@@ -115,9 +131,12 @@ static void paced_send(struct net *n, const uint32_t *who, uint32_t nwho, double
             hist_add(&n->c.send_lag, now > at ? now - at : 0);
             net_send_chat(n, &n->conns[who[rr++ % nwho]], next_seq++, pad_text);
         }
+        net_uncork(n);
         int64_t wait = 0;
         if (done >= due) {
             uint64_t next = t0 + (uint64_t)((double)done * 1e9 / rate);
+            if (n->batch_ns && next < now + SEND_QUANTUM_NS)
+                next = now + SEND_QUANTUM_NS;
             next = next < end ? next : end;
             wait = next > now ? (int64_t)(next - now) : 0;
         }
@@ -179,6 +198,18 @@ static void kv_fails(const struct net *n)
         kv_str("first_failure", f->first);
 }
 
+/* How the generator read: read() calls, bytes and deliveries per read, the longest
+ * read interval in force (latency may read up to it high), and the share of events
+ * read in place (dscan) rather than through the JSON walk. */
+static void kv_reads(const struct net *n)
+{
+    const struct counters *c = &n->c;
+    kv_u64("reads", c->reads);
+    kv_f("bytes_per_read", c->reads ? (double)c->read_bytes / (double)c->reads : 0, 0);
+    kv_f("deliveries_per_read", c->reads ? (double)c->delivered / (double)c->reads : 0, 1);
+    kv_f("read_batch_max_us", (double)c->batch_max_ns / 1e3, 0);
+}
+
 static void kv_latency(const struct hist *h)
 {
     kv_f("p50_ms", MS(hist_quantile(h, 0.50)), 3);
@@ -230,6 +261,7 @@ static void report_delivery(const struct net *n, const struct opts *o, const str
     kv_f("user_p99_ms", MS(hist_quantile(&c->lat_user, 0.99)), 3);
     kv_f("send_lag_p99_ms", MS(hist_quantile(&c->send_lag, 0.99)), 3);
     kv_u64("send_bursty", bursty(c));
+    kv_reads(n);
     kv_cpu(a, b);
     kv_fails(n);
     if (c->first_error[0])
@@ -355,9 +387,16 @@ int scen_chat(const struct opts *o)
     struct net n;
     struct snap a, b;
     bool capped;
-    uint32_t want = cap_conns(o, o->rooms * o->room_members, &capped);
-    if (setup_net(&n, o, want, o->rooms, "chat", false) < 0)
+    uint32_t want = cap_conns(o, o->rooms * o->room_members + o->idle, &capped);
+    uint32_t idle = want > o->rooms * o->room_members ? want - o->rooms * o->room_members : 0;
+    uint32_t idle_rooms = (idle + o->room_size - 1) / o->room_size;
+    if (setup_net(&n, o, want, o->rooms + idle_rooms, "chat", false) < 0)
         return 1;
+    if (idle) { /* the idle ones in rooms of their own, after the chat rooms */
+        n.split = want - idle;
+        n.split_rooms = o->rooms;
+        n.split_size = o->room_size;
+    }
     uint32_t ready = connect_all(&n, o, want);
     if (!ready) {
         net_free(&n);
@@ -365,7 +404,11 @@ int scen_chat(const struct opts *o)
     }
     settle(&n, o->settle);
     uint32_t *who = calloc(want, sizeof *who);
-    uint32_t nwho = pick_ready(&n, who, want);
+    uint32_t nwho = 0; /* the senders: the chat connections, the first want - idle */
+    for (uint32_t i = 0; i < want - idle; i++)
+        if (n.conns[i].state == C_READY)
+            who[nwho++] = i;
+    uint32_t idle_ready = ready - nwho;
     double rate = o->msg_rate * nwho;
     snap_take(&a, o->pid);
     net_counters_reset(&n, next_seq);
@@ -376,6 +419,8 @@ int scen_chat(const struct opts *o)
     kv_u64("rooms", o->rooms);
     kv_u64("room_members", o->room_members);
     kv_u64("ready", ready);
+    kv_u64("idle", idle);
+    kv_u64("idle_ready", idle_ready);
     kv_f("msg_rate", o->msg_rate, 2);
     kv_f("rate", rate, 1);
     kv_f("duration_s", o->duration, 1);
@@ -453,6 +498,7 @@ int scen_connect(const struct opts *o)
     if (setup_net(&n, o, slots, slots, "conn", true) < 0)
         return 1;
     n.on_ready = on_connect_ready;
+    net_batching(&n, false); /* handshakes wait on every answer: read at once */
     net_counters_reset(&n, 0);
     snap_take(&a, o->pid);
     uint64_t end = a.wall_ns + (uint64_t)(o->duration * 1e9);
@@ -576,6 +622,12 @@ int scen_ramp(const struct opts *o)
     double rate = o->ramp_start;
     for (; steps < o->ramp_steps && rate <= o->max_rate && now_ns() < deadline; steps++) {
         ramp_step(&n, o, who, rate, &s);
+        if (!s.pass && !s.closed && !s.loss && rate <= o->ramp_start * o->ramp_factor) {
+            /* The first steps fail only when the machine stalled (the rates are far
+             * below any server's ceiling): try once more before calling it a ceiling. */
+            ramp_step(&n, o, who, rate, &s);
+            steps++;
+        }
         if (!s.pass) {
             fail = s;
             break;

@@ -1,4 +1,4 @@
-/* scen.h - the scenarios of SPEC section 11: fanout, chat, idle, connect, ramp. Each
+/* scen.h - the benchmark scenarios: fanout, chat, idle, connect, ramp. Each
  * runs bounded in count and time, prints one "result" line of key=value pairs and a
  * short summary, and returns 0, or 1 when --strict found loss or failures. */
 #ifndef MWB_SCEN_H
@@ -21,11 +21,13 @@ struct opts {
     uint32_t members, publishers; double rate;    /* fanout, ramp */
     uint32_t slow_readers;                         /* fanout: members that stop reading */
     uint32_t rooms, room_members; double msg_rate; /* chat */
+    uint32_t idle;                                 /* chat: idle connections beside it */
     uint32_t conns, room_size;                     /* idle */
     uint32_t inflight;                             /* set-ups in flight at once */
     uint32_t concurrency;                          /* connect: connections in flight */
     uint32_t pad;
-    double batch_us;             /* net_opts.batch_ns */
+    double batch_us;             /* net_opts.batch_ns: fixed, or the most batch_auto may use */
+    bool batch_auto, check_parse;
     int sources;
     bool ack, strict;
     double ramp_start, ramp_factor, ramp_step, ramp_p99_ms, max_rate;

@@ -1,12 +1,15 @@
 #!/usr/bin/env node
 // The benchmark's Node peer: a `ws` server speaking the subset of moonwire's chat app
-// (SPEC sections 4 and 6) that tests/bench drives, written the way a Node developer
+// (docs/protocol.md) that tests/bench drives, written the way a Node developer
 // would: JSON per message, one ws.send per recipient (the event serialized once).
 //   /chat?user=U -> hello; join -> ack {room, members, history: [], seq, epoch} and
 //   presence:join to the others (presence:count at most once a second above 100 users);
 //   leave; chat:message -> every member including the sender, then ack {seq};
 //   ping -> pong; anything else -> unknown_type. No history, auth or rate limit.
+// Heartbeat as the ws README does it: one timer pings every client each --heartbeat
+// seconds and ends those that did not answer the previous ping (0: none).
 // Usage: node tests/bench/peers/node-ws/server.js [--port 9001] [--host 127.0.0.1]
+//        [--heartbeat 25]
 // `ws` comes from the repository's own node_modules (the root package.json pins it).
 'use strict';
 
@@ -27,6 +30,8 @@ function arg(name, dflt) {
 }
 const port = Number(arg('--port', '9001'));
 const host = arg('--host', '127.0.0.1');
+const heartbeat = Number(arg('--heartbeat', '25'));
+const clients = new Set();
 
 const rooms = new Map(); // name -> { conns: Set, users: Map(user -> {name, conns}), seq, epoch, countTimer }
 let nextConn = 1;
@@ -187,14 +192,34 @@ server.on('upgrade', (req, socket, head) => {
     const q = url.searchParams.get('user');
     ws.user = q && q.length <= 128 ? q : `anon-${crypto.randomBytes(6).toString('hex')}`;
     ws.rooms = new Set();
-    ws.send(JSON.stringify({ type: 'hello', data: { conn: String(nextConn++), node: 'node-ws', user: ws.user, heartbeat: 25 } }));
-    ws.on('message', (data, isBinary) => onMessage(ws, data, isBinary));
+    ws.isAlive = true;
+    clients.add(ws);
+    ws.send(JSON.stringify({ type: 'hello', data: { conn: String(nextConn++), node: 'node-ws', user: ws.user, heartbeat } }));
+    ws.on('message', (data, isBinary) => {
+      ws.isAlive = true;
+      onMessage(ws, data, isBinary);
+    });
+    ws.on('pong', () => { ws.isAlive = true; });
     ws.on('close', () => {
+      clients.delete(ws);
       for (const name of [...ws.rooms]) leave(ws, name);
     });
     ws.on('error', () => {});
   });
 });
+
+if (heartbeat > 0) {
+  setInterval(() => {
+    for (const ws of clients) {
+      if (!ws.isAlive) {
+        ws.terminate();
+        continue;
+      }
+      ws.isAlive = false;
+      ws.ping();
+    }
+  }, heartbeat * 1000);
+}
 
 server.listen(port, host, () => {
   console.log(`node-ws peer listening on ${host}:${server.address().port} pid=${process.pid}`);

@@ -11,7 +11,7 @@ JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 # tests never use those (`systemctl disable --now nginx` if you do not want it).
 DEB_PACKAGES = build-essential cmake pkg-config git \
 	libwebsockets-dev libwebsockets-evlib-uv libuv1-dev libluajit2-5.1-dev \
-	libhiredis-dev libyaml-dev libjwt-dev libjemalloc-dev libcmocka-dev redis-server \
+	libhiredis-dev libyaml-dev libjwt-dev libjemalloc-dev libcmocka-dev zlib1g-dev redis-server \
 	curl chromium nginx systemd procps strace logrotate python3-prometheus-client
 
 .PHONY: all deps build run test test-unit test-integration test-sanitize check-config bench clean
@@ -50,7 +50,7 @@ node_modules/.package-lock.json: package.json package-lock.json
 
 test: build node_modules/.package-lock.json
 	cd $(BUILD) && ctest --output-on-failure
-	MOONWIRE_BIN=$(CURDIR)/$(BUILD)/moonwire node --test tests/integration/
+	MOONWIRE_BIN=$(CURDIR)/$(BUILD)/moonwire node --test tests/web/ tests/integration/
 
 # The same suites against an AddressSanitizer + UndefinedBehaviorSanitizer build, with
 # leak detection: CI runs this after `make test`.

@@ -86,9 +86,14 @@ static int authorized(struct lws *wsi)
     if (lws_hdr_copy(wsi, h, sizeof h, WSI_TOKEN_HTTP_AUTHORIZATION) <= 7 ||
         strncmp(h, "Bearer ", 7) != 0)
         return 0;
+    return mw_api_key_ok(h + 7);
+}
+
+int mw_api_key_ok(const char *key)
+{
     int ok = 0;
-    for (size_t i = 0; i < config->napi_keys; i++)
-        ok |= same_secret(h + 7, config->api_keys[i]);
+    for (size_t i = 0; config && i < config->napi_keys; i++)
+        ok |= same_secret(key, config->api_keys[i]);
     return ok;
 }
 

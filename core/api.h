@@ -14,6 +14,8 @@ struct lws;
 
 void mw_api_init(const struct mw_config *cfg);
 void mw_api_shutdown(void);
+/* Whether key is one of the configured API keys (compared in constant time). */
+int mw_api_key_ok(const char *key);
 
 /* Whether a method + path is an API call (path starts with /api/). */
 int mw_api_is_call(const char *path);

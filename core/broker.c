@@ -28,6 +28,7 @@
 
 #define ROOM_CHANNEL "mw:room:"
 #define USER_CHANNEL "mw:user:"
+#define NODE_CHANNEL "mw:node:"
 
 /* A payload flag above the frame flags (MW_MSG_*). */
 #define ORIGIN_TOO 0x100u
@@ -141,9 +142,45 @@ uint32_t mw_broker_user(const char *user, struct mw_msg *m)
     return n;
 }
 
+void (*mw_broker_on_node)(const char *kind, const char *arg, const char *body, size_t len);
+
+int mw_broker_node(const char *node, const char *kind, const char *arg, const char *body,
+                   size_t len)
+{
+    if (!clustered)
+        return MW_ENOENT;
+    char ch[160];
+    struct mw_buf b = { 0 };
+    channel_name(ch, sizeof ch, NODE_CHANNEL, node);
+    mw_buf_printf(&b, "%s\n%s\n", kind, arg);
+    mw_buf_append(&b, body, len);
+    const char *argv[] = { sharded ? "SPUBLISH" : "PUBLISH", ch, b.p };
+    size_t lens[] = { strlen(argv[0]), strlen(ch), b.len };
+    int rc = mw_redis_command(NULL, NULL, 3, argv, lens) < 0 ? MW_EIO : 0;
+    mw_buf_free(&b);
+    return rc;
+}
+
+/* "<kind>\n<arg>\n<body>" addressed to this node. */
+static void on_node_message(const char *payload, size_t len)
+{
+    const char *end = payload + len, *kind = payload, *nl = memchr(kind, '\n', len);
+    if (!nl || !mw_broker_on_node)
+        return;
+    const char *arg = nl + 1, *nl2 = memchr(arg, '\n', (size_t)(end - arg));
+    if (!nl2)
+        return;
+    char k[32], a[256];
+    snprintf(k, sizeof k, "%.*s", (int)(nl - kind), kind);
+    snprintf(a, sizeof a, "%.*s", (int)(nl2 - arg), arg);
+    mw_broker_on_node(k, a, nl2 + 1, (size_t)(end - nl2 - 1));
+}
+
 /* An event from another node: frame it once, deliver to the local members. */
 static void on_message(const char *channel, const char *payload, size_t len)
 {
+    if (strncmp(channel, NODE_CHANNEL, strlen(NODE_CHANNEL)) == 0)
+        return on_node_message(payload, len);
     const char *end = payload + len, *p = payload;
     const char *node = p, *nl = memchr(p, '\n', (size_t)(end - p));
     if (!nl)
@@ -223,6 +260,9 @@ int mw_broker_start(const struct mw_config *cfg, char *err, size_t errlen)
     mw_cluster_start(cfg);
     mw_room_on_active = on_room_active;
     mw_user_on_active = on_user_active;
+    char ch[160]; /* what other nodes address to this one */
+    channel_name(ch, sizeof ch, NODE_CHANNEL, mw_srv.node_id);
+    mw_redis_subscribe(ch);
     return 0;
 }
 

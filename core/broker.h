@@ -28,6 +28,16 @@ uint32_t mw_broker_room(const char *room, struct mw_msg *m, const struct mw_conn
 /* Every connection of a user on every node. Returns the local recipients. */
 uint32_t mw_broker_user(const char *user, struct mw_msg *m);
 
+/* Sends `body` to node `node` of the cluster, tagged kind and arg (at most 255
+ * bytes, no newline): mw_broker_on_node gets them there. 0 once it is on its way;
+ * MW_ENOENT when not clustered, MW_EIO when Redis is down. Fire-and-forget: a node
+ * that is gone gets nothing. */
+int mw_broker_node(const char *node, const char *kind, const char *arg, const char *body,
+                   size_t len);
+/* Set by the module that handles a kind (sse.c): called for what other nodes sent
+ * to this one. */
+extern void (*mw_broker_on_node)(const char *kind, const char *arg, const char *body, size_t len);
+
 /* Clustered: Redis is configured. */
 bool mw_broker_clustered(void);
 

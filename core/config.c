@@ -30,6 +30,7 @@ const char mw_config_embedded_yaml[] =
     "routes:\n"
     "  /chat:\n"
     "    script: \"app:chat\"\n"
+    "    options: { mentions: true }\n"
     "  /echo:\n"
     "    script: \"app:echo\"\n"
     "    protocol: raw\n"
@@ -1043,6 +1044,7 @@ static const struct field route_fields[] = {
     { "script", K_FUNC, .fn = parse_script },
     { "protocol", K_ENUM, .off = RT(protocol), .names = protocol_names },
     { "slow_consumer", K_ENUM, .off = RT(slow_consumer), .names = slow_names },
+    { "compression", K_BOOL, .off = RT(compression) },
     { "history", K_FUNC, .fn = parse_history },
     { "presence", K_MAP, .sub = presence_fields },
     { "hold_ttl", K_MS, .off = RT(hold_ttl_ms), .min = 1 },
@@ -1050,7 +1052,7 @@ static const struct field route_fields[] = {
     { NULL },
 };
 
-static void route_defaults(struct mw_route_config *r)
+void mw_config_route_defaults(struct mw_route_config *r)
 {
     r->protocol = MW_PROTO_JSON;
     r->slow_consumer = MW_SLOW_CLOSE;
@@ -1116,7 +1118,7 @@ static int parse_routes(struct ctx *c, yaml_node_t *n, void *obj)
             return -1;
         yaml_node_t *k = yaml_document_get_node(&c->doc, p->key);
         struct mw_route_config *r = &cfg->routes[cfg->nroutes++];
-        route_defaults(r);
+        mw_config_route_defaults(r);
         r->path = mw_strdup(path);
         r->line = line_of(k);
         r->source = cfg->source;

@@ -25,6 +25,7 @@ struct mw_route_config {
     int line;                 /* YAML line of the route, for later error messages */
     enum mw_route_protocol protocol;   /* `protocol: json|raw` (default json) */
     enum mw_slow_policy slow_consumer; /* `slow_consumer: close|drop` (default close) */
+    bool compression;         /* `compression: bool`: permessage-deflate (default false) */
     uint32_t history_size;    /* `history: { size: N, ttl: DURATION }`; 0 = off (default 100) */
     uint64_t history_ttl_ms;  /* 0 = no time bound (default) */
     bool presence_events;     /* `presence: { events: bool, threshold: N }` (default true) */
@@ -109,6 +110,9 @@ int mw_parse_size(const char *s, size_t *bytes);
 /* "HOST:PORT", "[IPV6]:PORT" or ":PORT" (0.0.0.0): replaces *host (freed) and *port.
  * 0, -1 when the form is wrong, -2 when the port is not 0..65535. */
 int mw_parse_listen(const char *s, char **host, int *port);
+
+/* A route's settings before its YAML is read (options_json allocated). */
+void mw_config_route_defaults(struct mw_route_config *r);
 
 /* Looks a route up by path; NULL if none. */
 const struct mw_route_config *mw_config_route(const struct mw_config *cfg, const char *path);

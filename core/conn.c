@@ -554,10 +554,12 @@ int mw_conn_send(struct mw_conn *c, struct mw_msg *m)
         c->tp->deliver(c, m);
         return 0;
     }
-    if (c->q.bytes + m->len > limit && !(m->flags & MW_MSG_CONTROL)) {
+    struct mw_msg *f = c->tp->frame ? c->tp->frame(c, m) : mw_msg_incref(m);
+    if (c->q.bytes + f->len > limit && !(f->flags & MW_MSG_CONTROL)) {
         if (c->slow_drop)
-            mw_conn_stats.dropped += mw_sendq_drop_coalescible(&c->q, limit, m->len);
-        if (c->q.bytes + m->len > limit) {
+            mw_conn_stats.dropped += mw_sendq_drop_coalescible(&c->q, limit, f->len);
+        if (c->q.bytes + f->len > limit) {
+            mw_msg_decref(f);
             mw_conn_stats.slow_closed++;
             mw_log_warn("slow consumer", "conn=%s user=%s queued=%zu limit=%zu", c->id,
                         c->user->id, c->q.bytes, limit);
@@ -566,7 +568,8 @@ int mw_conn_send(struct mw_conn *c, struct mw_msg *m)
             return MW_EFULL;
         }
     }
-    mw_sendq_push(&c->q, m);
+    mw_sendq_push(&c->q, f);
+    mw_msg_decref(f);
     pending_add(c);
     return 0;
 }

@@ -2,9 +2,12 @@
  * close state machine, and the work done once per loop iteration before it sleeps.
  *
  * A connection does not know how its bytes travel: a transport (struct mw_transport)
- * owns the I/O object (c->tx: a libwebsockets wsi, a simulated test client, ...) and
- * tells the connection what happened to it. Adding a transport (an HTTP fallback) is
- * writing one of those tables; nothing else changes.
+ * owns the I/O object (c->tx: ws.c's socket, a simulated test client, ...) and tells
+ * the connection what happened to it. Adding a transport (an HTTP fallback) is writing
+ * one of those tables, opening connections with mw_server_open (server.h) and handing
+ * complete messages to mw_server_conn_input; nothing else changes. A transport that
+ * does not speak WebSocket reads each queued frame's payload with mw_msg_payload and
+ * ignores control frames (opcode >= 0x8: pings, pongs, close).
  *
  * Life of a connection (Redis's unlinkClient + freeClientAsync):
  *
@@ -78,6 +81,9 @@ struct mw_transport {
     const char *name; /* for logs: "ws", "test", ... */
     /* Optional: takes each frame at once instead of the send queue. */
     void (*deliver)(struct mw_conn *c, struct mw_msg *m);
+    /* Optional: the frame to queue for m, as a new reference (a compressed copy made
+     * once per message for every connection alike, or m itself). */
+    struct mw_msg *(*frame)(struct mw_conn *c, struct mw_msg *m);
     /* Writes what it can of c->q now (c was pending). Returns -1 when the transport
      * failed: the connection is then killed. Sets c->close_sent once the close frame
      * went out. Optional when deliver is set. */

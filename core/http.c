@@ -20,6 +20,7 @@
 
 static char *docroot;     /* static: DIR, or NULL */
 static char *client_js;   /* path of the bundled moonwire.js */
+static char *admin_html;  /* path of the bundled admin page */
 
 void mw_http_init(const struct mw_config *cfg, const char *home)
 {
@@ -27,13 +28,16 @@ void mw_http_init(const struct mw_config *cfg, const char *home)
     docroot = cfg->static_dir ? mw_strdup(cfg->static_dir) : NULL;
     snprintf(path, sizeof path, "%s/examples/web/moonwire.js", home);
     client_js = mw_strdup(path);
+    snprintf(path, sizeof path, "%s/examples/web/admin.html", home);
+    admin_html = mw_strdup(path);
 }
 
 void mw_http_shutdown(void)
 {
     free(docroot);
     free(client_js);
-    docroot = client_js = NULL;
+    free(admin_html);
+    docroot = client_js = admin_html = NULL;
 }
 
 int mw_http_reply(struct lws *wsi, int status, const char *ctype, const char *body, size_t len)
@@ -59,7 +63,7 @@ out:
     return rc;
 }
 
-static int reply_text(struct lws *wsi, int status, const char *text)
+int mw_http_reply_text(struct lws *wsi, int status, const char *text)
 {
     return mw_http_reply(wsi, status, "text/plain; charset=utf-8", text, strlen(text));
 }
@@ -108,7 +112,7 @@ static int serve_file(struct lws *wsi, const char *path)
 {
     struct stat st;
     if (stat(path, &st) < 0 || !S_ISREG(st.st_mode))
-        return reply_text(wsi, 404, "not found\n");
+        return mw_http_reply_text(wsi, 404, "not found\n");
     int n = lws_serve_http_file(wsi, path, mime_of(path), NULL, 0);
     if (n < 0 || (n > 0 && lws_http_transaction_completed(wsi)))
         return -1;
@@ -134,14 +138,14 @@ int mw_http_request(struct lws *wsi, const char *uri, struct mw_http_req **req)
         return rc;
     }
     if (strcmp(uri, "/healthz") == 0)
-        return reply_text(wsi, 200, "ok\n");
+        return mw_http_reply_text(wsi, 200, "ok\n");
     if (strcmp(uri, "/readyz") == 0) {
         if (mw_srv.shutting_down)
-            return reply_text(wsi, 503, "shutting down\n");
+            return mw_http_reply_text(wsi, 503, "shutting down\n");
         /* Up means both connections work and every subscription is back in place. */
         if (mw_redis_configured() && !mw_redis_up())
-            return reply_text(wsi, 503, "redis down\n");
-        return reply_text(wsi, 200, "ready\n");
+            return mw_http_reply_text(wsi, 503, "redis down\n");
+        return mw_http_reply_text(wsi, 200, "ready\n");
     }
     if (strcmp(uri, "/metrics") == 0) {
         struct mw_buf b = { 0 };
@@ -152,10 +156,14 @@ int mw_http_request(struct lws *wsi, const char *uri, struct mw_http_req **req)
     }
     if (strcmp(uri, "/moonwire.js") == 0)
         return serve_file(wsi, client_js);
+    /* The admin page asks for the key itself; without keys it has nothing to show. */
+    if (strcmp(uri, "/admin") == 0)
+        return mw_server_route(MW_ADMIN_ROUTE) ? serve_file(wsi, admin_html)
+                                               : mw_http_reply_text(wsi, 404, "the admin page needs api.keys in the config\n");
     if (mw_server_route(uri))
         return reply_upgrade_required(wsi, uri);
     if (!docroot || strstr(uri, "..") || uri[0] != '/')
-        return reply_text(wsi, 404, "not found\n");
+        return mw_http_reply_text(wsi, 404, "not found\n");
     char path[4096];
     snprintf(path, sizeof path, "%s%s%s", docroot, uri,
              uri[strlen(uri) - 1] == '/' ? "index.html" : "");

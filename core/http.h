@@ -43,5 +43,7 @@ int mw_http_writable(struct lws *wsi, struct mw_http_req **req);
 
 /* Sends a complete small response. */
 int mw_http_reply(struct lws *wsi, int status, const char *ctype, const char *body, size_t len);
+/* The same with a text/plain body. */
+int mw_http_reply_text(struct lws *wsi, int status, const char *text);
 
 #endif

@@ -10,8 +10,11 @@
 
 #include "buf.h"
 #include "jsonw.h"
+#include "util.h"
 
 int mw_log_level = MW_LOG_INFO;
+
+static void keep_recent(const char *line, size_t len);
 static int log_json;
 
 static const char *level_names[] = { "debug", "info", "warn", "error" };
@@ -105,5 +108,36 @@ void mw__log(int level, const char *msg, const char *fmt, ...)
         mw_buf_putc(&b, '\n');
     }
     fwrite(b.p, 1, b.len, stderr);
+    if (level >= MW_LOG_WARN || strncmp(msg, "reload", 6) == 0)
+        keep_recent(b.p, b.len - 1);
     mw_buf_free(&b);
+}
+
+/* The last MW_LOG_RECENT warnings, errors and reload lines, for the admin page. */
+static char *recent[MW_LOG_RECENT];
+static unsigned recent_next, recent_len;
+
+static void keep_recent(const char *line, size_t len)
+{
+    free(recent[recent_next]);
+    recent[recent_next] = mw_strndup(line, len);
+    recent_next = (recent_next + 1) % MW_LOG_RECENT;
+    if (recent_len < MW_LOG_RECENT)
+        recent_len++;
+}
+
+void mw_log_recent(void (*fn)(void *ud, const char *line), void *ud)
+{
+    unsigned first = (recent_next + MW_LOG_RECENT - recent_len) % MW_LOG_RECENT;
+    for (unsigned i = 0; i < recent_len; i++)
+        fn(ud, recent[(first + i) % MW_LOG_RECENT]);
+}
+
+void mw_log_recent_free(void)
+{
+    for (unsigned i = 0; i < MW_LOG_RECENT; i++) {
+        free(recent[i]);
+        recent[i] = NULL;
+    }
+    recent_next = recent_len = 0;
 }

@@ -19,6 +19,7 @@ int luaopen_moonwire_store(lua_State *L);
 int luaopen_moonwire_redis(lua_State *L);
 int luaopen_moonwire_timer(lua_State *L);
 int luaopen_moonwire_inbox(lua_State *L);
+int luaopen_moonwire_admin(lua_State *L);
 int luaopen_moonwire_testing(lua_State *L); /* lua_testing.c: simulated clients (moonwire test) */
 
 struct mw_app;

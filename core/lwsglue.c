@@ -20,6 +20,7 @@
 #include "conn.h"
 #include "http.h"
 #include "log.h"
+#include "sse.h"
 #include "util.h"
 #include "ws.h"
 
@@ -28,6 +29,7 @@ static struct lws_context *context;
 /* What lws keeps per connection (its user_space). */
 struct session {
     struct mw_http_req *http; /* an HTTP API call waiting for its body or its answer */
+    struct mw_sse *sse;       /* the HTTP fallback: a stream, or a POST of frames */
 };
 
 /* ---- upgrades on kept-alive connections ----
@@ -178,19 +180,29 @@ static int on_lws(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 
     switch (reason) {
     case LWS_CALLBACK_HTTP:
+        if (mw_sse_wants(wsi, in))
+            return mw_sse_request(wsi, in, &s->sse);
         return mw_http_request(wsi, in, &s->http);
     case LWS_CALLBACK_HTTP_BODY:
+        if (s->sse)
+            return mw_sse_body(s->sse, in, len);
         return mw_http_body(s->http, in, len);
     case LWS_CALLBACK_HTTP_BODY_COMPLETION:
+        if (s->sse)
+            return mw_sse_body_done(wsi, &s->sse);
         return mw_http_body_done(wsi, &s->http);
     case LWS_CALLBACK_HTTP_WRITEABLE:
+        if (s && s->sse)
+            return mw_sse_writable(s->sse);
         if (s && s->http && s->http->later) /* an API call that answers later */
             return mw_http_writable(wsi, &s->http);
         break;
     case LWS_CALLBACK_HTTP_DROP_PROTOCOL:
     case LWS_CALLBACK_CLOSED_HTTP:
-        if (s)
+        if (s) {
             mw_http_req_free(&s->http);
+            mw_sse_closed(&s->sse);
+        }
         break;
     case LWS_CALLBACK_WSI_DESTROY:
         forget_handback(wsi);

@@ -14,6 +14,7 @@
 #include "broker.h"
 #include "cluster.h"
 #include "conn.h"
+#include "deflate.h"
 #include "expo.h"
 #include "inbox.h"
 #include "listener.h"
@@ -23,6 +24,7 @@
 #include "script.h"
 #include "server.h"
 #include "session.h"
+#include "sse.h"
 #include "store.h"
 
 int mw_metrics_worker = -1;
@@ -152,6 +154,26 @@ static void connections(struct mw_buf *b)
             mw_srv.rate_limited);
 }
 
+static void compression(struct mw_buf *b)
+{
+    const struct mw_deflate_stats *s = &mw_deflate_stats;
+    family(b, "moonwire_deflate_frames_total", "counter",
+           "permessage-deflate: frames compressed (once per message for all its recipients), "
+           "or sent as they were because compressing did not make them smaller");
+    sample(b, "moonwire_deflate_frames_total", "result=\"compressed\"", s->deflated);
+    sample(b, "moonwire_deflate_frames_total", "result=\"not_smaller\"", s->not_smaller);
+    family(b, "moonwire_deflate_bytes_total", "counter",
+           "Payload bytes before (in) and after (out) compression");
+    sample(b, "moonwire_deflate_bytes_total", "side=\"in\"", s->deflated_in);
+    sample(b, "moonwire_deflate_bytes_total", "side=\"out\"", s->deflated_out);
+    counter(b, "moonwire_inflated_messages_total", "Compressed client messages inflated",
+            s->inflated);
+    family(b, "moonwire_inflate_bytes_total", "counter",
+           "Bytes of compressed client messages before (in) and after (out) inflating");
+    sample(b, "moonwire_inflate_bytes_total", "side=\"in\"", s->inflated_in);
+    sample(b, "moonwire_inflate_bytes_total", "side=\"out\"", s->inflated_out);
+}
+
 static void rooms_and_sessions(struct mw_buf *b)
 {
     gauge(b, "moonwire_rooms", "Rooms in memory (with members or kept history)", mw_room_count());
@@ -224,6 +246,19 @@ static void inbox(struct mw_buf *b)
           s.users);
     gauge(b, "moonwire_inbox_memory_items", "Items in the memory inbox (0 with Redis)", s.items);
     gauge(b, "moonwire_inbox_memory_bytes", "Bytes in the memory inbox (0 with Redis)", s.bytes);
+}
+
+/* The HTTP fallback (sse.c). */
+static void sse(struct mw_buf *b)
+{
+    const struct mw_sse_stats *s = &mw_sse_stats;
+    counter(b, "moonwire_sse_streams_total",
+            "HTTP fallback streams opened (counted in moonwire_connections* too)", s->opened);
+    family(b, "moonwire_sse_posts_total", "counter",
+           "Fallback POSTs delivered to a stream of this node, or forwarded to its node");
+    sample(b, "moonwire_sse_posts_total", "result=\"delivered\"", s->posts);
+    sample(b, "moonwire_sse_posts_total", "result=\"forwarded\"", s->forwarded);
+    counter(b, "moonwire_sse_rejected_total", "Fallback requests refused", s->rejected);
 }
 
 /* `route="PATH"` for route i, the path escaped as a label value (a route path may
@@ -312,10 +347,12 @@ static void routes(struct mw_buf *b)
 static void local_page(struct mw_buf *b)
 {
     connections(b);
+    compression(b);
     rooms_and_sessions(b);
     store(b);
     redis(b);
     inbox(b);
+    sse(b);
     routes(b);
 }
 

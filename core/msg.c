@@ -18,6 +18,7 @@ struct mw_msg *mw_msg_new(int opcode, const void *payload, size_t len, unsigned 
     unsigned char *h = m->data;
 
     m->refs = 1;
+    m->z = NULL;
     m->len = (uint32_t)(hdr + len);
     m->hdr = (uint16_t)hdr;
     m->flags = (uint16_t)flags;
@@ -41,6 +42,9 @@ struct mw_msg *mw_msg_new(int opcode, const void *payload, size_t len, unsigned 
 void mw_msg_decref(struct mw_msg *m)
 {
     mw_assert(m->refs > 0);
-    if (--m->refs == 0)
+    if (--m->refs == 0) {
+        if (m->z)
+            mw_msg_decref(m->z);
         free(m);
+    }
 }

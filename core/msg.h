@@ -17,10 +17,12 @@ enum {
     MW_OP_PONG = 0xA,
 };
 
-/* Flags: what a slow-consumer policy may do with a queued frame. */
+/* Flags: what a slow-consumer policy may do with a queued frame, and what
+ * permessage-deflate found. */
 enum {
     MW_MSG_COALESCE = 1 << 0, /* may be dropped under `slow_consumer: drop` (typing, counts) */
     MW_MSG_CONTROL = 1 << 1,  /* control frame: never dropped */
+    MW_MSG_PLAIN = 1 << 2,    /* compression did not make it smaller (deflate.c) */
 };
 
 struct mw_msg {
@@ -28,6 +30,7 @@ struct mw_msg {
     uint32_t len;   /* header + payload bytes */
     uint16_t hdr;   /* header bytes; payload starts at data + hdr */
     uint16_t flags;
+    struct mw_msg *z; /* its compressed frame, made once (deflate.c), or NULL */
     unsigned char data[];
 };
 

@@ -208,6 +208,7 @@ static struct mw_app *app_load(struct mw_route *route, const char *home, const c
     preload(L, "moonwire.redis", luaopen_moonwire_redis);
     preload(L, "moonwire.timer", luaopen_moonwire_timer);
     preload(L, "moonwire.inbox", luaopen_moonwire_inbox);
+    preload(L, "moonwire.admin", luaopen_moonwire_admin);
     if (testing)
         preload(L, "moonwire.testing", luaopen_moonwire_testing);
 

@@ -14,9 +14,11 @@
 
 #include <uv.h>
 
+#include "admin.h"
 #include "api.h"
 #include "broker.h"
 #include "conn.h"
+#include "deflate.h"
 #include "http.h"
 #include "inbox.h"
 #include "jsonpeek.h"
@@ -31,6 +33,7 @@
 #include "room.h"
 #include "script.h"
 #include "session.h"
+#include "sse.h"
 #include "store.h"
 #include "typing.h"
 #include "util.h"
@@ -54,15 +57,42 @@ struct mw_route *mw_server_route(const char *path)
     return NULL;
 }
 
+/* The admin page's feed (/admin, apps/admin): a route of its own whenever API keys
+ * are configured and the config does not use its path. */
+static struct mw_route_config admin_route;
+
+static bool want_admin_route(const struct mw_config *cfg, const char *home)
+{
+    return cfg->napi_keys && home && !mw_config_route(cfg, MW_ADMIN_ROUTE);
+}
+
+static const struct mw_route_config *route_config(const struct mw_config *cfg, size_t i,
+                                                  const char *home)
+{
+    if (i < cfg->nroutes)
+        return &cfg->routes[i];
+    if (!admin_route.path) {
+        char script[4096];
+        snprintf(script, sizeof script, "%s/apps/admin/main.lua", home);
+        mw_config_route_defaults(&admin_route);
+        admin_route.path = mw_strdup(MW_ADMIN_ROUTE);
+        admin_route.app = mw_strdup("admin");
+        admin_route.script = mw_strdup(script);
+        admin_route.history_size = 0;
+        admin_route.presence_events = false;
+    }
+    return &admin_route;
+}
+
 int mw_server_load_routes(const struct mw_config *cfg, const char *home, char *err, size_t errlen)
 {
     mw_srv.cfg = cfg;
     mw_srv.home = home;
-    mw_srv.nroutes = cfg->nroutes;
-    mw_srv.routes = mw_calloc(cfg->nroutes, sizeof *mw_srv.routes);
+    mw_srv.nroutes = cfg->nroutes + want_admin_route(cfg, home);
+    mw_srv.routes = mw_calloc(mw_srv.nroutes ? mw_srv.nroutes : 1, sizeof *mw_srv.routes);
     mw_script_slow_ms = cfg->slow_handler_ms;
-    for (size_t i = 0; i < cfg->nroutes; i++) {
-        mw_srv.routes[i].cfg = &cfg->routes[i];
+    for (size_t i = 0; i < mw_srv.nroutes; i++) {
+        mw_srv.routes[i].cfg = route_config(cfg, i, home);
         mw_srv.routes[i].app = mw_app_new(&mw_srv.routes[i], home, err, errlen);
         if (!mw_srv.routes[i].app) {
             mw_server_unload_routes();
@@ -80,6 +110,11 @@ void mw_server_unload_routes(void)
     free(mw_srv.routes);
     mw_srv.routes = NULL;
     mw_srv.nroutes = 0;
+    free(admin_route.path);
+    free(admin_route.app);
+    free(admin_route.script);
+    free(admin_route.options_json);
+    memset(&admin_route, 0, sizeof admin_route);
 }
 
 /* ---- connections, whatever their transport ---- */
@@ -415,6 +450,8 @@ int mw_server_run(const struct mw_config *cfg, const char *home)
         close(fd);
         return 1;
     }
+    mw_sse_init();
+    mw_admin_init();
     signal(SIGPIPE, SIG_IGN);
     struct lws_vhost *vh = mw_lws_start();
     if (!vh) {
@@ -425,8 +462,7 @@ int mw_server_run(const struct mw_config *cfg, const char *home)
     }
     mw_ws_start(vh);
     mw_listener_start(fd, cfg->socket_send_buffer);
-    /* With a payload: libwebsockets 4.1 does not report empty pongs to the callback,
-     * so an empty ping's answer would never count as traffic. */
+    /* The heartbeat's ping, one frame shared by every connection; any pong counts. */
     ping_frame = mw_msg_new(MW_OP_PING, "mw", 2, MW_MSG_CONTROL);
 
     uint64_t tick = cfg->heartbeat_interval_ms < cfg->heartbeat_timeout_ms
@@ -448,10 +484,13 @@ int mw_server_run(const struct mw_config *cfg, const char *home)
     /* Runs until finish() closed every handle (lws's included). */
     uv_run(loop, UV_RUN_DEFAULT);
     mw_lws_free();
+    mw_deflate_shutdown();
     mw_server_teardown();
     mw_msg_decref(ping_frame);
     mw_http_shutdown();
+    mw_sse_shutdown();
     mw_api_shutdown();
     mw_log_info("stopped", "%s", "");
+    mw_log_recent_free();
     return 0;
 }

@@ -67,6 +67,10 @@ int mw_server_run(const struct mw_config *cfg, const char *home);
 
 struct mw_route *mw_server_route(const char *path);
 
+/* The route of the admin page's WebSocket (apps/admin), mounted by the server itself
+ * when API keys are configured. */
+#define MW_ADMIN_ROUTE "/admin/ws"
+
 /* A request to open a connection, as a network transport presents it (the WebSocket
  * upgrade; an HTTP fallback would present the same). */
 struct mw_open_req {

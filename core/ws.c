@@ -24,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -32,6 +33,7 @@
 #include <uv.h>
 
 #include "conn.h"
+#include "deflate.h"
 #include "httphead.h"
 #include "log.h"
 #include "server.h"
@@ -60,6 +62,9 @@ struct ws {
     bool close_queued;        /* our close frame (or close reply) is in the queue */
     bool peer_closed;         /* the peer's close frame came */
     bool fail;                /* a protocol failure: end right after our close frame */
+    uint8_t pmd_wbits;        /* permessage-deflate: our frames' window; 0: off */
+    const char *why;          /* why an event refused a message (the close reason) */
+    struct mw_inflate *inf;   /* a compressed message arriving in pieces */
     struct mw_conn *conn;     /* while OPEN and the connection is not gone */
     struct mw_wsrx rx;
     struct ws *next, *prev;   /* every socket here (closed at exit) */
@@ -146,6 +151,7 @@ static void ws_end(struct ws *w, bool reset)
     close(w->fd);
     w->fd = -1;
     mw_wsrx_free(&w->rx);
+    mw_inflate_free(&w->inf);
     w->conn = NULL;
     if (c)
         mw_conn_transport_gone(c);
@@ -250,21 +256,58 @@ static void ws_abort(struct mw_conn *c)
     ws_end(c->tx, true);
 }
 
+/* With permessage-deflate, the compressed copy every such connection shares. */
+static struct mw_msg *ws_frame(struct mw_conn *c, struct mw_msg *m)
+{
+    struct ws *w = c->tx;
+    return w->pmd_wbits ? mw_deflate_frame(m, w->pmd_wbits) : mw_msg_incref(m);
+}
+
 static const struct mw_transport ws_transport = {
-    .name = "ws", .flush = ws_flush, .close = ws_close, .abort = ws_abort,
+    .name = "ws", .frame = ws_frame, .flush = ws_flush, .close = ws_close, .abort = ws_abort,
 };
 
 /* ---- frames in ---- */
+
+/* A piece of a compressed message: inflated into c->rx, handed over at its end. */
+static int inflated_data(struct ws *w, struct mw_conn *c, int op, unsigned char *p, size_t n,
+                         bool first, bool last)
+{
+    if (first) {
+        c->rx_binary = op == MW_WS_BINARY;
+        c->rxlen = 0;
+    }
+    int rc = mw_inflate_piece(&w->inf, p, n, last, &c->rx, &c->rxlen, &c->rxcap,
+                              mw_srv.cfg->max_message);
+    if (rc) {
+        w->why = rc == MW_WS_TOO_BIG ? "message too big" : "invalid compressed data";
+        return rc;
+    }
+    if (!last)
+        return 0;
+    size_t len = c->rxlen;
+    c->rxlen = 0;
+    if (!c->rx_binary && !mw_utf8_valid((unsigned char *)c->rx, len)) {
+        w->why = "invalid UTF-8";
+        return MW_WS_INVALID_DATA;
+    }
+    mw_server_conn_input(c, c->rx ? c->rx : "", len, c->rx_binary);
+    free(c->rx); /* most connections never need it: keep idle memory small */
+    c->rx = NULL;
+    c->rxcap = 0;
+    return 0;
+}
 
 static int on_data(void *ud, int op, bool compressed, unsigned char *p, size_t n, bool first,
                    bool last)
 {
     struct ws *w = ud;
     struct mw_conn *c = w->conn;
-    (void)compressed; /* never: RSV1 is refused until permessage-deflate is negotiated */
     if (!c || !mw_conn_is_open(c))
         return 0; /* nothing is handled once the close is decided */
     c->last_rx_ms = mw_now_ms();
+    if (compressed) /* RSV1: only once permessage-deflate was agreed */
+        return inflated_data(w, c, op, p, n, first, last);
     if (first && last) { /* the common case: a whole message in one read, no copy */
         mw_server_conn_input(c, (const char *)p, n, op == MW_WS_BINARY);
         return 0;
@@ -333,6 +376,8 @@ static void frames_in(struct ws *w, unsigned char *p, size_t n)
     /* Fail the connection (RFC 6455 7.1.7): our close frame, then the FIN, and no
      * more reading of what the peer sends. */
     w->fail = true;
+    if (w->why)
+        why = w->why;
     if (code == MW_WS_TOO_BIG)
         mw_log_info("message too big", "conn=%s limit=%zu", c->id, mw_srv.cfg->max_message);
     else
@@ -458,6 +503,23 @@ static int check_upgrade(const struct mw_httphead *h, char *accept, size_t alen,
     return 0;
 }
 
+/* permessage-deflate, when the client offers it in an acceptable form: the response's
+ * header value goes in ext, and RSV1 is allowed from then on. */
+static void negotiate(struct ws *w, const struct mw_httphead *h, char *ext, size_t extlen)
+{
+    const char *vals[MW_HTTPHEAD_MAX_HEADERS];
+    size_t lens[MW_HTTPHEAD_MAX_HEADERS], n = 0;
+    for (size_t i = 0; i < h->nfields; i++) {
+        if (h->f[i].nlen == 24 && strncasecmp(h->f[i].name, "sec-websocket-extensions", 24) == 0) {
+            vals[n] = h->f[i].value;
+            lens[n++] = h->f[i].vlen;
+        }
+    }
+    int wbits = mw_pmd_negotiate(vals, lens, n, ext, extlen);
+    w->pmd_wbits = (uint8_t)wbits;
+    w->rx.allow_rsv1 = wbits > 0;
+}
+
 /* A complete head that asks for a WebSocket (h->len bytes of buf[0..len); the rest
  * is the first frames). */
 static void upgrade(struct ws *w, struct mw_httphead *h, char *buf, size_t len)
@@ -479,12 +541,16 @@ static void upgrade(struct ws *w, struct mw_httphead *h, char *buf, size_t len)
         refuse(w, status, why, NULL);
         return;
     }
+    char ext[160] = "";
+    if (mw_server_route(path)->cfg->compression)
+        negotiate(w, h, ext, sizeof ext);
 
-    char resp[256];
+    char resp[512];
     int n = snprintf(resp, sizeof resp,
                      "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                     "Sec-WebSocket-Accept: %s\r\n%s\r\n",
-                     accept, proto ? "Sec-WebSocket-Protocol: moonwire\r\n" : "");
+                     "Sec-WebSocket-Accept: %s\r\n%s%s%s%s\r\n",
+                     accept, proto ? "Sec-WebSocket-Protocol: moonwire\r\n" : "",
+                     ext[0] ? "Sec-WebSocket-Extensions: " : "", ext, ext[0] ? "\r\n" : "");
     /* A fresh socket's buffer takes it whole; anything else means the peer is gone. */
     if (send(w->fd, resp, (size_t)n, MSG_NOSIGNAL) != n) {
         ws_end(w, true);
@@ -506,7 +572,9 @@ static void upgrade(struct ws *w, struct mw_httphead *h, char *buf, size_t len)
 static void on_handover(uv_handle_t *h)
 {
     struct ws *w = (struct ws *)h;
-    if (!lws_adopt_socket_vhost(vhost, w->fd))
+    if (!started) /* shutting down: lws is going away */
+        close(w->fd);
+    else if (!lws_adopt_socket_vhost(vhost, w->fd))
         mw_log_debug("adopt failed", "fd=%d", w->fd); /* lws closed it */
     free(w);
 }

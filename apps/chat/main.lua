@@ -4,6 +4,12 @@ local mw = require "moonwire"
 
 local app = mw.app()
 
+-- Route option `mentions: true` (on in the embedded default): "@user" in a message's
+-- `text` puts a notification in that user's inbox (the notify app delivers it) when
+-- the user is a member of the room; at most MAX_MENTIONS users per message.
+local MENTIONS = mw.route().options.mentions == true
+local MAX_MENTIONS = 5
+
 local function check_name(data)
   if data == nil then return nil end
   if type(data) ~= "table" then mw.fail("bad_message", "data must be an object") end
@@ -37,11 +43,35 @@ app:on("leave", function(conn, msg)
   return { room = room }
 end)
 
+local function notify_mentions(conn, room, data)
+  local text = type(data) == "table" and data.text
+  if type(text) ~= "string" or not text:find("@", 1, true) then return end
+  local wanted, n = {}, 0
+  for user in text:gmatch("@([%w_.-]+)") do
+    if user ~= conn.user and not wanted[user] and n < MAX_MENTIONS then
+      wanted[user] = true
+      n = n + 1
+    end
+  end
+  if n == 0 then return end
+  local name = type(data.name) == "string" and data.name or nil
+  for _, m in ipairs((mw.presence.list(room))) do
+    if wanted[m.user] then
+      -- The message is out already: a mention that cannot be stored is only logged.
+      local ok, err = mw.inbox.push(m.user, {
+        kind = "mention", from = conn.user, name = name, room = room, text = text:sub(1, 200),
+      })
+      if not ok then mw.log.warn("mention not stored", { user = m.user, err = err }) end
+    end
+  end
+end
+
 app:on("chat:message", function(conn, msg)
   local room = mw.member_room(conn, msg)
   local seq = mw.rooms.publish(room, {
     type = "chat:message", room = room, from = conn.user, data = msg.data,
   })
+  if MENTIONS then notify_mentions(conn, room, msg.data) end
   return { seq = seq }
 end)
 

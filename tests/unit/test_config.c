@@ -216,6 +216,7 @@ static void test_route_defaults(void **state)
     assert_int_equal(r->line, 2);
     assert_int_equal(r->protocol, MW_PROTO_JSON);
     assert_int_equal(r->slow_consumer, MW_SLOW_CLOSE);
+    assert_false(r->compression);
     assert_int_equal(r->history_size, 100);
     assert_int_equal(r->history_ttl_ms, 0);
     assert_true(r->presence_events);
@@ -256,6 +257,7 @@ static const char full_yaml[] =
     "    script: app.lua\n"
     "    protocol: json\n"
     "    slow_consumer: drop\n"
+    "    compression: true\n"
     "    history: { size: 50, ttl: 1h }\n"
     "    presence: { events: false, threshold: 10 }\n"
     "    hold_ttl: 30s\n"
@@ -289,6 +291,7 @@ static void test_full_config(void **state)
     assert_int_equal(chat->line, 6);
     assert_int_equal(chat->protocol, MW_PROTO_JSON);
     assert_int_equal(chat->slow_consumer, MW_SLOW_DROP);
+    assert_true(chat->compression);
     assert_int_equal(chat->history_size, 50);
     assert_int_equal(chat->history_ttl_ms, 3600000);
     assert_false(chat->presence_events);

@@ -220,3 +220,21 @@ t.test("sync returns the messages after since, and reset with all kept for anoth
   t.eq(bad.type, "error")
   t.eq(bad.code, "bad_message")
 end)
+
+-- The embedded default mounts /chat with `options: { mentions: true }`.
+t.test("a mention of a member lands in that member's inbox; others are not notified", function()
+  local ana = joined("men-ana", "mentions", "Ana")
+  local bob = joined("men-bob", "mentions", "Bob")
+  t.connect("/chat", "men-zed") -- not in the room
+  local ack = ana:request("chat:message", { room = "mentions",
+    data = { text = "hi @men-bob and @men-zed and @men-ana, @men-bob", name = "Ana" } })
+  t.eq(ack.type, "ack")
+  local items = mw.inbox.list("men-bob")
+  t.eq(#items, 1, "one notification for bob, however often he is named")
+  t.eq(items[1].data, { kind = "mention", from = "men-ana", name = "Ana", room = "mentions",
+    text = "hi @men-bob and @men-zed and @men-ana, @men-bob" })
+  t.eq(mw.inbox.list("men-zed"), {}, "not a member of the room")
+  t.eq(mw.inbox.list("men-ana"), {}, "no notification for mentioning yourself")
+  bob:request("chat:message", { room = "mentions", data = "@men-ana in plain data is no text" })
+  t.eq(mw.inbox.list("men-ana"), {})
+end)

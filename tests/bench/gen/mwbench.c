@@ -43,6 +43,7 @@ static const char usage[] =
     "         --setup-timeout S (default 60)  --settle S (default 0.5)\n"
     "         --inflight N (set-ups at once, default 256)  --sources N (127.0.0.1..N, default 4)\n"
     "         --pad BYTES (default 60: data ~100 bytes)  --no-ack (send without ids)\n"
+    "         --deflate (offer permessage-deflate; compressed events are inflated)\n"
     "         --strict (exit 1 on loss, errors, failed connections or no delivery)\n"
     "         --read-batch-us auto|US (read sockets at most every US; auto, the default:\n"
     "         0 while the generator uses under 30 % of its CPU, growing towards\n"
@@ -66,7 +67,8 @@ enum {
     O_HOST = 1000, O_PORT, O_PORT2, O_PATH, O_LABEL, O_PID, O_DURATION, O_DRAIN, O_SETUP, O_SETTLE,
     O_INFLIGHT, O_SOURCES, O_PAD, O_NOACK, O_STRICT, O_MEMBERS, O_PUBS, O_RATE, O_RSTART,
     O_RFACTOR, O_RSTEP, O_RP99, O_RBISECT, O_RSTEPS, O_MAXRATE, O_ROOMS, O_RMEMBERS,
-    O_MSGRATE, O_CONNS, O_ROOMSIZE, O_CONC, O_IDLE, O_BATCH, O_BATCH_MAX, O_CHECK, O_SLOW, O_HELP
+    O_MSGRATE, O_CONNS, O_ROOMSIZE, O_CONC, O_IDLE, O_BATCH, O_BATCH_MAX, O_CHECK, O_SLOW,
+    O_DEFLATE, O_HELP
 };
 
 static const struct option longopts[] = {
@@ -84,7 +86,8 @@ static const struct option longopts[] = {
     { "conns", 1, 0, O_CONNS }, { "idle", 1, 0, O_IDLE }, { "room-size", 1, 0, O_ROOMSIZE },
     { "concurrency", 1, 0, O_CONC }, { "read-batch-us", 1, 0, O_BATCH },
     { "read-batch-max-us", 1, 0, O_BATCH_MAX }, { "check-parse", 0, 0, O_CHECK },
-    { "slow-readers", 1, 0, O_SLOW }, { "help", 0, 0, O_HELP }, { 0, 0, 0, 0 }
+    { "slow-readers", 1, 0, O_SLOW }, { "deflate", 0, 0, O_DEFLATE }, { "help", 0, 0, O_HELP },
+    { 0, 0, 0, 0 }
 };
 
 static void die_usage(const char *fmt, const char *arg)
@@ -177,6 +180,7 @@ static void parse(struct opts *o, int argc, char **argv)
         case O_SOURCES: o->sources = (int)num("sources", a, 1, 250); break;
         case O_PAD: o->pad = (uint32_t)num("pad", a, 0, 900); break;
         case O_NOACK: o->ack = false; break;
+        case O_DEFLATE: o->deflate = true; break;
         case O_STRICT: o->strict = true; break;
         case O_MEMBERS: o->members = (uint32_t)num("members", a, 1, 1000000); break;
         case O_PUBS: o->publishers = (uint32_t)num("publishers", a, 1, 1000000); break;

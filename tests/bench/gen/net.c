@@ -13,6 +13,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <zlib.h>
+
 #include "bytes.h"
 #include "clock.h"
 #include "dscan.h"
@@ -314,7 +316,8 @@ static void on_connected(struct net *n, struct conn *c)
     }
     snprintf(target, sizeof target, "%s?user=u%llu", n->o.path,
              (unsigned long long)++n->user_serial);
-    int len = wsc_request(req, sizeof req, inet_ntoa(n->o.host), conn_port(n, c), target, c->accept);
+    int len = wsc_request(req, sizeof req, inet_ntoa(n->o.host), conn_port(n, c), target,
+                          c->accept, n->o.deflate);
     c->state = C_UPGRADING;
     set_events(n, c, false);
     conn_write(n, c, req, (size_t)len);
@@ -546,9 +549,61 @@ static void on_text(struct net *n, struct conn *c, const char *p, size_t len, ui
     }
 }
 
+/* A compressed message (permessage-deflate, no context takeover: each on its own),
+ * inflated into a buffer kept for the next one. NULL when it is not valid. */
+static const char *inflate_msg(struct net *n, const unsigned char *p, size_t len, size_t *out)
+{
+    static z_stream z;
+    static bool ready;
+    static unsigned char *buf;
+    static size_t cap;
+    static const unsigned char trailer[4] = { 0x00, 0x00, 0xff, 0xff };
+    if (!ready) {
+        if (inflateInit2(&z, -15) != Z_OK)
+            return NULL;
+        ready = true;
+    }
+    inflateReset(&z);
+    size_t at = 0;
+    for (int pass = 0; pass < 2; pass++) {
+        z.next_in = (Bytef *)(pass ? trailer : p);
+        z.avail_in = (uInt)(pass ? sizeof trailer : len);
+        while (z.avail_in) {
+            if (at == cap) {
+                cap = cap ? cap * 2 : 4096;
+                if (cap > MAX_MESSAGE)
+                    return NULL;
+                buf = realloc(buf, cap);
+                if (!buf)
+                    return NULL;
+            }
+            z.next_out = buf + at;
+            z.avail_out = (uInt)(cap - at);
+            int rc = inflate(&z, Z_SYNC_FLUSH);
+            at = cap - z.avail_out;
+            if (rc != Z_OK && rc != Z_BUF_ERROR)
+                return NULL;
+            if (rc == Z_BUF_ERROR && z.avail_out)
+                break;
+        }
+    }
+    n->inflated++;
+    *out = at;
+    return (const char *)buf;
+}
+
 static void on_frame(struct net *n, struct conn *c, const struct wsc_frame *f,
                      const unsigned char *p, uint64_t now)
 {
+    if (f->rsv1) { /* the server never fragments what it compresses */
+        size_t len;
+        const char *text = f->fin && f->opcode == WS_TEXT ? inflate_msg(n, p, f->len, &len) : NULL;
+        if (!text)
+            conn_die(n, c, "bad compressed frame", 0);
+        else
+            on_text(n, c, text, len, now);
+        return;
+    }
     switch (f->opcode) {
     case WS_PING:
         send_frame(n, c, WS_PONG, p, f->len);

@@ -64,6 +64,7 @@ struct net_opts {
     int sources;            /* source addresses 127.0.0.1 .. 127.0.0.<sources> */
     bool ack;               /* send messages with an id (the server acks each) */
     bool linger0;           /* close with RST: no TIME_WAIT on our side */
+    bool deflate;           /* offer permessage-deflate, inflate compressed frames */
     uint64_t batch_ns;      /* read at most every this long (0: as soon as bytes arrive); with
                              * batch_auto, the longest interval adapt may choose */
     bool batch_auto;        /* adapt the read interval to our CPU use */
@@ -92,6 +93,7 @@ struct net {
     uint32_t slow_from;     /* connections from this index get a tiny receive buffer */
     uint64_t slow_closed;   /* slow readers the server closed */
     uint64_t rx_ns;         /* kernel arrival time of the bytes being handled, 0 unknown */
+    uint64_t inflated;      /* compressed messages received */
     struct dscan ds;        /* where chat:message events keep t and seq */
     int64_t fast_t, fast_seq; /* the event read in place, for --check-parse; -1 none */
     uint64_t batch_ns;      /* the read interval now in force */

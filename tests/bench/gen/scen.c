@@ -24,6 +24,7 @@ static int setup_net(struct net *n, const struct opts *o, uint32_t nconns, uint3
 {
     struct net_opts no = { .host = o->host, .port = o->port, .port2 = o->port2, .path = o->path,
                            .sources = o->sources, .ack = o->ack, .linger0 = linger0,
+                           .deflate = o->deflate,
                            .batch_ns = (uint64_t)(o->batch_us * 1000), .batch_auto = o->batch_auto,
                            .check_parse = o->check_parse };
     uint32_t padlen = o->pad < sizeof pad_text ? o->pad : sizeof pad_text - 1;
@@ -255,6 +256,8 @@ static void report_delivery(const struct net *n, const struct opts *o, const str
     kv_f("loss_pct", c->expected ? 100.0 * (double)loss / (double)c->expected : 0, 3);
     kv_u64("late", c->late);
     kv_u64("send_blocked", c->send_blocked);
+    if (o->deflate)
+        kv_u64("inflated", n->inflated);
     kv_f("deliveries_per_s", deliveries_per_s(c), 0);
     kv_latency(&c->lat);
     kv_f("user_p50_ms", MS(hist_quantile(&c->lat_user, 0.50)), 3);

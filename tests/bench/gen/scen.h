@@ -30,6 +30,7 @@ struct opts {
     bool batch_auto, check_parse;
     int sources;
     bool ack, strict;
+    bool deflate;                /* net_opts.deflate */
     double ramp_start, ramp_factor, ramp_step, ramp_p99_ms, max_rate;
     uint32_t ramp_bisect, ramp_steps;
     uint32_t max_conns;          /* what RLIMIT_NOFILE allows */

@@ -34,7 +34,7 @@ static void expected_accept(const char *key, char accept[WSC_ACCEPT_LEN + 1])
 }
 
 int wsc_request(char *buf, size_t cap, const char *host, int port, const char *target,
-                char accept[WSC_ACCEPT_LEN + 1])
+                char accept[WSC_ACCEPT_LEN + 1], bool deflate)
 {
     unsigned char raw[16];
     char key[32];
@@ -47,8 +47,10 @@ int wsc_request(char *buf, size_t cap, const char *host, int port, const char *t
     int n = snprintf(buf, cap,
                      "GET %s HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\n"
                      "Connection: Upgrade\r\nSec-WebSocket-Key: %s\r\n"
-                     "Sec-WebSocket-Version: 13\r\n\r\n",
-                     target, host, port, key);
+                     "Sec-WebSocket-Version: 13\r\n%s\r\n",
+                     target, host, port, key,
+                     deflate ? "Sec-WebSocket-Extensions: permessage-deflate; "
+                               "client_no_context_takeover; client_max_window_bits\r\n" : "");
     return n > 0 && (size_t)n < cap ? n : -1;
 }
 
@@ -129,10 +131,13 @@ int wsc_parse(const unsigned char *p, size_t n, struct wsc_frame *f)
 {
     if (n < 2)
         return 0;
-    if ((p[0] & 0x70) || (p[1] & 0x80)) /* reserved bits (no extension), or masked */
+    if ((p[0] & 0x30) || (p[1] & 0x80)) /* RSV2/RSV3 (no such extension), or masked */
         return -1;
     f->fin = p[0] & 0x80;
+    f->rsv1 = p[0] & 0x40;
     f->opcode = p[0] & 0x0f;
+    if (f->rsv1 && (f->opcode & 0x8))
+        return -1;
     size_t len = p[1] & 0x7f, h = 2;
     if (len == 126) {
         if (n < 4)

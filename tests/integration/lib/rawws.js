@@ -162,25 +162,31 @@ class RawClient {
     this.socket.write(bytes);
   }
 
-  // Resolves with the first frame (from index `from`) matching `pred`, waiting up to `ms`.
-  waitFrame(pred, ms = 2000, from = 0) {
+  // Resolves with find()'s first defined result, checked on every arrival, or rejects
+  // once the connection ended or ms passed (saying what arrived: got()).
+  waitUntil(find, ms, got) {
     return new Promise((resolve, reject) => {
       const check = () => {
-        const f = this.frames.slice(from).find(pred);
-        if (f !== undefined) return done(null, f);
-        if (this.endInfo) done(new Error(`raw client: connection ended before a matching frame; got ${this.describeFrames()}`));
+        const v = find();
+        if (v !== undefined) return done(null, v);
+        if (this.endInfo) done(new Error(`raw client: connection ended before a match; got ${got()}`));
         return undefined;
       };
-      const timer = setTimeout(() => done(new Error(`raw client: no matching frame within ${ms} ms; got ${this.describeFrames()}`)), ms);
-      const done = (err, f) => {
+      const timer = setTimeout(() => done(new Error(`raw client: no match within ${ms} ms; got ${got()}`)), ms);
+      const done = (err, v) => {
         clearTimeout(timer);
         this.waiters.delete(check);
         if (err) reject(err);
-        else resolve(f);
+        else resolve(v);
       };
       this.waiters.add(check);
       check();
     });
+  }
+
+  // Resolves with the first frame (from index `from`) matching `pred`, waiting up to `ms`.
+  waitFrame(pred, ms = 2000, from = 0) {
+    return this.waitUntil(() => this.frames.slice(from).find(pred), ms, () => this.describeFrames());
   }
 
   describeFrames() {
@@ -194,25 +200,8 @@ class RawClient {
 
   // Resolves with the first received message matching `pred`, waiting up to `ms`.
   waitFor(pred, ms = 2000) {
-    return new Promise((resolve, reject) => {
-      const check = () => {
-        const m = this.messages.find(pred);
-        if (m !== undefined) return done(null, m);
-        if (this.endInfo) done(new Error(`raw client: connection ended before a match; got ` +
-          JSON.stringify(this.messages).slice(0, 2000)));
-        return undefined;
-      };
-      const timer = setTimeout(() => done(new Error(`raw client: no match within ${ms} ms; got ` +
-        JSON.stringify(this.messages).slice(0, 2000))), ms);
-      const done = (err, m) => {
-        clearTimeout(timer);
-        this.waiters.delete(check);
-        if (err) reject(err);
-        else resolve(m);
-      };
-      this.waiters.add(check);
-      check();
-    });
+    return this.waitUntil(() => this.messages.find(pred), ms,
+      () => JSON.stringify(this.messages).slice(0, 2000));
   }
 
   pause() {

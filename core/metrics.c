@@ -212,6 +212,15 @@ static void redis(struct mw_buf *b)
     counter(b, "moonwire_broker_published_total", "Events published to other nodes",
             s->published);
     counter(b, "moonwire_broker_received_total", "Events received from other nodes", s->received);
+    counter(b, "moonwire_redis_watchdog_timeouts_total",
+            "Redis links closed because a PING went unanswered for redis.timeout", s->hung);
+    counter(b, "moonwire_redis_refused_total",
+            "Commands refused because redis.max_in_flight were waiting for that Redis",
+            s->refused);
+    counter(b, "moonwire_cluster_dead_nodes_cleaned_total",
+            "Dead nodes whose presence this node removed", mw_cluster_stats.dead_nodes_cleaned);
+    counter(b, "moonwire_cluster_registry_rebuilds_total",
+            "Times Redis came back without the node registry", mw_cluster_stats.registry_rebuilds);
     if (mw_redis_is_cluster()) {
         gauge_per_process(b, "moonwire_redis_cluster_masters", "Redis Cluster masters known",
                           s->masters);
@@ -224,11 +233,9 @@ static void redis(struct mw_buf *b)
     }
     counter(b, "moonwire_broker_dropped_total",
             "Events that could not be published while Redis was down", mw_broker_dropped);
-    counter(b, "moonwire_cluster_dead_nodes_cleaned_total",
-            "Dead nodes whose presence this node removed", mw_cluster_stats.dead_nodes_cleaned);
-    counter(b, "moonwire_cluster_cleanup_leaves_total",
-            "Members of dead nodes announced as gone by this node",
-            mw_cluster_stats.leaves_from_cleanup);
+    counter(b, "moonwire_broker_bad_payloads_total",
+            "Messages on room or user channels that were no moonwire payload",
+            mw_broker_bad_payloads);
 }
 
 static void inbox(struct mw_buf *b)

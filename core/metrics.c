@@ -212,6 +212,13 @@ static void redis(struct mw_buf *b)
     counter(b, "moonwire_broker_published_total", "Events published to other nodes",
             s->published);
     counter(b, "moonwire_broker_received_total", "Events received from other nodes", s->received);
+    gauge(b, "moonwire_redis_commands_in_flight",
+          "Commands sent to Redis and not answered yet (redis.max_in_flight caps each server)",
+          s->in_flight);
+    family(b, "moonwire_redis_command_seconds", "histogram",
+           "From sending a command to Redis to its answer (redirects included), or to its "
+           "failure when the connection was lost");
+    histogram(b, "moonwire_redis_command_seconds", NULL, &s->command, &mw_redis_command_le);
     counter(b, "moonwire_redis_watchdog_timeouts_total",
             "Redis links closed because a PING went unanswered for redis.timeout", s->hung);
     counter(b, "moonwire_redis_refused_total",

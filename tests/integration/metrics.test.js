@@ -162,7 +162,27 @@ describe('/metrics with workers: 2', () => {
       assert.equal(m1.value('moonwire_worker_restarts_total', { worker: k }), 0);
     }
     assert.equal(m1.value('moonwire_redis_up'), undefined, 'no unlabelled redis_up');
+    assert.ok(m1.value('moonwire_redis_command_seconds_count') >
+      m0.value('moonwire_redis_command_seconds_count'), 'the joins\' Redis commands timed');
     assertDocumented(m1);
+
+    // A Redis that hangs: commands wait in flight, and their time shows once answered.
+    const slow = (m) => m.value('moonwire_redis_command_seconds_count') -
+      m.value('moonwire_redis_command_seconds_bucket', { le: '0.25' });
+    const slowBefore = slow(m1);
+    redis.pause();
+    let joined;
+    try {
+      joined = clients[0].request('join', { room: uid('hang') });
+      await waitFor(async () => (await scrape(server)).value('moonwire_redis_commands_in_flight') >= 1,
+        3000, 'commands in flight while Redis hangs');
+      await sleep(300);
+    } finally {
+      redis.resume();
+    }
+    expectAck(await joined, 2);
+    await waitFor(async () => slow(await scrape(server)) > slowBefore, 3000,
+      'a command slower than 0.25 s in the histogram');
 
     // Worker 1 dies: its clients go, it is restarted, its counts stay in the sum.
     const pid = Number(server.logs().match(/msg="worker started" worker=1 pid=(\d+)/)[1]);

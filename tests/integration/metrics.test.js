@@ -164,6 +164,10 @@ describe('/metrics with workers: 2', () => {
     assert.equal(m1.value('moonwire_redis_up'), undefined, 'no unlabelled redis_up');
     assert.ok(m1.value('moonwire_redis_command_seconds_count') >
       m0.value('moonwire_redis_command_seconds_count'), 'the joins\' Redis commands timed');
+    // A chat message goes through Redis (its history script publishes it).
+    expectAck(await clients[0].request('chat:message', { room, data: { text: 'hi' } }), 2);
+    await waitFor(async () => (await scrape(server)).value('moonwire_broker_published_total') >
+      m1.value('moonwire_broker_published_total'), 3000, 'the message counted as published');
     assertDocumented(m1);
 
     // A Redis that hangs: commands wait in flight, and their time shows once answered.
@@ -180,7 +184,7 @@ describe('/metrics with workers: 2', () => {
     } finally {
       redis.resume();
     }
-    expectAck(await joined, 2);
+    expectAck(await joined, 3);
     await waitFor(async () => slow(await scrape(server)) > slowBefore, 3000,
       'a command slower than 0.25 s in the histogram');
 

@@ -32,6 +32,7 @@
 #include "log.h"
 #include "lwsglue.h"
 #include "lua_api.h"
+#include "metrics.h"
 #include "presence.h"
 #include "reload.h"
 #include "room.h"
@@ -387,9 +388,28 @@ static void on_heartbeat(uv_timer_t *t)
             mw_conn_kill(c, "heartbeat timeout");
         } else if (idle >= interval && now - c->last_ping_ms >= interval) {
             c->last_ping_ms = now;
+            c->ping_us = mw_now_us();
             mw_conn_send(c, ping_frame);
         }
     }
+}
+
+const struct mw_hist_le mw_rtt_le = {
+    14, { 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10 },
+};
+
+void mw_server_conn_pong(struct mw_conn *c, const void *p, size_t n)
+{
+    c->last_rx_ms = mw_now_ms();
+    /* Our ping's payload: an unsolicited pong (a client's own heartbeat) is no answer. */
+    size_t len;
+    const char *ours = mw_msg_payload(ping_frame, &len);
+    if (!c->ping_us || n != len || memcmp(p, ours, n) != 0)
+        return;
+    /* From queueing the ping: the network's round trip, plus the time the ping
+     * waited behind queued frames and the pong waited for the loop. */
+    mw_hist_observe(&c->route->stats.rtt, &mw_rtt_le, (double)(mw_now_us() - c->ping_us) / 1e6);
+    c->ping_us = 0;
 }
 
 /* ---- shutdown ---- */
@@ -409,6 +429,7 @@ static void finish(void)
     mw_listener_stop();
     mw_ws_stop();
     mw_lws_stop();
+    mw_metrics_stop();
     close_handle((uv_handle_t *)&heartbeat_timer);
     close_handle((uv_handle_t *)&shutdown_timer);
     close_handle((uv_handle_t *)&sig_int);

@@ -350,7 +350,10 @@ describe('auth: required, and the admin page', () => {
     expectAck(await c.request('join', { id: 2, room: uid('room') }), 2);
     await c.close();
     await a.close();
-    assert.equal((await upgradeRequest(server.port, '/chat')).status, 101, 'chat waits for a token');
+    const w = await open(server.url('/chat')); // upgraded, and waits for its token:
+    w.send({ type: 'ping', id: 1 }); // anything else first closes it
+    assert.equal((await closedWithin(w, 5000)).code, 4001);
+    assert.ok(!w.messages.some((m) => m.type === 'hello' || m.type === 'pong'), w.received());
   });
 });
 

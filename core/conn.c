@@ -30,6 +30,7 @@ void (*mw_conn_on_unlink)(struct mw_conn *c);
 static struct mw_map conns_by_id;
 static struct mw_map users_by_id;
 static struct mw_conn *all_head;
+static struct mw_conn *walk_next; /* where mw_conn_walk goes on; NULL: from all_head */
 static struct mw_conn *pending_head;
 static uint32_t nconns;
 static uint64_t next_id = 1;
@@ -361,6 +362,8 @@ static void log_closed(const struct mw_conn *c)
 static void conn_free(struct mw_conn *c)
 {
     log_closed(c);
+    if (walk_next == c)
+        walk_next = c->all_next;
     if (c->all_prev)
         c->all_prev->all_next = c->all_next;
     else
@@ -515,6 +518,20 @@ struct mw_conn *mw_conn_first(void)
 uint32_t mw_conn_count(void)
 {
     return nconns;
+}
+
+uint32_t mw_conn_walk(uint32_t budget, void (*visit)(struct mw_conn *c, void *arg), void *arg)
+{
+    uint32_t n = 0;
+    if (budget > nconns)
+        budget = nconns; /* nobody twice in one call */
+    while (n < budget) {
+        struct mw_conn *c = walk_next ? walk_next : all_head;
+        walk_next = c->all_next; /* taken before the visit: c stays allocated till the hook */
+        visit(c, arg);
+        n++;
+    }
+    return n;
 }
 
 /* ---- sending ---- */

@@ -14,12 +14,12 @@
 
 #include "broker.h"
 #include "buf.h"
-#include "cluster.h"
 #include "conn.h"
 #include "history.h"
 #include "http.h"
 #include "inbox.h"
 #include "jsonw.h"
+#include "ident.h"
 #include "log.h"
 #include "lua_api.h"
 #include "lua_json.h"
@@ -137,6 +137,16 @@ static const char *field(const char *name, size_t *len)
     return s;
 }
 
+/* Why a body's `user` (user[0..len), NULL when absent or no string) is not a user
+ * id (the one rule of ident.h, and no NUL inside), or NULL. */
+static const char *user_error(const char *user, size_t len)
+{
+    if (!user)
+        return "user must be a string of 1..128 bytes";
+    const char *bad = mw_user_id_error(user, len);
+    return !bad && strlen(user) != len ? "user must not contain NUL bytes" : bad;
+}
+
 /* POST /api/publish {room, type, data} -> {seq, delivered}: a sequenced event, kept
  * in the room's history when the room keeps one. */
 /* The answer of a call whose backend completes at once (memory) or later (Redis):
@@ -189,6 +199,10 @@ static void on_api_published(void *ud, int err, uint64_t seq)
         status = 503;
         mw_buf_puts(&b, "{\"error\":\"unavailable\",\"message\":\"Redis is down: "
                         "delivered to this node's members only, without seq\"}\n");
+    } else if (err == MW_HISTORY_EUNKNOWN) {
+        status = 503;
+        mw_buf_puts(&b, "{\"error\":\"unavailable\",\"message\":\"the Redis reply was "
+                        "lost: the event may or may not have been published\"}\n");
     } else {
         mw_buf_printf(&b, "{\"seq\":%" PRIu64 ",\"delivered\":%" PRIu32 "}\n", seq,
                       err ? 0 : pc->local);
@@ -241,7 +255,7 @@ static int api_publish(struct lws *wsi, struct mw_http_req *req, const char *bod
     struct publish_call *pc = mw_calloc(1, sizeof *pc);
     pc->a.wsi = wsi;
     pc->local = r ? r->nmembers : 0;
-    mw_history_publish(room, &hist, ev.p, ev.len, 0, on_api_published, pc);
+    mw_history_publish(room, &hist, ev.p, ev.len, 0, NULL, on_api_published, pc);
     mw_buf_free(&ev);
     return answer_finish(&pc->a, req);
 }
@@ -285,9 +299,7 @@ static int api_notify(struct lws *wsi, struct mw_http_req *req, const char *body
     if (decode_body(wsi, body, len, &rc) < 0)
         return rc;
     const char *user = field("user", &ulen);
-    const char *bad = user ? mw_inbox_user_error(user, ulen) : "user must be a string of 1..128 bytes";
-    if (!bad && strlen(user) != ulen)
-        bad = "user must not contain NUL bytes";
+    const char *bad = user_error(user, ulen);
     if (bad) {
         lua_settop(J, 0);
         return reply_error(wsi, 400, "bad_message", bad);
@@ -341,12 +353,12 @@ struct presence_call {
     char room[129];
 };
 
-static void on_cluster_presence(void *ud, const char *json, uint32_t count)
+static void on_cluster_presence(void *ud, const char *json, size_t len, uint32_t count)
 {
     struct presence_call *pc = ud;
     struct mw_buf b = { 0 };
     if (json)
-        presence_body(&b, pc->room, json, strlen(json), count);
+        presence_body(&b, pc->room, json, len, count);
     else /* Redis failed meanwhile: this node's view is the best there is */
         local_presence(&b, pc->room);
     mw_http_later_reply(pc->later, 200, b.p, b.len);
@@ -367,10 +379,10 @@ static int api_presence(struct lws *wsi, struct mw_http_req *req, const char *pa
     const char *bad = mw_room_name_error(room, strlen(room));
     if (bad)
         return reply_error(wsi, 400, "bad_message", bad);
-    if (req && mw_cluster_active() && mw_redis_up()) {
+    if (req) {
         struct presence_call *pc = mw_calloc(1, sizeof *pc);
         snprintf(pc->room, sizeof pc->room, "%s", room);
-        if (mw_cluster_members(room, 1000, on_cluster_presence, pc) == 0) {
+        if (mw_presence_list_cluster(room, 1000, on_cluster_presence, pc) == 0) {
             pc->later = mw_http_defer(req, wsi);
             return 0;
         }
@@ -420,7 +432,7 @@ static int api_venue(struct lws *wsi, struct mw_http_req *req, const char *path)
 }
 
 /* POST /api/disconnect {user} -> {closed}: closes every connection of the user with
- * 4003 "disconnected by server". */
+ * 4003 "disconnected by server", on every node; `closed` counts this node's. */
 static int api_disconnect(struct lws *wsi, const char *body, size_t len)
 {
     size_t ulen = 0;
@@ -428,16 +440,12 @@ static int api_disconnect(struct lws *wsi, const char *body, size_t len)
     if (decode_body(wsi, body, len, &rc) < 0)
         return rc;
     const char *user = field("user", &ulen);
-    if (!user || !ulen || ulen > 128)
-        return reply_error(wsi, 400, "bad_message", "user must be a string of 1..128 bytes");
-    uint32_t closed = 0;
-    struct mw_user *u = mw_user_find(user);
-    for (struct mw_conn *c = u ? u->conns : NULL; c; c = c->user_next) {
-        if (mw_conn_is_open(c)) {
-            mw_conn_close(c, 4003, "disconnected by server");
-            closed++;
-        }
+    const char *bad = user_error(user, ulen);
+    if (bad) {
+        lua_settop(J, 0);
+        return reply_error(wsi, 400, "bad_message", bad);
     }
+    uint32_t closed = mw_broker_disconnect_user(user, 4003, "disconnected by server");
     mw_log_info("api disconnect", "user=%s closed=%" PRIu32, user, closed);
     lua_settop(J, 0);
     struct mw_buf b = { 0 };

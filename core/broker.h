@@ -25,8 +25,24 @@ void mw_broker_stop(void);
 uint32_t mw_broker_room(const char *room, struct mw_msg *m, const struct mw_conn *except,
                         const struct mw_user *except_user);
 
+/* A presence:join (join) or presence:leave event about `user`, sent like
+ * mw_broker_room: other nodes learn whom it is about without parsing it
+ * (mw_broker_on_presence). */
+uint32_t mw_broker_presence(const char *room, struct mw_msg *m, const struct mw_conn *except,
+                            const char *user, bool join);
+/* The payload head of such an event, for a Redis script that publishes it itself
+ * (presence_redis.c): append the event JSON. */
+void mw_broker_presence_head(struct mw_buf *b, const char *user, bool join);
+/* Set by presence.c: a presence event about `user` from another node reached this
+ * node's members of `room`. */
+extern void (*mw_broker_on_presence)(const char *room, const char *user, bool join);
+
 /* Every connection of a user on every node. Returns the local recipients. */
 uint32_t mw_broker_user(const char *user, struct mw_msg *m);
+
+/* Closes every connection of the user with code and reason, here at once and on
+ * every other node once the disconnect reaches them. Returns the local ones. */
+uint32_t mw_broker_disconnect_user(const char *user, int code, const char *reason);
 
 /* Sends `body` to node `node` of the cluster, tagged kind and arg (at most 255
  * bytes, no newline): mw_broker_on_node gets them there. 0 once it is on its way;
@@ -48,7 +64,8 @@ bool mw_broker_clustered(void);
 void mw_broker_room_channel(const char *room, char *channel, size_t n, const char **publish_cmd);
 void mw_broker_payload_head(struct mw_buf *b, unsigned msg_flags, bool origin_too);
 
-/* Events published to other nodes that could not be (Redis down). */
-extern uint64_t mw_broker_dropped;
+/* Events published to other nodes that could not be (Redis down), and payloads from
+ * the channels that were no well-formed broker_wire.h payload. */
+extern uint64_t mw_broker_dropped, mw_broker_bad_payloads;
 
 #endif

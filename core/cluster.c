@@ -1,9 +1,26 @@
-/* cluster.c - presence across nodes and the node registry, over Redis.
+/* cluster.c - the node registry (cluster.h).
  *
- * One Lua script, REPLACE, keeps a room's cluster-wide presence consistent: it takes
- * out one node's contribution and puts in a new one (possibly none), and returns the
- * users that are gone everywhere. It serves a dead node's cleanup, a restarted node's
- * stale entries and the resync after a reconnect. JOIN and LEAVE adjust one user. */
+ * Every tick each node runs one script that refreshes its key (TTL 3 ticks), adds it
+ * to the node set, creates the registry generation if Redis has none, and returns
+ * the generation with every registered node and whether its key exists. A node whose
+ * key is gone is dead: the first node to take its cleaner lock removes its presence
+ * (presence.c), then releases the lock and takes it out of the set.
+ *
+ * Outages must not kill live nodes. While Redis was away every node's key may have
+ * expired, and the nodes come back one by one (their reconnect backoff is capped at
+ * half a tick): a node judges nobody until it has been up for a full registry period
+ * (3 ticks) since its last reconnect. A node that was judged dead anyway (it stayed
+ * away longer) finds a "cleaned" mark when it registers again and restores its
+ * presence, which tells everybody its users are back.
+ *
+ * Redis may also come back empty. The generation then changes: every node puts the
+ * nodes it knew back into the set, so that one that died meanwhile is still judged.
+ *
+ * After every outage, once every live node had time to write its presence again (a
+ * registry period), each node compares what its members were told with Redis
+ * (presence.c's reconcile) and tells them the difference: presence events published
+ * while it could not hear them, and the users of a node that died while Redis had
+ * nothing (it restarted empty). */
 #include "cluster.h"
 
 #include <inttypes.h>
@@ -14,516 +31,319 @@
 #include <hiredis/hiredis.h>
 #include <uv.h>
 
-#include "buf.h"
-#include "conn.h"
 #include "log.h"
+#include "map.h"
 #include "presence.h"
+#include "presence_backend.h"
 #include "redis.h"
-#include "room.h"
 #include "server.h"
 #include "util.h"
 
-/* KEYS pu pc pm; ARGV user, "<node>|<user>", meta ("" keeps it) -> {total, users} */
-static const char JOIN_LUA[] =
-    "redis.call('HINCRBY', KEYS[2], ARGV[2], 1)\n"
-    "if ARGV[3] ~= '' then redis.call('HSET', KEYS[3], ARGV[1], ARGV[3]) end\n"
-    "local t = redis.call('HINCRBY', KEYS[1], ARGV[1], 1)\n"
-    "return {t, redis.call('HLEN', KEYS[1])}\n";
+#define TTL_TICKS 3
+#define LOCK_TICKS 6        /* a cleaner that died mid-way is replaced after this */
+#define CLEANED_MARK_MS 600000
 
-/* KEYS pu pc pm; ARGV user, "<node>|<user>" -> {total, users} */
-static const char LEAVE_LUA[] =
-    "local c = redis.call('HINCRBY', KEYS[2], ARGV[2], -1)\n"
-    "if c <= 0 then redis.call('HDEL', KEYS[2], ARGV[2]) end\n"
-    "local t = redis.call('HINCRBY', KEYS[1], ARGV[1], -1)\n"
-    "if t <= 0 then redis.call('HDEL', KEYS[1], ARGV[1]); redis.call('HDEL', KEYS[3], ARGV[1]) end\n"
-    "return {t, redis.call('HLEN', KEYS[1])}\n";
-
-/* KEYS pu pc pm; ARGV "<node>|", then (user, conns, meta)... -> {users, gone...} */
-static const char REPLACE_LUA[] =
-    "local p, gone = ARGV[1], {}\n"
-    "local all = redis.call('HGETALL', KEYS[2])\n"
-    "for i = 1, #all, 2 do\n"
-    "  local f = all[i]\n"
-    "  if string.sub(f, 1, #p) == p then\n"
-    "    local u = string.sub(f, #p + 1)\n"
-    "    redis.call('HDEL', KEYS[2], f)\n"
-    "    if redis.call('HINCRBY', KEYS[1], u, -tonumber(all[i + 1])) <= 0 then\n"
-    "      redis.call('HDEL', KEYS[1], u); gone[#gone + 1] = u\n"
-    "    end\n"
-    "  end\n"
-    "end\n"
-    "for i = 2, #ARGV, 3 do\n"
-    "  local u, c = ARGV[i], tonumber(ARGV[i + 1])\n"
-    "  redis.call('HSET', KEYS[2], p .. u, c)\n"
-    "  redis.call('HINCRBY', KEYS[1], u, c)\n"
-    "  if ARGV[i + 2] ~= '' then redis.call('HSET', KEYS[3], u, ARGV[i + 2]) end\n"
-    "end\n"
-    "local out = {redis.call('HLEN', KEYS[1])}\n"
-    "for _, u in ipairs(gone) do\n"
-    "  if not redis.call('HGET', KEYS[1], u) then redis.call('HDEL', KEYS[3], u); out[#out + 1] = u end\n"
+/* KEYS nodes, node:<self>, gen; ARGV self, now, ttl_ms, new_gen, prefix, mark_ms ->
+ * {gen, cleaned (0/1), id, alive, id, alive...} */
+static const char REGISTER_LUA[] =
+    "redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])\n"
+    "redis.call('SADD', KEYS[1], ARGV[1])\n"
+    "local gen = redis.call('GET', KEYS[3])\n"
+    "if not gen then redis.call('SET', KEYS[3], ARGV[4]); gen = ARGV[4] end\n"
+    "local mark = ARGV[5] .. ':cleaned:' .. ARGV[1]\n"
+    "local out = {gen, redis.call('DEL', mark)}\n"
+    "for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do\n"
+    "  out[#out + 1] = id\n"
+    "  out[#out + 1] = redis.call('EXISTS', ARGV[5] .. ':node:' .. id)\n"
     "end\n"
     "return out\n";
 
+/* KEYS clean:<id>, nodes, cleaned:<id>; ARGV self, id, mark_ms: after a cleanup. */
+static const char CLEANED_LUA[] =
+    "if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end\n"
+    "redis.call('SREM', KEYS[2], ARGV[2])\n"
+    "redis.call('SET', KEYS[3], '1', 'PX', ARGV[3])\n"
+    "return 1\n";
+
+/* KEYS clean:<id>; ARGV self: a cleanup that failed gives its lock back. */
+static const char UNLOCK_LUA[] =
+    "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end\n"
+    "return 0\n";
+
+struct known {
+    char *id;
+    bool seen;     /* in the set at the last registration */
+    bool cleaning; /* we hold its lock and clean it up */
+};
+
 struct mw_cluster_stats mw_cluster_stats;
 
-static bool active, registered;
-static const struct mw_config *config;
-/* The registry's key prefix. With a Redis Cluster it is "{mw}": every registry key
- * (mw:nodes, mw:node:<id>, mw:nr:<node>, mw:clean:<id>) in one slot, so that a master
- * restarting empty loses all of them or none; split over masters, a lost
- * mw:node:<id> next to a kept mw:nodes looked like a dead node to the others. */
-static const char *reg = "mw";
-static char nodes_key[16] = "mw:nodes";
+static struct {
+    bool active;
+    char reg[8];      /* "mw" or "{mw}" */
+    uv_timer_t tick;
+    uint64_t tick_ms, ttl_ms;
+    uint64_t up_since;     /* monotonic ms of the last `redis up`; 0 while down */
+    uint64_t reconcile_at; /* compare views with Redis then (0: no) */
+    bool registering;      /* a registration is in flight */
+    char gen[24];          /* the registry generation last seen ("" before) */
+    struct mw_map known;   /* node id -> struct known, other nodes */
+} G;
 
-/* The registry key `kind` of `id`: "mw:node:<id>", "{mw}:nr:<id>"... */
-static void reg_key(char *out, size_t n, const char *kind, const char *id)
+uint64_t mw_cluster_tick_ms(const struct mw_config *cfg)
 {
-    snprintf(out, n, "%s:%s:%s", reg, kind, id);
+    uint64_t t = cfg->heartbeat_interval_ms / 2;
+    return t < 250 ? 250 : t > 5000 ? 5000 : t;
 }
 
-static uv_timer_t tick;
-static uint64_t tick_ms;
-
-bool mw_cluster_active(void)
+static void key(char *out, size_t n, const char *kind, const char *id)
 {
-    return active;
+    if (id)
+        snprintf(out, n, "%s:%s:%s", G.reg, kind, id);
+    else
+        snprintf(out, n, "%s:%s", G.reg, kind);
 }
 
-static void keys_for(const char *room, char pu[160], char pc[160], char pm[160])
+/* 0, or -1 when it could not be sent (no callback then). */
+static int eval(mw_redis_cb cb, void *ud, const char *script, int nkeys, const char **keys,
+                int nargs, const char **args)
 {
-    snprintf(pu, 160, "mw:pu:{%s}", room);
-    snprintf(pc, 160, "mw:pc:{%s}", room);
-    snprintf(pm, 160, "mw:pm:{%s}", room);
+    const char *argv[16];
+    char nk[4];
+    int argc = 0;
+    snprintf(nk, sizeof nk, "%d", nkeys);
+    argv[argc++] = "EVAL";
+    argv[argc++] = script;
+    argv[argc++] = nk;
+    for (int i = 0; i < nkeys; i++)
+        argv[argc++] = keys[i];
+    for (int i = 0; i < nargs; i++)
+        argv[argc++] = args[i];
+    return mw_redis_command(cb, ud, argc, argv, NULL);
 }
 
-/* Runs a script with KEYS pu pc pm of `room` and the given ARGV. */
-static int eval3(const char *script, const char *room, int nargs, const char **args,
-                 const size_t *arglens, mw_redis_cb cb, void *ud)
+static struct known *known_get(const char *id)
 {
-    char pu[160], pc[160], pm[160];
-    keys_for(room, pu, pc, pm);
-    int argc = 6 + nargs;
-    const char **argv = mw_malloc((size_t)argc * sizeof *argv);
-    size_t *lens = mw_malloc((size_t)argc * sizeof *lens);
-    argv[0] = "EVAL";
-    argv[1] = script;
-    argv[2] = "3";
-    argv[3] = pu;
-    argv[4] = pc;
-    argv[5] = pm;
-    for (int i = 0; i < 6; i++)
-        lens[i] = strlen(argv[i]);
-    for (int i = 0; i < nargs; i++) {
-        argv[6 + i] = args[i];
-        lens[6 + i] = arglens ? arglens[i] : strlen(args[i]);
+    struct known *k = mw_map_get(&G.known, id);
+    if (!k) {
+        k = mw_calloc(1, sizeof *k);
+        k->id = mw_strdup(id);
+        mw_map_put(&G.known, k->id, k);
     }
-    int rc = mw_redis_command(cb, ud, argc, argv, lens);
-    free(argv);
-    free(lens);
-    return rc;
+    return k;
 }
 
-static void simple(const char *a0, const char *a1, const char *a2)
+static void known_forget(const char *id)
 {
-    const char *argv[] = { a0, a1, a2 };
-    mw_redis_command(NULL, NULL, a2 ? 3 : 2, argv, NULL);
-}
-
-/* ---- join / leave ---- */
-
-struct change {
-    char *room, *user, *meta;
-    char except[24];
-    const struct mw_route_config *rc;
-};
-
-static void change_free(struct change *ch)
-{
-    free(ch->room);
-    free(ch->user);
-    free(ch->meta);
-    free(ch);
-}
-
-static bool reply_pair(redisReply *r, long long *total, long long *users)
-{
-    if (!r || r->type != REDIS_REPLY_ARRAY || r->elements < 2 ||
-        r->element[0]->type != REDIS_REPLY_INTEGER || r->element[1]->type != REDIS_REPLY_INTEGER) {
-        if (r && r->type == REDIS_REPLY_ERROR)
-            mw_log_error("cluster presence script failed", "err=\"%s\"", r->str);
-        return false;
+    struct known *k = mw_map_del(&G.known, id);
+    if (k) {
+        free(k->id);
+        free(k);
     }
-    *total = r->element[0]->integer;
-    *users = r->element[1]->integer;
-    return true;
 }
 
-static void on_joined(void *ud, redisReply *r)
+/* ---- cleaning a dead node up ---- */
+
+static void on_cleaned(void *ud, bool ok)
 {
-    struct change *ch = ud;
-    long long total, users;
-    if (reply_pair(r, &total, &users) && total == 1)
-        mw__presence_emit_join(ch->room, ch->user, ch->meta, 1, ch->except, (uint32_t)users, ch->rc);
-    change_free(ch);
-}
-
-static void on_left(void *ud, redisReply *r)
-{
-    struct change *ch = ud;
-    long long total, users;
-    if (reply_pair(r, &total, &users) && total <= 0)
-        mw__presence_emit_leave(ch->room, ch->user, (uint32_t)users + 1, ch->rc);
-    change_free(ch);
-}
-
-static struct change *change_new(const char *room, const char *user, const char *meta,
-                                 const char *except, const struct mw_route_config *rc)
-{
-    struct change *ch = mw_calloc(1, sizeof *ch);
-    ch->room = mw_strdup(room);
-    ch->user = mw_strdup(user);
-    ch->meta = meta ? mw_strdup(meta) : NULL;
-    snprintf(ch->except, sizeof ch->except, "%s", except ? except : "");
-    ch->rc = rc;
-    return ch;
-}
-
-int mw_cluster_join(const char *room, const char *user, const char *meta,
-                    const char *except_conn, const struct mw_route_config *rc)
-{
-    char field[320], nr[120];
-    snprintf(field, sizeof field, "%s|%s", mw_srv.node_id, user);
-    const char *args[] = { user, field, meta ? meta : "" };
-    struct change *ch = change_new(room, user, meta, except_conn, rc);
-    if (eval3(JOIN_LUA, room, 3, args, NULL, on_joined, ch) < 0) {
-        change_free(ch);
-        return -1; /* Redis down: the resync after the reconnect writes it */
-    }
-    reg_key(nr, sizeof nr, "nr", mw_srv.node_id);
-    simple("SADD", nr, room);
-    return 0;
-}
-
-int mw_cluster_leave(const char *room, const char *user, const struct mw_route_config *rc)
-{
-    char field[320];
-    snprintf(field, sizeof field, "%s|%s", mw_srv.node_id, user);
-    const char *args[] = { user, field };
-    struct change *ch = change_new(room, user, NULL, NULL, rc);
-    if (eval3(LEAVE_LUA, room, 2, args, NULL, on_left, ch) < 0) {
-        change_free(ch);
-        return -1;
-    }
-    return 0;
-}
-
-/* ---- members ---- */
-
-struct members {
-    mw_cluster_members_cb cb;
-    void *ud;
-    uint32_t limit;
-    redisReply *totals; /* kept from the first reply (hiredis frees after the callback) */
-    char **users;
-    long long *conns;
-    size_t n;
-    bool failed;
-};
-
-static void on_totals(void *ud, redisReply *r)
-{
-    struct members *q = ud;
-    if (!r || r->type != REDIS_REPLY_ARRAY) {
-        q->failed = true;
+    char *id = ud;
+    char lock[200], nodes[64], mark[200], ms[24];
+    struct known *k = mw_map_get(&G.known, id);
+    if (k)
+        k->cleaning = false;
+    key(lock, sizeof lock, "clean", id);
+    if (!G.active) {
+        free(id);
         return;
     }
-    q->n = r->elements / 2;
-    q->users = mw_calloc(q->n ? q->n : 1, sizeof *q->users);
-    q->conns = mw_calloc(q->n ? q->n : 1, sizeof *q->conns);
-    for (size_t i = 0; i < q->n; i++) {
-        q->users[i] = mw_strndup(r->element[2 * i]->str, (size_t)r->element[2 * i]->len);
-        q->conns[i] = strtoll(r->element[2 * i + 1]->str, NULL, 10);
-    }
-}
-
-static const char *meta_of(redisReply *r, const char *user)
-{
-    for (size_t i = 0; r && r->type == REDIS_REPLY_ARRAY && i + 1 < r->elements; i += 2)
-        if (strcmp(r->element[i]->str, user) == 0)
-            return r->element[i + 1]->str;
-    return NULL;
-}
-
-static void on_metas(void *ud, redisReply *r)
-{
-    struct members *q = ud;
-    if (q->failed || !r) {
-        q->cb(q->ud, NULL, 0);
+    if (ok) {
+        key(nodes, sizeof nodes, "nodes", NULL);
+        key(mark, sizeof mark, "cleaned", id);
+        snprintf(ms, sizeof ms, "%d", CLEANED_MARK_MS);
+        const char *keys[] = { lock, nodes, mark }, *args[] = { mw_srv.node_id, id, ms };
+        eval(NULL, NULL, CLEANED_LUA, 3, keys, 3, args);
+        mw_cluster_stats.dead_nodes_cleaned++;
+        mw_log_info("cleaned up a dead node", "node=%s", id);
+        known_forget(id);
     } else {
-        struct mw_buf b = { 0 };
-        mw_buf_putc(&b, '[');
-        for (size_t i = 0; i < q->n && i < q->limit; i++) {
-            struct mw_presence p = { q->users[i], (char *)meta_of(r, q->users[i]),
-                                     (uint32_t)q->conns[i] };
-            if (i)
-                mw_buf_putc(&b, ',');
-            mw_presence_member_json(&b, &p);
-        }
-        mw_buf_puts(&b, "]");
-        mw_buf_putc(&b, '\0');
-        q->cb(q->ud, b.p, (uint32_t)q->n);
-        mw_buf_free(&b);
+        const char *keys[] = { lock }, *args[] = { mw_srv.node_id };
+        eval(NULL, NULL, UNLOCK_LUA, 1, keys, 1, args);
+        mw_log_warn("dead node cleanup failed", "node=%s", id);
     }
-    for (size_t i = 0; i < q->n; i++)
-        free(q->users[i]);
-    free(q->users);
-    free(q->conns);
-    free(q);
-}
-
-int mw_cluster_members(const char *room, uint32_t limit, mw_cluster_members_cb cb, void *ud)
-{
-    char pu[160], pc[160], pm[160];
-    if (!active || !mw_redis_up())
-        return -1;
-    keys_for(room, pu, pc, pm);
-    struct members *q = mw_calloc(1, sizeof *q);
-    q->cb = cb;
-    q->ud = ud;
-    q->limit = limit;
-    const char *a1[] = { "HGETALL", pu }, *a2[] = { "HGETALL", pm };
-    if (mw_redis_command(on_totals, q, 2, a1, NULL) < 0) {
-        free(q);
-        return -1;
-    }
-    if (mw_redis_command(on_metas, q, 2, a2, NULL) < 0) { /* cannot happen right after */
-        q->failed = true;
-        on_metas(q, NULL);
-    }
-    return 0;
-}
-
-/* ---- replacing a node's contribution ---- */
-
-struct replace {
-    char *room;
-    char *node; /* whose contribution; for logs */
-    bool cleanup;
-};
-
-static void on_replaced(void *ud, redisReply *r)
-{
-    struct replace *x = ud;
-    mw_log_debug("presence replaced", "node=%s room=%s cleanup=%d reply_type=%d gone=%zu", x->node,
-                 x->room, x->cleanup, r ? r->type : -1,
-                 r && r->type == REDIS_REPLY_ARRAY && r->elements ? r->elements - 1 : 0);
-    if (r && r->type == REDIS_REPLY_ARRAY && r->elements >= 1 &&
-        r->element[0]->type == REDIS_REPLY_INTEGER) {
-        uint32_t users = (uint32_t)r->element[0]->integer;
-        for (size_t i = 1; i < r->elements; i++) {
-            if (r->element[i]->type != REDIS_REPLY_STRING)
-                continue;
-            /* No local connection caused this: use the first route's presence
-             * options. */
-            const struct mw_route_config *rc = config && config->nroutes ? &config->routes[0] : NULL;
-            if (rc)
-                mw__presence_emit_leave(x->room, r->element[i]->str, users + 1, rc);
-            if (x->cleanup)
-                mw_cluster_stats.leaves_from_cleanup++;
-        }
-    } else if (r && r->type == REDIS_REPLY_ERROR) {
-        mw_log_error("cluster presence script failed", "err=\"%s\"", r->str);
-    }
-    free(x->room);
-    free(x->node);
-    free(x);
-}
-
-/* Replaces node's contribution to room by this node's local presence there (none
- * when cleaning up after a node). */
-static void replace_room(const char *node, const char *room, bool cleanup)
-{
-    char prefix[100];
-    snprintf(prefix, sizeof prefix, "%s|", node);
-    struct mw_room *r = cleanup ? NULL : mw_room_find(room);
-    uint32_t users = r ? r->presence.len : 0;
-    int n = 0;
-    const char **args = mw_malloc((1 + 3 * (size_t)users) * sizeof *args);
-    char (*counts)[12] = mw_calloc(users ? users : 1, sizeof *counts);
-    args[n++] = prefix;
-    for (uint32_t i = 0, k = 0; r && i < r->presence.cap; i++) {
-        struct mw_presence *p = r->presence.slots[i].val;
-        if (!r->presence.slots[i].key)
-            continue;
-        snprintf(counts[k], sizeof counts[k], "%u", p->conns);
-        args[n++] = p->user;
-        args[n++] = counts[k++];
-        args[n++] = p->meta_json ? p->meta_json : "";
-    }
-    struct replace *x = mw_calloc(1, sizeof *x);
-    x->room = mw_strdup(room);
-    x->node = mw_strdup(node);
-    x->cleanup = cleanup;
-    if (eval3(REPLACE_LUA, room, n, args, NULL, on_replaced, x) < 0) {
-        free(x->room);
-        free(x->node);
-        free(x);
-    }
-    free(counts);
-    free(args);
-}
-
-static void resync_room(struct mw_room *r, void *ud)
-{
-    const char *nr = ud;
-    if (!r->nmembers)
-        return;
-    replace_room(mw_srv.node_id, r->name, false);
-    simple("SADD", nr, r->name);
-}
-
-/* ---- the registry ---- */
-
-struct cleanup {
-    char *node;
-};
-
-static void on_dead_rooms(void *ud, redisReply *r)
-{
-    struct cleanup *c = ud;
-    char nr[120];
-    if (r && r->type == REDIS_REPLY_ARRAY) {
-        bool self = strcmp(c->node, mw_srv.node_id) == 0;
-        for (size_t i = 0; i < r->elements; i++)
-            replace_room(c->node, r->element[i]->str, true);
-        reg_key(nr, sizeof nr, "nr", c->node);
-        simple("DEL", nr, NULL);
-        if (self) { /* a previous run under our id; we stay registered */
-            if (r->elements)
-                mw_log_info("cleared presence left by a previous run", "node=%s rooms=%zu",
-                            c->node, r->elements);
-        } else {
-            simple("SREM", nodes_key, c->node);
-            mw_cluster_stats.dead_nodes_cleaned++;
-            mw_log_info("cleaned up a dead node", "node=%s rooms=%zu", c->node, r->elements);
-        }
-    }
-    free(c->node);
-    free(c);
-}
-
-static void cleanup_node(const char *node)
-{
-    char nr[120];
-    reg_key(nr, sizeof nr, "nr", node);
-    struct cleanup *c = mw_calloc(1, sizeof *c);
-    c->node = mw_strdup(node);
-    const char *argv[] = { "SMEMBERS", nr };
-    if (mw_redis_command(on_dead_rooms, c, 2, argv, NULL) < 0) {
-        free(c->node);
-        free(c);
-    }
+    free(id);
 }
 
 /* The lock makes one cleaner per dead node, whichever node sees it first. */
 static void on_lock(void *ud, redisReply *r)
 {
-    char *node = ud;
-    if (r && r->type == REDIS_REPLY_STATUS && strcmp(r->str, "OK") == 0) {
-        mw_log_warn("node is gone: removing its presence", "node=%s", node);
-        cleanup_node(node);
+    char *id = ud;
+    struct known *k = G.active ? mw_map_get(&G.known, id) : NULL;
+    if (k && r && r->type == REDIS_REPLY_STATUS && strcmp(r->str, "OK") == 0) {
+        mw_log_warn("node is gone: removing its presence", "node=%s", id);
+        k->cleaning = true;
+        mw_presence_node_gone(id, on_cleaned, id);
+        return;
     }
-    free(node);
+    free(id);
 }
 
-static void on_alive(void *ud, redisReply *r)
+static void judge(struct known *k)
 {
-    char *node = ud;
-    if (r && r->type == REDIS_REPLY_INTEGER && r->integer == 0) {
-        char lock[120], ttl[24];
-        reg_key(lock, sizeof lock, "clean", node);
-        snprintf(ttl, sizeof ttl, "%llu", (unsigned long long)(tick_ms * 20));
-        const char *argv[] = { "SET", lock, mw_srv.node_id, "NX", "PX", ttl };
-        if (mw_redis_command(on_lock, node, 6, argv, NULL) == 0)
-            return;
-    }
-    free(node);
+    char lock[200], ttl[24];
+    if (k->cleaning)
+        return;
+    key(lock, sizeof lock, "clean", k->id);
+    snprintf(ttl, sizeof ttl, "%" PRIu64, G.tick_ms * LOCK_TICKS);
+    const char *argv[] = { "SET", lock, mw_srv.node_id, "NX", "PX", ttl };
+    char *id = mw_strdup(k->id);
+    if (mw_redis_command(on_lock, id, 6, argv, NULL) < 0)
+        free(id);
 }
 
-static void on_nodes(void *ud, redisReply *r)
+/* ---- registering ---- */
+
+/* Redis lost the registry (restarted empty, or failed over to a replica that had not
+ * got it): put back every node we knew, so that one that died meanwhile is judged. */
+static void rebuild(void)
+{
+    char nodes[64];
+    key(nodes, sizeof nodes, "nodes", NULL);
+    mw_cluster_stats.registry_rebuilds++;
+    mw_log_warn("redis lost the node registry: rebuilding it", "known_nodes=%u", G.known.len);
+    for (uint32_t i = 0; i < G.known.cap; i++) {
+        struct known *k = G.known.slots[i].val;
+        if (!G.known.slots[i].key)
+            continue;
+        const char *argv[] = { "SADD", nodes, k->id };
+        mw_redis_command(NULL, NULL, 3, argv, NULL);
+    }
+    /* Once every live node wrote its presence again: tell our members who is gone. */
+    G.reconcile_at = mw_now_ms() + G.ttl_ms;
+}
+
+static void on_registered(void *ud, redisReply *r)
 {
     (void)ud;
-    for (size_t i = 0; r && r->type == REDIS_REPLY_ARRAY && i < r->elements; i++) {
-        const char *node = r->element[i]->str;
-        if (strcmp(node, mw_srv.node_id) == 0)
-            continue;
-        char key[120];
-        reg_key(key, sizeof key, "node", node);
-        const char *argv[] = { "EXISTS", key };
-        char *copy = mw_strdup(node);
-        if (mw_redis_command(on_alive, copy, 2, argv, NULL) < 0)
-            free(copy);
+    G.registering = false;
+    if (!G.active || !r || r->type != REDIS_REPLY_ARRAY || r->elements < 2 ||
+        r->element[0]->type != REDIS_REPLY_STRING || r->element[1]->type != REDIS_REPLY_INTEGER) {
+        if (r && r->type == REDIS_REPLY_ERROR)
+            mw_log_error("node registry script failed", "err=\"%s\"", r->str);
+        return;
     }
+    const char *gen = r->element[0]->str;
+    bool lost = G.gen[0] && strcmp(gen, G.gen) != 0;
+    snprintf(G.gen, sizeof G.gen, "%s", gen);
+    if (r->element[1]->integer) { /* another node took us for dead: we are back */
+        mw_log_warn("this node was taken for dead: restoring its presence", "node=%s",
+                    mw_srv.node_id);
+        mw_presence_resync();
+    }
+    for (uint32_t i = 0; i < G.known.cap; i++)
+        if (G.known.slots[i].key)
+            ((struct known *)G.known.slots[i].val)->seen = false;
+    bool judging = mw_now_ms() - G.up_since >= G.ttl_ms;
+    for (size_t i = 2; i + 1 < r->elements; i += 2) {
+        const redisReply *id = r->element[i], *alive = r->element[i + 1];
+        if (id->type != REDIS_REPLY_STRING || alive->type != REDIS_REPLY_INTEGER ||
+            strcmp(id->str, mw_srv.node_id) == 0)
+            continue;
+        struct known *k = known_get(id->str);
+        k->seen = true;
+        if (!alive->integer && judging)
+            judge(k);
+    }
+    if (lost) {
+        rebuild();
+        return;
+    }
+    /* Out of the set without a lost registry: cleaned up (by us or another node). */
+    char **gone = mw_malloc((G.known.len + 1) * sizeof *gone);
+    uint32_t n = 0;
+    for (uint32_t i = 0; i < G.known.cap; i++) {
+        struct known *k = G.known.slots[i].val;
+        if (G.known.slots[i].key && !k->seen && !k->cleaning)
+            gone[n++] = k->id;
+    }
+    for (uint32_t i = 0; i < n; i++)
+        known_forget(gone[i]);
+    free(gone);
 }
 
-static void heartbeat(void)
+static void register_self(void)
 {
-    char key[120], ttl[24], now[24];
-    reg_key(key, sizeof key, "node", mw_srv.node_id);
-    snprintf(ttl, sizeof ttl, "%llu", (unsigned long long)(tick_ms * 3));
-    snprintf(now, sizeof now, "%llu", (unsigned long long)mw_wall_ms());
-    const char *set[] = { "SET", key, now, "PX", ttl };
-    mw_redis_command(NULL, NULL, 5, set, NULL);
-    simple("SADD", nodes_key, mw_srv.node_id);
-    const char *members[] = { "SMEMBERS", nodes_key };
-    mw_redis_command(on_nodes, NULL, 2, members, NULL);
+    char nodes[64], self[200], gen_key[64], now[24], ttl[24], gen[24], ms[24];
+    if (G.registering)
+        return; /* the last one is still in flight: Redis is slow, not worth piling up */
+    key(nodes, sizeof nodes, "nodes", NULL);
+    key(self, sizeof self, "node", mw_srv.node_id);
+    key(gen_key, sizeof gen_key, "gen", NULL);
+    snprintf(now, sizeof now, "%" PRIu64, mw_wall_ms());
+    snprintf(ttl, sizeof ttl, "%" PRIu64, G.ttl_ms);
+    snprintf(gen, sizeof gen, "%016" PRIx64, mw_random_u64());
+    snprintf(ms, sizeof ms, "%d", CLEANED_MARK_MS);
+    const char *keys[] = { nodes, self, gen_key };
+    const char *args[] = { mw_srv.node_id, now, ttl, gen, G.reg, ms };
+    G.registering = eval(on_registered, NULL, REGISTER_LUA, 3, keys, 6, args) == 0;
 }
 
 static void on_tick(uv_timer_t *t)
 {
     (void)t;
-    if (mw_redis_up())
-        heartbeat();
+    if (!G.up_since || !mw_redis_up())
+        return;
+    register_self();
+    if (G.reconcile_at && mw_now_ms() >= G.reconcile_at) {
+        G.reconcile_at = 0;
+        mw_presence_reconcile();
+    }
 }
 
-void mw_cluster_on_up(void)
+void mw_cluster_on_state(bool up)
 {
-    if (!active)
+    if (!G.active)
         return;
-    if (!registered) {
-        /* A previous run under this node id may have left presence behind. */
-        cleanup_node(mw_srv.node_id);
-        registered = true;
-    } else {
-        /* Redis may have lost everything (a restart) or kept old counts: rewrite ours. */
-        char nr[120];
-        reg_key(nr, sizeof nr, "nr", mw_srv.node_id);
-        mw_room_foreach(resync_room, nr);
+    if (!up) {
+        G.up_since = 0;
+        return;
     }
-    heartbeat();
+    bool again = G.gen[0] != '\0'; /* registered before: back after an outage */
+    G.up_since = mw_now_ms();
+    register_self();
+    /* Redis may have lost everything (a restart) or kept old counts, and our members
+     * came and went meanwhile: rewrite ours in every room we ever had members in. */
+    mw_presence_resync();
+    /* Presence events published while we could not hear them are lost for our
+     * members: once every node had time to write its presence again, tell them the
+     * difference. */
+    if (again)
+        G.reconcile_at = G.up_since + G.ttl_ms;
 }
 
 void mw_cluster_start(const struct mw_config *cfg)
 {
-    config = cfg;
-    active = true;
-    reg = mw_redis_is_cluster() ? "{mw}" : "mw";
-    snprintf(nodes_key, sizeof nodes_key, "%s:nodes", reg);
-    /* Registration refresh and dead-node checks: a few per heartbeat interval, so that
-     * a crashed node's members vanish "within a few heartbeats". */
-    tick_ms = cfg->heartbeat_interval_ms / 2;
-    if (tick_ms < 250)
-        tick_ms = 250;
-    if (tick_ms > 5000)
-        tick_ms = 5000;
-    uv_timer_init(uv_default_loop(), &tick);
-    uv_timer_start(&tick, on_tick, tick_ms, tick_ms);
+    memset(&G, 0, sizeof G);
+    G.active = true;
+    snprintf(G.reg, sizeof G.reg, "%s", mw_redis_is_cluster() ? "{mw}" : "mw");
+    mw_presence_redis_start(G.reg);
+    G.tick_ms = mw_cluster_tick_ms(cfg);
+    G.ttl_ms = G.tick_ms * TTL_TICKS;
+    uv_timer_init(uv_default_loop(), &G.tick);
+    uv_timer_start(&G.tick, on_tick, G.tick_ms, G.tick_ms);
 }
 
 void mw_cluster_stop(void)
 {
-    if (!active)
+    if (!G.active)
         return;
-    active = false;
-    uv_close((uv_handle_t *)&tick, NULL);
+    G.active = false;
+    uv_close((uv_handle_t *)&G.tick, NULL);
+    for (uint32_t i = 0; i < G.known.cap; i++)
+        if (G.known.slots[i].key) {
+            struct known *k = G.known.slots[i].val;
+            free(k->id);
+            free(k);
+        }
+    mw_map_free(&G.known);
+    mw_presence_redis_stop();
 }

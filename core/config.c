@@ -727,9 +727,13 @@ static int parse_redis_cluster(struct ctx *c, yaml_node_t *n, void *obj)
     return 0;
 }
 
+#define CFG(m) offsetof(struct mw_config, m)
+
 static const struct field redis_fields[] = {
     { "url", K_FUNC, .fn = parse_redis_url },
     { "cluster", K_FUNC, .fn = parse_redis_cluster },
+    { "timeout", K_MS, .off = CFG(redis_timeout_ms), .min = 50, .max = 60000 },
+    { "max_in_flight", K_U32, .off = CFG(redis_max_in_flight), .min = 1 },
     { NULL },
 };
 
@@ -745,8 +749,6 @@ static int parse_redis(struct ctx *c, yaml_node_t *n, void *obj)
         return fail(c, n, "%s: set 'url' (one node) or 'cluster' (seed URLs)", c->path);
     return 0;
 }
-
-#define CFG(m) offsetof(struct mw_config, m)
 
 static const struct field workers_field = { "workers", K_INT, .off = CFG(workers), .min = 1, .max = 256 };
 
@@ -1200,6 +1202,7 @@ static void set_defaults(struct mw_config *cfg, const char *source, const char *
     cfg->workers = 1;
     cfg->heartbeat_interval_ms = 25000;
     cfg->heartbeat_timeout_ms = 10000;
+    cfg->redis_max_in_flight = 10000;
     cfg->max_message = 64 * 1024;
     cfg->send_queue = 1024 * 1024;
     cfg->rate = 50;

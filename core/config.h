@@ -64,6 +64,8 @@ struct mw_config {
     char *redis_url;          /* NULL when absent */
     char **redis_cluster;     /* seed URLs, NULL-terminated count in nredis_cluster */
     size_t nredis_cluster;
+    uint64_t redis_timeout_ms;     /* `redis.timeout`: reply deadline; 0 = from heartbeat */
+    uint32_t redis_max_in_flight;  /* `redis.max_in_flight`: commands waiting per server */
 
     char *jwt_secret;         /* NULL when absent or empty */
     bool auth_required;

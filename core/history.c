@@ -12,6 +12,7 @@
 #include "broker.h"
 #include "buf.h"
 #include "log.h"
+#include "map.h"
 #include "msg.h"
 #include "redis.h"
 #include "room.h"
@@ -30,11 +31,26 @@
     "  redis.call('PEXPIRE', KEYS[1], ARGV[2])\n"                                    \
     "end\n"
 
+/* How long Redis remembers a publish token (the dedup window, at least): tokens live
+ * in one hash per minute, the current and the previous one are looked at. */
+#define TOKEN_BUCKET_MS 60000
+#define TOKEN_KEEP_MS (3 * TOKEN_BUCKET_MS)
+
 /* KEYS hm h; ARGV new_epoch keep_ms size ttl_ms ts event_head publish_cmd channel
- * payload_head -> {seq, epoch}. The event is event_head (the JSON object without its
- * closing brace, with a trailing comma if it has fields) + seq and ts. Entries older
- * than ttl (by their t) are trimmed from the front, a few per publish. */
+ * payload_head token token_keep_ms tokens_now tokens_before -> {seq, epoch}, or
+ * {seq, epoch, 1} for a token already published (nothing is published again). The
+ * event is event_head (the JSON object without its closing brace, with a trailing
+ * comma if it has fields) + seq and ts. Entries older than ttl (by their t) are
+ * trimmed from the front, a few per publish.
+ *
+ * The token hashes (the room's hash tag: the same slot) are named in ARGV, not KEYS:
+ * while the slot migrates, a script whose declared keys are not all on the target
+ * yet is refused (TRYAGAIN), and token hashes are often absent. */
 static const char PUBLISH_LUA[] =
+    "if ARGV[10] ~= '' then\n"
+    "  local s = redis.call('HGET', ARGV[12], ARGV[10]) or redis.call('HGET', ARGV[13], ARGV[10])\n"
+    "  if s then return {tonumber(s), redis.call('HGET', KEYS[1], 'epoch') or '', 1} end\n"
+    "end\n"
     EPOCH_LUA
     "local seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)\n"
     "local ev = ARGV[6] .. '\"seq\":' .. seq .. ',\"ts\":' .. ARGV[5] .. '}'\n"
@@ -55,6 +71,10 @@ static const char PUBLISH_LUA[] =
     "end\n"
     "redis.call('PEXPIRE', KEYS[1], ARGV[2])\n"
     "redis.call(ARGV[7], ARGV[8], ARGV[9] .. ev)\n"
+    "if ARGV[10] ~= '' then\n"
+    "  redis.call('HSET', ARGV[12], ARGV[10], seq)\n"
+    "  redis.call('PEXPIRE', ARGV[12], ARGV[11])\n"
+    "end\n"
     "return {seq, redis.call('HGET', KEYS[1], 'epoch')}\n";
 
 /* KEYS hm h; ARGV new_epoch keep_ms since cut_ts -> {seq, epoch, complete, events...}:
@@ -91,14 +111,22 @@ static uint64_t keep_ms(const struct mw_route_config *rc)
     return rc->history_ttl_ms > KEEP_MS ? rc->history_ttl_ms : KEEP_MS;
 }
 
-/* Runs a script over the room's two keys with the given ARGV (argv[0..nargs)). */
+/* The publish-token hashes of the minute of ts and of the one before. */
+static void token_keys(const char *room, uint64_t ts, char now[200], char before[200])
+{
+    uint64_t bucket = ts / TOKEN_BUCKET_MS;
+    snprintf(now, 200, "mw:ht:{%.160s}:%" PRIu64, room, bucket);
+    snprintf(before, 200, "mw:ht:{%.160s}:%" PRIu64, room, bucket - 1);
+}
+
+/* Runs a script over the room's two keys with the given ARGV. */
 static int eval_room(const char *script, const char *room, int nargs, const char **args,
                      const size_t *arglens, mw_redis_cb cb, void *ud)
 {
     char hm[160], h[160];
     keys_for(room, hm, h);
-    const char *argv[16] = { "EVAL", script, "2", hm, h };
-    size_t lens[16];
+    const char *argv[24] = { "EVAL", script, "2", hm, h };
+    size_t lens[24];
     for (int i = 0; i < 5; i++)
         lens[i] = strlen(argv[i]);
     for (int i = 0; i < nargs; i++) {
@@ -240,11 +268,93 @@ static void stamp(struct mw_buf *b, const char *json, size_t len, uint64_t seq, 
     mw_buf_printf(b, "\"ts\":%" PRIu64 "}", ts);
 }
 
+/* Tokens whose publish has an unknown outcome: Redis may still run it (a Redis that
+ * hung runs what it had read once it resumes). Until a retry went through Redis, a
+ * publish with such a token must not take the local path (the event would then reach
+ * this node's members twice): it is answered "unknown" again. Bounded; entries expire
+ * with the tokens Redis keeps. */
+#define UNKNOWN_MAX 100000
+
+static struct mw_map unknown; /* token -> struct unknown */
+
+struct unknown {
+    uint64_t until; /* monotonic ms */
+    char token[];
+};
+
+static void unknown_sweep(uint64_t now)
+{
+    char **old = mw_malloc((unknown.len + 1) * sizeof *old);
+    uint32_t n = 0;
+    for (uint32_t i = 0; i < unknown.cap; i++) {
+        struct unknown *u = unknown.slots[i].val;
+        if (unknown.slots[i].key && u->until <= now)
+            old[n++] = u->token;
+    }
+    for (uint32_t i = 0; i < n; i++)
+        free(mw_map_del(&unknown, old[i]));
+    free(old);
+}
+
+static void unknown_add(const char *token)
+{
+    uint64_t now = mw_now_ms();
+    if (!token[0] || mw_map_get(&unknown, token))
+        return;
+    if (unknown.len >= UNKNOWN_MAX)
+        unknown_sweep(now);
+    if (unknown.len >= UNKNOWN_MAX)
+        return;
+    size_t n = strlen(token) + 1;
+    struct unknown *u = mw_malloc(sizeof *u + n);
+    u->until = now + TOKEN_KEEP_MS;
+    memcpy(u->token, token, n);
+    mw_map_put(&unknown, u->token, u);
+}
+
+static bool unknown_has(const char *token)
+{
+    struct unknown *u = token[0] ? mw_map_get(&unknown, token) : NULL;
+    if (u && u->until <= mw_now_ms()) {
+        free(mw_map_del(&unknown, token));
+        return false;
+    }
+    return u != NULL;
+}
+
+void mw_history_free(void)
+{
+    for (uint32_t i = 0; i < unknown.cap; i++)
+        if (unknown.slots[i].key)
+            free(unknown.slots[i].val);
+    mw_map_free(&unknown);
+    memset(&unknown, 0, sizeof unknown);
+}
+
+/* A publish on its way: everything the script needs, kept while it waits for the
+ * room's channel to be heard. */
 struct publish_call {
     mw_history_publish_cb cb;
     void *ud;
+    unsigned flags;
+    uint64_t ts;
     char room[160];
+    char *json;  /* the event without seq and ts, for the local fallback */
+    size_t len;
+    char *token; /* "" for none */
+    char epoch[20], keep[24], size[16], ttl[24], ts_s[24], channel[160], token_keep[24];
+    const char *cmd;
+    struct mw_buf head, phead;
 };
+
+static void publish_call_free(struct publish_call *pc)
+{
+    mw_buf_free(&pc->head);
+    mw_buf_free(&pc->phead);
+    free(pc->json);
+    free(pc->token);
+    free(pc);
+}
 
 /* Without Redis to sequence it: this node's members only, no seq, not kept. */
 static void publish_local(const char *room, const char *json, size_t len, unsigned flags)
@@ -260,21 +370,87 @@ static void publish_local(const char *room, const char *json, size_t len, unsign
     mw_broker_dropped++;
 }
 
+/* Redis is down, or this node cannot hear the room: the outage behaviour (unless an
+ * earlier try of the same message may still be published by Redis). */
+static void publish_call_local(struct publish_call *pc)
+{
+    if (unknown_has(pc->token)) {
+        if (pc->cb)
+            pc->cb(pc->ud, MW_HISTORY_EUNKNOWN, 0);
+        publish_call_free(pc);
+        return;
+    }
+    publish_local(pc->room, pc->json, pc->len, pc->flags);
+    if (pc->cb)
+        pc->cb(pc->ud, MW_HISTORY_EUNAVAIL, 0);
+    publish_call_free(pc);
+}
+
+/* The script ran on the node an ASK sent it to (its slot is being migrated): its
+ * publish reached that node's subscribers only. Publish the stamped event again, on
+ * the channel's master. */
+static void republish(const struct publish_call *pc, uint64_t seq)
+{
+    struct mw_buf b = { 0 };
+    mw_buf_append(&b, pc->phead.p, pc->phead.len);
+    stamp(&b, pc->json, pc->len, seq, pc->ts);
+    const char *argv[] = { pc->cmd, pc->channel, b.p };
+    size_t lens[] = { strlen(pc->cmd), strlen(pc->channel), b.len };
+    if (mw_redis_command(NULL, NULL, 3, argv, lens) < 0)
+        mw_broker_dropped++;
+    mw_buf_free(&b);
+}
+
 static void on_published(void *ud, redisReply *r)
 {
     struct publish_call *pc = ud;
     uint64_t seq = 0;
-    if (r && r->type == REDIS_REPLY_ARRAY && r->elements == 2 && is_int(r->element[0]))
+    if (r && r->type == REDIS_REPLY_ARRAY && (r->elements == 2 || r->elements == 3) &&
+        is_int(r->element[0]))
         seq = (uint64_t)r->element[0]->integer;
-    else
+    if (seq && r->elements == 2 && mw_redis_reply_asked())
+        republish(pc, seq);
+    else if (r)
         log_script_error("publish", pc->room, r);
+    else
+        mw_log_warn("publish outcome unknown", "room=\"%s\" why=\"the Redis reply was lost\"",
+                    pc->room);
+    /* No reply, or an error: nothing can be promised (a retry with the token is safe). */
+    if (seq)
+        free(mw_map_del(&unknown, pc->token));
+    else
+        unknown_add(pc->token);
     if (pc->cb)
-        pc->cb(pc->ud, seq ? 0 : MW_HISTORY_EUNAVAIL, seq);
-    free(pc);
+        pc->cb(pc->ud, seq ? 0 : MW_HISTORY_EUNKNOWN, seq);
+    publish_call_free(pc);
+}
+
+static void publish_send(struct publish_call *pc)
+{
+    char t1[200], t2[200];
+    token_keys(pc->room, pc->ts, t1, t2);
+    const char *args[] = { pc->epoch, pc->keep, pc->size, pc->ttl, pc->ts_s, pc->head.p,
+                           pc->cmd, pc->channel, pc->phead.p, pc->token, pc->token_keep, t1, t2 };
+    size_t lens[] = { strlen(pc->epoch), strlen(pc->keep), strlen(pc->size), strlen(pc->ttl),
+                      strlen(pc->ts_s), pc->head.len, strlen(pc->cmd), strlen(pc->channel),
+                      pc->phead.len, strlen(pc->token), strlen(pc->token_keep), strlen(t1),
+                      strlen(t2) };
+    if (eval_room(PUBLISH_LUA, pc->room, 13, args, lens, on_published, pc) < 0)
+        publish_call_local(pc);
+}
+
+static void on_heard(void *ud, bool ok)
+{
+    struct publish_call *pc = ud;
+    if (ok)
+        publish_send(pc);
+    else
+        publish_call_local(pc);
 }
 
 void mw_history_publish(const char *room, const struct mw_route_config *rc, const char *json,
-                        size_t len, unsigned msg_flags, mw_history_publish_cb cb, void *ud)
+                        size_t len, unsigned msg_flags, const char *token,
+                        mw_history_publish_cb cb, void *ud)
 {
     uint64_t ts = mw_wall_ms();
     if (!mw_broker_clustered()) {
@@ -296,30 +472,30 @@ void mw_history_publish(const char *room, const struct mw_route_config *rc, cons
             cb(ud, r ? 0 : MW_HISTORY_ENOROOM, seq);
         return;
     }
-    char epoch[20], keep[24], size[16], ttl[24], ts_s[24], channel[160];
-    const char *cmd;
-    new_epoch(epoch);
-    snprintf(keep, sizeof keep, "%" PRIu64, keep_ms(rc));
-    snprintf(size, sizeof size, "%" PRIu32, rc->history_size);
-    snprintf(ttl, sizeof ttl, "%" PRIu64, rc->history_ttl_ms);
-    snprintf(ts_s, sizeof ts_s, "%" PRIu64, ts);
-    mw_broker_room_channel(room, channel, sizeof channel, &cmd);
-    struct mw_buf head = { 0 }, phead = { 0 };
-    event_head(&head, json, len);
-    mw_broker_payload_head(&phead, msg_flags, true);
-    const char *args[] = { epoch, keep, size, ttl, ts_s, head.p, cmd, channel, phead.p };
-    size_t lens[] = { strlen(epoch), strlen(keep), strlen(size), strlen(ttl), strlen(ts_s),
-                      head.len, strlen(cmd), strlen(channel), phead.len };
     struct publish_call *pc = mw_calloc(1, sizeof *pc);
     pc->cb = cb;
     pc->ud = ud;
+    pc->flags = msg_flags;
+    pc->ts = ts;
     snprintf(pc->room, sizeof pc->room, "%s", room);
-    if (eval_room(PUBLISH_LUA, room, 9, args, lens, on_published, pc) < 0) {
-        free(pc);
-        publish_local(room, json, len, msg_flags);
-        if (cb)
-            cb(ud, MW_HISTORY_EUNAVAIL, 0);
-    }
-    mw_buf_free(&head);
-    mw_buf_free(&phead);
+    pc->json = mw_strndup(json, len);
+    pc->len = len;
+    pc->token = mw_strdup(token ? token : "");
+    new_epoch(pc->epoch);
+    snprintf(pc->keep, sizeof pc->keep, "%" PRIu64, keep_ms(rc));
+    snprintf(pc->size, sizeof pc->size, "%" PRIu32, rc->history_size);
+    snprintf(pc->ttl, sizeof pc->ttl, "%" PRIu64, rc->history_ttl_ms);
+    snprintf(pc->ts_s, sizeof pc->ts_s, "%" PRIu64, ts);
+    snprintf(pc->token_keep, sizeof pc->token_keep, "%d", TOKEN_KEEP_MS);
+    mw_broker_room_channel(room, pc->channel, sizeof pc->channel, &pc->cmd);
+    event_head(&pc->head, json, len);
+    mw_broker_payload_head(&pc->phead, msg_flags, true);
+    /* Our members get it from the channel: publish once this node hears it (per room:
+     * with a Redis Cluster, rooms on the masters that are up keep working). */
+    struct mw_room *r = mw_room_find(room);
+    int heard = r && r->nmembers ? mw_redis_when_subscribed(pc->channel, on_heard, pc) : 0;
+    if (heard == 0)
+        publish_send(pc);
+    else if (heard < 0)
+        publish_call_local(pc);
 }

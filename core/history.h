@@ -34,13 +34,16 @@ struct mw_history_page {
 enum {
     MW_HISTORY_EUNAVAIL = -1, /* Redis is down or failed */
     MW_HISTORY_ENOROOM = -2,  /* one node: the room does not exist (no members, no history) */
+    MW_HISTORY_EUNKNOWN = -3, /* publish: sent, but the reply was lost: every member may
+                                 get it, or none */
 };
 
 /* err is 0 or MW_HISTORY_EUNAVAIL (page is then NULL). */
 typedef void (*mw_history_read_cb)(void *ud, int err, const struct mw_history_page *page);
 /* seq is 0 when the event could not be sequenced: with MW_HISTORY_EUNAVAIL it
  * reached this node's members only, without seq, and is not kept; with
- * MW_HISTORY_ENOROOM nobody got it. */
+ * MW_HISTORY_ENOROOM nobody got it; with MW_HISTORY_EUNKNOWN nothing is known (the
+ * caller must not acknowledge it: a retry with the same token is safe). */
 typedef void (*mw_history_publish_cb)(void *ud, int err, uint64_t seq);
 
 /* The events after `since` that are still kept (history.size and history.ttl of
@@ -50,8 +53,18 @@ void mw_history_read(const char *room, uint64_t since, const struct mw_route_con
 
 /* Publishes an event to every member of the room on every node, stamped with the
  * next seq and ts and kept in history. json[0..len) is the event as a JSON object
- * without seq and ts; msg_flags are the frame's (MW_MSG_*). cb may be NULL. */
+ * without seq and ts; msg_flags are the frame's (MW_MSG_*). cb may be NULL.
+ *
+ * Clustered, a node publishes only while Redis is up and it hears the room's channel
+ * (it waits for a new subscription to be confirmed), so that its own members get what
+ * it acknowledges. token (NULL: none) names the client message that publishes: a
+ * publish with a token Redis saw in the last minute is not published again, and gets
+ * the first one's seq (a retry after MW_HISTORY_EUNKNOWN). */
 void mw_history_publish(const char *room, const struct mw_route_config *rc, const char *json,
-                        size_t len, unsigned msg_flags, mw_history_publish_cb cb, void *ud);
+                        size_t len, unsigned msg_flags, const char *token,
+                        mw_history_publish_cb cb, void *ud);
+
+/* Frees what publishes remember (shutdown). */
+void mw_history_free(void);
 
 #endif

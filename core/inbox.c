@@ -31,6 +31,7 @@
 #include "broker.h"
 #include "buf.h"
 #include "jsonw.h"
+#include "ident.h"
 #include "log.h"
 #include "map.h"
 #include "msg.h"
@@ -106,12 +107,7 @@ void mw_inbox_free(void)
 
 const char *mw_inbox_user_error(const char *user, size_t len)
 {
-    if (!user || len < 1 || len > MW_INBOX_MAX_USER)
-        return "user must be a string of 1..128 bytes";
-    for (size_t i = 0; i < len; i++)
-        if ((unsigned char)user[i] < ' ' || user[i] == 0x7f)
-            return "user must not contain control characters";
-    return NULL;
+    return mw_user_id_error(user, len);
 }
 
 size_t mw_inbox_max_item(void)

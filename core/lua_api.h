@@ -39,6 +39,11 @@ struct mw_msg *mw_lua_to_msg(lua_State *L, int idx, bool binary, unsigned flags)
 /* Validates a room name argument (1..128 bytes, no control characters); raises. */
 const char *mw_lua_check_room(lua_State *L, int idx);
 
+/* The client message the running handler answers, as a token for idempotent
+ * publishes (history.h): set by the router's dedup_begin for the coroutine that runs
+ * the handler. NULL when none (no id, or another coroutine). */
+const char *mw_lua_message_token(lua_State *L);
+
 /* Cancels what the core module keeps waiting (sleep timers) at shutdown. */
 void mw_lua_core_shutdown(void);
 

@@ -15,7 +15,9 @@
 #include "lua_api.h"
 #include "lua_json.h"
 #include "script.h"
+#include "redis.h"
 #include "session.h"
+#include "session_redis.h"
 #include "server.h"
 #include "util.h"
 
@@ -128,39 +130,151 @@ static int l_report_error(lua_State *L)
     return 0;
 }
 
-/* core.dedup_begin(conn, key) -> "new" | "running" | "done", reply, session: the
- * session's id (nil when private) for dedup_end, whose connection may be gone by then. */
-static int l_dedup_begin(lua_State *L)
+/* Message tokens by coroutine (a weak-keyed registry table): what a handler's
+ * rooms.publish sends along so that a retry of the same message is not published
+ * twice (history.h). */
+#define TOKENS "mw.msgtokens"
+
+static void set_token(lua_State *L, const char *token)
 {
-    struct mw_conn *c = mw_lua_check_conn(L, 1);
-    const char *key = luaL_checkstring(L, 2), *reply = NULL;
+    lua_getfield(L, LUA_REGISTRYINDEX, TOKENS);
+    if (!lua_istable(L, -1)) {
+        lua_pop(L, 1);
+        lua_newtable(L);
+        lua_createtable(L, 0, 1);
+        lua_pushliteral(L, "k");
+        lua_setfield(L, -2, "__mode");
+        lua_setmetatable(L, -2);
+        lua_pushvalue(L, -1);
+        lua_setfield(L, LUA_REGISTRYINDEX, TOKENS);
+    }
+    lua_pushthread(L);
+    if (token)
+        lua_pushstring(L, token);
+    else
+        lua_pushnil(L);
+    lua_rawset(L, -3);
+    lua_pop(L, 1);
+}
+
+const char *mw_lua_message_token(lua_State *L)
+{
+    lua_getfield(L, LUA_REGISTRYINDEX, TOKENS);
+    if (!lua_istable(L, -1)) {
+        lua_pop(L, 1);
+        return NULL;
+    }
+    lua_pushthread(L);
+    lua_rawget(L, -2);
+    const char *t = lua_tostring(L, -1); /* the table keeps the string alive */
+    lua_pop(L, 2);
+    return t;
+}
+
+/* Records the token of message `key` for the coroutine L: the session's name when it
+ * has one (sid: it outlives the connection, and may move to another node), else this
+ * node and connection. */
+static void message_token(lua_State *L, const char *user, const char *sid, const char *conn_id,
+                          const char *key)
+{
+    struct mw_buf b = { 0 };
+    if (sid)
+        mw_buf_printf(&b, "s\x1f%s\x1f%s\x1f%s", user, sid, key);
+    else
+        mw_buf_printf(&b, "c\x1f%s\x1f%s\x1f%s", mw_srv.node_id, conn_id, key);
+    mw_buf_putc(&b, '\0');
+    set_token(L, b.p);
+    mw_buf_free(&b);
+}
+
+/* Pushes dedup_begin's results. "done" with no reply: it was too large to keep (the
+ * router acks without data). */
+static int push_dedup(lua_State *L, int st, const char *reply, const char *sid)
+{
     static const char *names[] = { "new", "running", "done" };
-    struct mw_session *s = c ? mw_conn_session(c) : NULL;
-    int st = s ? mw_session_dedup_begin(s, key, &reply) : MW_DEDUP_NEW;
-    /* "done" with no reply: it was too large to keep (the router acks without data) */
     lua_pushstring(L, names[st]);
     if (reply)
         lua_pushstring(L, reply);
     else
         lua_pushnil(L);
-    if (s && mw_session_sid(s))
-        lua_pushstring(L, mw_session_sid(s));
+    if (sid)
+        lua_pushstring(L, sid);
     else
         lua_pushnil(L);
     return 3;
 }
 
-/* core.dedup_end(conn, key, reply_frame_text [, user, session]) */
+/* A named session's message being looked up in Redis (session_redis.h). */
+struct dedup_call {
+    struct mw_co_call *call;
+    char *user, *sid, *key;
+};
+
+static void on_dedup_redis(void *ud, int st, const char *reply)
+{
+    struct dedup_call *d = ud;
+    lua_State *co = mw_co_call_thread(d->call);
+    struct mw_session *s = mw_session_find(d->user, d->sid);
+    if (st == MW_DEDUP_DONE && s) /* done on another node: this window keeps it too */
+        mw_session_dedup_end(s, d->key, reply);
+    if (st == MW_DEDUP_NEW)
+        message_token(co, d->user, d->sid, NULL, d->key);
+    mw_co_call_done(d->call, push_dedup(co, st, reply, d->sid));
+    free(d->user);
+    free(d->sid);
+    free(d->key);
+    free(d);
+}
+
+/* core.dedup_begin(conn, key) -> "new" | "running" | "done", reply, session: the
+ * session's id (nil when private) for dedup_end, whose connection may be gone by then.
+ * Clustered, a message new to a named session's window here is looked up in Redis
+ * (the coroutine waits): the client may have sent it to another node before. */
+static int l_dedup_begin(lua_State *L)
+{
+    struct mw_conn *c = mw_lua_check_conn(L, 1);
+    const char *key = luaL_checkstring(L, 2), *reply = NULL;
+    struct mw_session *s = c ? mw_conn_session(c) : NULL;
+    int st = s ? mw_session_dedup_begin(s, key, &reply) : MW_DEDUP_NEW;
+    const char *sid = s ? mw_session_sid(s) : NULL;
+    if (st == MW_DEDUP_NEW && sid && mw_redis_configured() && mw_co_can_wait(L)) {
+        struct dedup_call *d = mw_calloc(1, sizeof *d);
+        d->call = mw_co_call_new(L);
+        d->user = mw_strdup(c->user->id);
+        d->sid = mw_strdup(sid);
+        d->key = mw_strdup(key);
+        if (mw_session_redis_begin(d->user, d->sid, d->key, on_dedup_redis, d) == 0)
+            return mw_co_call_finish(L, d->call);
+        free(d->call);
+        free(d->user);
+        free(d->sid);
+        free(d->key);
+        free(d);
+    }
+    if (s && st == MW_DEDUP_NEW)
+        message_token(L, c->user->id, sid, c->id, key);
+    return push_dedup(L, st, reply, sid);
+}
+
+/* core.dedup_end(conn, key, reply_frame_text [, user, session [, forget]]): forget
+ * (an `unavailable` answer) takes the id out of the window instead, so that the
+ * client's retry runs the handler again. */
 static int l_dedup_end(lua_State *L)
 {
     struct mw_conn *c = mw_lua_check_conn(L, 1);
     const char *key = luaL_checkstring(L, 2), *reply = luaL_checkstring(L, 3);
     const char *user = luaL_optstring(L, 4, NULL), *sid = luaL_optstring(L, 5, NULL);
+    bool forget = lua_toboolean(L, 6);
     struct mw_session *s = c ? c->session : NULL;
+    set_token(L, NULL);
     if (!s && user && sid) /* the connection closed while the handler ran */
         s = mw_session_find(user, sid);
-    if (s)
+    if (s && forget)
+        mw_session_dedup_forget(s, key);
+    else if (s)
         mw_session_dedup_end(s, key, reply);
+    if (user && sid) /* a named session: the cluster's window too */
+        mw_session_redis_end(user, sid, key, reply, forget);
     return 0;
 }
 

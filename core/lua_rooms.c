@@ -7,9 +7,9 @@
 #include <lauxlib.h>
 
 #include "broker.h"
-#include "cluster.h"
 #include "conn.h"
 #include "history.h"
+#include "ident.h"
 #include "log.h"
 #include "lua_api.h"
 #include "lua_json.h"
@@ -47,7 +47,9 @@ static int push_published(lua_State *L, const struct published *p)
         return 1;
     }
     lua_pushnil(L);
-    lua_pushstring(L, p->err == MW_HISTORY_ENOROOM ? "no such room" : "unavailable");
+    lua_pushstring(L, p->err == MW_HISTORY_ENOROOM   ? "no such room"
+                      : p->err == MW_HISTORY_EUNKNOWN ? "unknown"
+                                                      : "unavailable");
     return 2;
 }
 
@@ -62,7 +64,9 @@ static void on_published(void *ud, int err, uint64_t seq)
  * ts, keeps it in history (the route's `history`) and sends it to every member, on
  * every node. Clustered, seq comes from Redis (the handler waits); while Redis is
  * down it returns nil, "unavailable": the event reached this node's members only,
- * without seq. */
+ * without seq; when the Redis reply was lost, nil, "unknown": nothing can be
+ * promised (the handler should fail with `unavailable`: the client's retry of the
+ * same message id is not published twice). */
 static int l_publish(lua_State *L)
 {
     char err[256];
@@ -79,14 +83,15 @@ static int l_publish(lua_State *L)
         return luaL_argerror(L, 2, "the event must be an object (a table with fields)");
     }
     if (mw_broker_clustered() && !mw_co_can_wait(L)) { /* load time: nobody can wait */
-        mw_history_publish(name, a->route->cfg, b.p, b.len, 0, NULL, NULL);
+        mw_history_publish(name, a->route->cfg, b.p, b.len, 0, NULL, NULL, NULL);
         mw_buf_free(&b);
         lua_pushnil(L);
         lua_pushliteral(L, "pending");
         return 2;
     }
     struct mw_co_call *c = mw_co_call_new(L);
-    mw_history_publish(name, a->route->cfg, b.p, b.len, 0, on_published, c);
+    mw_history_publish(name, a->route->cfg, b.p, b.len, 0, mw_lua_message_token(L),
+                       on_published, c);
     mw_buf_free(&b);
     return mw_co_call_finish(L, c);
 }
@@ -184,13 +189,13 @@ struct presence_wait {
     lua_Integer limit;
 };
 
-static void on_cluster_members(void *ud, const char *json, uint32_t count)
+static void on_cluster_members(void *ud, const char *json, size_t len, uint32_t count)
 {
     char err[256];
     struct presence_wait *pw = ud;
     lua_State *co = mw_co_thread(&pw->wait);
     int n;
-    if (json && mw_json_decode(co, json, strlen(json), err, sizeof err) == 0) {
+    if (json && mw_json_decode(co, json, len, err, sizeof err) == 0) {
         lua_pushinteger(co, count);
         n = 2;
     } else { /* Redis failed meanwhile: this node's view is the best there is */
@@ -209,13 +214,13 @@ static int l_presence(lua_State *L)
     lua_Integer limit = luaL_optinteger(L, 2, PRESENCE_LIST_MAX);
     if (limit < 0 || limit > PRESENCE_LIST_MAX)
         limit = PRESENCE_LIST_MAX;
-    if (!mw_cluster_active() || !mw_redis_up())
+    if (!mw_broker_clustered() || !mw_redis_up())
         return push_local_presence(L, room, limit);
     mw_co_check_wait(L);
     struct presence_wait *pw = mw_calloc(1, sizeof *pw);
     snprintf(pw->room, sizeof pw->room, "%s", room);
     pw->limit = limit;
-    if (mw_cluster_members(room, (uint32_t)limit, on_cluster_members, pw) < 0) {
+    if (mw_presence_list_cluster(room, (uint32_t)limit, on_cluster_members, pw) < 0) {
         free(pw);
         return push_local_presence(L, room, limit);
     }
@@ -254,7 +259,11 @@ static int l_typing(lua_State *L)
  * it too when clustered) */
 static int l_send_user(lua_State *L)
 {
-    const char *user = luaL_checkstring(L, 1);
+    size_t len;
+    const char *user = luaL_checklstring(L, 1, &len);
+    const char *bad = mw_user_id_error(user, len);
+    if (bad)
+        return luaL_argerror(L, 1, bad);
     luaL_checkany(L, 2);
     struct mw_msg *m = mw_lua_to_msg(L, 2, false, 0);
     lua_pushinteger(L, mw_broker_user(user, m));

@@ -22,6 +22,7 @@
 #include "buf.h"
 #include "config.h"
 #include "conn.h"
+#include "ident.h"
 #include "lua_api.h"
 #include "lua_json.h"
 #include "script.h"
@@ -310,8 +311,9 @@ static int l_connect(lua_State *L)
     size_t ulen = 0;
     const char *user = luaL_optlstring(L, 2, NULL, &ulen);
     check_running(L);
-    if (user && (ulen == 0 || ulen > 128))
-        return luaL_argerror(L, 2, "user must be 1..128 bytes");
+    const char *bad = user ? mw_user_id_error(user, ulen) : NULL;
+    if (bad)
+        return luaL_argerror(L, 2, bad);
     struct mw_route *route = mw_server_route(path);
     if (!route)
         return luaL_error(L, "no route '%s' in the config", path);

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "broker.h"
+#include "cluster.h"
 #include "conn.h"
 #include "deflate.h"
 #include "inbox.h"
@@ -103,6 +104,10 @@ static void redis(struct mw_buf *b)
     gauge(b, "moonwire_redis_channels", s->channels);
     counter(b, "moonwire_broker_published_total", s->published);
     counter(b, "moonwire_broker_received_total", s->received);
+    counter(b, "moonwire_redis_watchdog_timeouts_total", s->hung);
+    counter(b, "moonwire_redis_refused_total", s->refused);
+    counter(b, "moonwire_cluster_dead_nodes_cleaned_total", mw_cluster_stats.dead_nodes_cleaned);
+    counter(b, "moonwire_cluster_registry_rebuilds_total", mw_cluster_stats.registry_rebuilds);
     if (mw_redis_is_cluster()) {
         gauge(b, "moonwire_redis_cluster_masters", s->masters);
         type_line(b, "moonwire_redis_cluster_redirects_total", "counter");
@@ -111,6 +116,7 @@ static void redis(struct mw_buf *b)
         counter(b, "moonwire_redis_cluster_topology_changes_total", s->topology_changes);
     }
     counter(b, "moonwire_broker_dropped_total", mw_broker_dropped);
+    counter(b, "moonwire_broker_bad_payloads_total", mw_broker_bad_payloads);
 }
 
 static void inbox(struct mw_buf *b)

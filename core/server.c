@@ -20,7 +20,9 @@
 #include "conn.h"
 #include "deflate.h"
 #include "heartbeat.h"
+#include "history.h"
 #include "http.h"
+#include "ident.h"
 #include "inbox.h"
 #include "jsonpeek.h"
 #include "jsonw.h"
@@ -178,9 +180,12 @@ struct mw_conn *mw_server_open(const struct mw_transport *tp, void *tx, const st
     struct mw_route *route = mw_server_route(r->path);
     if (!route)
         return NULL;
+    const char *bad_user = NULL;
     if (mw_srv.cfg->user_param) {
         int n = r->query(r->tx, "user", user, sizeof user);
-        if (n < 0 || n > 128)
+        if (n > 0) /* the one user-id rule (ident.h) */
+            bad_user = mw_user_id_error(user, (size_t)n);
+        if (n <= 0 || bad_user)
             user[0] = '\0';
     }
     /* ?session=ID: this connection shares its window of message ids with the user's
@@ -191,7 +196,11 @@ struct mw_conn *mw_server_open(const struct mw_transport *tp, void *tx, const st
     if (has_sid && !bad_sid)
         mw_conn_join_session(c, sid);
     mw_server_conn_opened(c);
-    if (bad_sid) {
+    if (bad_user) {
+        mw_log_info("bad user id", "conn=%s", c->id);
+        send_error(c, NULL, 0, "bad_message", bad_user);
+        mw_conn_close(c, 1008, "bad user id");
+    } else if (bad_sid) {
         mw_log_info("bad session id", "conn=%s", c->id);
         send_error(c, NULL, 0, "bad_message", bad_sid);
         mw_conn_close(c, 1008, "bad session id");
@@ -367,6 +376,7 @@ void mw_server_release(void)
         close_handle((uv_handle_t *)&before_sleep);
     before_sleep_ready = false;
     mw_broker_stop();
+    mw_history_free();
     mw_presence_shutdown();
     mw_store_free(); /* pending store calls complete with "unavailable" */
     mw_inbox_free();

@@ -146,6 +146,23 @@ void mw_session_detach(struct mw_session *s)
     }
 }
 
+/* Takes e (whose predecessor is prev, NULL for the head) out of s and frees it. */
+static void entry_remove(struct mw_session *s, struct entry *e, struct entry *prev)
+{
+    if (prev)
+        prev->next = e->next;
+    else
+        s->head = e->next;
+    if (s->tail == e)
+        s->tail = prev;
+    if (s->index.cap)
+        mw_map_del(&s->index, e->key);
+    entry_free(s, e);
+    s->n--;
+    if (!s->n && s->index.cap)
+        mw_map_free(&s->index);
+}
+
 static struct entry *find(const struct mw_session *s, const char *key)
 {
     if (s->index.cap)
@@ -160,18 +177,8 @@ static struct entry *find(const struct mw_session *s, const char *key)
  * last MW_DEDUP_MIN keep their id but give back their reply. */
 static void expire(struct mw_session *s, uint64_t now)
 {
-    while (s->head && now - s->head->ts_ms > MW_DEDUP_WINDOW_MS && s->n > MW_DEDUP_MIN) {
-        struct entry *e = s->head;
-        s->head = e->next;
-        if (!s->head)
-            s->tail = NULL;
-        if (s->index.cap)
-            mw_map_del(&s->index, e->key);
-        entry_free(s, e);
-        s->n--;
-    }
-    if (!s->n && s->index.cap)
-        mw_map_free(&s->index);
+    while (s->head && now - s->head->ts_ms > MW_DEDUP_WINDOW_MS && s->n > MW_DEDUP_MIN)
+        entry_remove(s, s->head, NULL);
     for (struct entry *e = s->head; e && now - e->ts_ms > MW_DEDUP_WINDOW_MS; e = e->next) {
         if (e->reply) {
             s->bytes -= (uint32_t)strlen(e->reply);
@@ -219,11 +226,22 @@ void mw_session_dedup_end(struct mw_session *s, const char *key, const char *rep
     if (!e || e->done)
         return;
     e->done = true;
+    if (!reply)
+        return;
     size_t len = strlen(reply);
     if (len <= MW_DEDUP_REPLY_MAX && s->bytes + len <= MW_DEDUP_BYTES) {
         e->reply = mw_strdup(reply);
         s->bytes += (uint32_t)len;
     }
+}
+
+void mw_session_dedup_forget(struct mw_session *s, const char *key)
+{
+    struct entry *prev = NULL, *e = s->head;
+    for (; e && strcmp(e->key, key) != 0; e = e->next)
+        prev = e;
+    if (e)
+        entry_remove(s, e, prev);
 }
 
 void mw_session_trim(struct mw_session *s, uint64_t now_ms)

@@ -49,8 +49,12 @@ const char *mw_session_sid(const struct mw_session *s); /* NULL when private */
 /* MW_DEDUP_NEW (the id is now running), MW_DEDUP_RUNNING, or MW_DEDUP_DONE with the
  * kept reply frame text (*reply NULL when it was not kept). */
 int mw_session_dedup_begin(struct mw_session *s, const char *key, const char **reply);
-/* The id's handler finished with this reply frame. */
+/* The id's handler finished with this reply frame (NULL: done, reply not kept). */
 void mw_session_dedup_end(struct mw_session *s, const char *key, const char *reply);
+/* The id's handler could not tell whether it took effect (`unavailable`): forget the
+ * id, so that a repeat runs the handler again (which must itself be safe to repeat,
+ * as rooms.publish is). */
+void mw_session_dedup_forget(struct mw_session *s, const char *key);
 
 /* Forgets what the window no longer needs in s (the heartbeat sweep, per connection). */
 void mw_session_trim(struct mw_session *s, uint64_t now_ms);

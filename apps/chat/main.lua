@@ -68,9 +68,15 @@ end
 
 app:on("chat:message", function(conn, msg)
   local room = mw.member_room(conn, msg)
-  local seq = mw.rooms.publish(room, {
+  local seq, err = mw.rooms.publish(room, {
     type = "chat:message", room = room, from = conn.user, data = msg.data,
   })
+  -- "unknown": Redis took it but its reply was lost. Never ack what may be lost; the
+  -- client resends the same id, which is not published twice. ("unavailable": Redis
+  -- is down, the room's members on this node got it without seq: ack without seq.)
+  if err == "unknown" then
+    mw.fail("unavailable", "the message may not have been sent: send it again with the same id")
+  end
   if MENTIONS then notify_mentions(conn, room, msg.data) end
   return { seq = seq }
 end)

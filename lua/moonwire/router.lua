@@ -120,7 +120,8 @@ function M.message(app, conn, payload, binary)
     core.report_error(conn, "handler reply: " .. tostring(frame), "", t)
     frame = json.encode({ type = "error", id = id, code = "internal", message = "internal error" })
   end
-  core.dedup_end(conn, key, frame, user, session)
+  -- `unavailable` means "retry": the id leaves the window so that the retry runs.
+  core.dedup_end(conn, key, frame, user, session, answer.code == "unavailable")
   conn:send(frame)
 end
 

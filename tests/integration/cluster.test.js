@@ -11,7 +11,7 @@ const { startServer } = require('./lib/server');
 const { startRedis } = require('./lib/redis');
 const { connect, closeAll } = require('./lib/client');
 const { request } = require('./lib/http');
-const { uid, expectAck, waitFor } = require('./lib/helpers');
+const { uid, expectAck, expectError, assertServes, waitFor } = require('./lib/helpers');
 
 const KEY = 'cluster-test-key';
 const NOTIFY = `
@@ -19,6 +19,15 @@ local mw = require "moonwire"
 local app = mw.app()
 app:on("poke", function(conn, msg)
   return mw.send_user(msg.data.user, { type = "poked", data = { by = conn.user } })
+end)
+return app
+`;
+// Not idempotent: each run adds one (the session window must keep a resend from it).
+const COUNT = `
+local mw = require "moonwire"
+local app = mw.app()
+app:on("bump", function(conn, msg)
+  return (mw.store.incr(msg.data.key, 1, 0))
 end)
 return app
 `;
@@ -32,9 +41,10 @@ describe('two nodes over one Redis', () => {
   before(async () => {
     redis = await startRedis();
     const config = { redis: { url: redis.url }, api: { keys: [KEY] } };
-    const routes = { '/notify': { script: 'notify.lua' } };
-    a = await startServer({ config: { ...config, node_id: 'node-a' }, routes, scripts: { 'notify.lua': NOTIFY } });
-    b = await startServer({ config: { ...config, node_id: 'node-b' }, routes, scripts: { 'notify.lua': NOTIFY } });
+    const routes = { '/notify': { script: 'notify.lua' }, '/count': { script: 'count.lua' } };
+    const scripts = { 'notify.lua': NOTIFY, 'count.lua': COUNT };
+    a = await startServer({ config: { ...config, node_id: 'node-a' }, routes, scripts });
+    b = await startServer({ config: { ...config, node_id: 'node-b' }, routes, scripts });
     await waitFor(async () => (await ready(a)) === 200 && (await ready(b)) === 200, 5000, 'both nodes ready');
   });
   after(async () => {
@@ -105,6 +115,101 @@ describe('two nodes over one Redis', () => {
     const ev = await reader.next({ type: 'news' }, 3000);
     assert.deepEqual(ev.data, { n: 1 });
     assert.equal(ev.room, room);
+  });
+
+  it('closes a user\'s connections on every node with POST /api/disconnect', async () => {
+    const user = uid('dee');
+    const onA = await connect(a.url(`/chat?user=${user}`));
+    const onB = await connect(b.url(`/chat?user=${user}`));
+    const other = await connect(b.url(`/chat?user=${uid('ole')}`));
+    await waitFor(async () => redis.cli('PUBSUB', 'NUMSUB', `mw:user:${user}`).endsWith('2'), 3000,
+      'both nodes subscribed to the user');
+    const res = await request('POST', a.httpUrl('/api/disconnect'), {
+      headers: { authorization: `Bearer ${KEY}` }, body: { user },
+    });
+    assert.equal(res.status, 200, res.text);
+    assert.equal(res.json.closed, 1, 'closed counts the receiving node\'s connections');
+    for (const c of [onA, onB]) {
+      const info = await Promise.race([c.closed, new Promise((r) => setTimeout(() => r(null), 3000))]);
+      assert.ok(info, 'closed on both nodes');
+      assert.equal(info.code, 4003);
+      assert.equal(info.reason, 'disconnected by server');
+    }
+    assert.ok(other.isOpen, 'another user keeps its connection');
+    await a.waitForLog(/msg="api disconnect"/);
+    const bad = await request('POST', a.httpUrl('/api/disconnect'), {
+      headers: { authorization: `Bearer ${KEY}` }, body: { user: 'a\nb' },
+    });
+    assert.equal(bad.status, 400);
+    assert.equal(bad.json.error, 'bad_message');
+    assert.match(bad.json.message, /control characters/);
+  });
+
+  it('refuses user ids with control characters, and payloads that are no broker payload', async () => {
+    // The old newline-separated payload head let such an id shift the fields on other
+    // nodes. (libwebsockets cuts a query argument at a decoded newline: %01 gets through.)
+    const c = await connect(a.url('/chat?user=a%01b'));
+    const e = await c.next('error', 2000);
+    expectError(e, 'bad_message', undefined);
+    assert.match(e.message, /control characters/);
+    assert.equal((await c.closed).code, 1008);
+    await a.waitForLog(/msg="bad user id"/);
+
+    const room = uid('garbage');
+    const m = await connect(b.url(`/chat?user=${uid('mo')}`));
+    expectAck(await m.request('join', { room }), 1);
+    await waitFor(async () => redis.cli('PUBSUB', 'NUMSUB', `mw:room:${room}`).endsWith('1'), 3000,
+      'node b subscribed to the room');
+    for (const junk of ['node\n0\n\n{"type":"x"}', 'mw1:1:e,99:n', '']) {
+      redis.cli('PUBLISH', `mw:room:${room}`, junk);
+    }
+    await b.waitForLog(/msg="broker payload refused"/, 3000);
+    const metrics = (await request('GET', b.httpUrl('/metrics'))).text;
+    assert.match(metrics, /^moonwire_broker_bad_payloads_total [1-9]/m);
+    const extra = await m.collect((x) => x.type !== 'presence:join', 300);
+    assert.deepEqual(extra, [], 'nothing of it reached a member');
+    await assertServes(b);
+  });
+
+  it('answers a message resent on another node in the same session once, with its first reply', async () => {
+    const room = uid('move');
+    const user = uid('mia');
+    const session = uid('s').replace(/-/g, '_');
+    const watcher = await connect(b.url(`/chat?user=${uid('wat')}`));
+    expectAck(await watcher.request('join', { room }), 1);
+    const first = await connect(a.url(`/chat?user=${user}&session=${session}`));
+    expectAck(await first.request('join', { room }), 1);
+    const sent = { type: 'chat:message', room, id: 'm-1', data: { text: 'once' } };
+    first.send(sent);
+    const ack = await first.next({ type: 'ack', id: 'm-1' }, 3000);
+    assert.equal(typeof ack.data.seq, 'number');
+    await first.close();
+    // The client moves to node b (its node went away) and resends what it sent last.
+    const moved = await connect(b.url(`/chat?user=${user}&session=${session}`));
+    moved.nextId = 100; // ids are the session's: the first connection used 1
+    expectAck(await moved.request('join', { room }), 100);
+    moved.send(sent);
+    const again = await moved.next({ type: 'ack', id: 'm-1' }, 3000);
+    assert.deepEqual(again.data, ack.data, 'the first reply, from the cluster\'s window');
+    const got = await watcher.collect((m) => m.type === 'chat:message' && m.room === room, 500);
+    assert.equal(got.length, 1, 'published once');
+    assert.equal(got[0].seq, ack.data.seq);
+    assert.match(redis.cli('HGET', `mw:sw:{${user}\x1f${session}}`, 's:m-1'), /^d\{"type":"ack"/);
+    // A new id in the same session runs.
+    moved.send({ type: 'chat:message', room, id: 'm-2', data: { text: 'next' } });
+    assert.equal((await moved.next({ type: 'ack', id: 'm-2' }, 3000)).data.seq, ack.data.seq + 1);
+
+    // A handler that is not idempotent: the window alone keeps the resend from running.
+    const key = uid('bumps');
+    const c1 = await connect(a.url(`/count?user=${user}&session=${session}`));
+    c1.send({ type: 'bump', id: 'b-1', data: { key } });
+    assert.equal((await c1.next({ type: 'ack', id: 'b-1' }, 3000)).data, 1);
+    await c1.close();
+    const c2 = await connect(b.url(`/count?user=${user}&session=${session}`));
+    c2.send({ type: 'bump', id: 'b-1', data: { key } });
+    assert.equal((await c2.next({ type: 'ack', id: 'b-1' }, 3000)).data, 1, 'the first reply');
+    c2.send({ type: 'bump', id: 'b-2', data: { key } });
+    assert.equal((await c2.next({ type: 'ack', id: 'b-2' }, 3000)).data, 2, 'counted once, then once more');
   });
 
   it('keeps local rooms working while Redis is down, reports it, and recovers', async () => {

@@ -888,6 +888,22 @@ static void test_redis(void **state)
                  "redis: set 'url' or 'cluster', not both");
     expect_error("redis: {}\n", 1, "redis: set 'url' (one node) or 'cluster' (seed URLs)");
     expect_error("redis: { host: x }\n", 1, "unknown key 'host' in redis");
+
+    /* the watchdog's deadline and the bound on commands waiting */
+    cfg = parse_ok("redis: { url: redis://h }\n");
+    assert_int_equal(cfg.redis_timeout_ms, 0); /* from the heartbeat */
+    assert_int_equal(cfg.redis_max_in_flight, 10000);
+    mw_config_free(&cfg);
+    cfg = parse_ok("redis: { url: redis://h, timeout: 2s, max_in_flight: 50 }\n");
+    assert_int_equal(cfg.redis_timeout_ms, 2000);
+    assert_int_equal(cfg.redis_max_in_flight, 50);
+    mw_config_free(&cfg);
+    expect_error("redis:\n  url: redis://h\n  timeout: 10ms\n", 3, "redis.timeout");
+    expect_error("redis:\n  url: redis://h\n  timeout: soon\n", 3,
+                 "redis.timeout: invalid duration 'soon'");
+    expect_error("redis:\n  url: redis://h\n  max_in_flight: 0\n", 3, "redis.max_in_flight");
+    expect_error("redis:\n  url: redis://h\n  max_in_flight: -1\n", 3,
+                 "redis.max_in_flight: expected a whole number");
 }
 
 static void test_auth(void **state)

@@ -395,7 +395,8 @@ int main(void)
     char url[64], err[256];
     snprintf(url, sizeof url, "redis://127.0.0.1:%d", redis_port);
     struct mw_redis_hooks hooks = { NULL, NULL };
-    if (mw_redis_start(url, &hooks, err, sizeof err) < 0 || !run_until(is_up, 5000)) {
+    struct mw_redis_options opts = { 0 };
+    if (mw_redis_start(url, &hooks, &opts, err, sizeof err) < 0 || !run_until(is_up, 5000)) {
         fprintf(stderr, "cannot connect to %s: %s\n", url, err);
         redis_server_kill();
         return 1;

@@ -1,6 +1,7 @@
-// Starts a real 3-master Redis Cluster on free 127.0.0.1 ports (no persistence, no
-// replicas) for the Redis Cluster tests, and the bits of the cluster protocol a test
-// needs to aim at it: CRC16 key slots, the slot table, moving one slot.
+// Starts a real Redis Cluster on free 127.0.0.1 ports (no persistence; 3 masters, and
+// replicas when asked: a 3+3 cluster fails a killed master over to its replica) for
+// the Redis Cluster tests, and the bits of the cluster protocol a test needs to aim at
+// it: CRC16 key slots, the slot table, moving one slot.
 'use strict';
 
 const { spawn, execFile } = require('node:child_process');
@@ -79,10 +80,12 @@ async function slotRanges(port) {
     .sort((a, b) => a.start - b.start);
 }
 
-// startRedisCluster({ masters: 3 }) -> { ports, urls, cli(port, ...), slots(),
-// portOfSlot(slot), nodeId(port), moveSlot(slot, toPort), stop() }.
+// startRedisCluster({ masters: 3, replicas: 0 }) -> { ports, urls, cli(port, ...),
+// slots(), portOfSlot(slot), nodeId(port), moveSlot(slot, toPort), kill(port),
+// restart(port), waitFailover(slot, oldPort), stop() }.
 async function startRedisCluster(opts = {}) {
-  const n = opts.masters || 3;
+  const replicas = opts.replicas || 0;
+  const n = (opts.masters || 3) * (1 + replicas);
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'moonwire-rc-'));
   const taken = new Set();
   const nodes = [];
@@ -101,6 +104,9 @@ async function startRedisCluster(opts = {}) {
     const child = spawn('redis-server', ['--port', String(node.port), '--bind', '127.0.0.1',
       '--cluster-enabled', 'yes', '--cluster-config-file', `nodes-${node.port}.conf`,
       '--cluster-node-timeout', '2000', '--save', '', '--appendonly', 'no',
+      // replicas in sync at once (no 5 s wait for more replicas), and a replica may
+      // take over whatever the age of its data: the failover tests need it to
+      '--repl-diskless-sync-delay', '0', '--cluster-replica-validity-factor', '0',
       '--protected-mode', 'no', '--dir', dir], { stdio: ['ignore', 'ignore', 'pipe'] });
     node.child = child;
     node.exited = false;
@@ -116,9 +122,20 @@ async function startRedisCluster(opts = {}) {
     }
   };
   const waitOk = async (deadline) => {
-    for (const node of nodes) {
+    for (const node of nodes.filter((x) => !x.exited)) {
       while (!(await cli(node.port, 'CLUSTER', 'INFO').catch(() => '')).includes('cluster_state:ok')) {
         if (Date.now() > deadline) throw new Error(`cluster_state not ok on port ${node.port}`);
+        await sleep(100);
+      }
+    }
+  };
+  // Every replica has synced with its master (only then can it take over).
+  const waitReplicas = async (deadline) => {
+    for (const node of nodes.filter((x) => !x.exited)) {
+      for (;;) {
+        const info = await cli(node.port, 'INFO', 'replication').catch(() => '');
+        if (!info.includes('role:slave') || info.includes('master_link_status:up')) break;
+        if (Date.now() > deadline) throw new Error(`replica on port ${node.port} not in sync`);
         await sleep(100);
       }
     }
@@ -133,10 +150,11 @@ async function startRedisCluster(opts = {}) {
     for (const node of nodes) await waitPing(node, deadline);
     await new Promise((resolve, reject) => {
       execFile('redis-cli', ['--cluster', 'create', ...nodes.map((x) => `127.0.0.1:${x.port}`),
-        '--cluster-replicas', '0', '--cluster-yes'], { timeout: START_TIMEOUT_MS },
+        '--cluster-replicas', String(replicas), '--cluster-yes'], { timeout: START_TIMEOUT_MS },
       (err, stdout) => (err ? reject(new Error(`redis-cli --cluster create: ${err.message}\n${stdout}`)) : resolve()));
     });
     await waitOk(deadline);
+    if (replicas) await waitReplicas(deadline);
   } catch (err) {
     await stop();
     throw err;
@@ -146,9 +164,9 @@ async function startRedisCluster(opts = {}) {
     ports,
     urls: ports.map((p) => `redis://127.0.0.1:${p}`),
     cli,
-    slots: () => slotRanges(ports[0]),
+    slots: () => slotRanges(ports.find((p) => !nodes.find((x) => x.port === p).exited)),
     async portOfSlot(slot) {
-      const r = (await slotRanges(ports[0])).find((x) => slot >= x.start && slot <= x.end);
+      const r = (await cluster.slots()).find((x) => slot >= x.start && slot <= x.end);
       return r ? r.port : 0;
     },
     async nodeId(port) {
@@ -187,6 +205,20 @@ async function startRedisCluster(opts = {}) {
         node.child.on('exit', () => { clearTimeout(t); resolve(); });
         node.child.kill('SIGKILL');
       });
+    },
+    // Waits until a node other than oldPort serves `slot` (a replica took over the
+    // killed master's slots) and every live node says cluster_state:ok.
+    async waitFailover(slot, oldPort, timeoutMs = 20000) {
+      const deadline = Date.now() + timeoutMs;
+      const live = ports.find((p) => p !== oldPort && !nodes.find((x) => x.port === p).exited);
+      for (;;) {
+        const r = (await slotRanges(live).catch(() => [])).find((x) => slot >= x.start && slot <= x.end);
+        if (r && r.port !== oldPort) break;
+        if (Date.now() > deadline) throw new Error(`slot ${slot} not failed over within ${timeoutMs} ms`);
+        await sleep(100);
+      }
+      await waitOk(deadline);
+      return (await slotRanges(live)).find((x) => slot >= x.start && slot <= x.end).port;
     },
     // Starts a killed master again (empty: no persistence) and waits until every node
     // says cluster_state:ok.

@@ -1,5 +1,6 @@
-// Starts a real redis-server on a free 127.0.0.1 port (no persistence unless asked), for
-// the clustering tests; stop() and start() again on the same port simulate an outage.
+// Starts a real redis-server on a free 127.0.0.1 port (no persistence unless asked),
+// for the clustering tests; stop() and start() again on the same port simulate an
+// outage, pause() and resume() a Redis that hangs.
 'use strict';
 
 const { spawn, execFileSync } = require('node:child_process');
@@ -17,6 +18,7 @@ function ping(port, timeoutMs = 300) {
   });
 }
 
+// startRedis(port?, { dir }) -> { port, url, stop(), pause(), resume(), cli(...) }.
 // opts.dir: keep the data in an append-only file there, written before each reply, so
 // that a restart on the same port and dir (even after SIGKILL) has everything back.
 async function startRedis(port, opts = {}) {
@@ -27,6 +29,7 @@ async function startRedis(port, opts = {}) {
     '--save', '', ...persist, '--protected-mode', 'no'],
   { stdio: ['ignore', 'ignore', 'pipe'] });
   let exited = false;
+  let paused = false;
   child.on('exit', () => { exited = true; });
   for (let i = 0; i < 100 && !(await ping(port)); i++) {
     if (exited) throw new Error(`redis-server on port ${port} exited at start`);
@@ -35,10 +38,20 @@ async function startRedis(port, opts = {}) {
   return {
     port,
     url: `redis://127.0.0.1:${port}`,
+    pid: child.pid,
     async stop() {
       if (exited) return;
       child.kill('SIGKILL');
       await new Promise((r) => (exited ? r() : child.on('exit', r)));
+    },
+    // A Redis that hangs: the process stops (SIGSTOP), its sockets stay open.
+    pause() {
+      if (!exited && !paused) child.kill('SIGSTOP');
+      paused = true;
+    },
+    resume() {
+      if (!exited && paused) child.kill('SIGCONT');
+      paused = false;
     },
     // Raw access for assertions: redis-cli, bounded.
     cli(...args) {

@@ -47,6 +47,16 @@ void mw_buf_printf(struct mw_buf *b, const char *fmt, ...)
     b->len += (size_t)n;
 }
 
+void mw_buf_put_u64(struct mw_buf *b, uint64_t v)
+{
+    char tmp[20], *p = tmp + sizeof tmp;
+    do {
+        *--p = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    mw_buf_append(b, p, (size_t)(tmp + sizeof tmp - p));
+}
+
 void mw_buf_free(struct mw_buf *b)
 {
     free(b->p);

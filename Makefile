@@ -5,13 +5,14 @@ JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 
 # Debian 12 packages: to build and run, then for the README and the tests (curl, real
 # Redis, Chromium for the browser client; nginx, systemd-analyze, strace and logrotate
-# for the deployment examples). Node comes from Debian too unless one is installed.
+# for the deployment examples; the Prometheus client's parser reads /metrics). Node
+# comes from Debian too unless one is installed.
 # Debian starts redis-server and nginx as system services when it installs them; the
 # tests never use those (`systemctl disable --now nginx` if you do not want it).
 DEB_PACKAGES = build-essential cmake pkg-config git \
 	libwebsockets-dev libwebsockets-evlib-uv libuv1-dev libluajit2-5.1-dev \
 	libhiredis-dev libyaml-dev libjwt-dev libjemalloc-dev libcmocka-dev zlib1g-dev redis-server \
-	curl chromium nginx systemd procps strace logrotate
+	curl chromium nginx systemd procps strace logrotate python3-prometheus-client
 
 .PHONY: all deps build run test test-unit test-integration test-sanitize check-config bench clean
 

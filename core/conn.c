@@ -215,8 +215,32 @@ struct mw_conn *mw_conn_new(const struct mw_transport *tp, void *tx, struct mw_r
     return c;
 }
 
+const char *const mw_close_by_names[MW_BY_LOST + 1] = { "-", "server", "peer", "server-drop",
+                                                         "lost" };
+
+/* Counts the close decided for a connection (once: it is OPEN until then). */
+static void count_close(int by, int code)
+{
+    struct mw_conn_stats *s = &mw_conn_stats;
+    if (by == MW_BY_PEER && (code < 1000 || code > 1015)) {
+        s->closes_other[by]++;
+        return;
+    }
+    for (uint32_t i = 0; i < s->nclose_kinds; i++)
+        if (s->closes[i].by == by && s->closes[i].code == code) {
+            s->closes[i].n++;
+            return;
+        }
+    if (s->nclose_kinds == MW_CLOSE_KINDS) {
+        s->closes_other[by]++;
+        return;
+    }
+    s->closes[s->nclose_kinds++] = (struct mw_close_count){ (uint8_t)by, (uint16_t)code, 1 };
+}
+
 static void set_reason(struct mw_conn *c, int by, int code, const char *reason)
 {
+    count_close(by, code);
     c->closed_by = (uint8_t)by;
     c->close_code = (uint16_t)code;
     free(c->close_reason);
@@ -342,7 +366,7 @@ static void become_gone(struct mw_conn *c)
 /* The close line: who ended it, how, how long it lived and what it carried. */
 static void log_closed(const struct mw_conn *c)
 {
-    static const char *const by[] = { "-", "server", "peer", "server-drop", "lost" };
+    const char *const *by = mw_close_by_names;
     uint64_t ms = mw_now_ms() - c->opened_ms;
     char reason[124];
     /* The peer's reason is untrusted: nothing in it may break the line. */

@@ -115,6 +115,7 @@ struct mw_conn {
     uint64_t opened_ms;
     uint64_t last_rx_ms;      /* last frame or pong from the peer */
     uint64_t last_ping_ms;
+    uint64_t ping_us;         /* when the heartbeat's ping was queued; 0: none awaits */
     uint64_t deadline_ms;     /* closing: aborted then; aborted: a zombie then */
 
     /* Traffic, for the close log line. */
@@ -272,12 +273,28 @@ void mw_conn_init(void);
 /* Unlinks and frees what is left whose transport ended, and stops the timer. */
 void mw_conn_shutdown(void);
 
+/* Closes counted by who decided and the close code (struct mw_conn_stats). */
+#define MW_CLOSE_KINDS 32
+struct mw_close_count {
+    uint8_t by;    /* enum mw_close_by */
+    uint16_t code;
+    uint64_t n;
+};
+
 /* Counters and gauges for /metrics. */
 struct mw_conn_stats {
     uint64_t opened, closed, frames_out, bytes_out, slow_closed, dropped, writes;
     uint64_t close_timeouts, aborts;
     uint32_t open, closing, unlinked, zombies; /* connections by state, now */
+    /* Closes by (who, code), in order of first appearance. A code from the peer
+     * outside 1000..1015, or any pair once the table is full, counts in
+     * closes_other[by] instead, so that no peer can grow the table. */
+    struct mw_close_count closes[MW_CLOSE_KINDS];
+    uint32_t nclose_kinds;
+    uint64_t closes_other[MW_BY_LOST + 1];
 };
+/* The `by` of the close log line and of the metric: "server", "peer", ... */
+extern const char *const mw_close_by_names[MW_BY_LOST + 1];
 extern struct mw_conn_stats mw_conn_stats;
 
 #endif

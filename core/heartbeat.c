@@ -88,8 +88,10 @@ static void visit(struct mw_conn *c, void *arg)
     c->last_ping_ms += interval_ms;
     if (now - c->last_ping_ms >= interval_ms)
         c->last_ping_ms = now; /* the loop was held up: its moment is now */
-    if (idle >= quiet_ms)
+    if (idle >= quiet_ms) {
+        c->ping_us = mw_now_us(); /* the pong's round trip (server.c) */
         mw_conn_send(c, ping_frame);
+    }
 }
 
 uint32_t mw_heartbeat_slice(uint64_t now_ms)
@@ -111,7 +113,8 @@ void mw_heartbeat_start(uint64_t interval, uint64_t timeout)
     deadline_ms = interval + timeout;
     pace = (struct mw_heartbeat_pace){ mw_heartbeat_period_ms(interval, timeout), mw_now_ms(), 0 };
     if (!ping_frame)
-        ping_frame = mw_msg_new(MW_OP_PING, "mw", 2, MW_MSG_CONTROL);
+        ping_frame = mw_msg_new(MW_OP_PING, MW_HEARTBEAT_PING, sizeof MW_HEARTBEAT_PING - 1,
+                                MW_MSG_CONTROL);
     if (!timer_ready)
         uv_timer_init(uv_default_loop(), &timer);
     timer_ready = true;

@@ -35,6 +35,8 @@ uint64_t mw_heartbeat_period_ms(uint64_t interval_ms, uint64_t timeout_ms);
 uint64_t mw_heartbeat_quiet_ms(uint64_t interval_ms, uint64_t timeout_ms);
 
 #define MW_HEARTBEAT_SLICE_MS 10
+/* The payload of our pings: a pong carrying it answers one (the round-trip time). */
+#define MW_HEARTBEAT_PING "mw"
 
 /* Starts the timer on the default loop. stop: no more pings nor drops (shutdown);
  * close: closes the timer (the loop can end) and lets go of the ping frame. */

@@ -414,6 +414,8 @@ static void on_published(void *ud, redisReply *r)
     if (r && r->type == REDIS_REPLY_ARRAY && (r->elements == 2 || r->elements == 3) &&
         is_int(r->element[0]))
         seq = (uint64_t)r->element[0]->integer;
+    if (seq && r->elements == 2)
+        mw_redis_stats.published++; /* the script published it (3 elements: done before) */
     if (seq && r->elements == 2 && mw_redis_reply_asked())
         republish(pc, seq);
     else if (r)

@@ -6,7 +6,22 @@
 
 #include "buf.h"
 
-/* Appends every metric to b. */
+/* With `workers`: this worker's number (its `worker` label); -1 otherwise. */
+extern int mw_metrics_worker;
+
+/* Appends every metric to b: this process's, or with `workers` the whole server's. */
 void mw_metrics_text(struct mw_buf *b);
+
+/* With `workers: N` (workers.c). In the master, before the first fork: maps the
+ * region the workers share their pages through (-1 when mmap fails). */
+int mw_metrics_share(int nworkers);
+/* In the master: worker k was forked / was reaped. */
+void mw_metrics_worker_started(int k);
+void mw_metrics_worker_ended(int k);
+/* In worker k, once its loop exists (server.c): starts publishing its page, counting
+ * on from what the previous worker k published last. No-op without a shared region. */
+void mw_metrics_start(int worker);
+/* Publishes the last page and stops (server.c, at shutdown). */
+void mw_metrics_stop(void);
 
 #endif

@@ -15,6 +15,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "hist.h"
+
 struct redisReply;
 
 /* A command's reply; reply is NULL when the connection went away first (or, with a
@@ -87,7 +89,10 @@ struct mw_redis_stats {
     uint64_t refused; /* commands refused: redis.max_in_flight were waiting */
     uint64_t moved, asked, topology_changes; /* Redis Cluster */
     uint32_t channels, masters;
+    uint32_t in_flight;     /* commands sent and not answered yet, over every server */
+    struct mw_hist command; /* from sending a command to its callback (redirects included) */
 };
+extern const struct mw_hist_le mw_redis_command_le;
 extern struct mw_redis_stats mw_redis_stats;
 
 #endif

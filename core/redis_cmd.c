@@ -30,6 +30,7 @@ struct pending {
     int slot;      /* of its key, or -1 */
     bool pubsub;   /* PUBLISH or SPUBLISH */
     int redirects; /* redirections and retries so far */
+    uint64_t sent_us; /* first sent, for the latency histogram */
     bool asked;    /* last sent after an ASK */
     struct mw__redis_node *on; /* where it was sent (NULL while waiting to resend) */
     struct pending *next;      /* on C.later */
@@ -45,6 +46,11 @@ static struct {
 } C;
 
 static void on_reply(redisAsyncContext *ac, void *r, void *ud);
+
+const struct mw_hist_le mw_redis_command_le = {
+    16, { 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1,
+          2.5, 5, 10 },
+};
 
 static void pending_free(struct pending *p)
 {
@@ -91,6 +97,7 @@ static int send_on(struct pending *p, struct mw__redis_node *n)
         return -1;
     p->on = n;
     n->inflight++;
+    mw_redis_stats.in_flight++;
     return 0;
 }
 
@@ -183,6 +190,7 @@ static void on_reply(redisAsyncContext *ac, void *r, void *ud)
     struct mw__redis_node *from = p->on;
     mw_assert(from && from->inflight > 0);
     from->inflight--;
+    mw_redis_stats.in_flight--;
     p->on = NULL;
     if (reply && reply->type == REDIS_REPLY_ERROR && mw__redis_topo_cluster() && C.started) {
         int rc = redirect(p, from, reply);
@@ -196,6 +204,8 @@ static void on_reply(redisAsyncContext *ac, void *r, void *ud)
         if (rc > 0)
             reply = NULL; /* the key's master is out of reach: "unavailable" */
     }
+    mw_hist_observe(&mw_redis_stats.command, &mw_redis_command_le,
+                    (double)(mw_now_us() - p->sent_us) / 1e6);
     C.reply_asked = p->asked;
     if (p->cb)
         p->cb(p->ud, reply);
@@ -240,6 +250,7 @@ int mw_redis_command_key(const char *key, size_t keylen, mw_redis_cb cb, void *u
         return -1;
     }
     p->len = (size_t)len;
+    p->sent_us = mw_now_us();
     if (send_on(p, n) < 0) {
         pending_free(p);
         return -1;

@@ -24,8 +24,8 @@
 #define APP_KEY "moonwire.app"
 
 uint64_t mw_script_slow_ms = 100;
-const double mw_handler_bucket_le[MW_HANDLER_BUCKETS] = {
-    0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5,
+const struct mw_hist_le mw_handler_le = {
+    10, { 0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5 },
 };
 static uint32_t nwaiting;
 
@@ -288,12 +288,7 @@ void mw_app_decref(struct mw_app *a)
 static void account(struct mw_app *a, uint64_t took_us, const char *conn)
 {
     struct mw_route_stats *st = &a->route->stats;
-    double secs = (double)took_us / 1e6;
-    int b = 0;
-    while (b < MW_HANDLER_BUCKETS && secs > mw_handler_bucket_le[b])
-        b++;
-    st->handler_buckets[b]++;
-    st->handler_seconds += secs;
+    mw_hist_observe(&st->handler, &mw_handler_le, (double)took_us / 1e6);
     if (took_us >= mw_script_slow_ms * 1000) {
         st->slow_handlers++;
         mw_log_warn("slow handler", "route=%s conn=%s ms=%.1f", a->route->cfg->path,

@@ -30,6 +30,7 @@
 #include "log.h"
 #include "lwsglue.h"
 #include "lua_api.h"
+#include "metrics.h"
 #include "presence.h"
 #include "reload.h"
 #include "room.h"
@@ -272,6 +273,23 @@ static void on_housekeeping(uv_timer_t *t)
     mw_session_sweep(now);
 }
 
+const struct mw_hist_le mw_rtt_le = {
+    14, { 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10 },
+};
+
+void mw_server_conn_pong(struct mw_conn *c, const void *p, size_t n)
+{
+    c->last_rx_ms = mw_now_ms();
+    /* Our ping's payload: an unsolicited pong (a client's own heartbeat) is no answer. */
+    size_t len = sizeof MW_HEARTBEAT_PING - 1;
+    if (!c->ping_us || n != len || memcmp(p, MW_HEARTBEAT_PING, n) != 0)
+        return;
+    /* From queueing the ping: the network's round trip, plus the time the ping
+     * waited behind queued frames and the pong waited for the loop. */
+    mw_hist_observe(&c->route->stats.rtt, &mw_rtt_le, (double)(mw_now_us() - c->ping_us) / 1e6);
+    c->ping_us = 0;
+}
+
 /* ---- shutdown ---- */
 
 static void close_handle(uv_handle_t *h)
@@ -289,6 +307,7 @@ static void finish(void)
     mw_listener_stop();
     mw_ws_stop();
     mw_lws_stop();
+    mw_metrics_stop();
     mw_heartbeat_close();
     close_handle((uv_handle_t *)&housekeeping_timer);
     close_handle((uv_handle_t *)&shutdown_timer);

@@ -8,12 +8,12 @@
 #include <stdint.h>
 
 #include "config.h"
+#include "hist.h"
 
 struct mw_app;
 
-/* Handler run time histogram bounds (seconds, Prometheus `le`). */
-#define MW_HANDLER_BUCKETS 10
-extern const double mw_handler_bucket_le[MW_HANDLER_BUCKETS];
+/* Bounds of the handler histogram (script.c) and of the ping round trip (server.c). */
+extern const struct mw_hist_le mw_handler_le, mw_rtt_le;
 
 /* The wire protocol's error codes (lua_core.c), for errors.lua and the metrics. */
 #define MW_NERROR_CODES 11
@@ -21,8 +21,8 @@ extern const char *const mw_error_codes[MW_NERROR_CODES];
 
 /* Per-route counters for /metrics. */
 struct mw_route_stats {
-    uint64_t handler_buckets[MW_HANDLER_BUCKETS + 1]; /* last: +Inf */
-    double handler_seconds;
+    struct mw_hist handler; /* time on the loop per resume of a handler */
+    struct mw_hist rtt;     /* heartbeat ping to pong */
     uint64_t messages_in, lua_errors, slow_handlers;
     uint64_t reloads, reload_failures;
     uint64_t errors[MW_NERROR_CODES]; /* error replies sent by the route, by code */
@@ -100,5 +100,8 @@ struct mw_conn *mw_server_open(const struct mw_transport *tp, void *tx, const st
 struct mw_conn;
 void mw_server_conn_opened(struct mw_conn *c);
 void mw_server_conn_input(struct mw_conn *c, const char *payload, size_t len, bool binary);
+/* A pong came (payload p, n bytes): the peer is alive, and when it answers the
+ * heartbeat's ping, the round trip goes into the route's histogram. */
+void mw_server_conn_pong(struct mw_conn *c, const void *p, size_t n);
 
 #endif

@@ -28,6 +28,7 @@
 
 #include "listener.h"
 #include "log.h"
+#include "metrics.h"
 #include "server.h"
 #include "util.h"
 
@@ -76,6 +77,7 @@ static void run_worker(struct mw_config *cfg, const char *home, int k)
     free(cfg->node_id);
     cfg->node_id = mw_strdup(id);
     mw_server_use_socket(fd);
+    mw_metrics_start(k); /* its page joins the others' (metrics.c) */
     int rc = mw_server_run(cfg, home);
     mw_config_free(cfg);
     exit(rc);
@@ -93,6 +95,7 @@ static int spawn(struct mw_config *cfg, const char *home, int k)
         run_worker(cfg, home, k);
     workers[k].pid = pid;
     workers[k].started_ms = mw_now_ms();
+    mw_metrics_worker_started(k);
     mw_log_info("worker started", "worker=%d pid=%d node=%s-w%d", k, (int)pid, base_id, k);
     return 0;
 }
@@ -141,6 +144,7 @@ static void reap(struct master *m)
             continue;
         struct worker *w = &workers[k];
         uint64_t now = mw_now_ms(), uptime = now - w->started_ms;
+        mw_metrics_worker_ended(k);
         char how[32];
         describe(status, how, sizeof how);
         w->pid = 0;
@@ -219,6 +223,14 @@ int mw_workers_run(struct mw_config *cfg, const char *home)
     else
         snprintf(base_id, sizeof base_id, "node-%08" PRIx64, mw_random_u64() & 0xffffffffu);
     if (open_sockets(cfg) < 0) {
+        free_workers();
+        return 1;
+    }
+    /* Before the first fork: every worker answers /metrics for all of them. */
+    if (mw_metrics_share(nworkers) < 0) {
+        fprintf(stderr, "moonwire: cannot map the workers' metrics: %s\n", strerror(errno));
+        for (int i = 0; i < nworkers; i++)
+            close(workers[i].fd);
         free_workers();
         return 1;
     }

@@ -411,7 +411,7 @@ static int on_control(void *ud, int op, int code, unsigned char *p, size_t n)
     if (!c)
         return 0;
     if (op == MW_WS_PONG) {
-        c->last_rx_ms = mw_now_ms();
+        mw_server_conn_pong(c, p, n);
     } else if (op == MW_WS_PING) {
         /* Answered through the queue: after what is queued, before what comes next. */
         struct mw_msg *m = mw_msg_new(MW_OP_PONG, p, n, MW_MSG_CONTROL);

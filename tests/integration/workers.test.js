@@ -13,6 +13,7 @@ const path = require('node:path');
 const { startServer, REPO, BIN } = require('./lib/server');
 const { startRedis } = require('./lib/redis');
 const { connect, closeAll } = require('./lib/client');
+const { clientsOnBothNodes } = require('./lib/workers');
 const { uid, expectAck, waitFor } = require('./lib/helpers');
 
 // The workers' pids as the master logged them ("worker started worker=K pid=P").
@@ -31,19 +32,6 @@ function alive(pid) {
   } catch {
     return false;
   }
-}
-
-// Opens clients until both workers have some (the kernel spreads connections by a
-// hash of the source port, so a few dozen are plenty); bounded.
-async function clientsOnBothNodes(server, prefix, max = 60) {
-  const clients = [];
-  const nodes = new Set();
-  for (let i = 0; i < max && (nodes.size < 2 || clients.length < 6); i++) {
-    const c = await connect(server.url(`/chat?user=${uid(prefix)}`));
-    clients.push(c);
-    nodes.add(c.hello.data.node);
-  }
-  return { clients, nodes };
 }
 
 describe('workers: 2 over one Redis', () => {

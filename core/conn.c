@@ -190,13 +190,14 @@ struct mw_conn *mw_conn_new(const struct mw_transport *tp, void *tx, struct mw_r
     struct mw_conn *c = mw_calloc(1, sizeof *c);
     char anon[32];
 
-    snprintf(c->id, sizeof c->id, "%" PRIu64, next_id++);
+    mw_u64_str(c->id, next_id++);
     c->tp = tp;
     c->tx = tx;
     c->route = route;
     c->remote = mw_strdup(remote ? remote : "");
     if (!user_id || !*user_id) {
-        snprintf(anon, sizeof anon, "anon-%012" PRIx64, (uint64_t)(mw_random_u64() & 0xffffffffffffull));
+        memcpy(anon, "anon-", 5);
+        mw_hex_str(anon + 5, mw_random_u64(), 12);
         user_id = anon;
     }
     c->user = user_attach(c, user_id);
@@ -367,6 +368,8 @@ static void become_gone(struct mw_conn *c)
 static void log_closed(const struct mw_conn *c)
 {
     const char *const *by = mw_close_by_names;
+    if (MW_LOG_INFO < mw_log_level)
+        return; /* nothing to format */
     uint64_t ms = mw_now_ms() - c->opened_ms;
     char reason[124];
     /* The peer's reason is untrusted: nothing in it may break the line. */

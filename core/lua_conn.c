@@ -62,7 +62,7 @@ void mw_lua_push_conn(lua_State *L, struct mw_conn *c)
     }
     lua_pop(L, 1);
     struct lconn *u = lua_newuserdata(L, sizeof *u);
-    snprintf(u->id, sizeof u->id, "%s", c->id);
+    mw_strcopy(u->id, sizeof u->id, c->id);
     luaL_getmetatable(L, CONN_MT);
     lua_setmetatable(L, -2);
     lua_pushvalue(L, -1);

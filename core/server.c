@@ -130,7 +130,13 @@ static void send_hello(struct mw_conn *c)
     mw_jsonw_str(&b, mw_srv.node_id);
     mw_buf_puts(&b, ",\"user\":");
     mw_jsonw_str(&b, c->user->id);
-    mw_buf_printf(&b, ",\"heartbeat\":%g}}", (double)mw_srv.cfg->heartbeat_interval_ms / 1000.0);
+    static char tail[48]; /* the same for every connection: formatted once */
+    static uint64_t tail_ms;
+    if (!tail[0] || tail_ms != mw_srv.cfg->heartbeat_interval_ms) {
+        tail_ms = mw_srv.cfg->heartbeat_interval_ms;
+        snprintf(tail, sizeof tail, ",\"heartbeat\":%g}}", (double)tail_ms / 1000.0);
+    }
+    mw_buf_puts(&b, tail);
     mw_conn_send_text(c, b.p, b.len);
     mw_buf_free(&b);
 }

@@ -39,11 +39,13 @@
 #include <libwebsockets.h>
 #include <uv.h>
 
+#include "buf.h"
 #include "conn.h"
 #include "deflate.h"
 #include "httphead.h"
 #include "log.h"
 #include "server.h"
+#include "sha1.h"
 #include "util.h"
 #include "wsframe.h"
 
@@ -519,23 +521,58 @@ static void remote_of(const struct ws *w, char *buf, size_t len)
         inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, buf, (socklen_t)len);
 }
 
-/* Sec-WebSocket-Accept for the key: base64(SHA-1(key + GUID)). Returns false when the
- * key is not the base64 of 16 bytes. */
-static bool accept_key(const char *key, size_t klen, char *out, size_t outlen)
+static int b64_value(unsigned char ch)
 {
-    char k[64], raw[32];
+    if (ch >= 'A' && ch <= 'Z')
+        return ch - 'A';
+    if (ch >= 'a' && ch <= 'z')
+        return ch - 'a' + 26;
+    if (ch >= '0' && ch <= '9')
+        return ch - '0' + 52;
+    if (ch == '+' || ch == '-')
+        return 62;
+    if (ch == '/' || ch == '_')
+        return 63;
+    return -1;
+}
+
+/* base64 of 20 bytes: 28 characters and a NUL into out. */
+static void b64_20(const unsigned char *in, char *out)
+{
+    static const char al[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    int o = 0;
+    for (int i = 0; i < 18; i += 3) {
+        uint32_t v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8 | in[i + 2];
+        out[o++] = al[v >> 18];
+        out[o++] = al[(v >> 12) & 63];
+        out[o++] = al[(v >> 6) & 63];
+        out[o++] = al[v & 63];
+    }
+    uint32_t v = (uint32_t)in[18] << 16 | (uint32_t)in[19] << 8;
+    out[o++] = al[v >> 18];
+    out[o++] = al[(v >> 12) & 63];
+    out[o++] = al[(v >> 6) & 63];
+    out[o++] = '=';
+    out[o] = '\0';
+}
+
+/* Sec-WebSocket-Accept for the key: base64(SHA-1(key + GUID)), 28 characters into
+ * out (29 bytes). Returns false when the key is not the base64 of 16 bytes (22
+ * characters of either alphabet and "=="). */
+static bool accept_key(const char *key, size_t klen, char *out)
+{
     unsigned char sha[20];
-    if (klen != 24)
+    if (klen != 24 || key[22] != '=' || key[23] != '=')
         return false;
-    memcpy(k, key, klen);
-    k[klen] = '\0';
-    if (lws_b64_decode_string(k, raw, sizeof raw) != 16)
-        return false;
+    for (int i = 0; i < 22; i++)
+        if (b64_value((unsigned char)key[i]) < 0)
+            return false;
     char in[24 + sizeof WS_GUID];
     memcpy(in, key, 24);
     memcpy(in + 24, WS_GUID, sizeof WS_GUID - 1);
-    lws_SHA1((const unsigned char *)in, 24 + sizeof WS_GUID - 1, sha);
-    return lws_b64_encode_string((const char *)sha, 20, out, (int)outlen) > 0;
+    mw_sha1(in, 24 + sizeof WS_GUID - 1, sha);
+    b64_20(sha, out);
+    return true;
 }
 
 /* What RFC 6455 4.2.1 asks of the request: 0, or the status to refuse it with, a few
@@ -559,7 +596,7 @@ static int check_upgrade(const struct mw_httphead *h, char *accept, size_t alen,
     }
     v = mw_httphead_get(h, "sec-websocket-key", &vlen);
     *why = "missing or malformed Sec-WebSocket-Key";
-    if (!v || !accept_key(v, vlen, accept, alen))
+    if (!v || alen < 29 || !accept_key(v, vlen, accept))
         return 400;
     /* lws refused any sub-protocol but its one: so do we. */
     *proto = mw_httphead_get(h, "sec-websocket-protocol", &vlen) != NULL;
@@ -619,17 +656,24 @@ static void upgrade(struct ws *w, struct mw_httphead *h, char *buf, size_t len)
     if (mw_server_route(path)->cfg->compression)
         negotiate(w, h, ext, sizeof ext);
 
-    char resp[512];
-    int n = snprintf(resp, sizeof resp,
-                     "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                     "Sec-WebSocket-Accept: %s\r\n%s%s%s%s\r\n",
-                     accept, proto ? "Sec-WebSocket-Protocol: moonwire\r\n" : "",
-                     ext[0] ? "Sec-WebSocket-Extensions: " : "", ext, ext[0] ? "\r\n" : "");
     /* Written with the first frames (hello, and the answers to frames that came with
      * the request): one system call fewer per connection. */
-    w->answer = mw_malloc((size_t)n);
-    memcpy(w->answer, resp, (size_t)n);
-    w->answer_len = (uint16_t)n;
+    struct mw_buf b = { 0 };
+    mw_buf_reserve(&b, 256);
+    mw_buf_puts(&b, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                    "Connection: Upgrade\r\nSec-WebSocket-Accept: ");
+    mw_buf_puts(&b, accept);
+    mw_buf_puts(&b, "\r\n");
+    if (proto)
+        mw_buf_puts(&b, "Sec-WebSocket-Protocol: moonwire\r\n");
+    if (ext[0]) {
+        mw_buf_puts(&b, "Sec-WebSocket-Extensions: ");
+        mw_buf_puts(&b, ext);
+        mw_buf_puts(&b, "\r\n");
+    }
+    mw_buf_puts(&b, "\r\n");
+    w->answer = b.p;
+    w->answer_len = (uint16_t)b.len;
     w->conn = mw_server_open(&ws_transport, w, &req);
     if (!w->conn) {
         ws_end(w, true);

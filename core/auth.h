@@ -69,7 +69,7 @@ int mw_auth_parse_message(const char *p, size_t len, char **token, size_t *tlen,
 /* auth.timeout: how long a connection waits for its first `auth` message (ms). */
 uint64_t mw_auth_wait_ms(void);
 
-/* The sweep (every heartbeat tick, for every open connection): closes with 4001 a
+/* The sweep (heartbeat.c's visit of every open connection): closes with 4001 a
  * connection whose token expired or whose first `auth` message did not come in time. */
 void mw_auth_sweep(struct mw_conn *c, uint64_t now_ms, uint64_t wall_ms);
 

@@ -7,30 +7,13 @@
 
 #include "util.h"
 
-void mw_buf_reserve(struct mw_buf *b, size_t extra)
+void mw__buf_grow(struct mw_buf *b, size_t extra)
 {
-    if (b->len + extra <= b->cap)
-        return;
     size_t cap = b->cap ? b->cap : 64;
     while (cap < b->len + extra)
         cap *= 2;
     b->p = mw_realloc(b->p, cap);
     b->cap = cap;
-}
-
-void mw_buf_append(struct mw_buf *b, const void *data, size_t n)
-{
-    if (!n)
-        return;
-    mw_buf_reserve(b, n);
-    memcpy(b->p + b->len, data, n);
-    b->len += n;
-}
-
-void mw_buf_putc(struct mw_buf *b, char c)
-{
-    mw_buf_reserve(b, 1);
-    b->p[b->len++] = c;
 }
 
 void mw_buf_printf(struct mw_buf *b, const char *fmt, ...)
@@ -46,6 +29,16 @@ void mw_buf_printf(struct mw_buf *b, const char *fmt, ...)
     vsnprintf(b->p + b->len, (size_t)n + 1, fmt, ap);
     va_end(ap);
     b->len += (size_t)n;
+}
+
+void mw_buf_put_u64(struct mw_buf *b, uint64_t v)
+{
+    char tmp[20], *p = tmp + sizeof tmp;
+    do {
+        *--p = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    mw_buf_append(b, p, (size_t)(tmp + sizeof tmp - p));
 }
 
 void mw_buf_free(struct mw_buf *b)

@@ -30,6 +30,7 @@ void (*mw_conn_on_unlink)(struct mw_conn *c);
 static struct mw_map conns_by_id;
 static struct mw_map users_by_id;
 static struct mw_conn *all_head;
+static struct mw_conn *walk_next; /* where mw_conn_walk goes on; NULL: from all_head */
 static struct mw_conn *pending_head;
 static uint32_t nconns;
 static uint64_t next_id = 1;
@@ -196,13 +197,14 @@ struct mw_conn *mw_conn_new(const struct mw_transport *tp, void *tx, struct mw_r
     struct mw_conn *c = mw_calloc(1, sizeof *c);
     char anon[32];
 
-    snprintf(c->id, sizeof c->id, "%" PRIu64, next_id++);
+    mw_u64_str(c->id, next_id++);
     c->tp = tp;
     c->tx = tx;
     c->route = route;
     c->remote = mw_strdup(remote ? remote : "");
     if (!user_id || !*user_id) {
-        snprintf(anon, sizeof anon, "anon-%012" PRIx64, (uint64_t)(mw_random_u64() & 0xffffffffffffull));
+        memcpy(anon, "anon-", 5);
+        mw_hex_str(anon + 5, mw_random_u64(), 12);
         user_id = anon;
     }
     c->user = user_attach(c, user_id);
@@ -373,6 +375,8 @@ static void become_gone(struct mw_conn *c)
 static void log_closed(const struct mw_conn *c)
 {
     const char *const *by = mw_close_by_names;
+    if (MW_LOG_INFO < mw_log_level)
+        return; /* nothing to format */
     uint64_t ms = mw_now_ms() - c->opened_ms;
     char reason[124];
     /* The peer's reason is untrusted: nothing in it may break the line. */
@@ -392,6 +396,8 @@ static void log_closed(const struct mw_conn *c)
 static void conn_free(struct mw_conn *c)
 {
     log_closed(c);
+    if (walk_next == c)
+        walk_next = c->all_next;
     if (c->all_prev)
         c->all_prev->all_next = c->all_next;
     else
@@ -546,6 +552,20 @@ struct mw_conn *mw_conn_first(void)
 uint32_t mw_conn_count(void)
 {
     return nconns;
+}
+
+uint32_t mw_conn_walk(uint32_t budget, void (*visit)(struct mw_conn *c, void *arg), void *arg)
+{
+    uint32_t n = 0;
+    if (budget > nconns)
+        budget = nconns; /* nobody twice in one call */
+    while (n < budget) {
+        struct mw_conn *c = walk_next ? walk_next : all_head;
+        walk_next = c->all_next; /* taken before the visit: c stays allocated till the hook */
+        visit(c, arg);
+        n++;
+    }
+    return n;
 }
 
 /* ---- sending ---- */

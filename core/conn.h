@@ -195,6 +195,12 @@ struct mw_conn *mw_conn_find(const char *id);
 struct mw_user *mw_user_find(const char *id);
 struct mw_conn *mw_conn_first(void); /* every connection not yet freed: c->all_next */
 uint32_t mw_conn_count(void);        /* the same, counted (each holds a socket) */
+/* A walk over every connection spread over many calls: visits the next `budget`
+ * connections (at most all of them, each once) from where the previous call stopped,
+ * going on from the first after the last. Connections opened meanwhile are visited
+ * in the next round. visit may close or kill c (nothing is freed before the
+ * before-sleep hook). Returns how many were visited. */
+uint32_t mw_conn_walk(uint32_t budget, void (*visit)(struct mw_conn *c, void *arg), void *arg);
 
 /* Queues a frame (takes a new reference). Returns 0; MW_ECLOSED when the connection
  * is not open; MW_EFULL when the queue bound was hit and the slow-consumer policy

@@ -262,10 +262,16 @@ static void event_head(struct mw_buf *b, const char *json, size_t len)
 /* The event with seq and ts spliced in before its closing brace. */
 static void stamp(struct mw_buf *b, const char *json, size_t len, uint64_t seq, uint64_t ts)
 {
+    mw_buf_reserve(b, len + 48); /* one allocation: the event, seq and ts */
     event_head(b, json, len);
-    if (seq)
-        mw_buf_printf(b, "\"seq\":%" PRIu64 ",", seq);
-    mw_buf_printf(b, "\"ts\":%" PRIu64 "}", ts);
+    if (seq) {
+        mw_buf_puts(b, "\"seq\":");
+        mw_buf_put_u64(b, seq);
+        mw_buf_putc(b, ',');
+    }
+    mw_buf_puts(b, "\"ts\":");
+    mw_buf_put_u64(b, ts);
+    mw_buf_putc(b, '}');
 }
 
 /* Tokens whose publish has an unknown outcome: Redis may still run it (a Redis that

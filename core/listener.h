@@ -14,7 +14,8 @@ int mw_listen_open(const char *host, int port, bool reuseport, int *bound_port, 
                    size_t errlen);
 
 /* Accepts on fd from the default loop and hands each connection to mw_ws_accept,
- * with SO_SNDBUF set to send_buffer when it is not 0. */
+ * with TCP_NODELAY, and SO_SNDBUF set to send_buffer when it is not 0 (both set on fd:
+ * accepted sockets inherit them). */
 void mw_listener_start(int fd, size_t send_buffer);
 /* Stops accepting (shutdown) and closes the socket. Queued connections that were
  * never accepted are reset by the kernel when the last copy of the socket closes. */

@@ -20,7 +20,11 @@
 #include "util.h"
 
 #define CONN_MT "moonwire.conn"
-#define CACHE_KEY "moonwire.conn.cache"
+/* Registry keys (their addresses): the weak cache of conn userdata by connection,
+ * and the ring that keeps the recently used ones from being collected. */
+static char cache_key, ring_key;
+#define RING_SIZE 4096
+static uint32_t ring_next;
 
 struct lconn {
     char id[24];
@@ -59,21 +63,38 @@ const char *mw_lua_check_room(lua_State *L, int idx)
     return room;
 }
 
+/* The userdata goes in the ring of recently used ones: a weak cache alone loses it
+ * at every collection, and a handler then paid for a new userdata each message. The
+ * ring is bounded (idle connections keep nothing in Lua). Stack: [cache, ud]. */
+static void keep_recent(lua_State *L)
+{
+    lua_pushlightuserdata(L, &ring_key);
+    lua_rawget(L, LUA_REGISTRYINDEX);
+    lua_pushvalue(L, -2);
+    lua_rawseti(L, -2, (int)(ring_next++ % RING_SIZE) + 1);
+    lua_pop(L, 1);
+}
+
 void mw_lua_push_conn(lua_State *L, struct mw_conn *c)
 {
-    lua_getfield(L, LUA_REGISTRYINDEX, CACHE_KEY);
-    lua_getfield(L, -1, c->id);
-    if (!lua_isnil(L, -1)) {
-        lua_remove(L, -2);
-        return;
+    /* Keyed by the connection's address, checked by id: an address can be reused by
+     * a later connection while an app still holds the old one's conn. */
+    lua_pushlightuserdata(L, &cache_key);
+    lua_rawget(L, LUA_REGISTRYINDEX);
+    lua_pushlightuserdata(L, c);
+    lua_rawget(L, -2);
+    struct lconn *u = lua_touserdata(L, -1);
+    if (!u || strcmp(u->id, c->id) != 0) {
+        lua_pop(L, 1);
+        u = lua_newuserdata(L, sizeof *u);
+        mw_strcopy(u->id, sizeof u->id, c->id);
+        luaL_getmetatable(L, CONN_MT);
+        lua_setmetatable(L, -2);
+        lua_pushlightuserdata(L, c);
+        lua_pushvalue(L, -2);
+        lua_rawset(L, -4);
     }
-    lua_pop(L, 1);
-    struct lconn *u = lua_newuserdata(L, sizeof *u);
-    snprintf(u->id, sizeof u->id, "%s", c->id);
-    luaL_getmetatable(L, CONN_MT);
-    lua_setmetatable(L, -2);
-    lua_pushvalue(L, -1);
-    lua_setfield(L, -3, c->id);
+    keep_recent(L);
     lua_remove(L, -2);
 }
 
@@ -348,12 +369,16 @@ int luaopen_moonwire_conn(lua_State *L)
         { "set", l_set },         { "get", l_get },     { NULL, NULL },
     };
     /* Weak cache: one userdata per live connection, so conns work as table keys. */
+    lua_pushlightuserdata(L, &cache_key);
     lua_newtable(L);
     lua_newtable(L);
     lua_pushliteral(L, "v");
     lua_setfield(L, -2, "__mode");
     lua_setmetatable(L, -2);
-    lua_setfield(L, LUA_REGISTRYINDEX, CACHE_KEY);
+    lua_rawset(L, LUA_REGISTRYINDEX);
+    lua_pushlightuserdata(L, &ring_key);
+    lua_newtable(L); /* grows with use, to RING_SIZE */
+    lua_rawset(L, LUA_REGISTRYINDEX);
 
     luaL_newmetatable(L, CONN_MT);
     lua_newtable(L);

@@ -113,7 +113,9 @@ void mw_presence_member_json(struct mw_buf *b, const struct mw_presence *p)
         mw_buf_putc(b, ',');
         mw_buf_append(b, p->meta_json + 1, mlen - 2);
     }
-    mw_buf_printf(b, ",\"conns\":%" PRIu32 "}", p->conns);
+    mw_buf_puts(b, ",\"conns\":");
+    mw_buf_put_u64(b, p->conns);
+    mw_buf_putc(b, '}');
 }
 
 /* By room name: the local room may be gone (its last local member left) while
@@ -164,8 +166,9 @@ static void send_presence(const char *room, bool join, const char *user, struct 
 static void send_count(struct mw_room *r, bool local_only)
 {
     struct mw_buf d = { 0 };
-    mw_buf_printf(&d, "{\"count\":%" PRIu32 "}",
-                  PR.clustered ? r->cluster_users : r->presence.len);
+    mw_buf_puts(&d, "{\"count\":");
+    mw_buf_put_u64(&d, PR.clustered ? r->cluster_users : r->presence.len);
+    mw_buf_putc(&d, '}');
     struct mw_msg *m = event_msg(r->name, "presence:count", &d, MW_MSG_COALESCE);
     if (local_only)
         mw_room_broadcast(r, m, NULL, NULL);
@@ -380,7 +383,7 @@ struct mw_member *mw_presence_join(struct mw_conn *c, const char *room, const ch
     ch->room = mw_strdup(room);
     ch->user = mw_strdup(c->user->id);
     ch->meta = m->presence->meta_json ? mw_strdup(m->presence->meta_json) : NULL;
-    snprintf(ch->except, sizeof ch->except, "%s", c->id);
+    mw_strcopy(ch->except, sizeof ch->except, c->id);
     ch->rc = rc;
     count(ch);
     return m;

@@ -139,7 +139,7 @@ static struct mw_room *room_new(const char *name)
     r->name = mw_strdup(name);
     /* The epoch names this incarnation of the room's history: a client holding a seq
      * from another epoch must reset (docs/protocol.md, "Recovery"). */
-    snprintf(r->epoch, sizeof r->epoch, "%012" PRIx64, (uint64_t)(mw_random_u64() & 0xffffffffffffull));
+    mw_hex_str(r->epoch, mw_random_u64(), 12);
     mw_map_put(&rooms, r->name, r);
     return r;
 }

@@ -22,6 +22,7 @@
 #include "broker.h"
 #include "conn.h"
 #include "deflate.h"
+#include "heartbeat.h"
 #include "history.h"
 #include "http.h"
 #include "ident.h"
@@ -54,9 +55,8 @@ struct mw_server mw_srv;
 
 static uv_prepare_t before_sleep;
 static bool before_sleep_ready;
-static uv_timer_t heartbeat_timer, shutdown_timer;
+static uv_timer_t housekeeping_timer, shutdown_timer;
 static uv_signal_t sig_int, sig_term, sig_hup;
-static struct mw_msg *ping_frame;
 static uint64_t shutdown_started_ms;
 static int given_fd = -1; /* a listening socket opened by the master (workers) */
 
@@ -162,7 +162,13 @@ static void send_hello(struct mw_conn *c)
     mw_jsonw_str(&b, mw_srv.node_id);
     mw_buf_puts(&b, ",\"user\":");
     mw_jsonw_str(&b, c->user->id);
-    mw_buf_printf(&b, ",\"heartbeat\":%g}}", (double)mw_srv.cfg->heartbeat_interval_ms / 1000.0);
+    static char tail[48]; /* the same for every connection: formatted once */
+    static uint64_t tail_ms;
+    if (!tail[0] || tail_ms != mw_srv.cfg->heartbeat_interval_ms) {
+        tail_ms = mw_srv.cfg->heartbeat_interval_ms;
+        snprintf(tail, sizeof tail, ",\"heartbeat\":%g}}", (double)tail_ms / 1000.0);
+    }
+    mw_buf_puts(&b, tail);
     mw_conn_send_text(c, b.p, b.len);
     mw_buf_free(&b);
 }
@@ -266,6 +272,7 @@ void mw_server_conn_opened(struct mw_conn *c)
 {
     struct mw_route *route = c->route;
     c->slow_drop = route->cfg->slow_consumer == MW_SLOW_DROP;
+    mw_heartbeat_attach(c);
     mw_log_info("conn open", "conn=%s route=%s user=%s remote=%s transport=%s", c->id,
                 route->cfg->path, c->user->id, c->remote, c->tp->name);
     if (route->cfg->protocol == MW_PROTO_JSON)
@@ -365,33 +372,14 @@ static void on_before_sleep(uv_prepare_t *h)
     mw_conn_before_sleep();
 }
 
-/* One sweep over every connection: ping the quiet ones, drop the dead ones, and give
- * back what idle ones no longer need (old dedup ids, empty send queues). */
-static void on_heartbeat(uv_timer_t *t)
+/* What is not per connection (heartbeat.c visits those): idle rooms and their
+ * history, detached sessions past their window. */
+static void on_housekeeping(uv_timer_t *t)
 {
     (void)t;
-    uint64_t now = mw_now_ms(), wall = mw_wall_ms();
-    mw_room_sweep(wall, now, MW_ROOM_IDLE_KEEP_MS);
+    uint64_t now = mw_now_ms();
+    mw_room_sweep(mw_wall_ms(), now, MW_ROOM_IDLE_KEEP_MS);
     mw_session_sweep(now);
-    uint64_t interval = mw_srv.cfg->heartbeat_interval_ms;
-    uint64_t deadline = interval + mw_srv.cfg->heartbeat_timeout_ms;
-    for (struct mw_conn *c = mw_conn_first(); c; c = c->all_next) {
-        mw_conn_trim(c, now); /* what an idle connection no longer needs */
-        if (!c->tx || !mw_conn_is_open(c))
-            continue;
-        mw_auth_sweep(c, now, wall);
-        uint64_t idle = now - c->last_rx_ms;
-        if (idle >= deadline) {
-            mw_srv.heartbeat_timeouts++;
-            mw_log_info("heartbeat timeout", "conn=%s user=%s idle_ms=%" PRIu64, c->id,
-                        c->user->id, idle);
-            mw_conn_kill(c, "heartbeat timeout");
-        } else if (idle >= interval && now - c->last_ping_ms >= interval) {
-            c->last_ping_ms = now;
-            c->ping_us = mw_now_us();
-            mw_conn_send(c, ping_frame);
-        }
-    }
 }
 
 const struct mw_hist_le mw_rtt_le = {
@@ -402,9 +390,8 @@ void mw_server_conn_pong(struct mw_conn *c, const void *p, size_t n)
 {
     c->last_rx_ms = mw_now_ms();
     /* Our ping's payload: an unsolicited pong (a client's own heartbeat) is no answer. */
-    size_t len;
-    const char *ours = mw_msg_payload(ping_frame, &len);
-    if (!c->ping_us || n != len || memcmp(p, ours, n) != 0)
+    size_t len = sizeof MW_HEARTBEAT_PING - 1;
+    if (!c->ping_us || n != len || memcmp(p, MW_HEARTBEAT_PING, n) != 0)
         return;
     /* From queueing the ping: the network's round trip, plus the time the ping
      * waited behind queued frames and the pong waited for the loop. */
@@ -430,7 +417,8 @@ static void finish(void)
     mw_ws_stop();
     mw_lws_stop();
     mw_metrics_stop();
-    close_handle((uv_handle_t *)&heartbeat_timer);
+    mw_heartbeat_close();
+    close_handle((uv_handle_t *)&housekeeping_timer);
     close_handle((uv_handle_t *)&shutdown_timer);
     close_handle((uv_handle_t *)&sig_int);
     close_handle((uv_handle_t *)&sig_term);
@@ -470,7 +458,8 @@ static void begin_shutdown(int signum)
     shutdown_started_ms = mw_now_ms();
     mw_listener_stop(); /* other workers (or a restarted server) take new clients */
     mw_log_info("shutting down", "signal=%d connections=%" PRIu32, signum, mw_conn_count());
-    uv_timer_stop(&heartbeat_timer);
+    mw_heartbeat_stop();
+    uv_timer_stop(&housekeeping_timer);
     uv_timer_start(&shutdown_timer, on_shutdown_tick, 0, 20);
 }
 
@@ -576,14 +565,10 @@ int mw_server_run(const struct mw_config *cfg, const char *home)
     }
     mw_ws_start(vh);
     mw_listener_start(fd, cfg->socket_send_buffer);
-    /* The heartbeat's ping, one frame shared by every connection; any pong counts. */
-    ping_frame = mw_msg_new(MW_OP_PING, "mw", 2, MW_MSG_CONTROL);
-
-    uint64_t tick = cfg->heartbeat_interval_ms < cfg->heartbeat_timeout_ms
-                        ? cfg->heartbeat_interval_ms : cfg->heartbeat_timeout_ms;
-    tick = tick / 2 > 50 ? tick / 2 : 50;
-    uv_timer_init(loop, &heartbeat_timer);
-    uv_timer_start(&heartbeat_timer, on_heartbeat, tick, tick);
+    mw_heartbeat_start(cfg->heartbeat_interval_ms, cfg->heartbeat_timeout_ms);
+    uint64_t tick = mw_heartbeat_period_ms(cfg->heartbeat_interval_ms, cfg->heartbeat_timeout_ms);
+    uv_timer_init(loop, &housekeeping_timer);
+    uv_timer_start(&housekeeping_timer, on_housekeeping, tick, tick);
     uv_timer_init(loop, &shutdown_timer);
     uv_signal_init(loop, &sig_int);
     uv_signal_start(&sig_int, on_signal, SIGINT);
@@ -600,7 +585,6 @@ int mw_server_run(const struct mw_config *cfg, const char *home)
     mw_lws_free();
     mw_deflate_shutdown();
     mw_server_teardown();
-    mw_msg_decref(ping_frame);
     mw_http_shutdown();
     mw_sse_shutdown();
     mw_api_shutdown();

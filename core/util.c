@@ -115,3 +115,33 @@ uint64_t mw_random_u64(void)
     s[1] = x ^ y ^ (x >> 17) ^ (y >> 26);
     return s[1] + y;
 }
+
+size_t mw_strcopy(char *dst, size_t cap, const char *src)
+{
+    size_t n = strnlen(src, cap - 1);
+    memcpy(dst, src, n);
+    dst[n] = '\0';
+    return n;
+}
+
+size_t mw_u64_str(char *out, uint64_t v)
+{
+    char tmp[20], *p = tmp + sizeof tmp;
+    do {
+        *--p = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    size_t n = (size_t)(tmp + sizeof tmp - p);
+    memcpy(out, p, n);
+    out[n] = '\0';
+    return n;
+}
+
+size_t mw_hex_str(char *out, uint64_t v, int digits)
+{
+    static const char hexd[] = "0123456789abcdef";
+    for (int i = digits - 1; i >= 0; i--, v >>= 4)
+        out[i] = hexd[v & 15];
+    out[digits] = '\0';
+    return (size_t)digits;
+}

@@ -14,7 +14,13 @@
  * FLUSHING_BEFORE_CLOSE for as long as the peer does not read. Here every frame we
  * send, control frames included, goes through the connection's send queue in order,
  * all queued frames in one writev, writability asked for only when the kernel did
- * not take everything (shared/PERFORMANCE.md). */
+ * not take everything (shared/PERFORMANCE.md).
+ *
+ * The sockets are polled by an epoll instance of our own, itself one handle on the
+ * libuv loop (as uSockets keeps its own): a socket costs one epoll_ctl when it is
+ * accepted and none when it closes, where a uv_poll_t per socket cost 160 bytes and
+ * five system calls per connection (libuv probes a new fd with an ADD and a DEL, sets
+ * it non-blocking again, adds it, and deletes it at the close). */
 #include "ws.h"
 
 #include <arpa/inet.h>
@@ -25,6 +31,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -32,6 +39,7 @@
 #include <libwebsockets.h>
 #include <uv.h>
 
+#include "buf.h"
 #include "conn.h"
 #include "buf.h"
 #include "deflate.h"
@@ -39,6 +47,7 @@
 #include "jsonw.h"
 #include "log.h"
 #include "server.h"
+#include "sha1.h"
 #include "util.h"
 #include "wsframe.h"
 
@@ -49,6 +58,7 @@
 #define PEEK_RETRY_MAX_MS 640   /* twice as long each time without progress, up to this */
 #define READ_BUF (64 * 1024)    /* one read per readiness, as libwebsockets did */
 #define MAX_IOV 64
+#define EVENTS_MAX 256          /* socket events taken per readiness of our epoll */
 #define WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 enum phase {
@@ -57,29 +67,44 @@ enum phase {
     DRAIN, /* our FIN is sent: reading until the peer's */
 };
 
+/* One socket. What only the request head needs and what only the WebSocket needs
+ * share their memory: an idle connection holds 128 bytes here. */
 struct ws {
-    uv_poll_t poll;           /* first: the close callback frees the struct */
-    int fd;
+    int fd;                   /* -1 once ended (a stale event is then ignored) */
     uint8_t phase;
+    uint8_t events;           /* what the socket is registered for: EPOLLIN, EPOLLOUT */
     bool writable_wait;       /* the poll also waits for writability */
     bool close_queued;        /* our close frame (or close reply) is in the queue */
     bool peer_closed;         /* the peer's close frame came */
     bool fail;                /* a protocol failure: end right after our close frame */
     uint8_t pmd_wbits;        /* permessage-deflate: our frames' window; 0: off */
-    const char *why;          /* why an event refused a message (the close reason) */
-    struct mw_inflate *inf;   /* a compressed message arriving in pieces */
+    uint16_t answer_len;      /* bytes of `answer` */
     struct mw_conn *conn;     /* while OPEN and the connection is not gone */
-    struct mw_wsrx rx;
-    struct ws *next, *prev;   /* every socket here (closed at exit) */
-    struct ws *hnext, *hprev; /* heads being read, oldest first (their timeout) */
-    struct ws *wnext;         /* partial heads waiting to be peeked again */
-    uint64_t deadline_ms;     /* HEAD: its timeout */
-    uint64_t retry_ms;        /* a partial head: when to peek again */
-    uint32_t peeked;          /* bytes of the head seen so far */
-    uint32_t backoff_ms;
+    struct ws *next, *prev;   /* every socket here (closed at exit); dead: the next */
+    union {
+        struct { /* HEAD */
+            struct ws *hnext, *hprev; /* heads being read, oldest first (their timeout) */
+            struct ws *wnext;         /* partial heads waiting to be peeked again */
+            uint64_t deadline_ms;     /* its timeout */
+            uint64_t retry_ms;        /* a partial head: when to peek again */
+            uint32_t peeked;          /* bytes of the head seen so far */
+            uint32_t backoff_ms;
+            struct sockaddr_in6 peer; /* or a sockaddr_in, from accept (family 0: ask) */
+        };
+        struct { /* OPEN and DRAIN: zeroed when the head is done */
+            char *answer;             /* the 101 not written yet: goes with the first frames */
+            struct mw_wsrx rx;
+            struct mw_inflate *inf;   /* a compressed message arriving in pieces */
+            const char *why;          /* why an event refused a message (the close reason) */
+        };
+    };
 };
 
 static struct lws_vhost *vhost;  /* plain HTTP goes there */
+static int epfd = -1;            /* our epoll instance: every socket here */
+static uv_poll_t ep_poll;        /* the loop's handle on it */
+static bool dispatching;         /* handling a batch of events: frees wait for its end */
+static struct ws *dead;          /* ended during a batch (through next) */
 static struct ws *all;
 static struct ws *heads, *heads_tail;
 static struct ws *waiting; /* partial heads, not polled until their retry */
@@ -91,9 +116,29 @@ static const struct mw_transport ws_transport;
 
 /* ---- sockets ---- */
 
-static void on_closed(uv_handle_t *h)
+/* What w is polled for: 0 (not at all), EPOLLIN, or EPOLLIN | EPOLLOUT.
+ * Level-triggered, like the uv_poll it replaces. */
+static void set_events(struct ws *w, uint8_t ev)
 {
-    free(h);
+    if (w->fd < 0 || w->events == ev)
+        return;
+    struct epoll_event e = { .events = ev, .data.ptr = w };
+    int op = !w->events ? EPOLL_CTL_ADD : ev ? EPOLL_CTL_MOD : EPOLL_CTL_DEL;
+    if (epoll_ctl(epfd, op, w->fd, &e) < 0)
+        mw_log_warn("epoll_ctl failed", "fd=%d op=%d err=\"%s\"", w->fd, op, strerror(errno));
+    w->events = ev;
+}
+
+/* Frees w now, or after the batch of events being handled (which may still name it). */
+static void ws_free(struct ws *w)
+{
+    w->fd = -1;
+    if (!dispatching) {
+        free(w);
+        return;
+    }
+    w->next = dead;
+    dead = w;
 }
 
 static void heads_remove(struct ws *w)
@@ -137,9 +182,9 @@ static void list_remove(struct ws *w)
     }
 }
 
-/* Ends the socket: reset (SO_LINGER 0: the kernel drops what it holds) or closed,
- * and the connection told its transport is gone. The struct is freed by the poll
- * handle's close callback. */
+/* Ends the socket: reset (SO_LINGER 0: the kernel drops what it holds) or closed
+ * (which also takes it out of our epoll), and the connection told its transport is
+ * gone; w is freed (ws_free). */
 static void ws_end(struct ws *w, bool reset)
 {
     struct mw_conn *c = w->conn;
@@ -150,17 +195,18 @@ static void ws_end(struct ws *w, bool reset)
         struct linger lg = { 1, 0 };
         setsockopt(w->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
     }
-    uv_close((uv_handle_t *)&w->poll, on_closed); /* stops polling at once */
     close(w->fd);
     w->fd = -1;
-    mw_wsrx_free(&w->rx);
-    mw_inflate_free(&w->inf);
+    if (w->phase != HEAD) {
+        mw_wsrx_free(&w->rx);
+        mw_inflate_free(&w->inf);
+        free(w->answer);
+    }
     w->conn = NULL;
     if (c)
         mw_conn_transport_gone(c);
+    ws_free(w);
 }
-
-static void on_poll(uv_poll_t *h, int status, int events);
 
 static void want_writable(struct ws *w, bool on)
 {
@@ -169,7 +215,7 @@ static void want_writable(struct ws *w, bool on)
     w->writable_wait = on;
     if (w->conn)
         w->conn->want_writable = on;
-    uv_poll_start(&w->poll, UV_READABLE | (on ? UV_WRITABLE : 0), on_poll);
+    set_events(w, EPOLLIN | (on ? EPOLLOUT : 0));
 }
 
 /* Our side is done (the close handshake, or a failure after our close frame): FIN
@@ -186,14 +232,36 @@ static void finish(struct ws *w)
 
 /* ---- writing ---- */
 
+/* The part of the 101 answer the kernel took (n bytes of what was written): returns
+ * what of n was the frames'. */
+static size_t answer_sent(struct ws *w, size_t n)
+{
+    if (n < w->answer_len) { /* rare: a fresh socket takes a few hundred bytes */
+        memmove(w->answer, w->answer + n, w->answer_len - n);
+        w->answer_len -= (uint16_t)n;
+        return 0;
+    }
+    n -= w->answer_len;
+    free(w->answer);
+    w->answer = NULL;
+    w->answer_len = 0;
+    return n;
+}
+
 /* Writes queued frames while the kernel takes them, straight from the frames (writev:
- * no copy). Returns -1 when the socket failed. */
+ * no copy), the 101 answer first while it waits. Returns -1 when the socket failed. */
 static int write_queue(struct ws *w, struct mw_conn *c)
 {
-    while (c->q.len) {
+    while (c->q.len || w->answer) {
         struct iovec iov[MAX_IOV];
-        size_t total;
-        int k = mw_sendq_iov(&c->q, iov, MAX_IOV, MW_FLUSH_CHUNK, &total);
+        size_t total, pre = 0;
+        if (w->answer) {
+            iov[0] = (struct iovec){ w->answer, w->answer_len };
+            pre = w->answer_len;
+        }
+        int k = mw_sendq_iov(&c->q, iov + (pre ? 1 : 0), MAX_IOV - 1, MW_FLUSH_CHUNK, &total);
+        k += pre ? 1 : 0;
+        total += pre;
         struct msghdr mh = { .msg_iov = iov, .msg_iovlen = (size_t)k };
         ssize_t n = sendmsg(w->fd, &mh, MSG_NOSIGNAL);
         if (n < 0) {
@@ -206,8 +274,9 @@ static int write_queue(struct ws *w, struct mw_conn *c)
             mw_log_debug("write failed", "conn=%s err=\"%s\"", c->id, strerror(errno));
             return -1;
         }
-        mw_sendq_consume(&c->q, (size_t)n);
-        mw_conn_sent(c, (size_t)n);
+        size_t frames = pre ? answer_sent(w, (size_t)n) : (size_t)n;
+        mw_sendq_consume(&c->q, frames);
+        mw_conn_sent(c, frames);
         if ((size_t)n < total) {
             want_writable(w, true);
             return 0;
@@ -461,12 +530,15 @@ static void refuse(struct ws *w, int status, const char *why, const char *extra)
     ws_end(w, false);
 }
 
-static void remote_of(int fd, char *buf, size_t len)
+/* The peer's address as text: the one accept gave, else asked for. */
+static void remote_of(const struct ws *w, char *buf, size_t len)
 {
     struct sockaddr_storage ss;
     socklen_t sl = sizeof ss;
     buf[0] = '\0';
-    if (getpeername(fd, (struct sockaddr *)&ss, &sl) < 0)
+    if (w->peer.sin6_family)
+        memcpy(&ss, &w->peer, sizeof w->peer);
+    else if (getpeername(w->fd, (struct sockaddr *)&ss, &sl) < 0)
         return;
     if (ss.ss_family == AF_INET)
         inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, buf, (socklen_t)len);
@@ -474,23 +546,58 @@ static void remote_of(int fd, char *buf, size_t len)
         inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, buf, (socklen_t)len);
 }
 
-/* Sec-WebSocket-Accept for the key: base64(SHA-1(key + GUID)). Returns false when the
- * key is not the base64 of 16 bytes. */
-static bool accept_key(const char *key, size_t klen, char *out, size_t outlen)
+static int b64_value(unsigned char ch)
 {
-    char k[64], raw[32];
+    if (ch >= 'A' && ch <= 'Z')
+        return ch - 'A';
+    if (ch >= 'a' && ch <= 'z')
+        return ch - 'a' + 26;
+    if (ch >= '0' && ch <= '9')
+        return ch - '0' + 52;
+    if (ch == '+' || ch == '-')
+        return 62;
+    if (ch == '/' || ch == '_')
+        return 63;
+    return -1;
+}
+
+/* base64 of 20 bytes: 28 characters and a NUL into out. */
+static void b64_20(const unsigned char *in, char *out)
+{
+    static const char al[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    int o = 0;
+    for (int i = 0; i < 18; i += 3) {
+        uint32_t v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8 | in[i + 2];
+        out[o++] = al[v >> 18];
+        out[o++] = al[(v >> 12) & 63];
+        out[o++] = al[(v >> 6) & 63];
+        out[o++] = al[v & 63];
+    }
+    uint32_t v = (uint32_t)in[18] << 16 | (uint32_t)in[19] << 8;
+    out[o++] = al[v >> 18];
+    out[o++] = al[(v >> 12) & 63];
+    out[o++] = al[(v >> 6) & 63];
+    out[o++] = '=';
+    out[o] = '\0';
+}
+
+/* Sec-WebSocket-Accept for the key: base64(SHA-1(key + GUID)), 28 characters into
+ * out (29 bytes). Returns false when the key is not the base64 of 16 bytes (22
+ * characters of either alphabet and "=="). */
+static bool accept_key(const char *key, size_t klen, char *out)
+{
     unsigned char sha[20];
-    if (klen != 24)
+    if (klen != 24 || key[22] != '=' || key[23] != '=')
         return false;
-    memcpy(k, key, klen);
-    k[klen] = '\0';
-    if (lws_b64_decode_string(k, raw, sizeof raw) != 16)
-        return false;
+    for (int i = 0; i < 22; i++)
+        if (b64_value((unsigned char)key[i]) < 0)
+            return false;
     char in[24 + sizeof WS_GUID];
     memcpy(in, key, 24);
     memcpy(in + 24, WS_GUID, sizeof WS_GUID - 1);
-    lws_SHA1((const unsigned char *)in, 24 + sizeof WS_GUID - 1, sha);
-    return lws_b64_encode_string((const char *)sha, 20, out, (int)outlen) > 0;
+    mw_sha1(in, 24 + sizeof WS_GUID - 1, sha);
+    b64_20(sha, out);
+    return true;
 }
 
 /* What RFC 6455 4.2.1 asks of the request: 0, or the status to refuse it with, a few
@@ -514,7 +621,7 @@ static int check_upgrade(const struct mw_httphead *h, char *accept, size_t alen,
     }
     v = mw_httphead_get(h, "sec-websocket-key", &vlen);
     *why = "missing or malformed Sec-WebSocket-Key";
-    if (!v || !accept_key(v, vlen, accept, alen))
+    if (!v || alen < 29 || !accept_key(v, vlen, accept))
         return 400;
     /* lws refused any sub-protocol but its one: so do we. */
     *proto = mw_httphead_get(h, "sec-websocket-protocol", &vlen) != NULL;
@@ -560,54 +667,60 @@ static void upgrade(struct ws *w, struct mw_httphead *h, char *buf, size_t len)
     }
     memcpy(path, h->target, h->plen);
     path[h->plen] = '\0';
-    remote_of(w->fd, remote, sizeof remote);
+    remote_of(w, remote, sizeof remote);
     struct mw_open_req req = { path, remote, h, head_query, head_header };
     if ((status = mw_server_check_open(&req, &why))) {
         refuse(w, status, why, NULL);
         return;
     }
+    /* The head is done: its memory becomes the WebSocket's. */
+    heads_remove(w);
+    memset(&w->answer, 0, sizeof *w - offsetof(struct ws, answer));
+    w->phase = OPEN;
     char ext[160] = "";
     if (mw_server_route(path)->cfg->compression)
         negotiate(w, h, ext, sizeof ext);
 
-    char resp[512];
-    int n = snprintf(resp, sizeof resp,
-                     "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                     "Sec-WebSocket-Accept: %s\r\n%s%s%s%s\r\n",
-                     accept, proto ? "Sec-WebSocket-Protocol: moonwire\r\n" : "",
-                     ext[0] ? "Sec-WebSocket-Extensions: " : "", ext, ext[0] ? "\r\n" : "");
-    /* A fresh socket's buffer takes it whole; anything else means the peer is gone. */
-    if (send(w->fd, resp, (size_t)n, MSG_NOSIGNAL) != n) {
-        ws_end(w, true);
-        return;
+    /* Written with the first frames (hello, and the answers to frames that came with
+     * the request): one system call fewer per connection. */
+    struct mw_buf b = { 0 };
+    mw_buf_reserve(&b, 256);
+    mw_buf_puts(&b, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                    "Connection: Upgrade\r\nSec-WebSocket-Accept: ");
+    mw_buf_puts(&b, accept);
+    mw_buf_puts(&b, "\r\n");
+    if (proto)
+        mw_buf_puts(&b, "Sec-WebSocket-Protocol: moonwire\r\n");
+    if (ext[0]) {
+        mw_buf_puts(&b, "Sec-WebSocket-Extensions: ");
+        mw_buf_puts(&b, ext);
+        mw_buf_puts(&b, "\r\n");
     }
-    heads_remove(w);
-    w->phase = OPEN;
+    mw_buf_puts(&b, "\r\n");
+    w->answer = b.p;
+    w->answer_len = (uint16_t)b.len;
     w->conn = mw_server_open(&ws_transport, w, &req);
     if (!w->conn) {
         ws_end(w, true);
         return;
     }
+    mw_conn_want_flush(w->conn); /* a raw route sends no hello */
     if (len > h->len) /* frames that came with the request */
         frames_in(w, (unsigned char *)buf + h->len, len - h->len);
 }
 
-/* Plain HTTP: to libwebsockets, once our poll handle let go of the socket (two
- * handles must never poll one fd). Nothing was read from it. */
-static void on_handover(uv_handle_t *h)
-{
-    struct ws *w = (struct ws *)h;
-    if (!started) /* shutting down: lws is going away */
-        close(w->fd);
-    else if (!lws_adopt_socket_vhost(vhost, w->fd))
-        mw_log_debug("adopt failed", "fd=%d", w->fd); /* lws closed it */
-    free(w);
-}
-
+/* Plain HTTP: to libwebsockets, out of our epoll first (two pollers must never
+ * watch one socket). Nothing was read from it. */
 static void hand_to_lws(struct ws *w)
 {
+    int fd = w->fd;
     list_remove(w);
-    uv_close((uv_handle_t *)&w->poll, on_handover);
+    set_events(w, 0);
+    ws_free(w);
+    if (!started) /* shutting down: lws is going away */
+        close(fd);
+    else if (!lws_adopt_socket_vhost(vhost, fd))
+        mw_log_debug("adopt failed", "fd=%d", fd); /* lws closed it */
 }
 
 static void arm_head_timer(void);
@@ -620,7 +733,7 @@ static void wait_for_more(struct ws *w, size_t seen)
     w->peeked = (uint32_t)seen;
     w->backoff_ms = delay < PEEK_RETRY_MAX_MS ? delay : PEEK_RETRY_MAX_MS;
     w->retry_ms = mw_now_ms() + w->backoff_ms;
-    uv_poll_stop(&w->poll);
+    set_events(w, 0);
     w->wnext = waiting;
     waiting = w;
     arm_head_timer();
@@ -674,19 +787,43 @@ static void on_readable(struct ws *w)
     /* DRAIN: discarded */
 }
 
-static void on_poll(uv_poll_t *h, int status, int events)
+/* One socket's events: an error (a reset by the peer, mostly) ends it; what is
+ * writable is written before what is readable is read. */
+static void on_socket(struct ws *w, uint32_t ev)
 {
-    struct ws *w = (struct ws *)h;
-    if (status < 0) {
-        ws_end(w, true);
+    if (ev & EPOLLERR) {
+        ws_end(w, false); /* the kernel has nothing left to drop */
         return;
     }
-    if ((events & UV_WRITABLE) && w->conn && w->phase == OPEN && write_queue(w, w->conn) < 0) {
+    if ((ev & EPOLLOUT) && w->conn && w->phase == OPEN && write_queue(w, w->conn) < 0) {
         mw_conn_kill(w->conn, "write failed");
         want_writable(w, false);
     }
-    if ((events & UV_READABLE) && w->fd >= 0)
+    if ((ev & (EPOLLIN | EPOLLHUP)) && w->fd >= 0)
         on_readable(w);
+}
+
+/* Our epoll is readable: a batch of socket events. A socket ended while handling the
+ * batch may still have events in it: its struct lives (fd -1) until the end. */
+static void on_epoll(uv_poll_t *h, int status, int events)
+{
+    (void)h;
+    (void)status;
+    (void)events;
+    struct epoll_event ev[EVENTS_MAX];
+    int n = epoll_wait(epfd, ev, EVENTS_MAX, 0);
+    dispatching = true;
+    for (int i = 0; i < n; i++) {
+        struct ws *w = ev[i].data.ptr;
+        if (w->fd >= 0)
+            on_socket(w, ev[i].events);
+    }
+    dispatching = false;
+    while (dead) {
+        struct ws *w = dead;
+        dead = w->next;
+        free(w);
+    }
 }
 
 /* ---- heads that take too long, and partial heads ---- */
@@ -707,7 +844,7 @@ static void on_head_timer(uv_timer_t *t)
         }
         *pp = w->wnext; /* poll it again: its bytes make it readable at once */
         w->wnext = NULL;
-        uv_poll_start(&w->poll, UV_READABLE, on_poll);
+        set_events(w, EPOLLIN);
     }
     arm_head_timer();
 }
@@ -731,6 +868,10 @@ static void arm_head_timer(void)
 void mw_ws_start(struct lws_vhost *vh)
 {
     vhost = vh;
+    epfd = epoll_create1(EPOLL_CLOEXEC);
+    mw_assert(epfd >= 0);
+    uv_poll_init(uv_default_loop(), &ep_poll, epfd);
+    uv_poll_start(&ep_poll, UV_READABLE, on_epoll);
     uv_timer_init(uv_default_loop(), &head_timer);
     uv_unref((uv_handle_t *)&head_timer);
     started = true;
@@ -742,11 +883,7 @@ static struct ws *ws_new(int fd)
     w->fd = fd;
     w->phase = HEAD;
     w->deadline_ms = mw_now_ms() + HEAD_TIMEOUT_MS;
-    if (uv_poll_init(uv_default_loop(), &w->poll, fd) < 0) {
-        close(fd);
-        free(w);
-        return NULL;
-    }
+    set_events(w, EPOLLIN);
     w->next = all;
     if (all)
         all->prev = w;
@@ -754,12 +891,11 @@ static struct ws *ws_new(int fd)
     return w;
 }
 
-void mw_ws_accept(int fd)
+void mw_ws_accept(int fd, const struct sockaddr *peer, unsigned peerlen)
 {
     struct ws *w = ws_new(fd);
-    if (!w)
-        return;
-    uv_poll_start(&w->poll, UV_READABLE, on_poll);
+    if (peerlen <= sizeof w->peer)
+        memcpy(&w->peer, peer, peerlen);
     w->hprev = heads_tail;
     if (heads_tail)
         heads_tail->hnext = w;
@@ -774,9 +910,6 @@ void mw_ws_adopt_upgrade(int fd, const char *head, size_t len)
 {
     struct ws *w = ws_new(fd);
     struct mw_httphead h;
-    if (!w)
-        return;
-    uv_poll_start(&w->poll, UV_READABLE, on_poll);
     char *copy = mw_malloc(len); /* upgrade() unmasks frames in place: ours to write */
     memcpy(copy, head, len);
     if (mw_httphead_parse(&h, copy, len) == 1)
@@ -786,11 +919,20 @@ void mw_ws_adopt_upgrade(int fd, const char *head, size_t len)
     free(copy);
 }
 
+static void on_epoll_closed(uv_handle_t *h)
+{
+    (void)h;
+    close(epfd);
+    epfd = -1;
+}
+
 void mw_ws_stop(void)
 {
     while (all)
         ws_end(all, false);
-    if (started)
+    if (started) {
         uv_close((uv_handle_t *)&head_timer, NULL);
+        uv_close((uv_handle_t *)&ep_poll, on_epoll_closed);
+    }
     started = false;
 }

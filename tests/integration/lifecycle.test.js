@@ -121,6 +121,14 @@ describe('lifecycle log lines', () => {
     const conn = c.hello.data.conn;
     const open = await server.waitForLog(new RegExp(`level=info msg="conn open" conn=${conn} `), 2000);
     assert.match(open, new RegExp(`route=/chat user=${user} remote=127\\.0\\.0\\.1 transport=ws`));
+    // The address is each connection's own (taken from accept, kept until the upgrade).
+    const others = await Promise.all(['127.0.0.7', '127.0.0.9'].map((ip) =>
+      connect(server.url(`/chat?user=${user}`), { localAddress: ip })));
+    for (const [i, ip] of ['127.0.0.7', '127.0.0.9'].entries()) {
+      const line = await server.waitForLog(new RegExp(`msg="conn open" conn=${others[i].hello.data.conn} `), 2000);
+      assert.match(line, new RegExp(`remote=${ip.replace(/\./g, '\\.')} transport=ws`));
+    }
+    await Promise.all(others.map((o) => o.close()));
     const room = uid('r');
     expectAck(await c.request('join', { room }), 1);
     await c.close(4000, 'done here');

@@ -159,6 +159,31 @@ describe('limits', () => {
       await watcher.close();
       await assertServes(server);
     });
+
+    // The pings go by each connection's own moment in the interval (core/heartbeat.c):
+    // opened together and quiet, every answering one is still pinged and kept, every
+    // mute one still dropped once silent for interval + timeout.
+    it('keeps every answering connection of many opened together and drops every mute one', async () => {
+      const answering = [];
+      const mute = [];
+      for (let i = 0; i < 60; i++) {
+        const opts = i % 3 === 0 ? { autoPong: false } : {};
+        const c = await connect(server.url(`/chat?user=${uid('crowd')}`), opts);
+        (i % 3 === 0 ? mute : answering).push(c);
+      }
+      const t0 = Date.now();
+      await Promise.all(mute.map((c) => closedWithin(c, 5000, 'a mute client among many')));
+      const elapsed = Date.now() - t0;
+      assert.ok(elapsed >= 500, `dropped only after interval + timeout, came after ${elapsed} ms`);
+      for (const c of mute) assert.ok(c.pings >= 1, 'each mute client was pinged before the drop');
+      await waitFor(() => answering.every((c) => c.pings >= 2), 5000, 'two pings to every answering client');
+      for (const c of answering) {
+        assert.ok(c.isOpen, `an answering client was closed: ${JSON.stringify(c.closeInfo)}`);
+      }
+      await Promise.all(answering.slice(0, 5).map((c) => assertPingPong(c, 'one of the crowd')));
+      await Promise.all(answering.map((c) => c.close()));
+      await assertServes(server);
+    });
   });
 });
 

@@ -35,6 +35,16 @@ app:on("later", function(conn, msg)
   mw.after(msg.data, function() conn:send({ type = "later" }) end)
 end)
 
+-- The conn object is the same value in every handler of a connection, whatever ran
+-- in between (collections included), so apps can key tables by it.
+local seen = {}
+app:on("mark", function(conn)
+  seen[conn] = (seen[conn] or 0) + 1
+  collectgarbage()
+  collectgarbage()
+  return seen[conn]
+end)
+
 app:on("gone", function(_, msg)
   return gone[msg.data] == true
 end)

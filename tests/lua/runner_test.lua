@@ -42,6 +42,16 @@ t.test("replies of waiting handlers come later; the others go on meanwhile", fun
   t.eq(c:expect({ type = "ack", id = "s" }).data, "slept")
 end)
 
+t.test("a connection's conn is one value across handlers and collections", function()
+  local a = t.connect("/fixture", "ana")
+  local b = t.connect("/fixture", "bob")
+  for i = 1, 3 do
+    t.eq(a:request("mark").data, i)
+  end
+  t.eq(b:request("mark").data, 1) -- another connection, another key
+  t.eq(a:request("mark").data, 4)
+end)
+
 t.test("a Lua error in a handler is an internal error", function()
   local c = t.connect("/fixture", "ana")
   t.eq(c:request("boom"), { type = "error", id = 1, code = "internal", message = "internal error" })

@@ -28,6 +28,9 @@ void (*mw_user_on_active)(const char *user, bool active);
 void (*mw_conn_on_unlink)(struct mw_conn *c);
 
 static struct mw_map conns_by_id;
+/* The connection mw_conn_find found last: a handler looks the same one up several
+ * times per message (each conn method), and the map's keyed hash is not free. */
+static struct mw_conn *last_found;
 static struct mw_map users_by_id;
 static struct mw_conn *all_head;
 static struct mw_conn *walk_next; /* where mw_conn_walk goes on; NULL: from all_head */
@@ -329,6 +332,8 @@ static void unlink_conn(struct mw_conn *c)
     c->rooms = NULL;
     c->caprooms = 0;
     mw_map_del(&conns_by_id, c->id);
+    if (last_found == c)
+        last_found = NULL;
     c->gone_user = mw_strdup(c->user->id);
     user_detach(c);
     if (c->session)
@@ -541,7 +546,13 @@ void mw_conn_shutdown(void)
 
 struct mw_conn *mw_conn_find(const char *id)
 {
-    return mw_map_get(&conns_by_id, id);
+    struct mw_conn *c = last_found;
+    if (c && strcmp(c->id, id) == 0)
+        return c;
+    c = mw_map_get(&conns_by_id, id);
+    if (c)
+        last_found = c;
+    return c;
 }
 
 struct mw_conn *mw_conn_first(void)

@@ -3,6 +3,7 @@
  * A conn is a userdata holding the connection id; every method looks the connection
  * up, so a conn kept past its close is safe (methods then return nil, "closed").
  * Attributes live in C (conn.c) and survive script reloads. */
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -164,6 +165,7 @@ static const char *meta_json(lua_State *L, int idx, struct mw_buf *b)
     if (lua_isnoneornil(L, idx))
         return NULL;
     luaL_checktype(L, idx, LUA_TTABLE);
+    mw_json_unlazy(L, idx);
     lua_newtable(L);
     lua_pushnil(L);
     while (lua_next(L, idx)) {
@@ -329,9 +331,18 @@ static int l_index(lua_State *L)
 {
     struct lconn *u = check_lconn(L, 1);
     const char *k = luaL_checkstring(L, 2);
-    struct mw_conn *c = mw_conn_find(u->id);
     if (strcmp(k, "id") == 0) {
         lua_pushstring(L, u->id);
+        return 1;
+    }
+    /* The connection is looked up for the fields only: a method call (conn:send)
+     * looks it up itself. */
+    bool field = strcmp(k, "user") == 0 || strcmp(k, "remote") == 0 || strcmp(k, "route") == 0 ||
+                 strcmp(k, "claims") == 0 || strcmp(k, "closed") == 0;
+    struct mw_conn *c = field ? mw_conn_find(u->id) : NULL;
+    if (!field) {
+        lua_pushvalue(L, 2);
+        lua_rawget(L, lua_upvalueindex(1));
     } else if (strcmp(k, "user") == 0) {
         if (c)
             lua_pushstring(L, c->user->id);
@@ -352,11 +363,8 @@ static int l_index(lua_State *L)
         if (!c || !c->claims_json ||
             mw_json_decode(L, c->claims_json, strlen(c->claims_json), err, sizeof err) < 0)
             lua_pushnil(L);
-    } else if (strcmp(k, "closed") == 0) {
-        lua_pushboolean(L, !c || !mw_conn_is_open(c));
     } else {
-        lua_pushvalue(L, 2);
-        lua_rawget(L, lua_upvalueindex(1));
+        lua_pushboolean(L, !c || !mw_conn_is_open(c));
     }
     return 1;
 }

@@ -21,6 +21,7 @@
 #include "lua_json.h"
 
 #include <math.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -58,6 +59,9 @@ struct dec {
     int order_mt;    /* stack index of the key-list marker (MW_JSON_ORDER_MT) */
     char *err;
     size_t errlen;
+    bool skip;       /* validate only: push nothing (the lazy `data` of a message) */
+    bool lazy;       /* a message: its top-level `data` object stays text (see lazy) */
+    int into;        /* stack index of the table the top-level object goes into, or 0 */
 };
 
 /* Bytes that end a run of literal string content: 1 for the end of it (a quote, an
@@ -178,7 +182,8 @@ static int dec_number(struct dec *d)
         if (isinf(v))
             return fail(d, start, "number out of range");
     }
-    lua_pushnumber(d->L, v);
+    if (!d->skip)
+        lua_pushnumber(d->L, v);
     d->p = p;
     return 0;
 }
@@ -204,11 +209,14 @@ static long hex4(const char *p, const char *end)
     return v;
 }
 
+/* b is NULL in skip mode: the escape is checked, nothing is built. */
 static void add_utf8(luaL_Buffer *b, unsigned long cp)
 {
     char u[4];
     size_t n;
 
+    if (!b)
+        return;
     if (cp < 0x80) {
         u[0] = (char)cp;
         n = 1;
@@ -288,7 +296,8 @@ static const char *dec_escape(struct dec *d, luaL_Buffer *b, const char *esc)
         fail(d, esc, "invalid escape");
         return NULL;
     }
-    luaL_addchar(b, c);
+    if (b)
+        luaL_addchar(b, c);
     return esc + 2;
 }
 
@@ -316,14 +325,16 @@ static const char *skip_literal(struct dec *d, const char *p)
 static int dec_string_escaped(struct dec *d, const char *quote, const char *p)
 {
     const char *run = quote + 1, *end = d->end;
-    luaL_Buffer b;
+    luaL_Buffer buf, *b = d->skip ? NULL : &buf;
 
     /* luaL_Buffer keeps up to LUA_MINSTACK / 2 pieces on the stack. */
-    if (!lua_checkstack(d->L, LUA_MINSTACK / 2 + 2))
+    if (b && !lua_checkstack(d->L, LUA_MINSTACK / 2 + 2))
         return fail(d, quote, "out of Lua stack");
-    luaL_buffinit(d->L, &b);
+    if (b)
+        luaL_buffinit(d->L, b);
     for (;;) {
-        luaL_addlstring(&b, run, (size_t)(p - run));
+        if (b)
+            luaL_addlstring(b, run, (size_t)(p - run));
         if (p == end)
             return fail(d, quote, "unterminated string");
         if (*p == '"')
@@ -334,13 +345,14 @@ static int dec_string_escaped(struct dec *d, const char *quote, const char *p)
                      (unsigned char)*p);
             return fail(d, p, what);
         }
-        run = dec_escape(d, &b, p);
+        run = dec_escape(d, b, p);
         if (!run)
             return p + 1 >= end ? fail(d, quote, "unterminated string") : -1;
         if (!(p = skip_literal(d, run)))
             return -1;
     }
-    luaL_pushresult(&b);
+    if (b)
+        luaL_pushresult(b);
     d->p = p + 1;
     return 0;
 }
@@ -353,7 +365,8 @@ static int dec_string(struct dec *d)
     if (!p)
         return -1;
     if (p < end && *p == '"') {
-        lua_pushlstring(d->L, quote + 1, (size_t)(p - quote - 1));
+        if (!d->skip)
+            lua_pushlstring(d->L, quote + 1, (size_t)(p - quote - 1));
         d->p = p + 1;
         return 0;
     }
@@ -371,13 +384,16 @@ static int enter(struct dec *d, int depth)
 static int dec_array(struct dec *d, int depth)
 {
     lua_State *L = d->L;
+    bool push = !d->skip;
 
     if (enter(d, depth))
         return -1;
     d->p++;
-    lua_createtable(L, 0, 0);
-    lua_pushvalue(L, d->mt);
-    lua_setmetatable(L, -2);
+    if (push) {
+        lua_createtable(L, 0, 0);
+        lua_pushvalue(L, d->mt);
+        lua_setmetatable(L, -2);
+    }
     skip_ws(d);
     if (d->p < d->end && *d->p == ']') {
         d->p++;
@@ -386,7 +402,8 @@ static int dec_array(struct dec *d, int depth)
     for (int i = 1;; i++) {
         if (dec_value(d, depth))
             return -1;
-        lua_rawseti(L, -2, i);
+        if (push)
+            lua_rawseti(L, -2, i);
         skip_ws(d);
         if (d->p < d->end && *d->p == ',') {
             d->p++;
@@ -413,44 +430,70 @@ static void note_key(lua_State *L, int *nkeys)
     }
 }
 
-/* The object remembers its keys' order for the encoder (see MW_JSON_ORDER_MT). */
+/* Whether the key just pushed is "data". */
+static bool key_is_data(lua_State *L)
+{
+    size_t n;
+    const char *k = lua_tolstring(L, -1, &n);
+    return n == 4 && memcmp(k, "data", 4) == 0;
+}
+
+static int dec_lazy(struct dec *d, int depth);
+
+/* The object remembers its keys' order for the encoder (see MW_JSON_ORDER_MT). In
+ * skip mode it is only checked. */
 static int dec_object(struct dec *d, int depth)
 {
     lua_State *L = d->L;
     int nkeys = 0;
+    bool push = !d->skip;
 
     if (enter(d, depth))
         return -1;
     d->p++;
-    lua_createtable(L, 0, 0);
+    if (push && d->into) {
+        lua_pushvalue(L, d->into);
+        d->into = 0;
+    } else if (push) {
+        lua_createtable(L, 0, 0);
+    }
     skip_ws(d);
     if (d->p < d->end && *d->p == '}') {
         d->p++;
         return 0;
     }
-    lua_createtable(L, 4, 0); /* the key list */
+    if (push)
+        lua_createtable(L, 4, 0); /* the key list */
     for (;;) {
         skip_ws(d);
         if (d->p == d->end || *d->p != '"')
             return unexpected(d, d->p);
         if (dec_string(d))
             return -1;
-        note_key(L, &nkeys);
+        if (push)
+            note_key(L, &nkeys);
         skip_ws(d);
         if (d->p == d->end || *d->p != ':')
             return unexpected(d, d->p);
         d->p++;
-        if (dec_value(d, depth))
+        if (push && d->lazy && depth == 1 && key_is_data(L)) {
+            if (dec_lazy(d, depth))
+                return -1;
+        } else if (dec_value(d, depth)) {
             return -1;
-        lua_rawset(L, -4);
+        }
+        if (push)
+            lua_rawset(L, -4);
         skip_ws(d);
         if (d->p < d->end && *d->p == ',') {
             d->p++;
         } else if (d->p < d->end && *d->p == '}') {
             d->p++;
-            lua_pushvalue(L, d->order_mt);
-            lua_setmetatable(L, -2);
-            lua_setmetatable(L, -2); /* the list becomes the object's metatable */
+            if (push) {
+                lua_pushvalue(L, d->order_mt);
+                lua_setmetatable(L, -2);
+                lua_setmetatable(L, -2); /* the list becomes the object's metatable */
+            }
             return 0;
         } else {
             return unexpected(d, d->p);
@@ -474,17 +517,20 @@ static int dec_value(struct dec *d, int depth)
     case 't':
         if (dec_literal(d, "true", 4))
             return -1;
-        lua_pushboolean(d->L, 1);
+        if (!d->skip)
+            lua_pushboolean(d->L, 1);
         return 0;
     case 'f':
         if (dec_literal(d, "false", 5))
             return -1;
-        lua_pushboolean(d->L, 0);
+        if (!d->skip)
+            lua_pushboolean(d->L, 0);
         return 0;
     case 'n':
         if (dec_literal(d, "null", 4))
             return -1;
-        lua_pushlightuserdata(d->L, NULL);
+        if (!d->skip)
+            lua_pushlightuserdata(d->L, NULL);
         return 0;
     case '-': case '0': case '1': case '2': case '3': case '4':
     case '5': case '6': case '7': case '8': case '9':
@@ -494,10 +540,69 @@ static int dec_value(struct dec *d, int depth)
     }
 }
 
-int mw_json_decode(lua_State *L, const char *s, size_t len, char *err, size_t errlen)
+/* ---- lazy data ----
+ * A message's top-level `data` object (mw_json_decode_message) is checked as it would
+ * be decoded, with the same errors at the same offsets, but kept as text: the value is
+ * an empty table with the shared metatable MW_JSON_LAZY_MT, holding the text under a
+ * key no Lua code can name (the address of raw_key). The first use from Lua (__index,
+ * __newindex, or one of the functions that look past metamethods, which
+ * mw_json_lazy_install wraps) decodes the text into the table itself, which from then
+ * on is an ordinary decoded object. The encoder writes one that was never used as the
+ * text it came as: a message that Lua passes on untouched is neither decoded nor
+ * encoded, and goes out byte for byte as the client wrote it. */
+static char raw_key;
+
+static int lazy_index(lua_State *L);
+static int lazy_newindex(lua_State *L);
+
+/* Pushes the metatable of lazy objects, creating it in the registry on first use. */
+static void push_lazy_mt(lua_State *L)
+{
+    if (luaL_newmetatable(L, MW_JSON_LAZY_MT)) {
+        lua_pushcfunction(L, lazy_index);
+        lua_setfield(L, -2, "__index");
+        lua_pushcfunction(L, lazy_newindex);
+        lua_setfield(L, -2, "__newindex");
+    }
+}
+
+/* After `"data":` in a message (or at the top of a lazy decode): an object is checked
+ * and pushed lazy, anything else decoded as usual. */
+static int dec_lazy(struct dec *d, int depth)
+{
+    lua_State *L = d->L;
+    skip_ws(d);
+    const char *start = d->p;
+    if (start == d->end || *start != '{')
+        return dec_value(d, depth);
+    d->skip = true;
+    int rc = dec_value(d, depth);
+    d->skip = false;
+    if (rc)
+        return -1;
+    lua_createtable(L, 0, 1);
+    lua_pushlightuserdata(L, &raw_key);
+    lua_pushlstring(L, start, (size_t)(d->p - start));
+    lua_rawset(L, -3);
+    push_lazy_mt(L);
+    lua_setmetatable(L, -2);
+    return 0;
+}
+
+enum lazy_mode {
+    LAZY_NONE,
+    LAZY_DATA, /* a message: the object in its top-level `data` stays text */
+    LAZY_ALL,  /* the whole value stays text when it is an object */
+};
+
+/* Decodes s[0..len) onto the stack (or, with into, the top-level object into that
+ * table), leaving the objects `mode` says as text. */
+static int decode(lua_State *L, const char *s, size_t len, char *err, size_t errlen,
+                  enum lazy_mode mode, int into)
 {
     int base = lua_gettop(L);
-    struct dec d = { L, s, s, s + len, base + 1, base + 2, err, errlen };
+    struct dec d = { L, s, s, s + len, base + 1, base + 2, err, errlen, false, mode == LAZY_DATA,
+                     into };
 
     if (!lua_checkstack(L, 8)) {
         fail(&d, s, "out of Lua stack");
@@ -505,7 +610,7 @@ int mw_json_decode(lua_State *L, const char *s, size_t len, char *err, size_t er
     }
     push_array_mt(L);
     luaL_newmetatable(L, MW_JSON_ORDER_MT);
-    if (dec_value(&d, 0) == 0) {
+    if ((mode == LAZY_ALL ? dec_lazy(&d, 0) : dec_value(&d, 0)) == 0) {
         skip_ws(&d);
         if (d.p == d.end) {
             lua_replace(L, d.mt); /* the value takes the metatable's slot */
@@ -518,6 +623,130 @@ int mw_json_decode(lua_State *L, const char *s, size_t len, char *err, size_t er
     return -1;
 }
 
+int mw_json_decode(lua_State *L, const char *s, size_t len, char *err, size_t errlen)
+{
+    return decode(L, s, len, err, errlen, LAZY_NONE, 0);
+}
+
+int mw_json_decode_message(lua_State *L, const char *s, size_t len, char *err, size_t errlen)
+{
+    return decode(L, s, len, err, errlen, LAZY_DATA, 0);
+}
+
+int mw_json_decode_lazy(lua_State *L, const char *s, size_t len, char *err, size_t errlen)
+{
+    return decode(L, s, len, err, errlen, LAZY_ALL, 0);
+}
+
+static bool is_lazy(lua_State *L, int idx)
+{
+    if (!lua_getmetatable(L, idx))
+        return false;
+    luaL_getmetatable(L, MW_JSON_LAZY_MT);
+    bool r = lua_rawequal(L, -1, -2);
+    lua_pop(L, 2);
+    return r;
+}
+
+/* Copies the members of the decoded object on top into the table at idx, where
+ * idx does not have the key already, and gives idx its key list; pops it. */
+static void merge_decoded(lua_State *L, int idx)
+{
+    int from = lua_gettop(L);
+    lua_pushnil(L);
+    while (lua_next(L, from)) {
+        lua_pushvalue(L, -2);
+        lua_rawget(L, idx);
+        bool have = !lua_isnil(L, -1);
+        lua_pop(L, 1);
+        if (have) {
+            lua_pop(L, 1);
+            continue;
+        }
+        lua_pushvalue(L, -2);
+        lua_insert(L, -2);
+        lua_rawset(L, idx);
+    }
+    if (lua_getmetatable(L, from))
+        lua_setmetatable(L, idx);
+    lua_settop(L, from - 1);
+}
+
+void mw_json_unlazy(lua_State *L, int idx)
+{
+    char err[128];
+    int top = lua_gettop(L);
+    if (idx < 0 && idx > LUA_REGISTRYINDEX)
+        idx = top + idx + 1;
+    if (lua_type(L, idx) != LUA_TTABLE || !is_lazy(L, idx))
+        return;
+    luaL_checkstack(L, 12, "json: decoding data");
+    lua_pushlightuserdata(L, &raw_key);
+    lua_rawget(L, idx); /* the text stays on the stack while it is decoded */
+    size_t n;
+    const char *s = lua_tolstring(L, -1, &n);
+    lua_pushlightuserdata(L, &raw_key);
+    lua_pushnil(L);
+    lua_rawset(L, idx);
+    lua_pushnil(L);
+    lua_setmetatable(L, idx);
+    /* Keys set by raw access (rawset, table.insert) before the first use keep their
+     * values, as they would have after a decode; the usual case has none. */
+    lua_pushnil(L);
+    bool merge = lua_next(L, idx) != 0;
+    if (merge)
+        lua_pop(L, 2);
+    if (!s || decode(L, s, n, err, sizeof err, LAZY_NONE, merge ? 0 : idx) < 0)
+        luaL_error(L, "json: cannot decode data: %s", s ? err : "no text");
+    if (merge)
+        merge_decoded(L, idx);
+    lua_settop(L, top);
+}
+
+static int lazy_index(lua_State *L)
+{
+    mw_json_unlazy(L, 1);
+    lua_settop(L, 2);
+    lua_rawget(L, 1);
+    return 1;
+}
+
+static int lazy_newindex(lua_State *L)
+{
+    mw_json_unlazy(L, 1);
+    lua_settop(L, 3);
+    lua_rawset(L, 1);
+    return 0;
+}
+
+static int l_unlazy(lua_State *L)
+{
+    mw_json_unlazy(L, 1);
+    return 0;
+}
+
+/* The base functions that look past metamethods, wrapped so that a lazy object is
+ * decoded before they look (ipairs, unpack, # and table.* see an object's integer
+ * keys only, which a lazy object does not have either). */
+static const char lazy_wrappers[] =
+    "local lazy, unlazy = ...\n"
+    "local getmt, setmt, pairs0, next0, rawget0 = getmetatable, setmetatable, pairs, next, rawget\n"
+    "function pairs(t) if getmt(t) == lazy then unlazy(t) end return pairs0(t) end\n"
+    "function next(t, k) if getmt(t) == lazy then unlazy(t) end return next0(t, k) end\n"
+    "function rawget(t, k) if getmt(t) == lazy then unlazy(t) end return rawget0(t, k) end\n"
+    "function getmetatable(t) local mt = getmt(t) if mt ~= lazy then return mt end\n"
+    "  unlazy(t) return getmt(t) end\n"
+    "function setmetatable(t, mt) if getmt(t) == lazy then unlazy(t) end return setmt(t, mt) end\n";
+
+void mw_json_lazy_install(lua_State *L)
+{
+    if (luaL_loadbuffer(L, lazy_wrappers, sizeof lazy_wrappers - 1, "=json.lazy"))
+        lua_error(L);
+    push_lazy_mt(L);
+    lua_pushcfunction(L, l_unlazy);
+    lua_call(L, 2, 0);
+}
+
 /* ---- encoding ---- */
 
 struct enc {
@@ -525,6 +754,7 @@ struct enc {
     struct mw_buf *out;
     int mt;          /* stack index of the array metatable (nil if never created) */
     int order_mt;    /* stack index of the key-list marker (nil if never created) */
+    int lazy_mt;     /* stack index of the lazy objects' metatable (nil if none yet) */
     char *err;
     size_t errlen;
 };
@@ -651,14 +881,43 @@ static int enc_key(struct enc *e, int idx)
 
 static int enc_value(struct enc *e, int idx, int depth);
 
-static int has_array_mt(struct enc *e, int idx)
+/* 1 for a table marked as an array, 2 for a lazy object, else 0. */
+static int table_kind(struct enc *e, int idx)
 {
-    int r;
+    int r = 0;
     if (!lua_getmetatable(e->L, idx))
         return 0;
-    r = lua_rawequal(e->L, -1, e->mt);
+    if (lua_rawequal(e->L, -1, e->mt))
+        r = 1;
+    else if (lua_rawequal(e->L, -1, e->lazy_mt))
+        r = 2;
     lua_pop(e->L, 1);
     return r;
+}
+
+/* A lazy object that Lua never used: its text, as the client sent it (checked when
+ * the message was decoded). Returns 0, or 1 when Lua changed it by raw access: then
+ * it is decoded now, to be encoded as any object. */
+static int enc_lazy(struct enc *e, int idx)
+{
+    lua_State *L = e->L;
+    int n = 0;
+    lua_pushnil(L);
+    while (lua_next(L, idx)) {
+        lua_pop(L, 1);
+        if (++n > 1 || lua_touserdata(L, -1) != &raw_key) {
+            lua_pop(L, 1);
+            mw_json_unlazy(L, idx);
+            return 1;
+        }
+    }
+    size_t len;
+    lua_pushlightuserdata(L, &raw_key);
+    lua_rawget(L, idx);
+    const char *text = lua_tolstring(L, -1, &len);
+    mw_buf_append(e->out, text, len);
+    lua_pop(L, 1);
+    return 0;
 }
 
 /* Returns n if the table's keys are exactly 1..n with n > 0, else 0. */
@@ -981,8 +1240,14 @@ static int enc_table(struct enc *e, int idx, int depth)
 
     if (depth > MW_JSON_MAX_DEPTH || !lua_checkstack(e->L, 4))
         return enc_fail(e, "%s", "nesting too deep (cycle?)");
-    if (has_array_mt(e, idx))
+    switch (table_kind(e, idx)) {
+    case 1:
         return enc_array(e, idx, lua_objlen(e->L, idx), depth);
+    case 2:
+        if (enc_lazy(e, idx) == 0)
+            return 0;
+        break;
+    }
     n = sequence_len(e->L, idx);
     if (n)
         return enc_array(e, idx, n, depth);
@@ -1028,7 +1293,7 @@ int mw_json_encode(lua_State *L, int idx, struct mw_buf *out, char *err, size_t 
 {
     int top = lua_gettop(L);
     size_t start = out->len;
-    struct enc e = { L, out, top + 1, top + 2, err, errlen };
+    struct enc e = { L, out, top + 1, top + 2, top + 3, err, errlen };
     int rc;
 
     if (idx < 0 && idx > LUA_REGISTRYINDEX)
@@ -1037,6 +1302,7 @@ int mw_json_encode(lua_State *L, int idx, struct mw_buf *out, char *err, size_t 
         return enc_fail(&e, "%s", "out of Lua stack");
     lua_getfield(L, LUA_REGISTRYINDEX, MW_JSON_ARRAY_MT);
     lua_getfield(L, LUA_REGISTRYINDEX, MW_JSON_ORDER_MT);
+    lua_getfield(L, LUA_REGISTRYINDEX, MW_JSON_LAZY_MT);
     rc = enc_value(&e, idx, 0);
     lua_settop(L, top);
     if (rc)
@@ -1087,6 +1353,7 @@ static int l_array(lua_State *L)
     } else {
         luaL_checktype(L, 1, LUA_TTABLE);
         lua_settop(L, 1);
+        mw_json_unlazy(L, 1);
     }
     push_array_mt(L);
     lua_setmetatable(L, 1);

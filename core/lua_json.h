@@ -21,6 +21,28 @@
  * the json.null sentinel (a lightuserdata NULL) inside containers and at top level. */
 int mw_json_decode(lua_State *L, const char *s, size_t len, char *err, size_t errlen);
 
+/* Decodes a message (a frame's text) like mw_json_decode, except that when it is an
+ * object, the object its `data` member holds is checked (the same errors at the same
+ * offsets) but left undecoded: msg.data is a lazy object, decoded into itself on its
+ * first use from Lua, and encoded as the client's own text while it was never used.
+ * See "lazy data" in lua_json.c. */
+int mw_json_decode_message(lua_State *L, const char *s, size_t len, char *err, size_t errlen);
+
+/* Like mw_json_decode, but a top-level object is checked and pushed lazy (see
+ * mw_json_decode_message): for text stored by the server (history) that Lua mostly
+ * passes on, such as the history in a join's reply. */
+int mw_json_decode_lazy(lua_State *L, const char *s, size_t len, char *err, size_t errlen);
+
+/* Decodes the lazy object at idx into itself (it becomes an ordinary decoded object);
+ * does nothing to any other value. C code that walks a table given by Lua with raw
+ * access (lua_next) calls this first. Raises on failure (out of memory). */
+void mw_json_unlazy(lua_State *L, int idx);
+
+/* Wraps the base functions that look past metamethods (pairs, next, rawget,
+ * getmetatable, setmetatable) so that they decode a lazy object first. Called once
+ * per Lua state, after the standard libraries are open and before any script runs. */
+void mw_json_lazy_install(lua_State *L);
+
 /* Appends the JSON text of the value at `idx` to out. Returns 0, or -1 with err set
  * (cycle/too deep, a function/userdata value, a non-string non-integer key, NaN/inf).
  * Tables: array_mt or a non-empty sequence 1..n -> array; otherwise object (keys must
@@ -46,6 +68,9 @@ int luaopen_moonwire_json(lua_State *L);
  * of its keys in the order they came (a sequence of strings), itself with this
  * metatable. Lua code that replaces the metatable loses the order, nothing else. */
 #define MW_JSON_ORDER_MT "moonwire.json.order"
+
+/* Registry key of the metatable of lazy objects (mw_json_decode_message). */
+#define MW_JSON_LAZY_MT "moonwire.json.lazy"
 
 /* Pushes a new empty table marked as a JSON array. */
 void mw_json_push_array(lua_State *L, int narr);

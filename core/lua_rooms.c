@@ -111,8 +111,8 @@ static int push_page(lua_State *L, const struct page_result *pr)
     }
     const struct mw_history_page *p = pr->page;
     mw_json_push_array(L, (int)p->n);
-    for (size_t i = 0; i < p->n; i++) {
-        if (mw_json_decode(L, p->events[i], p->lens[i], err, sizeof err) < 0) {
+    for (size_t i = 0; i < p->n; i++) { /* checked, decoded only if the app looks */
+        if (mw_json_decode_lazy(L, p->events[i], p->lens[i], err, sizeof err) < 0) {
             mw_log_error("corrupt history entry", "err=\"%s\"", err);
             lua_pushnil(L);
         }

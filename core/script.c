@@ -209,6 +209,7 @@ static struct mw_app *app_load(struct mw_route *route, const char *home, const c
     a->route = route;
     a->refs = 1;
     luaL_openlibs(L);
+    mw_json_lazy_install(L); /* before any module keeps its own pairs */
     a->vm = mw_watchdog_prepare(L);
     lua_newtable(L); /* MW_SCRIPT_REPLIES, weak keys: a coroutine's record goes with it */
     lua_createtable(L, 0, 1);

@@ -142,8 +142,8 @@ if [[ " $PARTS " == *" chat "* ]]; then
   dump=$(callgrind_run chat sent 2 chat --rooms 100 --room-members 10 --msg-rate "$RATE" --duration "$SECS")
   report chat "$dump" "$(kv "$OUT/gen-chat.txt" sent)" message \
     lws_service_fd_tsi mw_server_conn_input mw_script_message resume lua_resume \
-    lua_newthread mw_lua_push_conn l_decode l_encode l_publish mw_history_publish \
-    mw_json_encode mw_json_decode mw_buf_printf vsnprintf l_dedup_begin l_dedup_end \
+    lua_newthread mw_lua_push_conn l_decode_message l_encode l_publish mw_history_publish \
+    mw_json_encode mw_json_decode_message mw_buf_printf vsnprintf l_dedup_begin l_dedup_end \
     mw_room_broadcast mw_conn_send mw_conn_flush_pending flush_one lws_write _lws_log \
     frames_in mw_wsrx_feed ws_flush \
     malloc realloc free
@@ -155,6 +155,6 @@ if [[ " $PARTS " == *" handshake "* ]]; then
     lws_service_fd_tsi on_readable lws_adopt_socket_vhost lws_close_free_wsi \
     mw_ws_accept upgrade lws_SHA1 on_closed \
     __lws_close_free_wsi_final mw_conn_new mw_conn_free mw_script_connect \
-    mw_script_message mw_script_disconnect lua_resume l_decode l_encode mw_presence_join \
+    mw_script_message mw_script_disconnect lua_resume l_decode_message l_encode mw_presence_join \
     mw_presence_leave_all mw_history_read mw_session_attach _lws_log malloc free
 fi

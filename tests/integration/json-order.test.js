@@ -109,3 +109,95 @@ describe('JSON key order on the wire', () => {
     assert.deepEqual(after, before);
   });
 });
+
+// A client's data that Lua does not use is not decoded: it goes out as the very text
+// the client sent (spacing, escapes, number spellings); once a handler reads or
+// changes it, it is an ordinary table and goes out re-encoded; bad data is refused
+// with the error a full decode gives.
+describe('a client\'s data passed through', () => {
+  const SPACED = '{ "zeta" : 1.50, "text":"caf\\u00e9 \\/ @bob", "n":[1e2, {}] }';
+  const ENCODED = '{"zeta":1.5,"text":"café / @bob","n":[100,{}]}';
+  const APP = `
+local mw = require "moonwire"
+local app = mw.app()
+app:on("edit", function(conn, msg)
+  msg.data.seen = true
+  conn:send({ type = "edited", data = msg.data })
+end)
+app:on("read", function(conn, msg)
+  local n = 0
+  for _ in pairs(msg.data) do n = n + 1 end
+  conn:send({ type = "read", data = msg.data })
+  return { n = n, text = msg.data.text }
+end)
+app:on("meta", function(conn, msg)
+  conn:join("m", msg.data)
+  mw.log.info("meta", msg.data)
+  return (mw.presence.list("m"))
+end)
+app:on("echo", function(conn, msg) conn:send({ type = "echo", data = msg.data }) end)
+return app
+`;
+  let srv;
+  before(async () => {
+    srv = await startServer({
+      routes: { '/app': { script: 'app.lua' }, '/chatm': { script: 'app:chat', options: { mentions: true } } },
+      scripts: { 'app.lua': APP },
+    });
+  });
+  after(async () => {
+    await srv.stop();
+  });
+
+  it('goes out byte for byte in the event, the history and sync, with mentions on too', async () => {
+    for (const route of ['/chat', '/chatm']) {
+      const room = uid('raw');
+      const ana = await rawClient(srv.url(`${route}?user=ana`));
+      ana.send(`{"type":"join","room":"${room}","id":1}`);
+      await ana.next(/"type":"ack","id":1/);
+      ana.send(`{"type":"chat:message","room":"${room}","id":2,"data":${SPACED}}`);
+      const event = await ana.next(/"type":"chat:message"/);
+      assert.ok(event.includes(`"from":"ana","data":${SPACED},"seq":1,`), event);
+      await ana.next(/"type":"ack","id":2/);
+      ana.send(`{"type":"sync","room":"${room}","id":3,"data":{"since":0}}`);
+      const sync = await ana.next(/"type":"ack","id":3/);
+      assert.ok(sync.includes(`"data":${SPACED},"seq":1,`), sync);
+      ana.send(`{"type":"ping","id":4,"data":${SPACED}}`);
+      assert.equal(await ana.next(/"type":"pong"/), `{"type":"pong","id":4,"data":${SPACED}}`);
+      await ana.close();
+    }
+  });
+
+  it('is an ordinary table once a handler reads or changes it', async () => {
+    const c = await rawClient(srv.url('/app?user=ana'));
+    c.send(`{"type":"edit","data":${SPACED}}`);
+    assert.equal(await c.next(/"type":"edited"/), `{"type":"edited","data":${ENCODED.slice(0, -1)},"seen":true}}`);
+    c.send(`{"type":"read","id":1,"data":${SPACED}}`);
+    assert.equal(await c.next(/"type":"read"/), `{"type":"read","data":${ENCODED}}`);
+    assert.equal(await c.next(/"type":"ack"/), '{"type":"ack","id":1,"data":{"n":3,"text":"café / @bob"}}');
+    // Walked by C (member metadata, log fields): decoded first, so nothing is lost.
+    c.send('{"type":"meta","id":2,"data":{ "name" : "Ana" }}');
+    assert.equal(await c.next(/"type":"ack","id":2/), '{"type":"ack","id":2,"data":[{"user":"ana","name":"Ana","conns":1}]}');
+    await c.close();
+  });
+
+  it('refuses bad data with the error a full decode gives, and keeps serving', async () => {
+    const c = await rawClient(srv.url('/app?user=ana'));
+    const cases = [
+      ['{"type":"echo","data":{"a":"x\\ud800y"}}', '\\ud800', 'unpaired surrogate'],
+      ['{"type":"echo","data":{"a":1e400}}', '1e400', 'number out of range'],
+      ['{"type":"echo","data":{"a":01}}', '01', 'leading zero in number'],
+      [`{"type":"echo","data":${'{"a":'.repeat(70)}1${'}'.repeat(71)}`, null, 'too deeply nested'],
+    ];
+    for (const [text, at, why] of cases) {
+      c.send(text);
+      const offset = at ? text.indexOf(at) : text.indexOf('{"a":') + 5 * (64 - 1);
+      const err = await c.next(/"type":"error"/);
+      assert.equal(err, `{"type":"error","code":"bad_json","message":"${why} at offset ${offset}"}`, text.slice(0, 60));
+    }
+    c.send(`{"type":"echo","data":${SPACED}}`);
+    assert.equal(await c.next(/"type":"echo"/), `{"type":"echo","data":${SPACED}}`);
+    assert.equal(c.frames.filter((f) => f.startsWith('{"type":"echo"')).length, 1, 'nothing bad was echoed');
+    await c.close();
+  });
+});

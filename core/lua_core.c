@@ -460,21 +460,6 @@ void mw_lua_core_shutdown(void)
     }
 }
 
-/* core.decode_message(text) -> msg | nil, err: json.decode, with msg.data an object
- * decoded on its first use (mw_json_decode_message). */
-static int l_decode_message(lua_State *L)
-{
-    size_t n;
-    const char *s = luaL_checklstring(L, 1, &n);
-    char err[128];
-    if (mw_json_decode_message(L, s, n, err, sizeof err) < 0) {
-        lua_pushnil(L);
-        lua_pushstring(L, err);
-        return 2;
-    }
-    return 1;
-}
-
 int luaopen_moonwire_core(lua_State *L)
 {
     static const luaL_Reg fns[] = {
@@ -482,7 +467,7 @@ int luaopen_moonwire_core(lua_State *L)
         { "sleep", l_sleep }, { "node_id", l_node_id },           { "route", l_route },
         { "dedup_begin", l_dedup_begin }, { "dedup_end", l_dedup_end }, { "auth", l_auth },
         { "hot_reload", l_hot_reload }, { "error_codes", l_error_codes }, { "refused", l_refused },
-        { "decode_message", l_decode_message }, { NULL, NULL },
+        { NULL, NULL },
     };
     lua_newtable(L);
     luaL_register(L, NULL, fns);

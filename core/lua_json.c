@@ -50,6 +50,14 @@ void mw_json_push_array(lua_State *L, int narr)
 
 /* ---- decoding ---- */
 
+/* Which objects a decode leaves as text (see "lazy data" below). */
+enum lazy_mode {
+    LAZY_NONE,
+    LAZY_DATA,   /* a message: the object in its top-level `data` */
+    LAZY_STORED, /* text the server keeps: a top-level object, or the objects in a
+                    top-level array */
+};
+
 struct dec {
     lua_State *L;
     const char *s;   /* start of input, for offsets in messages */
@@ -59,8 +67,8 @@ struct dec {
     int order_mt;    /* stack index of the key-list marker (MW_JSON_ORDER_MT) */
     char *err;
     size_t errlen;
-    bool skip;       /* validate only: push nothing (the lazy `data` of a message) */
-    bool lazy;       /* a message: its top-level `data` object stays text (see lazy) */
+    bool skip;       /* validate only: push nothing (an object that stays text) */
+    enum lazy_mode lazy;
     int into;        /* stack index of the table the top-level object goes into, or 0 */
 };
 
@@ -110,6 +118,7 @@ static int is_digit(const char *p, const char *end)
 }
 
 static int dec_value(struct dec *d, int depth);
+static int dec_lazy(struct dec *d, int depth);
 
 /* Matches the keyword lit (true/false/null) at the cursor. */
 static int dec_literal(struct dec *d, const char *lit, size_t n)
@@ -399,8 +408,9 @@ static int dec_array(struct dec *d, int depth)
         d->p++;
         return 0;
     }
+    bool lazy = push && d->lazy == LAZY_STORED && depth == 1;
     for (int i = 1;; i++) {
-        if (dec_value(d, depth))
+        if (lazy ? dec_lazy(d, depth) : dec_value(d, depth))
             return -1;
         if (push)
             lua_rawseti(L, -2, i);
@@ -438,8 +448,6 @@ static bool key_is_data(lua_State *L)
     return n == 4 && memcmp(k, "data", 4) == 0;
 }
 
-static int dec_lazy(struct dec *d, int depth);
-
 /* The object remembers its keys' order for the encoder (see MW_JSON_ORDER_MT). In
  * skip mode it is only checked. */
 static int dec_object(struct dec *d, int depth)
@@ -455,7 +463,7 @@ static int dec_object(struct dec *d, int depth)
         lua_pushvalue(L, d->into);
         d->into = 0;
     } else if (push) {
-        lua_createtable(L, 0, 0);
+        lua_createtable(L, 0, 4); /* the usual few keys without a rehash each */
     }
     skip_ws(d);
     if (d->p < d->end && *d->p == '}') {
@@ -476,7 +484,7 @@ static int dec_object(struct dec *d, int depth)
         if (d->p == d->end || *d->p != ':')
             return unexpected(d, d->p);
         d->p++;
-        if (push && d->lazy && depth == 1 && key_is_data(L)) {
+        if (push && d->lazy == LAZY_DATA && depth == 1 && key_is_data(L)) {
             if (dec_lazy(d, depth))
                 return -1;
         } else if (dec_value(d, depth)) {
@@ -589,20 +597,13 @@ static int dec_lazy(struct dec *d, int depth)
     return 0;
 }
 
-enum lazy_mode {
-    LAZY_NONE,
-    LAZY_DATA, /* a message: the object in its top-level `data` stays text */
-    LAZY_ALL,  /* the whole value stays text when it is an object */
-};
-
 /* Decodes s[0..len) onto the stack (or, with into, the top-level object into that
  * table), leaving the objects `mode` says as text. */
 static int decode(lua_State *L, const char *s, size_t len, char *err, size_t errlen,
                   enum lazy_mode mode, int into)
 {
     int base = lua_gettop(L);
-    struct dec d = { L, s, s, s + len, base + 1, base + 2, err, errlen, false, mode == LAZY_DATA,
-                     into };
+    struct dec d = { L, s, s, s + len, base + 1, base + 2, err, errlen, false, mode, into };
 
     if (!lua_checkstack(L, 8)) {
         fail(&d, s, "out of Lua stack");
@@ -610,7 +611,7 @@ static int decode(lua_State *L, const char *s, size_t len, char *err, size_t err
     }
     push_array_mt(L);
     luaL_newmetatable(L, MW_JSON_ORDER_MT);
-    if ((mode == LAZY_ALL ? dec_lazy(&d, 0) : dec_value(&d, 0)) == 0) {
+    if ((mode == LAZY_STORED ? dec_lazy(&d, 0) : dec_value(&d, 0)) == 0) {
         skip_ws(&d);
         if (d.p == d.end) {
             lua_replace(L, d.mt); /* the value takes the metatable's slot */
@@ -635,7 +636,7 @@ int mw_json_decode_message(lua_State *L, const char *s, size_t len, char *err, s
 
 int mw_json_decode_lazy(lua_State *L, const char *s, size_t len, char *err, size_t errlen)
 {
-    return decode(L, s, len, err, errlen, LAZY_ALL, 0);
+    return decode(L, s, len, err, errlen, LAZY_STORED, 0);
 }
 
 static bool is_lazy(lua_State *L, int idx)

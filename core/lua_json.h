@@ -28,9 +28,10 @@ int mw_json_decode(lua_State *L, const char *s, size_t len, char *err, size_t er
  * See "lazy data" in lua_json.c. */
 int mw_json_decode_message(lua_State *L, const char *s, size_t len, char *err, size_t errlen);
 
-/* Like mw_json_decode, but a top-level object is checked and pushed lazy (see
- * mw_json_decode_message): for text stored by the server (history) that Lua mostly
- * passes on, such as the history in a join's reply. */
+/* Like mw_json_decode, but a top-level object, or each object in a top-level array,
+ * is checked and pushed lazy (see mw_json_decode_message): for text the server keeps
+ * (history events, presence lists) that Lua mostly passes on, as the chat app's join
+ * reply does. */
 int mw_json_decode_lazy(lua_State *L, const char *s, size_t len, char *err, size_t errlen);
 
 /* Decodes the lazy object at idx into itself (it becomes an ordinary decoded object);

@@ -174,7 +174,7 @@ static int push_local_presence(lua_State *L, const char *room, lua_Integer limit
     struct mw_room *r = mw_room_find(room);
     struct mw_buf b = { 0 };
     mw_presence_list_json(&b, r, (uint32_t)limit);
-    int rc = mw_json_decode(L, b.p, b.len, err, sizeof err);
+    int rc = mw_json_decode_lazy(L, b.p, b.len, err, sizeof err); /* members decoded if used */
     mw_buf_free(&b);
     if (rc < 0)
         return luaL_error(L, "rooms.presence: %s", err);
@@ -195,7 +195,7 @@ static void on_cluster_members(void *ud, const char *json, size_t len, uint32_t 
     struct presence_wait *pw = ud;
     lua_State *co = mw_co_thread(&pw->wait);
     int n;
-    if (json && mw_json_decode(co, json, len, err, sizeof err) == 0) {
+    if (json && mw_json_decode_lazy(co, json, len, err, sizeof err) == 0) {
         lua_pushinteger(co, count);
         n = 2;
     } else { /* Redis failed meanwhile: this node's view is the best there is */

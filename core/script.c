@@ -488,9 +488,26 @@ void mw_script_message(struct mw_conn *c, const char *payload, size_t len, bool 
     struct mw_app *a = c->route->app;
     int ref;
     lua_State *co = spawn(a, a->message_ref, c, &ref);
-    lua_pushlstring(co, payload, len);
+    if (c->route->cfg->protocol == MW_PROTO_RAW) {
+        lua_pushlstring(co, payload, len);
+        lua_pushboolean(co, binary);
+        resume(a, co, ref, 4, c->id, MW_RUN_MESSAGE);
+        return;
+    }
+    /* JSON: the router gets the decoded message (its data lazy), or nil and why
+     * not; the frame's text never becomes a Lua string. */
+    char err[128];
+    if (binary) {
+        lua_pushnil(co);
+        lua_pushnil(co);
+    } else if (mw_json_decode_message(co, payload, len, err, sizeof err) < 0) {
+        lua_pushnil(co);
+        lua_pushstring(co, err);
+    } else {
+        lua_pushnil(co);
+    }
     lua_pushboolean(co, binary);
-    resume(a, co, ref, 4, c->id, MW_RUN_MESSAGE);
+    resume(a, co, ref, 5, c->id, MW_RUN_MESSAGE);
 }
 
 void mw_script_disconnect(struct mw_conn *c)

@@ -68,13 +68,13 @@ local function check_envelope(msg)
   end
 end
 
-function M.message(app, conn, payload, binary)
+-- msg: the frame decoded by the core (script.c), or nil with err; msg.data, when an
+-- object, is decoded on its first use: passed on untouched it goes out as the client's
+-- own text (lua_json.c, "lazy data").
+function M.message(app, conn, msg, err, binary)
   if binary then
     return send_error(conn, nil, "bad_message", "binary frames are not accepted on this route")
   end
-  -- msg.data, when an object, is decoded on its first use: passed on untouched it goes
-  -- out as the client's own text (lua_json.c, "lazy data").
-  local msg, err = core.decode_message(payload)
   if msg == nil then return send_error(conn, nil, "bad_json", err) end
   if type(msg) ~= "table" or json.is_array(msg) then
     return send_error(conn, nil, "bad_message", "a message must be a JSON object")

@@ -241,7 +241,11 @@ static void test_whole_object_lazy(void **state)
     assert_encodes(L, " " MSG " ", "return json.array({ decode_lazy(text), decode_lazy(text) })",
                    "[" MSG "," MSG "]");
     assert_lua(L, MSG, "local e = decode_lazy(text) return e.id == 7 and e.data.z == 2");
-    assert_lua(L, "[1]", "return json.is_array(decode_lazy(text))");
+    /* A list (presence): its objects lazy, the list an ordinary array. */
+    assert_encodes(L, "[{ \"u\" : 1 }, 2, [{ }], {\"v\":{ }}]", "return decode_lazy(text)",
+                   "[{ \"u\" : 1 },2,[{}],{\"v\":{ }}]");
+    assert_lua(L, "[{\"u\":1},2]", "local t = decode_lazy(text) "
+                                   "return json.is_array(t) and #t == 2 and t[1].u == 1");
     char want[128], got[128];
     static const char bad[] = "{\"a\":\"\\ud800\"}";
     assert_int_equal(mw_json_decode(L, bad, sizeof bad - 1, want, sizeof want), -1);

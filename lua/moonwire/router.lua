@@ -52,19 +52,36 @@ local function dedup_key(id)
   return "x:" .. (id:gsub(".", function(c) return format("%02x", c:byte()) end))
 end
 
+-- Types and rooms that passed the checks below, remembered (up to a bound) because
+-- the pattern matching runs in LuaJIT's interpreter, not its compiler: a client
+-- sends the same few again and again.
+local good_types, good_rooms, ngood = {}, {}, 0
+local GOOD_MAX = 4096
+
+local function remember(set, s)
+  if ngood < GOOD_MAX then
+    ngood = ngood + 1
+    set[s] = true
+  end
+end
+
 -- Returns the error message for a bad envelope, or nil.
 local function check_envelope(msg)
   local t = msg.type
   if type(t) ~= "string" then return "type must be a string" end
-  if #t < 1 or #t > 64 or not t:find("^[a-z0-9_.:%-]+$") then
-    return "type must be 1..64 characters of a-z 0-9 _ . : -"
+  if not good_types[t] then
+    if #t < 1 or #t > 64 or not t:find("^[a-z0-9_.:%-]+$") then
+      return "type must be 1..64 characters of a-z 0-9 _ . : -"
+    end
+    remember(good_types, t)
   end
   local room = msg.room
-  if room ~= nil then
+  if room ~= nil and not good_rooms[room] then
     if type(room) ~= "string" or #room < 1 or #room > 128 then
       return "room must be a string of 1..128 bytes"
     end
     if room:find("%c") then return "room must not contain control characters" end
+    remember(good_rooms, room)
   end
 end
 

@@ -297,15 +297,13 @@ static int l_dedup_begin(lua_State *L)
     return push_dedup(L, st, reply, sid);
 }
 
-/* core.dedup_end(conn, key, reply_frame_text [, user, session [, forget]]): forget
- * (an `unavailable` answer) takes the id out of the window instead, so that the
- * client's retry runs the handler again. */
-static int l_dedup_end(lua_State *L)
+/* Closes message `key`'s entry in the dedup windows with its reply frame (NUL-
+ * terminated), or, with forget (an `unavailable` answer), takes the id out instead,
+ * so that the client's retry runs the handler again. c may be NULL (closed while the
+ * handler ran); user and sid name the session then. */
+static void dedup_finish(lua_State *L, struct mw_conn *c, const char *key, const char *reply,
+                         const char *user, const char *sid, bool forget)
 {
-    struct mw_conn *c = mw_lua_check_conn(L, 1);
-    const char *key = luaL_checkstring(L, 2), *reply = luaL_checkstring(L, 3);
-    const char *user = luaL_optstring(L, 4, NULL), *sid = luaL_optstring(L, 5, NULL);
-    bool forget = lua_toboolean(L, 6);
     struct mw_session *s = c ? c->session : NULL;
     set_token(L, NULL);
     if (!s && user && sid) /* the connection closed while the handler ran */
@@ -317,7 +315,54 @@ static int l_dedup_end(lua_State *L)
     if (user && sid) /* a named session: the cluster's window too */
         mw_session_redis_end(user, sid, key, reply, forget);
     note_reply(L, key, 0, NULL, NULL);
+}
+
+/* core.dedup_end(conn, key, reply_frame_text [, user, session [, forget]]) */
+static int l_dedup_end(lua_State *L)
+{
+    struct mw_conn *c = mw_lua_check_conn(L, 1);
+    const char *key = luaL_checkstring(L, 2), *reply = luaL_checkstring(L, 3);
+    dedup_finish(L, c, key, reply, luaL_optstring(L, 4, NULL), luaL_optstring(L, 5, NULL),
+                 lua_toboolean(L, 6));
     return 0;
+}
+
+/* core.ack(conn, key, id, data [, user, session]) -> true | nil, err: a handler's
+ * success, in one step: the frame {"type":"ack","id":..,"data":..} (data left out
+ * when nil: what json.encode writes for that table), the dedup windows closed with
+ * it, and the frame sent if the connection is still open. On an encoding error
+ * nothing is kept or sent. */
+static int l_ack(lua_State *L)
+{
+    struct mw_conn *c = mw_lua_check_conn(L, 1);
+    const char *key = luaL_checkstring(L, 2);
+    const char *user = luaL_optstring(L, 5, NULL), *sid = luaL_optstring(L, 6, NULL);
+    char err[256];
+    struct mw_buf b = { 0 };
+    mw_buf_puts(&b, "{\"type\":\"ack\",\"id\":");
+    if (mw_json_encode(L, 3, &b, err, sizeof err) < 0)
+        goto fail;
+    if (!lua_isnoneornil(L, 4)) {
+        mw_buf_puts(&b, ",\"data\":");
+        if (mw_json_encode_member(L, 4, &b, err, sizeof err) < 0)
+            goto fail;
+    }
+    mw_buf_putc(&b, '}');
+    mw_buf_putc(&b, '\0');
+    dedup_finish(L, c, key, b.p, user, sid, false);
+    if (c && mw_conn_is_open(c)) {
+        struct mw_msg *m = mw_msg_new(MW_OP_TEXT, b.p, b.len - 1, 0);
+        mw_conn_send(c, m); /* a slow consumer is closed by the send queue itself */
+        mw_msg_decref(m);
+    }
+    mw_buf_free(&b);
+    lua_pushboolean(L, 1);
+    return 1;
+fail:
+    mw_buf_free(&b);
+    lua_pushnil(L);
+    lua_pushstring(L, err);
+    return 2;
 }
 
 /* core.auth(conn, token) -> {user, exp} | nil, code, message: an `auth` message that
@@ -465,7 +510,8 @@ int luaopen_moonwire_core(lua_State *L)
     static const luaL_Reg fns[] = {
         { "log", l_log },     { "report_error", l_report_error }, { "now", l_now },
         { "sleep", l_sleep }, { "node_id", l_node_id },           { "route", l_route },
-        { "dedup_begin", l_dedup_begin }, { "dedup_end", l_dedup_end }, { "auth", l_auth },
+        { "dedup_begin", l_dedup_begin }, { "dedup_end", l_dedup_end }, { "ack", l_ack },
+        { "auth", l_auth },
         { "hot_reload", l_hot_reload }, { "error_codes", l_error_codes }, { "refused", l_refused },
         { NULL, NULL },
     };

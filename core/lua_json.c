@@ -1290,7 +1290,7 @@ static int enc_value(struct enc *e, int idx, int depth)
     }
 }
 
-int mw_json_encode(lua_State *L, int idx, struct mw_buf *out, char *err, size_t errlen)
+static int encode(lua_State *L, int idx, struct mw_buf *out, char *err, size_t errlen, int depth)
 {
     int top = lua_gettop(L);
     size_t start = out->len;
@@ -1304,11 +1304,21 @@ int mw_json_encode(lua_State *L, int idx, struct mw_buf *out, char *err, size_t 
     lua_getfield(L, LUA_REGISTRYINDEX, MW_JSON_ARRAY_MT);
     lua_getfield(L, LUA_REGISTRYINDEX, MW_JSON_ORDER_MT);
     lua_getfield(L, LUA_REGISTRYINDEX, MW_JSON_LAZY_MT);
-    rc = enc_value(&e, idx, 0);
+    rc = enc_value(&e, idx, depth);
     lua_settop(L, top);
     if (rc)
         out->len = start;
     return rc;
+}
+
+int mw_json_encode(lua_State *L, int idx, struct mw_buf *out, char *err, size_t errlen)
+{
+    return encode(L, idx, out, err, errlen, 0);
+}
+
+int mw_json_encode_member(lua_State *L, int idx, struct mw_buf *out, char *err, size_t errlen)
+{
+    return encode(L, idx, out, err, errlen, 1);
 }
 
 /* ---- the Lua module ---- */

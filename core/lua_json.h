@@ -58,6 +58,10 @@ void mw_json_lazy_install(lua_State *L);
  * (decode: the same, else an error naming the offset). */
 int mw_json_encode(lua_State *L, int idx, struct mw_buf *out, char *err, size_t errlen);
 
+/* The same for a value written inside an envelope the caller writes itself (the
+ * envelope's own fields do not come first in it). */
+int mw_json_encode_member(lua_State *L, int idx, struct mw_buf *out, char *err, size_t errlen);
+
 /* Pushes the module table: encode(v) -> string (raises on error), decode(s) -> value |
  * nil, err, null, array_mt, array(t?) -> t marked as array, is_array(t). */
 int luaopen_moonwire_json(lua_State *L);

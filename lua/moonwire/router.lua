@@ -146,7 +146,11 @@ function M.message(app, conn, msg, err, binary)
   local ok, res = run(conn, t, handler, conn, msg)
   local answer
   if ok then
-    answer = { type = "ack", id = id, data = res }
+    -- the usual case in one call: encoded, kept in the window, sent
+    local acked, err = core.ack(conn, key, id, res, user, session)
+    if acked then return end
+    core.report_error(conn, "handler reply: " .. tostring(err), "", t)
+    answer = { type = "error", id = id, code = "internal", message = "internal error" }
   elseif is_failure(res) then
     answer = { type = "error", id = id, code = res.code, message = res.message }
   else

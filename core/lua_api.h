@@ -45,6 +45,9 @@ const char *mw_lua_check_room(lua_State *L, int idx);
  * publishes (history.h): set by the router's dedup_begin for the coroutine that runs
  * the handler. NULL when none (no id, or another coroutine). */
 const char *mw_lua_message_token(lua_State *L);
+/* Drops what the core module keeps for coroutine L (its message token and reply
+ * record): script.c calls it before it reuses a finished coroutine. */
+void mw_lua_thread_done(lua_State *L);
 
 /* Cancels what the core module keeps waiting (sleep timers) at shutdown. */
 void mw_lua_core_shutdown(void);

@@ -219,6 +219,12 @@ static void note_reply(lua_State *L, const char *key, int id_idx, const char *us
     lua_pop(L, 1);
 }
 
+void mw_lua_thread_done(lua_State *L)
+{
+    set_token(L, NULL);
+    note_reply(L, "", 0, NULL, NULL);
+}
+
 /* Pushes dedup_begin's results. "done" with no reply: it was too large to keep (the
  * router acks without data). */
 static int push_dedup(lua_State *L, int st, const char *reply, const char *sid)

@@ -385,6 +385,22 @@ static void answer_stopped(struct mw_app *a, lua_State *co, const char *conn_id,
     lua_settop(L, top);
 }
 
+/* Unpins a coroutine that is done, or keeps it for the next message: one that ran a
+ * message handler to its end (a finished coroutine takes a new function like a new
+ * one), with what lua_core.c keyed by it dropped. */
+static void release(struct mw_app *a, lua_State *co, int ref, char kind, int st)
+{
+    if (st == 0 && kind == MW_RUN_MESSAGE && a->nspare < MW_SPARE_COROUTINES) {
+        lua_settop(co, 0);
+        mw_lua_thread_done(co);
+        a->spare[a->nspare].co = co;
+        a->spare[a->nspare].ref = ref;
+        a->nspare++;
+        return;
+    }
+    luaL_unref(a->L, LUA_REGISTRYINDEX, ref);
+}
+
 /* Resumes co under the watchdog; when it finishes (or fails), unpins it. */
 static void resume(struct mw_app *a, lua_State *co, int ref, int nargs, const char *conn,
                    char kind)
@@ -427,16 +443,23 @@ static void resume(struct mw_app *a, lua_State *co, int ref, int nargs, const ch
             answer_stopped(a, co, conn, kind);
         }
     }
-    luaL_unref(a->L, LUA_REGISTRYINDEX, ref);
+    release(a, co, ref, kind, st);
     mw_app_decref(a);
 }
 
-/* A new coroutine running registry function fn_ref; *ref pins it. */
+/* A coroutine (a spare one, else a new one) running registry function fn_ref; *ref
+ * pins it. */
 static lua_State *spawn_fn(struct mw_app *a, int fn_ref, int *ref)
 {
-    lua_State *L = a->L;
-    lua_State *co = lua_newthread(L);
-    *ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_State *L = a->L, *co;
+    if (a->nspare) {
+        a->nspare--;
+        co = a->spare[a->nspare].co;
+        *ref = a->spare[a->nspare].ref;
+    } else {
+        co = lua_newthread(L);
+        *ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    }
     lua_rawgeti(co, LUA_REGISTRYINDEX, fn_ref);
     return co;
 }

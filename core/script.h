@@ -13,6 +13,8 @@
 struct mw_conn;
 struct mw_route;
 
+#define MW_SPARE_COROUTINES 16
+
 struct mw_app {
     lua_State *L;
     struct mw_route *route;
@@ -22,6 +24,10 @@ struct mw_app {
     char **files;      /* loaded from disk, for hot reload */
     size_t nfiles;
     void *vm;          /* the state's watchdog handle (watchdog.h) */
+    /* Coroutines of message handlers that finished, kept for the next message: a
+     * new one each time was a thread and its stack of garbage per message. */
+    struct { lua_State *co; int ref; } spare[MW_SPARE_COROUTINES];
+    int nspare;
 };
 
 /* What a coroutine runs, for the answer when the watchdog stops it. */

@@ -136,6 +136,11 @@ app:on("meta", function(conn, msg)
   return (mw.presence.list("m"))
 end)
 app:on("echo", function(conn, msg) conn:send({ type = "echo", data = msg.data }) end)
+app:on("pub", function(conn, msg)
+  conn:join("p")
+  return (mw.rooms.publish("p", { type = "ev", room = "p", data = msg.data }))
+end)
+app:on("boom", function(conn, msg) error("boom") end)
 return app
 `;
   let srv;
@@ -178,6 +183,25 @@ return app
     // Walked by C (member metadata, log fields): decoded first, so nothing is lost.
     c.send('{"type":"meta","id":2,"data":{ "name" : "Ana" }}');
     assert.equal(await c.next(/"type":"ack","id":2/), '{"type":"ack","id":2,"data":[{"user":"ana","name":"Ana","conns":1}]}');
+    await c.close();
+  });
+
+  // Handlers' coroutines are reused (script.c): nothing of one message's id (its
+  // publish token, its dedup record) may reach the next message on the same coroutine.
+  it('keeps nothing of one message for the next on a reused coroutine', async () => {
+    const c = await rawClient(srv.url('/app?user=ana'));
+    const sends = ['{"type":"pub","id":1,"data":{"n":1}}', '{"type":"pub","data":{"n":2}}',
+      '{"type":"boom","id":2}', '{"type":"pub","data":{"n":3}}', '{"type":"pub","id":1,"data":{"n":1}}',
+      '{"type":"pub","id":3,"data":{"n":4}}', '{"type":"pub","data":{"n":5}}'];
+    for (const text of sends) c.send(text);
+    await c.next(/"type":"ack","id":3/);
+    await c.next(/"type":"ev".*"n":5/);
+    const all = c.frames.filter((f) => f.startsWith('{"type":"ev"')).map((f) => JSON.parse(f));
+    assert.deepEqual(all.map((e) => [e.data.n, e.seq]), [[1, 1], [2, 2], [3, 3], [4, 4], [5, 5]], c.frames.join('\n'));
+    const acks = c.frames.filter((f) => f.startsWith('{"type":"ack"'));
+    assert.deepEqual(acks, ['{"type":"ack","id":1,"data":1}', '{"type":"ack","id":1,"data":1}',
+      '{"type":"ack","id":3,"data":4}']);
+    assert.ok(c.frames.includes('{"type":"error","id":2,"code":"internal","message":"internal error"}'), c.frames.join('\n'));
     await c.close();
   });
 

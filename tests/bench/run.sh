@@ -20,6 +20,8 @@
 #   UWS_PEER [""] a uWebSockets peer's binary, started as: UWS_PEER --port P [--heartbeat S]
 #   BUILD [build]  OUT [$BUILD/bench-<date>]  MWBENCH_ARGS [""] extra generator options
 #   COMMIT [git HEAD] the commit named in the header
+#   BENCH_CONFIG [tests/bench/bench.yaml] moonwire's config (bench-features.yaml: with
+#              compression, token checking and the watchdog's limit set)
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -40,6 +42,8 @@ CONNECT_CONCURRENCY=${CONNECT_CONCURRENCY:-32}
 SERVER_CPU=${SERVER_CPU:-0}
 GEN_CPU=${GEN_CPU:-1}
 MWBENCH_ARGS=${MWBENCH_ARGS:-}
+BENCH_CONFIG=${BENCH_CONFIG:-$ROOT/tests/bench/bench.yaml}
+case $BENCH_CONFIG in /*) ;; *) BENCH_CONFIG=$ROOT/$BENCH_CONFIG ;; esac
 OUT=${OUT:-$BUILD/bench-$(date +%Y%m%d-%H%M%S)}
 export FANOUT_RATE FANOUT_MEMBERS IDLE_N # for table.js
 
@@ -100,7 +104,7 @@ start_server() { # kind port [heartbeat seconds; empty: the server's default]
   server_log=$OUT/server-$kind-$port.log
   case $kind in
     moonwire)
-      sed "s/@PORT@/$port/" "$ROOT/tests/bench/bench.yaml" > "$OUT/moonwire-$port.yaml"
+      sed "s/@PORT@/$port/" "$BENCH_CONFIG" > "$OUT/moonwire-$port.yaml"
       [ -z "$hb" ] || echo "heartbeat: { interval: ${hb}s }" >> "$OUT/moonwire-$port.yaml"
       MOONWIRE_HOME=$ROOT taskset -c "$SERVER_CPU" "$MOONWIRE" serve -c "$OUT/moonwire-$port.yaml" \
         >"$server_log" 2>&1 &
@@ -220,6 +224,7 @@ jemalloc=$(ldd "$MOONWIRE" | grep -q jemalloc && echo yes || echo no)
   echo "# $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), kernel $(uname -r), node $(node --version), nofile $nofile"
   [ -z "$UWS_PEER" ] || echo "# uws peer: $UWS_PEER"
   echo "# servers on CPU $SERVER_CPU, generator on CPU $GEN_CPU; rounds=$ROUNDS scenarios=\"$SCENARIOS\""
+  echo "# moonwire config: ${BENCH_CONFIG#$ROOT/}"
 } | tee "$OUT/header.txt" >&2
 
 for round in $(seq "$ROUNDS"); do

@@ -14,7 +14,7 @@
 #include "log.h"
 #include "redis.h"
 #include "room.h"
-#include "server.h"
+#include "context.h"
 #include "sse.h"
 #include "util.h"
 

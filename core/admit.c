@@ -7,7 +7,7 @@
 
 #include "conn.h"
 #include "map.h"
-#include "server.h"
+#include "entry.h"
 #include "util.h"
 
 struct mw_admit_stats mw_admit_stats;

@@ -26,7 +26,7 @@
 #include "redis.h"
 #include "room.h"
 #include "script.h"
-#include "server.h"
+#include "context.h"
 #include "util.h"
 
 static const struct mw_config *config;

@@ -28,7 +28,7 @@
 #include "conn.h"
 #include "log.h"
 #include "lua_json.h"
-#include "server.h"
+#include "entry.h"
 #include "util.h"
 
 #define MAX_TOKEN 8192

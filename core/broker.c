@@ -26,7 +26,7 @@
 #include "presence.h"
 #include "redis.h"
 #include "room.h"
-#include "server.h"
+#include "context.h"
 #include "session_redis.h"
 #include "utf8.h"
 #include "util.h"

@@ -36,7 +36,7 @@
 #include "presence.h"
 #include "presence_backend.h"
 #include "redis.h"
-#include "server.h"
+#include "context.h"
 #include "util.h"
 
 #define TTL_TICKS 3

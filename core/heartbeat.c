@@ -11,7 +11,7 @@
 #include "conn.h"
 #include "log.h"
 #include "msg.h"
-#include "server.h"
+#include "context.h"
 #include "util.h"
 
 static uv_timer_t timer;

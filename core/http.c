@@ -15,7 +15,7 @@
 #include "buf.h"
 #include "metrics.h"
 #include "redis.h"
-#include "server.h"
+#include "entry.h"
 #include "util.h"
 
 static char *docroot;     /* static: DIR, or NULL */

@@ -15,7 +15,7 @@
 #include "presence.h"
 #include "room.h"
 #include "script.h"
-#include "server.h"
+#include "context.h"
 #include "utf8.h"
 #include "util.h"
 

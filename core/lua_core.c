@@ -19,7 +19,7 @@
 #include "redis.h"
 #include "session.h"
 #include "session_redis.h"
-#include "server.h"
+#include "context.h"
 #include "util.h"
 
 /* A sleeping coroutine; on the sleepers list until woken or cancelled. */

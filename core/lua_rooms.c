@@ -17,7 +17,7 @@
 #include "redis.h"
 #include "room.h"
 #include "script.h"
-#include "server.h"
+#include "context.h"
 #include "typing.h"
 #include "util.h"
 

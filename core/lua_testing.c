@@ -26,7 +26,7 @@
 #include "lua_api.h"
 #include "lua_json.h"
 #include "script.h"
-#include "server.h"
+#include "entry.h"
 #include "testrun.h"
 #include "util.h"
 

@@ -26,7 +26,7 @@
 #include "redis.h"
 #include "room.h"
 #include "script.h"
-#include "server.h"
+#include "context.h"
 #include "session.h"
 #include "sse.h"
 #include "store.h"

@@ -14,7 +14,7 @@
 #include "log.h"
 #include "map.h"
 #include "presence_backend.h"
-#include "server.h"
+#include "context.h"
 #include "typing.h"
 #include "util.h"
 

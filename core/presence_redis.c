@@ -20,7 +20,7 @@
 #include "presence_backend.h"
 #include "redis.h"
 #include "room.h"
-#include "server.h"
+#include "context.h"
 #include "util.h"
 
 /* Both scripts announce what they count, in the same step (a node that dies right

@@ -13,7 +13,7 @@
 #include "jsonw.h"
 #include "log.h"
 #include "script.h"
-#include "server.h"
+#include "context.h"
 #include "util.h"
 
 #define DEBOUNCE_MS 50

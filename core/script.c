@@ -17,7 +17,7 @@
 #include "log.h"
 #include "lua_api.h"
 #include "lua_json.h"
-#include "server.h"
+#include "context.h"
 #include "session.h"
 #include "session_redis.h"
 #include "util.h"

@@ -37,7 +37,7 @@
 #include "jsonw.h"
 #include "log.h"
 #include "map.h"
-#include "server.h"
+#include "entry.h"
 #include "utf8.h"
 #include "util.h"
 

@@ -46,7 +46,7 @@
 #include "httphead.h"
 #include "jsonw.h"
 #include "log.h"
-#include "server.h"
+#include "entry.h"
 #include "sha1.h"
 #include "util.h"
 #include "wsframe.h"

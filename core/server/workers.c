@@ -6,7 +6,7 @@
  * one had not accepted yet (the master keeps every socket open). Each worker is a
  * complete node with its own loop, Lua states and Redis connections, named
  * "<node_id>-w<k>": rooms, presence and send_user span workers exactly as they span
- * machines (core/cluster.c, core/broker.c), which is why config.c requires Redis.
+ * machines (rooms/cluster.c, rooms/broker.c), which is why config.c requires Redis.
  *
  * The master itself runs no loop: it blocks the signals it handles and takes them
  * synchronously with sigtimedwait, which also serves as the timer for restarts. */

@@ -13,7 +13,9 @@ DEB_PACKAGES = build-essential cmake pkg-config git \
 	libwebsockets-dev libwebsockets-evlib-uv libuv1-dev libluajit2-5.1-dev \
 	libhiredis-dev libyaml-dev libjwt-dev libssl-dev libsodium-dev libjemalloc-dev libcmocka-dev \
 	zlib1g-dev redis-server curl chromium nginx systemd procps strace logrotate \
-	python3-prometheus-client clang libclang-rt-14-dev
+	python3-prometheus-client
+# Only `make fuzz` needs these: `make test` replays the fuzz corpora with gcc.
+FUZZ_PACKAGES = clang libclang-rt-14-dev
 
 BUILD_FUZZ ?= build-fuzz
 FUZZ_SECONDS ?= 120
@@ -76,7 +78,8 @@ bench: build node_modules/.package-lock.json
 # target that needs it; `make test` replays the committed seeds with gcc). New inputs
 # go to $(BUILD_FUZZ)/corpus/TARGET; a crash leaves its input in $(BUILD_FUZZ) and
 # stops here. docs/security.md has the figures of the last run.
-fuzz: deps
+fuzz:
+	@$(MAKE) --no-print-directory deps DEB_PACKAGES="$(DEB_PACKAGES) $(FUZZ_PACKAGES)"
 	CC=clang cmake -S . -B $(BUILD_FUZZ) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMW_FUZZ=ON >/dev/null
 	cmake --build $(BUILD_FUZZ) -j$(JOBS) --target $(addprefix fuzz_,$(FUZZ_TARGETS))
 	@set -e; for t in $(FUZZ_TARGETS); do \

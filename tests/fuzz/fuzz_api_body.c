@@ -1,4 +1,4 @@
-/* fuzz_api_body.c - the HTTP API's request bodies (core/api_body.c): the first byte
+/* fuzz_api_body.c - the HTTP API's request bodies (core/http/api_body.c): the first byte
  * picks the call (publish, notify, disconnect), the rest is the body. A body is either
  * refused with bad_json or bad_message, or gives a request whose fields hold by the
  * rules: what goes on to a room or an inbox is valid. */
@@ -6,10 +6,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "api_body.h"
-#include "ident.h"
-#include "room.h"
-#include "utf8.h"
+#include "http/api_body.h"
+#include "base/ident.h"
+#include "rooms/room.h"
+#include "base/utf8.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -1,12 +1,12 @@
 /* fuzz_broker_wire.c - the payload decoder of messages between nodes
- * (core/broker_wire.c): anything from Redis decodes or is refused; what decodes points
+ * (core/rooms/broker_wire.c): anything from Redis decodes or is refused; what decodes points
  * inside the payload, and encodes back to a payload that decodes to the same. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "broker_wire.h"
-#include "buf.h"
+#include "rooms/broker_wire.h"
+#include "base/buf.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

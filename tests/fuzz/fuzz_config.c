@@ -1,10 +1,10 @@
-/* fuzz_config.c - the configuration loader (core/config.c): any YAML loads or gives a
+/* fuzz_config.c - the configuration loader (core/base/config.c): any YAML loads or gives a
  * "source:line: message" error, and frees cleanly either way. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "config.h"
+#include "base/config.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -1,4 +1,4 @@
-/* fuzz_json.c - the JSON codec (core/lua_json.c): anything decodes or fails cleanly;
+/* fuzz_json.c - the JSON codec (core/base/lua_json.c): anything decodes or fails cleanly;
  * what decodes encodes, and one round later the text is stable. */
 #include <stdint.h>
 #include <stdlib.h>
@@ -6,8 +6,8 @@
 
 #include <lauxlib.h>
 
-#include "buf.h"
-#include "lua_json.h"
+#include "base/buf.h"
+#include "base/lua_json.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -1,4 +1,4 @@
-/* fuzz_redis_cluster.c - the Redis Cluster parsers (core/redis_cluster.c): the input
+/* fuzz_redis_cluster.c - the Redis Cluster parsers (core/redis/redis_cluster.c): the input
  * is read as RESP replies (hiredis's reader, as from a server); each one goes to the
  * CLUSTER SLOTS parser, an error reply to the MOVED/ASK parser, and the raw bytes to
  * the slot and redirect functions too. */
@@ -9,7 +9,7 @@
 #include <hiredis/hiredis.h>
 #include <hiredis/read.h>
 
-#include "redis_cluster.h"
+#include "redis/redis_cluster.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -119,7 +119,7 @@ describe('limits', () => {
     });
 
     // The server gives back the page of its receive buffer that each pong touched
-    // (core/server.c, release_rx_page): the buffer must keep working afterwards, for
+    // (core/server/server.c, release_rx_page): the buffer must keep working afterwards, for
     // control frames and for a message that comes in fragments.
     it('still reads control frames and fragmented messages after answered pings', async () => {
       const c = await connect(server.url(`/chat?user=${uid('frag')}`));
@@ -160,7 +160,7 @@ describe('limits', () => {
       await assertServes(server);
     });
 
-    // The pings go by each connection's own moment in the interval (core/heartbeat.c):
+    // The pings go by each connection's own moment in the interval (core/net/heartbeat.c):
     // opened together and quiet, every answering one is still pinged and kept, every
     // mute one still dropped once silent for interval + timeout.
     it('keeps every answering connection of many opened together and drops every mute one', async () => {

@@ -13,7 +13,7 @@ const { rawConnect } = require('./lib/rawws');
 const { uid, expectAck, assertServes, assertPingPong, waitFor } = require('./lib/helpers');
 const { holdsSocket, socketsHeld, memory, metrics } = require('./lib/proc');
 
-const CLOSE_GRACE_MS = 3000; // core/conn.h MW_CLOSE_GRACE_MS
+const CLOSE_GRACE_MS = 3000; // core/net/conn.h MW_CLOSE_GRACE_MS
 const RELEASE_BOUND_MS = CLOSE_GRACE_MS + 7000; // the grace plus room for a loaded machine
 const SANITIZE = process.env.MOONWIRE_SANITIZE === '1';
 

@@ -1,4 +1,4 @@
-// The HTTP fallback transport (core/sse.c): a Server-Sent Events stream down and
+// The HTTP fallback transport (core/http/sse.c): a Server-Sent Events stream down and
 // POSTs up make a connection that a Lua app cannot tell from a WebSocket (hello,
 // rooms, presence, acks, dedup in a session, heartbeats, rate limit, max_message,
 // UTF-8, slow consumers); bad requests get clear answers; a POST that reaches another

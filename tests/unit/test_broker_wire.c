@@ -8,7 +8,7 @@
 
 #include <string.h>
 
-#include "broker_wire.h"
+#include "rooms/broker_wire.h"
 
 static struct mw_buf encode(char kind, const char *node, unsigned flags, const char *except,
                             const char *body)

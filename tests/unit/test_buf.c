@@ -10,7 +10,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "buf.h"
+#include "base/buf.h"
 
 static void test_put_u64_matches_printf(void **state)
 {

@@ -1,4 +1,4 @@
-/* test_config.c - unit tests for core/config.c: defaults, every key, value syntax,
+/* test_config.c - unit tests for core/base/config.c: defaults, every key, value syntax,
  * ${VAR} substitution, path and app: resolution, and the line of every error. */
 #define _GNU_SOURCE /* nftw */
 #include <stdarg.h>
@@ -15,8 +15,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "config.h"
-#include "log.h"
+#include "base/config.h"
+#include "base/log.h"
 
 #define ERRLEN 512
 

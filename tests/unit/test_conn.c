@@ -13,9 +13,9 @@
 
 #include <uv.h>
 
-#include "conn.h"
-#include "session.h"
-#include "util.h"
+#include "net/conn.h"
+#include "net/session.h"
+#include "base/util.h"
 
 /* What the transport and the unlink hook saw. */
 struct rec {

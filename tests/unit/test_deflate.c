@@ -13,8 +13,8 @@
 
 #include <zlib.h>
 
-#include "deflate.h"
-#include "msg.h"
+#include "net/deflate.h"
+#include "base/msg.h"
 
 /* Negotiates one header value; returns the window (0: declined), *resp the answer. */
 static int nego(const char *value, char *resp)

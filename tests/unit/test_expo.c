@@ -8,8 +8,8 @@
 
 #include <string.h>
 
-#include "buf.h"
-#include "expo.h"
+#include "base/buf.h"
+#include "http/expo.h"
 
 static const char *page_a =
     "# HELP mw_up 1 while up\n"

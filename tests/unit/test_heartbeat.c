@@ -16,11 +16,11 @@
 
 #include <uv.h>
 
-#include "conn.h"
-#include "heartbeat.h"
-#include "log.h"
-#include "server.h"
-#include "util.h"
+#include "net/conn.h"
+#include "net/heartbeat.h"
+#include "base/log.h"
+#include "server/server.h"
+#include "base/util.h"
 
 /* A simulated peer: what it got, and whether it answers pings. */
 struct peer {

@@ -9,7 +9,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "httphead.h"
+#include "net/httphead.h"
 
 static const char upgrade[] =
     "GET /chat?user=ana%20b&session=s1&flag&x=a+b HTTP/1.1\r\n"

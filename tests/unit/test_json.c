@@ -1,4 +1,4 @@
-/* test_json.c - unit tests for core/lua_json.c through a real LuaJIT state. */
+/* test_json.c - unit tests for core/base/lua_json.c through a real LuaJIT state. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -14,8 +14,8 @@
 #include <lauxlib.h>
 #include <lualib.h>
 
-#include "buf.h"
-#include "lua_json.h"
+#include "base/buf.h"
+#include "base/lua_json.h"
 
 /* ---- helpers ---- */
 

@@ -1,4 +1,4 @@
-/* test_json_order.c - the key order of objects encoded by core/lua_json.c: envelope
+/* test_json_order.c - the key order of objects encoded by core/base/lua_json.c: envelope
  * fields first at the top level, a decoded object's keys as they came, the rest sorted. */
 #include <stdarg.h>
 #include <stddef.h>
@@ -14,8 +14,8 @@
 #include <lauxlib.h>
 #include <lualib.h>
 
-#include "buf.h"
-#include "lua_json.h"
+#include "base/buf.h"
+#include "base/lua_json.h"
 
 static lua_State *new_state(void)
 {

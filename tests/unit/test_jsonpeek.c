@@ -9,7 +9,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "jsonpeek.h"
+#include "base/jsonpeek.h"
 
 /* The id's JSON text in s, or "" when there is none. */
 static const char *peek(const char *s)

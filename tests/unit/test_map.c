@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "map.h"
+#include "base/map.h"
 
 static void test_put_get_replace(void **state)
 {

@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "redis.h"
+#include "redis/redis.h"
 
 struct parsed {
     char host[64];

@@ -11,7 +11,7 @@
 
 #include <hiredis/hiredis.h>
 
-#include "redis_cluster.h"
+#include "redis/redis_cluster.h"
 
 static int slot_of(const char *key)
 {

@@ -10,9 +10,9 @@
 
 #include <string.h>
 
-#include "conn.h"
-#include "msg.h"
-#include "room.h"
+#include "net/conn.h"
+#include "base/msg.h"
+#include "rooms/room.h"
 
 static int keep_flush(struct mw_conn *c)
 {

@@ -9,8 +9,8 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "msg.h"
-#include "sendq.h"
+#include "base/msg.h"
+#include "net/sendq.h"
 
 static struct mw_msg *text(const char *s, unsigned flags)
 {

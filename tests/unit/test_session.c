@@ -10,8 +10,8 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "session.h"
-#include "util.h"
+#include "net/session.h"
+#include "base/util.h"
 
 static void test_states(void **state)
 {

@@ -12,7 +12,7 @@
 
 #include <libwebsockets.h>
 
-#include "sha1.h"
+#include "base/sha1.h"
 
 static void hex(const unsigned char *d, char *out)
 {

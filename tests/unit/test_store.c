@@ -26,11 +26,11 @@
 #include <lualib.h>
 #include <uv.h>
 
-#include "lua_api.h"
-#include "log.h"
-#include "lua_json.h"
-#include "store.h"
-#include "util.h"
+#include "lua/lua_api.h"
+#include "base/log.h"
+#include "base/lua_json.h"
+#include "store/store.h"
+#include "base/util.h"
 
 /* ---- running requests whichever way they complete ---- */
 

@@ -18,7 +18,7 @@
 
 #include <hiredis/hiredis.h>
 
-#include "redis.h"
+#include "redis/redis.h"
 
 static pid_t redis_pid;
 static int redis_port;

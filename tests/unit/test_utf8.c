@@ -9,8 +9,8 @@
 
 #include <string.h>
 
-#include "ident.h"
-#include "utf8.h"
+#include "base/ident.h"
+#include "base/utf8.h"
 
 static bool valid(const char *s, size_t n)
 {

@@ -11,8 +11,8 @@
 #include <lauxlib.h>
 #include <lualib.h>
 
-#include "util.h"
-#include "watchdog.h"
+#include "base/util.h"
+#include "lua/watchdog.h"
 
 static lua_State *L;
 static void *vm;

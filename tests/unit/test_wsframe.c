@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "wsframe.h"
+#include "net/wsframe.h"
 
 /* ---- building client frames ---- */
 

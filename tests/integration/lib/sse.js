@@ -1,4 +1,4 @@
-// A client of the HTTP fallback transport (core/sse.c) for black-box tests: the
+// A client of the HTTP fallback transport (core/http/sse.c) for black-box tests: the
 // stream is a GET read as Server-Sent Events, frames go up in POSTs. Mirrors
 // lib/client.js: next(pred), request(type, {room, data}), collect(pred, ms).
 'use strict';

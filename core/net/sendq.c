@@ -1,0 +1,159 @@
+/* sendq.c - the send queue: a ring of frame references, partial writes and gathers. */
+#include "net/sendq.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/util.h"
+
+static void grow(struct mw_sendq *q)
+{
+    uint32_t cap = q->cap ? q->cap * 2 : 8;
+    struct mw_msg **ring = mw_malloc(cap * sizeof *ring);
+    for (uint32_t i = 0; i < q->len; i++)
+        ring[i] = mw_sendq_at(q, i);
+    free(q->ring);
+    q->ring = ring;
+    q->cap = cap;
+    q->head = 0;
+}
+
+void mw_sendq_push(struct mw_sendq *q, struct mw_msg *m)
+{
+    if (q->len == q->cap)
+        grow(q);
+    q->ring[(q->head + q->len) & (q->cap - 1)] = mw_msg_incref(m);
+    q->len++;
+    q->bytes += m->len;
+}
+
+/* Releases the head frame. */
+static void pop(struct mw_sendq *q)
+{
+    struct mw_msg *m = q->ring[q->head];
+    q->bytes -= m->len - q->off;
+    q->off = 0;
+    q->head = (q->head + 1) & (q->cap - 1);
+    q->len--;
+    mw_msg_decref(m);
+}
+
+void mw_sendq_clear(struct mw_sendq *q)
+{
+    while (q->len)
+        pop(q);
+}
+
+uint32_t mw_sendq_discard(struct mw_sendq *q)
+{
+    uint32_t keep = q->off ? 1 : 0, n = 0;
+    while (q->len > keep) { /* from the tail: the head may stay */
+        uint32_t last = (q->head + q->len - 1) & (q->cap - 1);
+        q->bytes -= q->ring[last]->len;
+        mw_msg_decref(q->ring[last]);
+        q->len--;
+        n++;
+    }
+    return n;
+}
+
+uint32_t mw_sendq_drop_coalescible(struct mw_sendq *q, size_t limit, size_t need)
+{
+    uint32_t mask = q->cap - 1, kept = 0, dropped = 0;
+    for (uint32_t i = 0; i < q->len; i++) {
+        struct mw_msg *m = q->ring[(q->head + i) & mask];
+        bool started = i == 0 && q->off;
+        if ((m->flags & MW_MSG_COALESCE) && !started && q->bytes + need > limit) {
+            q->bytes -= m->len;
+            mw_msg_decref(m);
+            dropped++;
+            continue;
+        }
+        q->ring[(q->head + kept) & mask] = m;
+        kept++;
+    }
+    q->len = kept;
+    return dropped;
+}
+
+/* The bytes of the i-th frame still to write: *p and the length. */
+static size_t piece(const struct mw_sendq *q, uint32_t i, const unsigned char **p)
+{
+    const struct mw_msg *m = mw_sendq_at(q, i);
+    size_t skip = i == 0 ? q->off : 0;
+    *p = m->data + skip;
+    return m->len - skip;
+}
+
+size_t mw_sendq_gather_need(const struct mw_sendq *q, size_t max)
+{
+    const unsigned char *p;
+    size_t need = 0;
+    for (uint32_t i = 0; i < q->len; i++) {
+        size_t n = piece(q, i, &p);
+        if (i && need + n > max)
+            break;
+        need += n;
+    }
+    return need;
+}
+
+size_t mw_sendq_gather(const struct mw_sendq *q, unsigned char *buf, size_t max)
+{
+    const unsigned char *p;
+    size_t at = 0;
+    for (uint32_t i = 0; i < q->len; i++) {
+        size_t n = piece(q, i, &p);
+        if (i && at + n > max)
+            break;
+        memcpy(buf + at, p, n);
+        at += n;
+    }
+    return at;
+}
+
+int mw_sendq_iov(const struct mw_sendq *q, struct iovec *iov, int maxiov, size_t max,
+                 size_t *nbytes)
+{
+    const unsigned char *p;
+    size_t sum = 0;
+    int k = 0;
+    for (uint32_t i = 0; i < q->len && k < maxiov; i++) {
+        size_t n = piece(q, i, &p);
+        if (i && sum + n > max)
+            break;
+        iov[k].iov_base = (void *)p;
+        iov[k].iov_len = n;
+        k++;
+        sum += n;
+    }
+    *nbytes = sum;
+    return k;
+}
+
+uint32_t mw_sendq_consume(struct mw_sendq *q, size_t n)
+{
+    uint32_t done = 0;
+    while (n && q->len) {
+        size_t left = q->ring[q->head]->len - q->off;
+        if (n < left) {
+            q->off += (uint32_t)n;
+            q->bytes -= n;
+            return done;
+        }
+        n -= left;
+        pop(q);
+        done++;
+    }
+    mw_assert(n == 0);
+    return done;
+}
+
+void mw_sendq_trim(struct mw_sendq *q)
+{
+    if (q->len || !q->ring)
+        return;
+    free(q->ring);
+    q->ring = NULL;
+    q->cap = q->head = 0;
+}

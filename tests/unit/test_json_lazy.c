@@ -15,8 +15,8 @@
 #include <lauxlib.h>
 #include <lualib.h>
 
-#include "buf.h"
-#include "lua_json.h"
+#include "base/buf.h"
+#include "base/lua_json.h"
 
 /* decode_message(text) -> msg | nil, err (what the router calls). */
 static int l_decode_message(lua_State *L)

@@ -30,7 +30,8 @@
 #include "bytes.h"
 #include "clock.h"
 #include "jscan.h"
-#include "sha1.h"
+#include "b64.h"
+#include "base/sha1.h"
 
 #define MAX_ROOMS 64
 
@@ -208,7 +209,7 @@ static bool upgrade(uint32_t i)
         return false;
     size_t kl = strcspn(key, "\r\n");
     snprintf(kbuf, sizeof kbuf, "%.*s258EAFA5-E914-47DA-95CA-C5AB0DC85B11", (int)kl, key);
-    mwb_sha1(kbuf, strlen(kbuf), dig);
+    mw_sha1(kbuf, strlen(kbuf), dig);
     mwb_base64(dig, sizeof dig, accept);
     user = strstr(head, "user=");
     snprintf(c->user, sizeof c->user, "%.*s", user ? (int)strcspn(user + 5, " &\r\n") : 4,

@@ -6,7 +6,8 @@
 #include <strings.h>
 #include <sys/random.h>
 
-#include "sha1.h"
+#include "b64.h"
+#include "base/sha1.h"
 
 static const char GUID[] = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 
@@ -29,7 +30,7 @@ static void expected_accept(const char *key, char accept[WSC_ACCEPT_LEN + 1])
     char buf[64];
     unsigned char dig[20];
     int n = snprintf(buf, sizeof buf, "%s%s", key, GUID);
-    mwb_sha1(buf, (size_t)n, dig);
+    mw_sha1(buf, (size_t)n, dig);
     mwb_base64(dig, sizeof dig, accept);
 }
 

@@ -49,7 +49,8 @@ void mw_app_decref(struct mw_app *a);
 /* The app a Lua state belongs to. */
 struct mw_app *mw_app_of(lua_State *L);
 
-/* Events from the server; each runs the router in a new coroutine. */
+/* Events from the server; each runs the router in a coroutine of its own (a message
+ * may get one that an earlier message's handler finished with). */
 void mw_script_connect(struct mw_conn *c);
 void mw_script_message(struct mw_conn *c, const char *payload, size_t len, bool binary);
 void mw_script_disconnect(struct mw_conn *c);

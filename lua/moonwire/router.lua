@@ -1,6 +1,7 @@
 -- router.lua - from frames to handlers: validates the envelope (docs/protocol.md),
 -- answers ping, runs the app's handler and replies with ack or error.
--- The C core calls connect/message/raw/disconnect, each in a fresh coroutine.
+-- The C core calls connect/message/raw/disconnect, each in a coroutine of its own
+-- (a message's may be reused from an earlier one: script.c).
 local json = require "moonwire.json"
 local core = require "moonwire.core"
 require "moonwire.conn" -- installs the conn metatable

@@ -17,14 +17,18 @@
 
 #include "base/buf.h"
 #include "base/lua_json.h"
+#include "json_assert.h"
 
-/* decode_message(text) -> msg | nil, err (what the router calls). */
-static int l_decode_message(lua_State *L)
+/* decode_message(text) and decode_lazy(text) -> value | nil, err: the decoders the
+ * router and history use (upvalue 1: 0 for the first, 1 for the second). */
+static int l_decode(lua_State *L)
 {
     size_t n;
     const char *s = luaL_checklstring(L, 1, &n);
     char err[128];
-    if (mw_json_decode_message(L, s, n, err, sizeof err) < 0) {
+    int rc = lua_tointeger(L, lua_upvalueindex(1)) ? mw_json_decode_lazy(L, s, n, err, sizeof err)
+                                                   : mw_json_decode_message(L, s, n, err, sizeof err);
+    if (rc < 0) {
         lua_pushnil(L);
         lua_pushstring(L, err);
         return 2;
@@ -40,8 +44,11 @@ static int setup(void **state)
     lua_pushcfunction(L, luaopen_moonwire_json);
     lua_call(L, 0, 1);
     lua_setglobal(L, "json");
-    lua_pushcfunction(L, l_decode_message);
-    lua_setglobal(L, "decode_message");
+    for (int lazy = 0; lazy < 2; lazy++) {
+        lua_pushinteger(L, lazy);
+        lua_pushcclosure(L, l_decode, 1);
+        lua_setglobal(L, lazy ? "decode_lazy" : "decode_message");
+    }
     *state = L;
     return 0;
 }
@@ -56,19 +63,9 @@ static int teardown(void **state)
  * value's encoding. */
 static void assert_encodes(lua_State *L, const char *text, const char *code, const char *expect)
 {
-    struct mw_buf b = { 0 };
-    char err[128] = "";
-    int top = lua_gettop(L);
     lua_pushstring(L, text);
     lua_setglobal(L, "text");
-    if (luaL_loadstring(L, code) || lua_pcall(L, 0, 1, 0))
-        fail_msg("lua error: %s\nin: %s", lua_tostring(L, -1), code);
-    if (mw_json_encode(L, -1, &b, err, sizeof err))
-        fail_msg("encode failed (%s), expected %s", err, expect);
-    mw_buf_putc(&b, '\0');
-    assert_string_equal(b.p, expect);
-    mw_buf_free(&b);
-    lua_settop(L, top);
+    assert_lua_encodes(L, code, expect);
 }
 
 /* Runs `code`, which must return true. */
@@ -220,24 +217,9 @@ static void test_large_data(void **state)
 }
 
 /* History entries (mw_json_decode_lazy): a whole object kept as text until used. */
-static int l_decode_lazy(lua_State *L)
-{
-    size_t n;
-    const char *s = luaL_checklstring(L, 1, &n);
-    char err[128];
-    if (mw_json_decode_lazy(L, s, n, err, sizeof err) < 0) {
-        lua_pushnil(L);
-        lua_pushstring(L, err);
-        return 2;
-    }
-    return 1;
-}
-
 static void test_whole_object_lazy(void **state)
 {
     lua_State *L = *state;
-    lua_pushcfunction(L, l_decode_lazy);
-    lua_setglobal(L, "decode_lazy");
     assert_encodes(L, " " MSG " ", "return json.array({ decode_lazy(text), decode_lazy(text) })",
                    "[" MSG "," MSG "]");
     assert_lua(L, MSG, "local e = decode_lazy(text) return e.id == 7 and e.data.z == 2");

@@ -16,6 +16,7 @@
 
 #include "base/buf.h"
 #include "base/lua_json.h"
+#include "json_assert.h"
 
 static lua_State *new_state(void)
 {
@@ -37,22 +38,6 @@ static int teardown(void **state)
 {
     lua_close(*state);
     return 0;
-}
-
-/* Runs `code` (a chunk returning one value) and asserts the value's encoding. */
-static void assert_lua_encodes(lua_State *L, const char *code, const char *expect)
-{
-    struct mw_buf b = { 0 };
-    char err[128] = "";
-    int top = lua_gettop(L);
-    if (luaL_loadstring(L, code) || lua_pcall(L, 0, 1, 0))
-        fail_msg("lua error: %s\nin: %s", lua_tostring(L, -1), code);
-    if (mw_json_encode(L, -1, &b, err, sizeof err))
-        fail_msg("encode failed (%s), expected %s", err, expect);
-    mw_buf_putc(&b, '\0');
-    assert_string_equal(b.p, expect);
-    mw_buf_free(&b);
-    lua_settop(L, top);
 }
 
 /* Decodes text, then encodes it back unchanged. */

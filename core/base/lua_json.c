@@ -35,10 +35,35 @@
 /* 2^53: integral doubles below this in magnitude are exact and printed as integers. */
 #define MAX_EXACT_INT 9007199254740992.0
 
+/* Pushes the registry's metatable `name` (luaL_newmetatable's, created on first use;
+ * returns 1 then), found after the first use under `key`, a light userdata: a lookup
+ * by name interns the name each time, and every encode and decode needs three. */
+static int push_registered_mt(lua_State *L, const char *name, void *key)
+{
+    lua_pushlightuserdata(L, key);
+    lua_rawget(L, LUA_REGISTRYINDEX);
+    if (!lua_isnil(L, -1))
+        return 0;
+    lua_pop(L, 1);
+    int created = luaL_newmetatable(L, name);
+    lua_pushlightuserdata(L, key);
+    lua_pushvalue(L, -2);
+    lua_rawset(L, LUA_REGISTRYINDEX);
+    return created;
+}
+
+static char array_mt_key, order_mt_key, lazy_mt_key;
+
 /* Pushes the array metatable, creating it in the registry on first use. */
 static void push_array_mt(lua_State *L)
 {
-    luaL_newmetatable(L, MW_JSON_ARRAY_MT);
+    push_registered_mt(L, MW_JSON_ARRAY_MT, &array_mt_key);
+}
+
+/* Pushes the key lists' marker (MW_JSON_ORDER_MT), creating it on first use. */
+static void push_order_mt(lua_State *L)
+{
+    push_registered_mt(L, MW_JSON_ORDER_MT, &order_mt_key);
 }
 
 void mw_json_push_array(lua_State *L, int narr)
@@ -566,7 +591,7 @@ static int lazy_newindex(lua_State *L);
 /* Pushes the metatable of lazy objects, creating it in the registry on first use. */
 static void push_lazy_mt(lua_State *L)
 {
-    if (luaL_newmetatable(L, MW_JSON_LAZY_MT)) {
+    if (push_registered_mt(L, MW_JSON_LAZY_MT, &lazy_mt_key)) {
         lua_pushcfunction(L, lazy_index);
         lua_setfield(L, -2, "__index");
         lua_pushcfunction(L, lazy_newindex);
@@ -610,7 +635,7 @@ static int decode(lua_State *L, const char *s, size_t len, char *err, size_t err
         return -1;
     }
     push_array_mt(L);
-    luaL_newmetatable(L, MW_JSON_ORDER_MT);
+    push_order_mt(L);
     if ((mode == LAZY_STORED ? dec_lazy(&d, 0) : dec_value(&d, 0)) == 0) {
         skip_ws(&d);
         if (d.p == d.end) {
@@ -643,7 +668,7 @@ static bool is_lazy(lua_State *L, int idx)
 {
     if (!lua_getmetatable(L, idx))
         return false;
-    luaL_getmetatable(L, MW_JSON_LAZY_MT);
+    push_lazy_mt(L);
     bool r = lua_rawequal(L, -1, -2);
     lua_pop(L, 2);
     return r;
@@ -753,9 +778,9 @@ void mw_json_lazy_install(lua_State *L)
 struct enc {
     lua_State *L;
     struct mw_buf *out;
-    int mt;          /* stack index of the array metatable (nil if never created) */
-    int order_mt;    /* stack index of the key-list marker (nil if never created) */
-    int lazy_mt;     /* stack index of the lazy objects' metatable (nil if none yet) */
+    int mt;          /* stack index of the array metatable */
+    int order_mt;    /* stack index of the key-list marker */
+    int lazy_mt;     /* stack index of the lazy objects' metatable */
     char *err;
     size_t errlen;
 };
@@ -1301,9 +1326,9 @@ static int encode(lua_State *L, int idx, struct mw_buf *out, char *err, size_t e
         idx = top + idx + 1;
     if (!lua_checkstack(L, 8))
         return enc_fail(&e, "%s", "out of Lua stack");
-    lua_getfield(L, LUA_REGISTRYINDEX, MW_JSON_ARRAY_MT);
-    lua_getfield(L, LUA_REGISTRYINDEX, MW_JSON_ORDER_MT);
-    lua_getfield(L, LUA_REGISTRYINDEX, MW_JSON_LAZY_MT);
+    push_array_mt(L);
+    push_order_mt(L);
+    push_lazy_mt(L);
     rc = enc_value(&e, idx, depth);
     lua_settop(L, top);
     if (rc)

@@ -530,6 +530,26 @@ static void refuse(struct ws *w, int status, const char *why, const char *extra)
     ws_end(w, false);
 }
 
+/* An IPv4 address in dotted decimal, as inet_ntop writes it (which costs a sprintf
+ * per connection); "" if len is too small. */
+static void ipv4_text(const struct in_addr *a, char *buf, size_t len)
+{
+    const unsigned char *b = (const unsigned char *)&a->s_addr;
+    char tmp[INET_ADDRSTRLEN], *p = tmp;
+    for (int i = 0; i < 4; i++) {
+        if (i)
+            *p++ = '.';
+        if (b[i] >= 100)
+            *p++ = (char)('0' + b[i] / 100);
+        if (b[i] >= 10)
+            *p++ = (char)('0' + b[i] / 10 % 10);
+        *p++ = (char)('0' + b[i] % 10);
+    }
+    *p = '\0';
+    if ((size_t)(p - tmp) < len)
+        memcpy(buf, tmp, (size_t)(p - tmp) + 1);
+}
+
 /* The peer's address as text: the one accept gave, else asked for. */
 static void remote_of(const struct ws *w, char *buf, size_t len)
 {
@@ -541,7 +561,7 @@ static void remote_of(const struct ws *w, char *buf, size_t len)
     else if (getpeername(w->fd, (struct sockaddr *)&ss, &sl) < 0)
         return;
     if (ss.ss_family == AF_INET)
-        inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, buf, (socklen_t)len);
+        ipv4_text(&((struct sockaddr_in *)&ss)->sin_addr, buf, len);
     else if (ss.ss_family == AF_INET6)
         inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, buf, (socklen_t)len);
 }

@@ -226,6 +226,15 @@ static void schedule_count(struct mw_room *r)
         uv_timer_start(&count_timer, on_count_timer, r->count_sent_ms + COUNT_INTERVAL_MS - now, 0);
 }
 
+/* Whether a presence event would reach nobody: on a single node (clustered, every
+ * event goes to Redis too), a room with no member here but `except`. The first to
+ * join a room and the last to leave it have nobody to tell: no event is built. */
+static bool nobody_to_tell(const struct mw_room *r, const struct mw_conn *except)
+{
+    return !PR.clustered &&
+           (!r || r->nmembers == 0 || (r->nmembers == 1 && r->members[0]->conn == except));
+}
+
 /* presence:join for a user's first connection in the room (or, above the route's
  * threshold, a throttled presence:count), from the given counts. */
 static void emit_join(const char *room, const struct mw_presence_entry *e, const char *except_conn,
@@ -244,11 +253,13 @@ static void emit_join(const char *room, const struct mw_presence_entry *e, const
         }
         return;
     }
+    struct mw_conn *except = except_conn ? mw_conn_find(except_conn) : NULL;
+    if (nobody_to_tell(r, except))
+        return;
     struct mw_presence p = { (char *)e->user, (char *)e->meta, e->conns };
     struct mw_buf d = { 0 };
     mw_presence_member_json(&d, &p);
-    send_presence(room, true, e->user, &d, except_conn ? mw_conn_find(except_conn) : NULL,
-                  local_only);
+    send_presence(room, true, e->user, &d, except, local_only);
     mw_buf_free(&d);
 }
 
@@ -269,6 +280,8 @@ static void emit_leave(const char *room, const char *user, uint32_t users_before
         }
         return;
     }
+    if (nobody_to_tell(r, NULL))
+        return;
     struct mw_buf d = { 0 };
     mw_buf_puts(&d, "{\"user\":");
     mw_jsonw_str(&d, user);

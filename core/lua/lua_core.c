@@ -345,6 +345,7 @@ static int l_ack(lua_State *L)
     const char *user = luaL_optstring(L, 5, NULL), *sid = luaL_optstring(L, 6, NULL);
     char err[256];
     struct mw_buf b = { 0 };
+    mw_buf_reserve(&b, 512); /* a join's ack with a few members: allocated once, not grown */
     mw_buf_puts(&b, "{\"type\":\"ack\",\"id\":");
     if (mw_json_encode(L, 3, &b, err, sizeof err) < 0)
         goto fail;

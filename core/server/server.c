@@ -156,6 +156,7 @@ void mw_server_unload_routes(void)
 static void send_hello(struct mw_conn *c)
 {
     struct mw_buf b = { 0 };
+    mw_buf_reserve(&b, 256); /* room for the usual ids: allocated once, not grown */
     mw_buf_puts(&b, "{\"type\":\"hello\",\"data\":{\"conn\":");
     mw_jsonw_str(&b, c->id);
     mw_buf_puts(&b, ",\"node\":");

@@ -166,6 +166,13 @@ static const char *meta_json(lua_State *L, int idx, struct mw_buf *b)
         return NULL;
     luaL_checktype(L, idx, LUA_TTABLE);
     mw_json_unlazy(L, idx);
+    lua_pushnil(L);
+    if (!lua_next(L, idx)) { /* no metadata (the chat app's join without a name) */
+        mw_buf_puts(b, "{}");
+        mw_buf_putc(b, '\0');
+        return b->p;
+    }
+    lua_pop(L, 2);
     lua_newtable(L);
     lua_pushnil(L);
     while (lua_next(L, idx)) {

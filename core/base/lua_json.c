@@ -613,13 +613,18 @@ static int dec_lazy(struct dec *d, int depth)
     d->skip = false;
     if (rc)
         return -1;
+    mw_json_push_lazy_object(L, start, (size_t)(d->p - start));
+    return 0;
+}
+
+void mw_json_push_lazy_object(lua_State *L, const char *text, size_t len)
+{
     lua_createtable(L, 0, 1);
     lua_pushlightuserdata(L, &raw_key);
-    lua_pushlstring(L, start, (size_t)(d->p - start));
+    lua_pushlstring(L, text, len);
     lua_rawset(L, -3);
     push_lazy_mt(L);
     lua_setmetatable(L, -2);
-    return 0;
 }
 
 /* Decodes s[0..len) onto the stack (or, with into, the top-level object into that

@@ -34,6 +34,10 @@ int mw_json_decode_message(lua_State *L, const char *s, size_t len, char *err, s
  * reply does. */
 int mw_json_decode_lazy(lua_State *L, const char *s, size_t len, char *err, size_t errlen);
 
+/* Pushes a lazy object holding text[0..len), one JSON object the server wrote itself
+ * (not checked again: a presence member built in C). */
+void mw_json_push_lazy_object(lua_State *L, const char *text, size_t len);
+
 /* Decodes the lazy object at idx into itself (it becomes an ordinary decoded object);
  * does nothing to any other value. C code that walks a table given by Lua with raw
  * access (lua_next) calls this first. Raises on failure (out of memory). */

@@ -166,19 +166,24 @@ static int l_info(lua_State *L)
     return 1;
 }
 
-/* Pushes the local members of a room (at most limit) and their count: built as one
- * JSON array and decoded once. */
+/* Pushes the local members of a room (at most limit) and their count: an array of
+ * lazy objects, each member's JSON, decoded only if Lua looks. */
 static int push_local_presence(lua_State *L, const char *room, lua_Integer limit)
 {
-    char err[256];
     struct mw_room *r = mw_room_find(room);
+    uint32_t total = r ? r->presence.len : 0, n = 0;
     struct mw_buf b = { 0 };
-    mw_presence_list_json(&b, r, (uint32_t)limit);
-    int rc = mw_json_decode_lazy(L, b.p, b.len, err, sizeof err); /* members decoded if used */
+    mw_json_push_array(L, (int)(total < limit ? total : limit));
+    for (uint32_t i = 0; r && i < r->presence.cap && n < limit; i++) {
+        if (!r->presence.slots[i].key)
+            continue;
+        b.len = 0;
+        mw_presence_member_json(&b, r->presence.slots[i].val);
+        mw_json_push_lazy_object(L, b.p, b.len);
+        lua_rawseti(L, -2, (int)++n);
+    }
     mw_buf_free(&b);
-    if (rc < 0)
-        return luaL_error(L, "rooms.presence: %s", err);
-    lua_pushinteger(L, r ? r->presence.len : 0);
+    lua_pushinteger(L, total);
     return 2;
 }
 

@@ -1331,9 +1331,11 @@ static int encode(lua_State *L, int idx, struct mw_buf *out, char *err, size_t e
         idx = top + idx + 1;
     if (!lua_checkstack(L, 8))
         return enc_fail(&e, "%s", "out of Lua stack");
-    push_array_mt(L);
-    push_order_mt(L);
-    push_lazy_mt(L);
+    if (lua_type(L, idx) == LUA_TTABLE) { /* only tables look at metatables (an id does not) */
+        push_array_mt(L);
+        push_order_mt(L);
+        push_lazy_mt(L);
+    }
     rc = enc_value(&e, idx, depth);
     lua_settop(L, top);
     if (rc)

@@ -15,7 +15,8 @@ static uint32_t load_be32(const unsigned char *p)
     return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
 }
 
-/* One 64-byte block into the state h. */
+/* One 64-byte block into the state h. Five rounds at a time name the working
+ * variables in turn instead of moving them along. */
 static void block(uint32_t h[5], const unsigned char *p)
 {
     uint32_t w[80];
@@ -23,18 +24,30 @@ static void block(uint32_t h[5], const unsigned char *p)
         w[t] = load_be32(p + 4 * t);
     for (int t = 16; t < 80; t++)
         w[t] = rol(w[t - 3] ^ w[t - 8] ^ w[t - 14] ^ w[t - 16], 1);
-    uint32_t a = h[0], b = h[1], c = h[2], d = h[3], e = h[4], tmp;
-#define ROUND(f, k, t) \
-    (tmp = rol(a, 5) + (f) + e + (k) + w[t], e = d, d = c, c = rol(b, 30), b = a, a = tmp)
-    for (int t = 0; t < 20; t++)
-        ROUND((b & c) | (~b & d), 0x5a827999, t);
-    for (int t = 20; t < 40; t++)
-        ROUND(b ^ c ^ d, 0x6ed9eba1, t);
-    for (int t = 40; t < 60; t++)
-        ROUND((b & c) | (b & d) | (c & d), 0x8f1bbcdc, t);
-    for (int t = 60; t < 80; t++)
-        ROUND(b ^ c ^ d, 0xca62c1d6, t);
+    uint32_t a = h[0], b = h[1], c = h[2], d = h[3], e = h[4];
+#define ROUND(a, b, c, d, e, f, k, t) (e += rol(a, 5) + (f) + (k) + w[t], b = rol(b, 30))
+#define FIVE(F, k, t)                     \
+    (ROUND(a, b, c, d, e, F(b, c, d), k, t), \
+     ROUND(e, a, b, c, d, F(a, b, c), k, t + 1), \
+     ROUND(d, e, a, b, c, F(e, a, b), k, t + 2), \
+     ROUND(c, d, e, a, b, F(d, e, a), k, t + 3), \
+     ROUND(b, c, d, e, a, F(c, d, e), k, t + 4))
+#define CH(x, y, z) ((z) ^ ((x) & ((y) ^ (z))))
+#define PARITY(x, y, z) ((x) ^ (y) ^ (z))
+#define MAJ(x, y, z) (((x) & (y)) | ((z) & ((x) | (y))))
+    for (int t = 0; t < 20; t += 5)
+        FIVE(CH, 0x5a827999, t);
+    for (int t = 20; t < 40; t += 5)
+        FIVE(PARITY, 0x6ed9eba1, t);
+    for (int t = 40; t < 60; t += 5)
+        FIVE(MAJ, 0x8f1bbcdc, t);
+    for (int t = 60; t < 80; t += 5)
+        FIVE(PARITY, 0xca62c1d6, t);
 #undef ROUND
+#undef FIVE
+#undef CH
+#undef PARITY
+#undef MAJ
     h[0] += a;
     h[1] += b;
     h[2] += c;

@@ -5,18 +5,27 @@
 #include <string.h>
 #include <strings.h>
 
+/* RFC 9110's token characters: letters, digits and !#$%&'*+-.^_`|~ */
+static const bool tchar[256] = {
+    ['a' ... 'z'] = true, ['A' ... 'Z'] = true, ['0' ... '9'] = true,
+    ['!'] = true, ['#'] = true, ['$'] = true, ['%'] = true, ['&'] = true, ['\''] = true,
+    ['*'] = true, ['+'] = true, ['-'] = true, ['.'] = true, ['^'] = true, ['_'] = true,
+    ['`'] = true, ['|'] = true, ['~'] = true,
+};
+
 static bool is_tchar(unsigned char c)
 {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           (c && strchr("!#$%&'*+-.^_`|~", c));
+    return tchar[c];
 }
 
 /* The end of the line starting at p (at its "\r\n"), or NULL before one came. */
 static const char *eol(const char *p, const char *end)
 {
-    for (; p + 1 < end; p++)
-        if (p[0] == '\r' && p[1] == '\n')
+    while (p + 1 < end && (p = memchr(p, '\r', (size_t)(end - 1 - p))) != NULL) {
+        if (p[1] == '\n')
             return p;
+        p++;
+    }
     return NULL;
 }
 

@@ -29,6 +29,7 @@
 
 #include <lauxlib.h>
 
+#include "base/lua_reg.h"
 #include "base/utf8.h"
 #include "base/util.h"
 
@@ -36,34 +37,41 @@
 #define MAX_EXACT_INT 9007199254740992.0
 
 /* Pushes the registry's metatable `name` (luaL_newmetatable's, created on first use;
- * returns 1 then), found after the first use under `key`, a light userdata: a lookup
- * by name interns the name each time, and every encode and decode needs three. */
-static int push_registered_mt(lua_State *L, const char *name, void *key)
+ * returns 1 then), found after the first use under the integer key `slot` (lua_reg.h):
+ * every encode and decode needs up to three. */
+static int push_registered_mt(lua_State *L, const char *name, int slot)
 {
-    lua_pushlightuserdata(L, key);
-    lua_rawget(L, LUA_REGISTRYINDEX);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, slot);
     if (!lua_isnil(L, -1))
         return 0;
     lua_pop(L, 1);
     int created = luaL_newmetatable(L, name);
-    lua_pushlightuserdata(L, key);
-    lua_pushvalue(L, -2);
-    lua_rawset(L, LUA_REGISTRYINDEX);
+    lua_pushvalue(L, -1);
+    lua_rawseti(L, LUA_REGISTRYINDEX, slot);
     return created;
 }
-
-static char array_mt_key, order_mt_key, lazy_mt_key;
 
 /* Pushes the array metatable, creating it in the registry on first use. */
 static void push_array_mt(lua_State *L)
 {
-    push_registered_mt(L, MW_JSON_ARRAY_MT, &array_mt_key);
+    push_registered_mt(L, MW_JSON_ARRAY_MT, MW_REG_ARRAY_MT);
 }
 
 /* Pushes the key lists' marker (MW_JSON_ORDER_MT), creating it on first use. */
 static void push_order_mt(lua_State *L)
 {
-    push_registered_mt(L, MW_JSON_ORDER_MT, &order_mt_key);
+    push_registered_mt(L, MW_JSON_ORDER_MT, MW_REG_ORDER_MT);
+}
+
+/* The metatable kept at stack index `slot` (reserved as nil by the caller), pushed
+ * there on first use: most encodes and decodes need one of the three or none. */
+static int slot_mt(lua_State *L, int slot, void (*push)(lua_State *L))
+{
+    if (lua_isnil(L, slot)) {
+        push(L);
+        lua_replace(L, slot);
+    }
+    return slot;
 }
 
 void mw_json_push_array(lua_State *L, int narr)
@@ -425,7 +433,7 @@ static int dec_array(struct dec *d, int depth)
     d->p++;
     if (push) {
         lua_createtable(L, 0, 0);
-        lua_pushvalue(L, d->mt);
+        lua_pushvalue(L, slot_mt(L, d->mt, push_array_mt));
         lua_setmetatable(L, -2);
     }
     skip_ws(d);
@@ -523,7 +531,7 @@ static int dec_object(struct dec *d, int depth)
         } else if (d->p < d->end && *d->p == '}') {
             d->p++;
             if (push) {
-                lua_pushvalue(L, d->order_mt);
+                lua_pushvalue(L, slot_mt(L, d->order_mt, push_order_mt));
                 lua_setmetatable(L, -2);
                 lua_setmetatable(L, -2); /* the list becomes the object's metatable */
             }
@@ -591,7 +599,7 @@ static int lazy_newindex(lua_State *L);
 /* Pushes the metatable of lazy objects, creating it in the registry on first use. */
 static void push_lazy_mt(lua_State *L)
 {
-    if (push_registered_mt(L, MW_JSON_LAZY_MT, &lazy_mt_key)) {
+    if (push_registered_mt(L, MW_JSON_LAZY_MT, MW_REG_LAZY_MT)) {
         lua_pushcfunction(L, lazy_index);
         lua_setfield(L, -2, "__index");
         lua_pushcfunction(L, lazy_newindex);
@@ -639,8 +647,8 @@ static int decode(lua_State *L, const char *s, size_t len, char *err, size_t err
         fail(&d, s, "out of Lua stack");
         return -1;
     }
-    push_array_mt(L);
-    push_order_mt(L);
+    lua_pushnil(L); /* the array metatable and the key lists' marker, when needed */
+    lua_pushnil(L);
     if ((mode == LAZY_STORED ? dec_lazy(&d, 0) : dec_value(&d, 0)) == 0) {
         skip_ws(&d);
         if (d.p == d.end) {
@@ -918,10 +926,10 @@ static int table_kind(struct enc *e, int idx)
     int r = 0;
     if (!lua_getmetatable(e->L, idx))
         return 0;
-    if (lua_rawequal(e->L, -1, e->mt))
-        r = 1;
-    else if (lua_rawequal(e->L, -1, e->lazy_mt))
+    if (lua_rawequal(e->L, -1, slot_mt(e->L, e->lazy_mt, push_lazy_mt)))
         r = 2;
+    else if (lua_rawequal(e->L, -1, slot_mt(e->L, e->mt, push_array_mt)))
+        r = 1;
     lua_pop(e->L, 1);
     return r;
 }
@@ -1075,7 +1083,7 @@ static int push_key_list(struct enc *e, int idx)
     if (!lua_getmetatable(L, idx))
         return 0;
     if (lua_getmetatable(L, -1)) {
-        int ours = lua_rawequal(L, -1, e->order_mt);
+        int ours = lua_rawequal(L, -1, slot_mt(L, e->order_mt, push_order_mt));
         lua_pop(L, 1);
         if (ours)
             return 1;
@@ -1331,10 +1339,10 @@ static int encode(lua_State *L, int idx, struct mw_buf *out, char *err, size_t e
         idx = top + idx + 1;
     if (!lua_checkstack(L, 8))
         return enc_fail(&e, "%s", "out of Lua stack");
-    if (lua_type(L, idx) == LUA_TTABLE) { /* only tables look at metatables (an id does not) */
-        push_array_mt(L);
-        push_order_mt(L);
-        push_lazy_mt(L);
+    if (lua_type(L, idx) == LUA_TTABLE) { /* the metatables' slots, filled when needed */
+        lua_pushnil(L);
+        lua_pushnil(L);
+        lua_pushnil(L);
     }
     rc = enc_value(&e, idx, depth);
     lua_settop(L, top);

@@ -42,12 +42,10 @@ struct mw_msg *mw_lua_to_msg(lua_State *L, int idx, bool binary, unsigned flags)
 const char *mw_lua_check_room(lua_State *L, int idx);
 
 /* The client message the running handler answers, as a token for idempotent
- * publishes (history.h): set by the router's dedup_begin for the coroutine that runs
- * the handler. NULL when none (no id, or another coroutine). */
+ * publishes (history.h): set by the router's dedup_begin in the record of the
+ * coroutine that runs the handler (script.h). NULL when none (no id, or another
+ * coroutine). */
 const char *mw_lua_message_token(lua_State *L);
-/* Drops what the core module keeps for coroutine L (its message token and reply
- * record): script.c calls it before it reuses a finished coroutine. */
-void mw_lua_thread_done(lua_State *L);
 
 /* Cancels what the core module keeps waiting (sleep timers) at shutdown. */
 void mw_lua_core_shutdown(void);

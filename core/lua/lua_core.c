@@ -132,114 +132,99 @@ static int l_report_error(lua_State *L)
     return 0;
 }
 
-/* Message tokens by coroutine (a weak-keyed registry table): what a handler's
- * rooms.publish sends along so that a retry of the same message is not published
- * twice (history.h). */
-#define TOKENS "mw.msgtokens"
-
-static void set_token(lua_State *L, const char *token)
-{
-    lua_getfield(L, LUA_REGISTRYINDEX, TOKENS);
-    if (!lua_istable(L, -1)) {
-        lua_pop(L, 1);
-        lua_newtable(L);
-        lua_createtable(L, 0, 1);
-        lua_pushliteral(L, "k");
-        lua_setfield(L, -2, "__mode");
-        lua_setmetatable(L, -2);
-        lua_pushvalue(L, -1);
-        lua_setfield(L, LUA_REGISTRYINDEX, TOKENS);
-    }
-    lua_pushthread(L);
-    if (token)
-        lua_pushstring(L, token);
-    else
-        lua_pushnil(L);
-    lua_rawset(L, -3);
-    lua_pop(L, 1);
-}
+/* ---- a message with an id: the dedup windows, the message token, the ack ----
+ * What the router's dedup_begin .. ack / dedup_end need between the calls (the key,
+ * the id, the named session, the token) is kept in the coroutine's record
+ * (struct mw_co_rec, script.h), in C. */
 
 const char *mw_lua_message_token(lua_State *L)
 {
-    lua_getfield(L, LUA_REGISTRYINDEX, TOKENS);
-    if (!lua_istable(L, -1)) {
-        lua_pop(L, 1);
-        return NULL;
-    }
-    lua_pushthread(L);
-    lua_rawget(L, -2);
-    const char *t = lua_tostring(L, -1); /* the table keeps the string alive */
-    lua_pop(L, 2);
-    return t;
+    struct mw_co_rec *r = mw_co_rec(L, false);
+    return r && r->has_token ? r->token.p : NULL;
 }
 
-/* Records the token of message `key` for the coroutine L: the session's name when it
- * has one (sid: it outlives the connection, and may move to another node), else this
- * node and connection. */
-static void message_token(lua_State *L, const char *user, const char *sid, const char *conn_id,
-                          const char *key)
+/* Sets b to the NUL-terminated string s. */
+static void buf_set(struct mw_buf *b, const char *s, size_t n)
 {
-    /* Built piece by piece: one message each, and printf was a twentieth of a chat
-     * message's instructions. */
+    mw_buf_reset(b);
+    mw_buf_append(b, s, n);
+    mw_buf_putc(b, '\0');
+}
+
+/* Records the token of the message for the coroutine's record r: the session's name
+ * when it has one (sid: it outlives the connection, and may move to another node),
+ * else this node and connection. */
+static void message_token(struct mw_co_rec *r, const char *user, const char *sid,
+                          const char *conn_id, const char *key)
+{
     const char *parts[3] = { sid ? user : mw_srv.node_id, sid ? sid : conn_id, key };
-    struct mw_buf b = { 0 };
-    mw_buf_putc(&b, sid ? 's' : 'c');
+    struct mw_buf *b = &r->token;
+    mw_buf_reset(b);
+    mw_buf_putc(b, sid ? 's' : 'c');
     for (int i = 0; i < 3; i++) {
-        mw_buf_putc(&b, '\x1f');
-        mw_buf_puts(&b, parts[i]);
+        mw_buf_putc(b, '\x1f');
+        mw_buf_puts(b, parts[i]);
     }
-    mw_buf_putc(&b, '\0');
-    set_token(L, b.p);
-    mw_buf_free(&b);
+    mw_buf_putc(b, '\0');
+    r->has_token = true;
 }
 
-/* Records (or, with id nil, forgets) the id of the message the running coroutine L
- * handles, for the answer script.c gives when the watchdog stops the handler. */
-static void note_reply(lua_State *L, const char *key, int id_idx, const char *user,
-                       const char *sid)
+/* The key of id (the value at idx, a string or an integer: the router checked it) in
+ * the session's window: "s:<id>", "n:<integer>", or "x:<hex>" for a string with NUL
+ * bytes (the window is keyed by C strings: "a\0b" must not be "a"). Also its JSON. */
+static void id_key(lua_State *L, int idx, struct mw_co_rec *r)
 {
-    lua_getfield(L, LUA_REGISTRYINDEX, MW_SCRIPT_REPLIES);
-    lua_pushthread(L);
-    if (id_idx) {
-        lua_createtable(L, 0, 4);
-        lua_pushstring(L, key);
-        lua_setfield(L, -2, "key");
-        lua_pushvalue(L, id_idx);
-        lua_setfield(L, -2, "id");
-        if (user && sid) {
-            lua_pushstring(L, user);
-            lua_setfield(L, -2, "user");
-            lua_pushstring(L, sid);
-            lua_setfield(L, -2, "sid");
+    char err[128];
+    struct mw_buf *k = &r->key;
+    mw_buf_reset(k);
+    mw_buf_reset(&r->id);
+    if (lua_type(L, idx) == LUA_TNUMBER) {
+        lua_Number v = lua_tonumber(L, idx);
+        if (!(v >= -9007199254740992.0 && v <= 9007199254740992.0) || v != floor(v))
+            luaL_argerror(L, idx, "id must be a string or an integer");
+        char num[24];
+        mw_buf_puts(k, "n:");
+        if (v < 0) {
+            mw_buf_putc(k, '-');
+            v = -v;
         }
+        mw_buf_append(k, num, mw_u64_str(num, (uint64_t)v));
+        if (mw_json_encode(L, idx, &r->id, err, sizeof err) < 0)
+            luaL_argerror(L, idx, err);
     } else {
-        lua_pushnil(L);
+        size_t n;
+        const char *s = lua_tolstring(L, idx, &n);
+        if (memchr(s, '\0', n)) {
+            static const char hex[] = "0123456789abcdef";
+            mw_buf_puts(k, "x:");
+            for (size_t i = 0; i < n; i++) {
+                mw_buf_putc(k, hex[(unsigned char)s[i] >> 4]);
+                mw_buf_putc(k, hex[(unsigned char)s[i] & 15]);
+            }
+        } else {
+            mw_buf_puts(k, "s:");
+            mw_buf_append(k, s, n);
+        }
+        if (mw_json_encode(L, idx, &r->id, err, sizeof err) < 0)
+            luaL_argerror(L, idx, err);
     }
-    lua_rawset(L, -3);
-    lua_pop(L, 1);
-}
-
-void mw_lua_thread_done(lua_State *L)
-{
-    set_token(L, NULL);
-    note_reply(L, "", 0, NULL, NULL);
+    mw_buf_putc(k, '\0');
 }
 
 /* Pushes dedup_begin's results. "done" with no reply: it was too large to keep (the
  * router acks without data). */
-static int push_dedup(lua_State *L, int st, const char *reply, const char *sid)
+static int push_dedup(lua_State *L, int st, const char *reply)
 {
-    static const char *names[] = { "new", "running", "done" };
-    lua_pushstring(L, names[st]);
+    switch (st) {
+    case MW_DEDUP_NEW: lua_pushliteral(L, "new"); break;
+    case MW_DEDUP_RUNNING: lua_pushliteral(L, "running"); break;
+    default: lua_pushliteral(L, "done"); break;
+    }
     if (reply)
         lua_pushstring(L, reply);
     else
         lua_pushnil(L);
-    if (sid)
-        lua_pushstring(L, sid);
-    else
-        lua_pushnil(L);
-    return 3;
+    return 2;
 }
 
 /* A named session's message being looked up in Redis (session_redis.h). */
@@ -252,66 +237,87 @@ static void on_dedup_redis(void *ud, int st, const char *reply)
 {
     struct dedup_call *d = ud;
     lua_State *co = mw_co_call_thread(d->call);
+    struct mw_co_rec *r = mw_co_call_rec(d->call);
     struct mw_session *s = mw_session_find(d->user, d->sid);
     if (st == MW_DEDUP_DONE && s) /* done on another node: this window keeps it too */
         mw_session_dedup_end(s, d->key, reply);
-    if (st == MW_DEDUP_NEW)
-        message_token(co, d->user, d->sid, NULL, d->key);
-    else /* the handler will not run: no answer for the watchdog to give */
-        note_reply(co, d->key, 0, NULL, NULL);
-    mw_co_call_done(d->call, push_dedup(co, st, reply, d->sid));
+    if (r && st == MW_DEDUP_NEW)
+        message_token(r, d->user, d->sid, NULL, d->key);
+    else if (r) /* the handler will not run: no answer for the watchdog to give */
+        r->active = false;
+    mw_co_call_done(d->call, push_dedup(co, st, reply));
     free(d->user);
     free(d->sid);
     free(d->key);
     free(d);
 }
 
-/* core.dedup_begin(conn, key, id) -> "new" | "running" | "done", reply, session: the
- * session's id (nil when private) for dedup_end, whose connection may be gone by then.
+/* core.dedup_begin(conn, id) -> "new" | "running" | "done", reply: opens message id's
+ * entry in the connection's session window. With "new", the coroutine's record keeps
+ * the id, its key and the session (named ones by user and id: core.ack and
+ * core.dedup_end find it even after the connection is gone) until the answer.
  * Clustered, a message new to a named session's window here is looked up in Redis
  * (the coroutine waits): the client may have sent it to another node before. */
 static int l_dedup_begin(lua_State *L)
 {
     struct mw_conn *c = mw_lua_check_conn(L, 1);
-    size_t klen;
-    const char *key = luaL_checklstring(L, 2, &klen), *reply = NULL;
-    if (strlen(key) != klen) /* the window's keys are C strings */
-        luaL_argerror(L, 2, "key must not contain NUL bytes");
+    int t = lua_type(L, 2);
+    if (t != LUA_TSTRING && t != LUA_TNUMBER)
+        luaL_argerror(L, 2, "id must be a string or an integer");
+    struct mw_co_rec *r = mw_co_rec(L, true);
+    struct mw_co_rec scratch = { 0 }; /* outside a handler's coroutine: nothing kept */
+    struct mw_co_rec *k = r ? r : &scratch;
+    id_key(L, 2, k);
+    const char *key = k->key.p, *reply = NULL;
     struct mw_session *s = c ? mw_conn_session(c) : NULL;
     int st = s ? mw_session_dedup_begin(s, key, &reply) : MW_DEDUP_NEW;
     const char *sid = s ? mw_session_sid(s) : NULL;
-    /* The id the watchdog answers if the handler never returns (kept while Redis is
-     * asked too: forgotten if the message turns out to be done). */
-    if (st == MW_DEDUP_NEW && c && !lua_isnoneornil(L, 3))
-        note_reply(L, key, 3, c->user->id, sid);
+    if (r) {
+        /* The id the watchdog answers if the handler never returns (kept while Redis
+         * is asked too: forgotten if the message turns out to be done). */
+        r->active = st == MW_DEDUP_NEW && c;
+        r->named = r->active && sid;
+        r->has_token = false;
+        if (r->named) {
+            buf_set(&r->user, c->user->id, strlen(c->user->id));
+            buf_set(&r->sid, sid, strlen(sid));
+        }
+    }
     if (st == MW_DEDUP_NEW && sid && mw_redis_configured() && mw_co_can_wait(L)) {
         struct dedup_call *d = mw_calloc(1, sizeof *d);
         d->call = mw_co_call_new(L);
         d->user = mw_strdup(c->user->id);
         d->sid = mw_strdup(sid);
         d->key = mw_strdup(key);
-        if (mw_session_redis_begin(d->user, d->sid, d->key, on_dedup_redis, d) == 0)
+        if (mw_session_redis_begin(d->user, d->sid, d->key, on_dedup_redis, d) == 0) {
+            mw_buf_free(&scratch.key);
+            mw_buf_free(&scratch.id);
             return mw_co_call_finish(L, d->call);
+        }
         free(d->call);
         free(d->user);
         free(d->sid);
         free(d->key);
         free(d);
     }
-    if (s && st == MW_DEDUP_NEW)
-        message_token(L, c->user->id, sid, c->id, key);
-    return push_dedup(L, st, reply, sid);
+    if (r && s && st == MW_DEDUP_NEW)
+        message_token(r, c->user->id, sid, c->id, key);
+    mw_buf_free(&scratch.key);
+    mw_buf_free(&scratch.id);
+    return push_dedup(L, st, reply);
 }
 
-/* Closes message `key`'s entry in the dedup windows with its reply frame (NUL-
- * terminated), or, with forget (an `unavailable` answer), takes the id out instead,
- * so that the client's retry runs the handler again. c may be NULL (closed while the
- * handler ran); user and sid name the session then. */
-static void dedup_finish(lua_State *L, struct mw_conn *c, const char *key, const char *reply,
-                         const char *user, const char *sid, bool forget)
+/* Closes the coroutine's message entry in the dedup windows with its reply frame
+ * (NUL-terminated), or, with forget (an `unavailable` answer), takes the id out
+ * instead, so that the client's retry runs the handler again. c may be NULL (closed
+ * while the handler ran): the record names the session then. */
+static void dedup_finish(struct mw_co_rec *r, struct mw_conn *c, const char *reply, bool forget)
 {
+    if (!r || !r->active)
+        return;
+    const char *key = r->key.p, *user = r->named ? r->user.p : NULL,
+               *sid = r->named ? r->sid.p : NULL;
     struct mw_session *s = c ? c->session : NULL;
-    set_token(L, NULL);
     if (!s && user && sid) /* the connection closed while the handler ran */
         s = mw_session_find(user, sid);
     if (s && forget)
@@ -320,43 +326,44 @@ static void dedup_finish(lua_State *L, struct mw_conn *c, const char *key, const
         mw_session_dedup_end(s, key, reply);
     if (user && sid) /* a named session: the cluster's window too */
         mw_session_redis_end(user, sid, key, reply, forget);
-    note_reply(L, key, 0, NULL, NULL);
+    r->active = r->named = r->has_token = false;
 }
 
-/* core.dedup_end(conn, key, reply_frame_text [, user, session [, forget]]) */
+/* core.dedup_end(conn, reply_frame_text [, forget]): the answer to the message that
+ * core.dedup_begin opened in this coroutine, when it is not an ack. */
 static int l_dedup_end(lua_State *L)
 {
     struct mw_conn *c = mw_lua_check_conn(L, 1);
-    const char *key = luaL_checkstring(L, 2), *reply = luaL_checkstring(L, 3);
-    dedup_finish(L, c, key, reply, luaL_optstring(L, 4, NULL), luaL_optstring(L, 5, NULL),
-                 lua_toboolean(L, 6));
+    const char *reply = luaL_checkstring(L, 2);
+    dedup_finish(mw_co_rec(L, false), c, reply, lua_toboolean(L, 3));
     return 0;
 }
 
-/* core.ack(conn, key, id, data [, user, session]) -> true | nil, err: a handler's
- * success, in one step: the frame {"type":"ack","id":..,"data":..} (data left out
- * when nil: what json.encode writes for that table), the dedup windows closed with
- * it, and the frame sent if the connection is still open. On an encoding error
- * nothing is kept or sent. */
+/* core.ack(conn, id, data) -> true | nil, err: a handler's success, in one step: the
+ * frame {"type":"ack","id":..,"data":..} (data left out when nil: what json.encode
+ * writes for that table), the dedup windows closed with it (the entry core.dedup_begin
+ * opened in this coroutine), and the frame sent if the connection is still open. On
+ * an encoding error nothing is kept or sent. */
 static int l_ack(lua_State *L)
 {
     struct mw_conn *c = mw_lua_check_conn(L, 1);
-    const char *key = luaL_checkstring(L, 2);
-    const char *user = luaL_optstring(L, 5, NULL), *sid = luaL_optstring(L, 6, NULL);
+    struct mw_co_rec *r = mw_co_rec(L, false);
     char err[256];
     struct mw_buf b = { 0 };
     mw_buf_reserve(&b, 512); /* a join's ack with a few members: allocated once, not grown */
     mw_buf_puts(&b, "{\"type\":\"ack\",\"id\":");
-    if (mw_json_encode(L, 3, &b, err, sizeof err) < 0)
+    if (r && r->active)
+        mw_buf_append(&b, r->id.p, r->id.len); /* the id, encoded by dedup_begin */
+    else if (mw_json_encode(L, 2, &b, err, sizeof err) < 0)
         goto fail;
-    if (!lua_isnoneornil(L, 4)) {
+    if (!lua_isnoneornil(L, 3)) {
         mw_buf_puts(&b, ",\"data\":");
-        if (mw_json_encode_member(L, 4, &b, err, sizeof err) < 0)
+        if (mw_json_encode_member(L, 3, &b, err, sizeof err) < 0)
             goto fail;
     }
     mw_buf_putc(&b, '}');
     mw_buf_putc(&b, '\0');
-    dedup_finish(L, c, key, b.p, user, sid, false);
+    dedup_finish(r, c, b.p, false);
     if (c && mw_conn_is_open(c)) {
         struct mw_msg *m = mw_msg_new(MW_OP_TEXT, b.p, b.len - 1, 0);
         mw_conn_send(c, m); /* a slow consumer is closed by the send queue itself */
@@ -507,8 +514,7 @@ void mw_lua_core_shutdown(void)
         struct sleeper *s = sleepers;
         sleeper_unlink(s);
         uv_close((uv_handle_t *)&s->timer, on_sleeper_closed);
-        luaL_unref(s->wait.app->L, LUA_REGISTRYINDEX, s->wait.ref);
-        mw_app_decref(s->wait.app);
+        mw_co_drop(&s->wait);
     }
 }
 

@@ -17,13 +17,12 @@
 #include "base/log.h"
 #include "lua/lua_api.h"
 #include "base/lua_json.h"
+#include "base/lua_reg.h"
 #include "base/context.h"
 #include "net/session.h"
 #include "net/session_redis.h"
 #include "base/util.h"
 #include "lua/watchdog.h"
-
-#define APP_KEY "moonwire.app"
 
 uint64_t mw_script_slow_ms = 100;
 const struct mw_hist_le mw_handler_le = {
@@ -39,16 +38,44 @@ static struct {
     const char *conn; /* the connection that started it, "" for none */
     char kind;        /* MW_RUN_* */
     bool waiting;
+    struct mw_co_rec *rec; /* co's record (mw_co_rec), or NULL */
 } current;
 
 static struct mw_wait *waits; /* every waiting coroutine */
 
 struct mw_app *mw_app_of(lua_State *L)
 {
-    lua_getfield(L, LUA_REGISTRYINDEX, APP_KEY);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, MW_REG_APP);
     struct mw_app *a = lua_touserdata(L, -1);
     lua_pop(L, 1);
     return a;
+}
+
+struct mw_co_rec *mw_co_rec(lua_State *L, bool create)
+{
+    if (!current.co || current.co != L)
+        return NULL;
+    if (!current.rec && create)
+        current.rec = mw_calloc(1, sizeof *current.rec);
+    return current.rec;
+}
+
+/* Forgets what the record holds, keeping its buffers for the next message. */
+static void rec_clear(struct mw_co_rec *r)
+{
+    r->active = r->named = r->has_token = false;
+}
+
+static void rec_free(struct mw_co_rec *r)
+{
+    if (!r)
+        return;
+    mw_buf_free(&r->key);
+    mw_buf_free(&r->id);
+    mw_buf_free(&r->user);
+    mw_buf_free(&r->sid);
+    mw_buf_free(&r->token);
+    free(r);
 }
 
 static int traceback(lua_State *L)
@@ -211,14 +238,8 @@ static struct mw_app *app_load(struct mw_route *route, const char *home, const c
     luaL_openlibs(L);
     mw_json_lazy_install(L); /* before any module keeps its own pairs */
     a->vm = mw_watchdog_prepare(L);
-    lua_newtable(L); /* MW_SCRIPT_REPLIES, weak keys: a coroutine's record goes with it */
-    lua_createtable(L, 0, 1);
-    lua_pushliteral(L, "k");
-    lua_setfield(L, -2, "__mode");
-    lua_setmetatable(L, -2);
-    lua_setfield(L, LUA_REGISTRYINDEX, MW_SCRIPT_REPLIES);
     lua_pushlightuserdata(L, a);
-    lua_setfield(L, LUA_REGISTRYINDEX, APP_KEY);
+    lua_rawseti(L, LUA_REGISTRYINDEX, MW_REG_APP);
     set_path(L, home, script);
     install_searcher(L);
     add_file(a, script);
@@ -300,6 +321,8 @@ void mw_app_decref(struct mw_app *a)
 {
     if (--a->refs > 0)
         return;
+    for (int i = 0; i < a->nspare; i++)
+        rec_free(a->spare[i].rec);
     lua_close(a->L);
     free_files(a);
     free(a);
@@ -328,7 +351,8 @@ uint32_t mw_script_waiting(void)
  * `internal` (with its id when it had one, recorded by core.dedup_begin, and that id
  * is closed in the session's window with this answer, so that a resend gets it
  * again); a connect handler's connection is closed with 1011. */
-static void answer_stopped(struct mw_app *a, lua_State *co, const char *conn_id, char kind)
+static void answer_stopped(struct mw_app *a, struct mw_co_rec *rec, const char *conn_id,
+                           char kind)
 {
     struct mw_conn *c = conn_id[0] ? mw_conn_find(conn_id) : NULL;
     lua_State *L = a->L;
@@ -340,19 +364,13 @@ static void answer_stopped(struct mw_app *a, lua_State *co, const char *conn_id,
     }
     if (kind != MW_RUN_MESSAGE)
         return;
+    bool active = rec && rec->active;
     int top = lua_gettop(L);
-    lua_getfield(L, LUA_REGISTRYINDEX, MW_SCRIPT_REPLIES);
-    lua_pushthread(co);
-    lua_xmove(co, L, 1);
-    lua_rawget(L, -2); /* the id's record, or nil when the message had no id */
-    int rec = lua_gettop(L);
     lua_createtable(L, 0, 4);
     lua_pushliteral(L, "error");
     lua_setfield(L, -2, "type");
-    if (lua_istable(L, rec)) {
-        lua_getfield(L, rec, "id");
+    if (active && mw_json_decode(L, rec->id.p, rec->id.len, err, sizeof err) == 0)
         lua_setfield(L, -2, "id");
-    }
     lua_pushliteral(L, "internal");
     lua_setfield(L, -2, "code");
     lua_pushliteral(L, "internal error");
@@ -360,23 +378,17 @@ static void answer_stopped(struct mw_app *a, lua_State *co, const char *conn_id,
     struct mw_buf frame = { 0 };
     if (mw_json_encode(L, -1, &frame, err, sizeof err) == 0) {
         mw_buf_putc(&frame, '\0');
-        if (lua_istable(L, rec)) {
-            lua_getfield(L, rec, "key");
-            lua_getfield(L, rec, "user");
-            lua_getfield(L, rec, "sid");
-            const char *key = lua_tostring(L, -3), *user = lua_tostring(L, -2),
-                       *sid = lua_tostring(L, -1);
+        if (active) {
+            const char *key = rec->key.p, *user = rec->named ? rec->user.p : NULL,
+                       *sid = rec->named ? rec->sid.p : NULL;
             struct mw_session *s = c ? c->session : NULL;
             if (!s && user && sid)
                 s = mw_session_find(user, sid);
-            if (s && key)
+            if (s)
                 mw_session_dedup_end(s, key, frame.p);
-            if (key && user && sid) /* a named session: the cluster's window too */
+            if (user && sid) /* a named session: the cluster's window too */
                 mw_session_redis_end(user, sid, key, frame.p, false);
-            lua_pushthread(co);
-            lua_xmove(co, L, 1);
-            lua_pushnil(L);
-            lua_rawset(L, rec - 1);
+            rec_clear(rec);
         }
         if (c && mw_conn_is_open(c))
             mw_conn_send_text(c, frame.p, frame.len - 1);
@@ -388,22 +400,26 @@ static void answer_stopped(struct mw_app *a, lua_State *co, const char *conn_id,
 /* Unpins a coroutine that is done, or keeps it for the next message: one that ran a
  * message handler to its end (a finished coroutine takes a new function like a new
  * one), with what lua_core.c keyed by it dropped. */
-static void release(struct mw_app *a, lua_State *co, int ref, char kind, int st)
+static void release(struct mw_app *a, lua_State *co, int ref, char kind, int st,
+                    struct mw_co_rec *rec)
 {
     if (st == 0 && kind == MW_RUN_MESSAGE && a->nspare < MW_SPARE_COROUTINES) {
         lua_settop(co, 0);
-        mw_lua_thread_done(co);
+        if (rec)
+            rec_clear(rec);
         a->spare[a->nspare].co = co;
         a->spare[a->nspare].ref = ref;
+        a->spare[a->nspare].rec = rec;
         a->nspare++;
         return;
     }
+    rec_free(rec);
     luaL_unref(a->L, LUA_REGISTRYINDEX, ref);
 }
 
 /* Resumes co under the watchdog; when it finishes (or fails), unpins it. */
 static void resume(struct mw_app *a, lua_State *co, int ref, int nargs, const char *conn,
-                   char kind)
+                   char kind, struct mw_co_rec *rec)
 {
     typeof(current) saved = current;
     current.app = a;
@@ -412,6 +428,7 @@ static void resume(struct mw_app *a, lua_State *co, int ref, int nargs, const ch
     current.conn = conn;
     current.kind = kind;
     current.waiting = false;
+    current.rec = rec;
     a->refs++; /* whatever the coroutine does, its state outlives this resume */
 
     uint64_t t0 = mw_now_us();
@@ -421,6 +438,7 @@ static void resume(struct mw_app *a, lua_State *co, int ref, int nargs, const ch
     bool stopped = mw_watchdog_leave(where, sizeof where);
     uint64_t took = mw_now_us() - t0;
     bool waiting = current.waiting;
+    rec = current.rec; /* made by the coroutine, or the one it had; a wait holds it */
     current = saved;
     account(a, took, conn);
     if (st == LUA_YIELD && waiting) {
@@ -440,34 +458,37 @@ static void resume(struct mw_app *a, lua_State *co, int ref, int nargs, const ch
         if (stopped) {
             mw_log_error("handler stopped by the watchdog", "route=%s conn=%s at=%s ms=%.0f",
                          a->route->cfg->path, conn[0] ? conn : "-", where, (double)took / 1000.0);
-            answer_stopped(a, co, conn, kind);
+            answer_stopped(a, rec, conn, kind);
         }
     }
-    release(a, co, ref, kind, st);
+    release(a, co, ref, kind, st, rec);
     mw_app_decref(a);
 }
 
 /* A coroutine (a spare one, else a new one) running registry function fn_ref; *ref
  * pins it. */
-static lua_State *spawn_fn(struct mw_app *a, int fn_ref, int *ref)
+static lua_State *spawn_fn(struct mw_app *a, int fn_ref, int *ref, struct mw_co_rec **rec)
 {
     lua_State *L = a->L, *co;
     if (a->nspare) {
         a->nspare--;
         co = a->spare[a->nspare].co;
         *ref = a->spare[a->nspare].ref;
+        *rec = a->spare[a->nspare].rec;
     } else {
         co = lua_newthread(L);
         *ref = luaL_ref(L, LUA_REGISTRYINDEX);
+        *rec = NULL;
     }
     lua_rawgeti(co, LUA_REGISTRYINDEX, fn_ref);
     return co;
 }
 
 /* Starts the router function `fn_ref` in a new coroutine with (app, conn, ...). */
-static lua_State *spawn(struct mw_app *a, int fn_ref, struct mw_conn *c, int *ref)
+static lua_State *spawn(struct mw_app *a, int fn_ref, struct mw_conn *c, int *ref,
+                        struct mw_co_rec **rec)
 {
-    lua_State *co = spawn_fn(a, fn_ref, ref);
+    lua_State *co = spawn_fn(a, fn_ref, ref, rec);
     lua_rawgeti(co, LUA_REGISTRYINDEX, a->app_ref);
     mw_lua_push_conn(co, c);
     return co;
@@ -500,21 +521,23 @@ void mw_script_connect(struct mw_conn *c)
 {
     struct mw_app *a = c->route->app;
     int ref;
+    struct mw_co_rec *rec;
     if (!app_has(a, "connect"))
         return;
-    lua_State *co = spawn(a, a->connect_ref, c, &ref);
-    resume(a, co, ref, 2, c->id, MW_RUN_CONNECT);
+    lua_State *co = spawn(a, a->connect_ref, c, &ref, &rec);
+    resume(a, co, ref, 2, c->id, MW_RUN_CONNECT, rec);
 }
 
 void mw_script_message(struct mw_conn *c, const char *payload, size_t len, bool binary)
 {
     struct mw_app *a = c->route->app;
     int ref;
-    lua_State *co = spawn(a, a->message_ref, c, &ref);
+    struct mw_co_rec *rec;
+    lua_State *co = spawn(a, a->message_ref, c, &ref, &rec);
     if (c->route->cfg->protocol == MW_PROTO_RAW) {
         lua_pushlstring(co, payload, len);
         lua_pushboolean(co, binary);
-        resume(a, co, ref, 4, c->id, MW_RUN_MESSAGE);
+        resume(a, co, ref, 4, c->id, MW_RUN_MESSAGE, rec);
         return;
     }
     /* JSON: the router gets the decoded message (its data lazy), or nil and why
@@ -530,7 +553,7 @@ void mw_script_message(struct mw_conn *c, const char *payload, size_t len, bool 
         lua_pushnil(co);
     }
     lua_pushboolean(co, binary);
-    resume(a, co, ref, 5, c->id, MW_RUN_MESSAGE);
+    resume(a, co, ref, 5, c->id, MW_RUN_MESSAGE, rec);
 }
 
 void mw_script_disconnect(struct mw_conn *c)
@@ -543,15 +566,17 @@ void mw_script_disconnect(struct mw_conn *c)
         mw_script_cancel_conn(c->id);
     if (!app_has(a, "disconnect"))
         return;
-    lua_State *co = spawn(a, a->disconnect_ref, c, &ref);
-    resume(a, co, ref, 2, "", MW_RUN_OTHER); /* may wait past the close: belongs to no connection */
+    struct mw_co_rec *rec;
+    lua_State *co = spawn(a, a->disconnect_ref, c, &ref, &rec);
+    resume(a, co, ref, 2, "", MW_RUN_OTHER, rec); /* may wait past the close: belongs to no connection */
 }
 
 void mw_script_run_ref(struct mw_app *a, int fn_ref)
 {
     int ref;
-    lua_State *co = spawn_fn(a, fn_ref, &ref);
-    resume(a, co, ref, 0, "", MW_RUN_OTHER);
+    struct mw_co_rec *rec;
+    lua_State *co = spawn_fn(a, fn_ref, &ref, &rec);
+    resume(a, co, ref, 0, "", MW_RUN_OTHER, rec);
 }
 
 static void wait_unlink(struct mw_wait *w)
@@ -585,6 +610,7 @@ void mw_co_wait(lua_State *L, struct mw_wait *w)
     w->app = current.app;
     w->ref = current.ref;
     w->kind = current.kind;
+    w->rec = current.rec;
     snprintf(w->conn, sizeof w->conn, "%s", current.conn);
     w->cancel = NULL;
     w->prev = NULL;
@@ -602,6 +628,11 @@ struct mw_co_call *mw_co_call_new(lua_State *L)
     c->L = L;
     c->in_call = true;
     return c;
+}
+
+struct mw_co_rec *mw_co_call_rec(struct mw_co_call *c)
+{
+    return c->in_call ? mw_co_rec(c->L, true) : c->wait.rec;
 }
 
 lua_State *mw_co_call_thread(struct mw_co_call *c)
@@ -641,11 +672,22 @@ void mw_script_cancel_conn(const char *conn_id)
             continue;
         struct mw_app *a = w->app;
         int ref = w->ref;
+        struct mw_co_rec *rec = w->rec;
         wait_unlink(w);
         w->cancel(w); /* may free w */
+        rec_free(rec);
         luaL_unref(a->L, LUA_REGISTRYINDEX, ref);
         mw_app_decref(a);
     }
+}
+
+void mw_co_drop(struct mw_wait *w)
+{
+    struct mw_app *a = w->app;
+    rec_free(w->rec);
+    w->rec = NULL;
+    luaL_unref(a->L, LUA_REGISTRYINDEX, w->ref);
+    mw_app_decref(a);
 }
 
 lua_State *mw_co_thread(const struct mw_wait *w)
@@ -663,7 +705,7 @@ void mw_co_wake(struct mw_wait *w, int nargs)
     char conn[sizeof w->conn];
     memcpy(conn, w->conn, sizeof conn);
     wait_unlink(w);
-    resume(a, mw_co_thread(w), w->ref, nargs, conn, w->kind);
+    resume(a, mw_co_thread(w), w->ref, nargs, conn, w->kind, w->rec);
     mw_app_decref(a);
 }
 
@@ -677,8 +719,9 @@ int mw_script_reload(struct mw_route *route, const char *home, char *err, size_t
     mw_lua_timer_cancel_app(old); /* the new script starts its own */
     mw_app_decref(old);           /* freed once its waiting coroutines are done */
     int ref;
-    lua_State *co = spawn_fn(fresh, fresh->reload_ref, &ref);
+    struct mw_co_rec *rec;
+    lua_State *co = spawn_fn(fresh, fresh->reload_ref, &ref, &rec);
     lua_rawgeti(co, LUA_REGISTRYINDEX, fresh->app_ref);
-    resume(fresh, co, ref, 1, "", MW_RUN_OTHER);
+    resume(fresh, co, ref, 1, "", MW_RUN_OTHER, rec);
     return 0;
 }

@@ -10,6 +10,8 @@
 
 #include <lua.h>
 
+#include "base/buf.h"
+
 struct mw_conn;
 struct mw_route;
 
@@ -26,16 +28,30 @@ struct mw_app {
     void *vm;          /* the state's watchdog handle (watchdog.h) */
     /* Coroutines of message handlers that finished, kept for the next message: a
      * new one each time was a thread and its stack of garbage per message. */
-    struct { lua_State *co; int ref; } spare[MW_SPARE_COROUTINES];
+    struct { lua_State *co; int ref; struct mw_co_rec *rec; } spare[MW_SPARE_COROUTINES];
     int nspare;
 };
 
 /* What a coroutine runs, for the answer when the watchdog stops it. */
 enum { MW_RUN_OTHER = 0, MW_RUN_CONNECT = 1, MW_RUN_MESSAGE = 2 };
 
-/* Registry table: a message handler's coroutine -> {key, id, user, sid} of its id, from
- * core.dedup_begin until core.dedup_end (weak keys). */
-#define MW_SCRIPT_REPLIES "moonwire.replies"
+/* What the core keeps for a coroutine that answers a client message with an id
+ * (lua_core.c), from core.dedup_begin until core.ack or core.dedup_end: in C, with the
+ * coroutine (kept with it when it is reused, so its buffers are allocated once), not
+ * in Lua tables and strings made per message. */
+struct mw_co_rec {
+    bool active;          /* an id is being answered: key and id are set */
+    bool named;           /* ... in a named session: user and sid are set */
+    bool has_token;       /* token is set (rooms.publish sends it along) */
+    struct mw_buf key;    /* the id's key in the dedup windows, NUL-terminated */
+    struct mw_buf id;     /* the id as JSON */
+    struct mw_buf user, sid; /* the named session's user and id, NUL-terminated */
+    struct mw_buf token;  /* the message token (history.h), NUL-terminated */
+};
+/* The record of coroutine L, created on first use with `create`; NULL when L is not
+ * the coroutine being resumed (a coroutine.wrap inside a handler, a script's top
+ * level), or without `create` when it has none. */
+struct mw_co_rec *mw_co_rec(lua_State *L, bool create);
 
 /* Creates a Lua state, loads lua/moonwire, runs the route's script. Returns the app,
  * or NULL with "file:line: message" in err. */
@@ -61,6 +77,7 @@ struct mw_wait {
     int ref;            /* registry ref pinning the coroutine */
     char conn[24];      /* the connection whose message started it ("" for none) */
     char kind;          /* MW_RUN_* */
+    struct mw_co_rec *rec; /* the coroutine's record, or NULL */
     /* Optional: releases what the wait holds (stops its timer...) without resuming,
      * when the connection closes first. Set it after mw_co_wait. Waits without one
      * are left to complete (a store reply comes soon). */
@@ -77,6 +94,9 @@ void mw_co_wait(lua_State *L, struct mw_wait *w);
 void mw_co_check_wait(lua_State *L);
 /* Whether L could wait: it is the running handler's coroutine. */
 bool mw_co_can_wait(lua_State *L);
+/* Drops a waiting coroutine without resuming it (shutdown): unpins it, frees its
+ * record and releases the app. */
+void mw_co_drop(struct mw_wait *w);
 /* The waiting coroutine's thread: push the results on it, then mw_co_wake. */
 lua_State *mw_co_thread(const struct mw_wait *w);
 /* Resumes it with nargs values pushed on its stack. */
@@ -102,6 +122,8 @@ void mw_co_call_done(struct mw_co_call *c, int nret);
 /* The results, when the request completed at once (c is freed); else the coroutine
  * waits for them (lua_yield). */
 int mw_co_call_finish(lua_State *L, struct mw_co_call *c);
+/* The calling coroutine's record (mw_co_rec), from the completion. */
+struct mw_co_rec *mw_co_call_rec(struct mw_co_call *c);
 
 /* Runs the function at registry ref fn_ref in a new coroutine of app a, belonging
  * to no connection (timers). */

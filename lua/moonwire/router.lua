@@ -8,7 +8,6 @@ require "moonwire.conn" -- installs the conn metatable
 local errors = require "moonwire.errors"
 
 local type, tostring, xpcall, pcall, floor = type, tostring, xpcall, pcall, math.floor
-local format = string.format
 local traceback = debug.traceback
 local is_failure, null = errors.is_failure, json.null
 
@@ -43,14 +42,6 @@ local function valid_id(id)
   local t = type(id)
   if t == "string" then return #id >= 1 and #id <= 128 end
   return t == "number" and id == floor(id) and id >= -2^53 and id <= 2^53
-end
-
--- The key of an id in the session's window: "s:<id>", "n:<integer>", or "x:<hex>" for a
--- string with NUL bytes (the window is keyed by C strings: "a\0b" must not be "a").
-local function dedup_key(id)
-  if type(id) ~= "string" then return format("n:%d", id) end
-  if not id:find("\0", 1, true) then return "s:" .. id end
-  return "x:" .. (id:gsub(".", function(c) return format("%02x", c:byte()) end))
 end
 
 -- Types and rooms that passed the checks below, remembered (up to a bound) because
@@ -138,17 +129,16 @@ function M.message(app, conn, msg, err, binary)
     return
   end
 
-  -- A repeated id is answered with the first reply; the handler runs once.
-  local key = dedup_key(id)
-  local state, reply, session = core.dedup_begin(conn, key, id)
-  local user = conn.user
+  -- A repeated id is answered with the first reply; the handler runs once. The
+  -- coroutine's record in C keeps the id, its key and the session until the answer.
+  local state, reply = core.dedup_begin(conn, id)
   if state == "done" then return conn:send(reply or { type = "ack", id = id }) end
   if state == "running" then return end
   local ok, res = run(conn, t, handler, conn, msg)
   local answer
   if ok then
     -- the usual case in one call: encoded, kept in the window, sent
-    local acked, err = core.ack(conn, key, id, res, user, session)
+    local acked, err = core.ack(conn, id, res)
     if acked then return end
     core.report_error(conn, "handler reply: " .. tostring(err), "", t)
     answer = { type = "error", id = id, code = "internal", message = "internal error" }
@@ -164,7 +154,7 @@ function M.message(app, conn, msg, err, binary)
     frame = json.encode({ type = "error", id = id, code = "internal", message = "internal error" })
   end
   -- `unavailable` means "retry": the id leaves the window so that the retry runs.
-  core.dedup_end(conn, key, frame, user, session, answer.code == "unavailable")
+  core.dedup_end(conn, frame, answer.code == "unavailable")
   conn:send(frame)
 end
 

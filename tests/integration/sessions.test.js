@@ -6,6 +6,8 @@
 
 const { describe, it, before, after } = require('node:test');
 const assert = require('node:assert/strict');
+const fs = require('node:fs');
+const path = require('node:path');
 const WebSocket = require('ws');
 const { startServer } = require('./lib/server');
 const { connect, closeAll } = require('./lib/client');
@@ -124,5 +126,54 @@ describe('sessions', () => {
       assert.match(err.message, /session must be 1\.\.64 characters/);
     }
     await waitFor(async () => /msg="bad session id"/.test(server.logs()), 1000, 'logged');
+  });
+
+  // The id's key, the id and the session live in C with the handler's coroutine
+  // (script.h, struct mw_co_rec), which is reused from one message to the next: each
+  // kind of id keeps a window entry of its own, and a reused coroutine carries
+  // nothing of the message before into the next.
+  it('keeps string, integer, negative, 2^53 and NUL-byte ids apart, each run once', async () => {
+    const key = uid('k');
+    const c = await connect(server.url(`/slow?user=${uid('ids')}&session=ids`));
+    const ids = [5, '5', -5, '-5', 2 ** 53, -(2 ** 53), 'a\u0000b', 'a\u0000c', 'a', 'x'.repeat(128)];
+    const first = [];
+    for (const id of ids) {
+      const got = await c.request('count', { id, data: key });
+      assert.equal(got.id, id, 'the ack carries the id as sent');
+      first.push(ack(got).runs);
+    }
+    assert.deepEqual(first, ids.map((_, i) => i + 1), 'every id ran its handler');
+    for (const [i, id] of ids.entries()) {
+      const again = await c.request('count', { id, data: key });
+      assert.equal(again.id, id);
+      assert.deepEqual(ack(again), { runs: i + 1 }, `id ${JSON.stringify(id)}: its first reply`);
+    }
+    assert.equal(ack(await c.request('runs', { data: key })), ids.length, 'nothing ran twice');
+  });
+
+  it('answers an id once across a reload, also one whose handler runs during it', async () => {
+    const script = path.join(server.dir, 'slow.lua');
+    const user = uid('rl');
+    const key = uid('k');
+    const url = server.url(`/slow?user=${user}&session=rl`);
+    const c = await connect(url);
+    const done = ack(await c.request('count', { id: 'before', data: key }));
+    assert.deepEqual(done, { runs: 1 });
+    c.send({ type: 'count', id: 'during', data: key }); // sleeps 200 ms in the old state
+    await sleep(50);
+    fs.writeFileSync(script, fs.readFileSync(script, 'utf8') + '\n-- reloaded\n');
+    server.process.kill('SIGHUP');
+    const during = await c.next((m) => m.id === 'during', 3000);
+    assert.deepEqual(ack(during), { runs: 2 }, 'the old state\'s handler answered');
+    await server.waitForLog(/msg="reloaded" route=\/slow why=SIGHUP/, 3000);
+    await c.terminate();
+    const again = await connect(url);
+    assert.deepEqual(ack(await again.request('count', { id: 'before', data: key })), { runs: 1 },
+      'answered before the reload: the same reply after it');
+    assert.deepEqual(ack(await again.request('count', { id: 'during', data: key })), { runs: 2 },
+      'answered during the reload: the same reply after it');
+    assert.deepEqual(ack(await again.request('count', { id: 'after', data: key })), { runs: 3 },
+      'a new id runs in the new state');
+    assert.equal(ack(await again.request('runs', { data: key })), 3, 'nothing ran twice');
   });
 });

@@ -302,8 +302,10 @@ static int l_dedup_begin(lua_State *L)
     }
     if (r && s && st == MW_DEDUP_NEW)
         message_token(r, c->user->id, sid, c->id, key);
-    mw_buf_free(&scratch.key);
-    mw_buf_free(&scratch.id);
+    if (!r) {
+        mw_buf_free(&scratch.key);
+        mw_buf_free(&scratch.id);
+    }
     return push_dedup(L, st, reply);
 }
 

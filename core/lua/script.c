@@ -541,8 +541,11 @@ void mw_script_message(struct mw_conn *c, const char *payload, size_t len, bool 
         return;
     }
     /* JSON: the router gets the decoded message (its data lazy), or nil and why
-     * not; the frame's text never becomes a Lua string. */
+     * not, and whether it is an object (valid JSON is one when its first byte past
+     * white space is '{': the router need not ask Lua); the frame's text never
+     * becomes a Lua string. */
     char err[128];
+    bool object = false;
     if (binary) {
         lua_pushnil(co);
         lua_pushnil(co);
@@ -551,9 +554,15 @@ void mw_script_message(struct mw_conn *c, const char *payload, size_t len, bool 
         lua_pushstring(co, err);
     } else {
         lua_pushnil(co);
+        size_t i = 0;
+        while (i < len && (payload[i] == ' ' || payload[i] == '\t' || payload[i] == '\n' ||
+                           payload[i] == '\r'))
+            i++;
+        object = i < len && payload[i] == '{';
     }
     lua_pushboolean(co, binary);
-    resume(a, co, ref, 5, c->id, MW_RUN_MESSAGE, rec);
+    lua_pushboolean(co, object);
+    resume(a, co, ref, 6, c->id, MW_RUN_MESSAGE, rec);
 }
 
 void mw_script_disconnect(struct mw_conn *c)

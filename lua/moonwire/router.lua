@@ -80,12 +80,13 @@ end
 -- msg: the frame decoded by the core (script.c), or nil with err; msg.data, when an
 -- object, is decoded on its first use: passed on untouched it goes out as the client's
 -- own text (lua_json.c, "lazy data").
-function M.message(app, conn, msg, err, binary)
+-- object: whether the frame's JSON is an object (script.c sees its first byte).
+function M.message(app, conn, msg, err, binary, object)
   if binary then
     return send_error(conn, nil, "bad_message", "binary frames are not accepted on this route")
   end
   if msg == nil then return send_error(conn, nil, "bad_json", err) end
-  if type(msg) ~= "table" or json.is_array(msg) then
+  if not object then
     return send_error(conn, nil, "bad_message", "a message must be a JSON object")
   end
   local id = msg.id

@@ -418,7 +418,7 @@ static int dec_string(struct dec *d)
 /* Checks the nesting limit and Lua stack room before opening a container. */
 static int enter(struct dec *d, int depth)
 {
-    if (depth > MW_JSON_MAX_DEPTH || !lua_checkstack(d->L, 4))
+    if (depth > MW_JSON_MAX_DEPTH || !lua_checkstack(d->L, 6))
         return fail(d, d->p, "too deeply nested");
     return 0;
 }
@@ -481,12 +481,67 @@ static bool key_is_data(lua_State *L)
     return n == 4 && memcmp(k, "data", 4) == 0;
 }
 
-/* The object remembers its keys' order for the encoder (see MW_JSON_ORDER_MT). In
- * skip mode it is only checked. */
+/* type, room, from, id, code, message, data, seq, ts: see envelope_rank. */
+#define NENVELOPE 9
+static int envelope_rank(const char *s, size_t n);
+static const char *const envelope_names[NENVELOPE] = {
+    "type", "room", "from", "id", "code", "message", "data", "seq", "ts",
+};
+
+/* Pushes the shared key list of the objects whose keys are the envelope fields in
+ * `seen` (a bit per rank), in rank order: made once per set and kept in the registry. */
+static void push_envelope_list(struct dec *d, unsigned seen)
+{
+    lua_State *L = d->L;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, MW_REG_ENVELOPE_LISTS);
+    if (lua_isnil(L, -1)) {
+        lua_pop(L, 1);
+        lua_createtable(L, 1 << NENVELOPE, 0);
+        lua_pushvalue(L, -1);
+        lua_rawseti(L, LUA_REGISTRYINDEX, MW_REG_ENVELOPE_LISTS);
+    }
+    lua_rawgeti(L, -1, (int)seen + 1);
+    if (lua_isnil(L, -1)) {
+        lua_pop(L, 1);
+        lua_createtable(L, NENVELOPE, 0);
+        for (int r = 0, n = 0; r < NENVELOPE; r++) {
+            if (seen & (1u << r)) {
+                lua_pushstring(L, envelope_names[r]);
+                lua_rawseti(L, -2, ++n);
+            }
+        }
+        lua_pushvalue(L, slot_mt(L, d->order_mt, push_order_mt));
+        lua_setmetatable(L, -2);
+        lua_pushvalue(L, -1);
+        lua_rawseti(L, -3, (int)seen + 1);
+    }
+    lua_remove(L, -2);
+}
+
+/* Stack: object, nil (the key list's slot), key. Puts an object's own key list in the
+ * slot, holding the envelope fields in `seen` (the keys so far), in rank order. */
+static void make_key_list(lua_State *L, unsigned seen, int *nkeys)
+{
+    lua_createtable(L, 4, 0);
+    for (int r = 0; r < NENVELOPE; r++) {
+        if (seen & (1u << r)) {
+            lua_pushstring(L, envelope_names[r]);
+            lua_rawseti(L, -2, ++*nkeys);
+        }
+    }
+    lua_replace(L, -3);
+}
+
+/* The object remembers its keys' order for the encoder (see MW_JSON_ORDER_MT). One
+ * whose keys are envelope fields in protocol order (a client's message: type, room,
+ * id, data) gets the key list shared by every such object with the same keys, not a
+ * list of its own, made key by key. In skip mode it is only checked. */
 static int dec_object(struct dec *d, int depth)
 {
     lua_State *L = d->L;
-    int nkeys = 0;
+    int nkeys = 0, last = -1;
+    unsigned seen = 0;  /* the envelope fields so far, while they come in rank order */
+    bool listed = false; /* the object has a key list of its own */
     bool push = !d->skip;
 
     if (enter(d, depth))
@@ -504,14 +559,26 @@ static int dec_object(struct dec *d, int depth)
         return 0;
     }
     if (push)
-        lua_createtable(L, 4, 0); /* the key list */
+        lua_pushnil(L); /* the key list's slot */
     for (;;) {
         skip_ws(d);
         if (d->p == d->end || *d->p != '"')
             return unexpected(d, d->p);
         if (dec_string(d))
             return -1;
-        if (push)
+        if (push && !listed) {
+            size_t n;
+            const char *k = lua_tolstring(L, -1, &n);
+            int r = envelope_rank(k, n);
+            if (r < NENVELOPE && r > last) {
+                last = r;
+                seen |= 1u << r;
+            } else {
+                make_key_list(L, seen, &nkeys);
+                listed = true;
+            }
+        }
+        if (push && listed)
             note_key(L, &nkeys);
         skip_ws(d);
         if (d->p == d->end || *d->p != ':')
@@ -530,11 +597,15 @@ static int dec_object(struct dec *d, int depth)
             d->p++;
         } else if (d->p < d->end && *d->p == '}') {
             d->p++;
-            if (push) {
+            if (push && listed) {
                 lua_pushvalue(L, slot_mt(L, d->order_mt, push_order_mt));
                 lua_setmetatable(L, -2);
-                lua_setmetatable(L, -2); /* the list becomes the object's metatable */
+            } else if (push) {
+                lua_pop(L, 1);
+                push_envelope_list(d, seen);
             }
+            if (push)
+                lua_setmetatable(L, -2); /* the list becomes the object's metatable */
             return 0;
         } else {
             return unexpected(d, d->p);
@@ -1005,9 +1076,6 @@ static int enc_array(struct enc *e, int idx, size_t n, int depth)
  * level the envelope fields first, in protocol order; then, for an object decoded
  * from JSON, the keys in the order they came (its metatable lists them); then every
  * other key sorted by its bytes. */
-
-/* type, room, from, id, code, message, data, seq, ts: see envelope_rank. */
-#define NENVELOPE 9
 
 /* The rank of an envelope field (0 for `type` ... 8 for `ts`), or NENVELOPE. */
 static int envelope_rank(const char *s, size_t n)

@@ -13,7 +13,8 @@
 enum {
     MW_REG_ARRAY_MT = -0x6d7701, /* lua_json.c: the metatables of decoded arrays, */
     MW_REG_ORDER_MT,             /* key lists */
-    MW_REG_LAZY_MT,              /* and lazy objects */
+    MW_REG_LAZY_MT,              /* and lazy objects; */
+    MW_REG_ENVELOPE_LISTS,       /* the key lists objects of envelope fields share */
     MW_REG_APP,                  /* script.c: the state's struct mw_app (light userdata) */
     MW_REG_CONN_MT,              /* lua_conn.c: the conn metatable, */
     MW_REG_CONN_CACHE,           /* the weak cache of conn userdata, */

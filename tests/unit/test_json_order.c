@@ -111,6 +111,32 @@ static void test_changed_decoded_objects(void **state)
                        "{\"a\":2,\"b\":1}");
 }
 
+/* Objects whose keys are envelope fields in protocol order share one key list per set
+ * of keys (lua_json.c, push_envelope_list): the order they encode in, nested or
+ * changed, is what a list of their own gave. */
+static void test_envelope_objects_share_key_lists(void **state)
+{
+    lua_State *L = *state;
+    /* In protocol order, below the top level: the client's order, not sorted. */
+    assert_roundtrip(L, "{\"x\":{\"type\":\"t\",\"room\":\"r\",\"id\":1,\"data\":{\"a\":1}}}", NULL);
+    /* Out of protocol order, or with other keys, or a duplicate: a list of its own. */
+    assert_roundtrip(L, "{\"x\":{\"room\":\"r\",\"type\":\"t\"}}", NULL);
+    assert_roundtrip(L, "{\"x\":{\"type\":1,\"zeta\":2,\"id\":3,\"alpha\":4}}", NULL);
+    assert_roundtrip(L, "{\"x\":{\"type\":1,\"id\":2,\"type\":3}}", "{\"x\":{\"type\":3,\"id\":2}}");
+    assert_roundtrip(L, "{\"x\":{\"seq\":1,\"ts\":2}}", NULL);
+    /* The metatable lists exactly the object's keys. */
+    assert_lua_encodes(L, "return getmetatable(json.decode('{\"type\":1,\"data\":2}'))",
+                       "[\"type\",\"data\"]");
+    /* Two objects with the same keys: changing one changes nothing in the other. */
+    assert_lua_encodes(L,
+        "local a = json.decode('{\"type\":1,\"room\":2}') "
+        "local b = json.decode('{\"type\":3,\"room\":4}') "
+        "a.room = nil; a.zz = 5; a.aa = 6 "
+        "return { a = a, b = b, c = json.decode('{\"type\":7,\"room\":8}') }",
+        "{\"a\":{\"type\":1,\"aa\":6,\"zz\":5},\"b\":{\"type\":3,\"room\":4},"
+        "\"c\":{\"type\":7,\"room\":8}}");
+}
+
 /* Hash order differs between states (and so after a hot reload): the text does not. */
 static void test_same_text_in_every_state(void **state)
 {
@@ -163,6 +189,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_envelope_fields_come_first_at_the_top, setup, teardown),
         cmocka_unit_test_setup_teardown(test_other_tables_are_sorted, setup, teardown),
         cmocka_unit_test_setup_teardown(test_changed_decoded_objects, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_envelope_objects_share_key_lists, setup, teardown),
         cmocka_unit_test(test_same_text_in_every_state),
         cmocka_unit_test_setup_teardown(test_bad_keys_still_fail_cleanly, setup, teardown),
     };

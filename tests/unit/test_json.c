@@ -261,6 +261,48 @@ static void test_invalid_utf8(void **state)
     assert_encodes_lua(L, "return 'caf\\195\\169'", "\"caf\xc3\xa9\"");
 }
 
+/* A byte in a string that needs a look (a quote, a backslash, a control character,
+ * UTF-8, a bad byte) is found at every place, decoding and encoding. */
+static void test_special_bytes_at_every_place(void **state)
+{
+    lua_State *L = *state;
+    static const char *const specials[] = { "\\\"", "\\\\", "\\n", "\\u0001", "\xc3\xa9", "\x7f" };
+    static const char *const raw[] = { "\"", "\\", "\n", "\x01", "\xc3\xa9", "\x7f" };
+    struct mw_buf b = { 0 };
+    char json[96], want[64], err[128];
+    for (size_t k = 0; k < sizeof specials / sizeof *specials; k++) {
+        for (int at = 0; at <= 20; at++) {
+            /* "xxx<special>yyy" with the special at byte `at` of 24 or so */
+            int n = snprintf(json, sizeof json, "\"%.*s%s%.*s\"", at, "aaaaaaaaaaaaaaaaaaaaa",
+                             specials[k], 20 - at, "bbbbbbbbbbbbbbbbbbbbb");
+            snprintf(want, sizeof want, "%.*s%s%.*s", at, "aaaaaaaaaaaaaaaaaaaaa", raw[k], 20 - at,
+                     "bbbbbbbbbbbbbbbbbbbbb");
+            assert_int_equal(decode_n(L, json, (size_t)n, err, sizeof err), 0);
+            size_t len;
+            const char *got = lua_tolstring(L, -1, &len);
+            assert_int_equal(len, strlen(want));
+            assert_memory_equal(got, want, len);
+            mw_buf_reset(&b);
+            assert_int_equal(mw_json_encode(L, -1, &b, err, sizeof err), 0);
+            assert_int_equal(b.len, (size_t)n);
+            assert_memory_equal(b.p, json, (size_t)n);
+            lua_pop(L, 1);
+        }
+    }
+    for (int at = 0; at <= 20; at++) { /* a bad byte, and a raw control character */
+        char bad[64];
+        int n = snprintf(bad, sizeof bad, "\"%.*s\xff%.*s\"", at, "aaaaaaaaaaaaaaaaaaaaa", 20 - at,
+                         "bbbbbbbbbbbbbbbbbbbbb");
+        char msg[64];
+        snprintf(msg, sizeof msg, "invalid UTF-8 in string at offset %d", at + 1);
+        assert_decode_error(L, bad, (size_t)n, msg);
+        bad[at + 1] = '\t';
+        snprintf(msg, sizeof msg, "unescaped control character 0x09 in string at offset %d", at + 1);
+        assert_decode_error(L, bad, (size_t)n, msg);
+    }
+    mw_buf_free(&b);
+}
+
 /* ---- decoding ---- */
 
 static void test_decode_types(void **state)
@@ -793,6 +835,7 @@ int main(void)
         T(test_encode_depth_limit),
         T(test_encode_index),
         cmocka_unit_test(test_array_mt_without_module),
+        cmocka_unit_test_setup_teardown(test_special_bytes_at_every_place, setup, teardown),
         T(test_module_from_lua),
         T(test_module_require),
 #undef T

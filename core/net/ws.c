@@ -13,8 +13,9 @@
  * is 255 bytes or more, and keeps a connection with unsent output in
  * FLUSHING_BEFORE_CLOSE for as long as the peer does not read. Here every frame we
  * send, control frames included, goes through the connection's send queue in order,
- * all queued frames in one writev, writability asked for only when the kernel did
- * not take everything (shared/PERFORMANCE.md).
+ * all queued frames in one writev (runs of small frames copied into one piece: the
+ * kernel's cost per iovec is more than the copy), writability asked for only when the
+ * kernel did not take everything (shared/PERFORMANCE.md).
  *
  * The sockets are polled by an epoll instance of our own, itself one handle on the
  * libuv loop (as uSockets keeps its own): a socket costs one epoll_ctl when it is
@@ -58,6 +59,10 @@
 #define PEEK_RETRY_MAX_MS 640   /* twice as long each time without progress, up to this */
 #define READ_BUF (64 * 1024)    /* one read per readiness, as libwebsockets did */
 #define MAX_IOV 64
+
+/* Where runs of small frames are copied for one write (mw_sendq_iov): the loop
+ * thread writes one connection at a time. */
+static unsigned char tx_pack[MW_FLUSH_CHUNK];
 #define EVENTS_MAX 256          /* socket events taken per readiness of our epoll */
 #define WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
@@ -248,8 +253,8 @@ static size_t answer_sent(struct ws *w, size_t n)
     return n;
 }
 
-/* Writes queued frames while the kernel takes them, straight from the frames (writev:
- * no copy), the 101 answer first while it waits. Returns -1 when the socket failed. */
+/* Writes queued frames while the kernel takes them (writev: big frames from where they
+ * lie, runs of small ones copied together), the 101 answer first while it waits. Returns -1 when the socket failed. */
 static int write_queue(struct ws *w, struct mw_conn *c)
 {
     while (c->q.len || w->answer) {

@@ -264,7 +264,8 @@ static int write_queue(struct ws *w, struct mw_conn *c)
             iov[0] = (struct iovec){ w->answer, w->answer_len };
             pre = w->answer_len;
         }
-        int k = mw_sendq_iov(&c->q, iov + (pre ? 1 : 0), MAX_IOV - 1, MW_FLUSH_CHUNK, &total);
+        int k = mw_sendq_iov(&c->q, iov + (pre ? 1 : 0), MAX_IOV - 1, MW_FLUSH_CHUNK, tx_pack,
+                             sizeof tx_pack, &total);
         k += pre ? 1 : 0;
         total += pre;
         struct msghdr mh = { .msg_iov = iov, .msg_iovlen = (size_t)k };
@@ -337,10 +338,14 @@ static void ws_abort(struct mw_conn *c)
 static struct mw_msg *ws_frame(struct mw_conn *c, struct mw_msg *m)
 {
     struct ws *w = c->tx;
-    return w->pmd_wbits ? mw_deflate_frame(m, w->pmd_wbits) : mw_msg_incref(m);
+    return mw_deflate_frame(m, w->pmd_wbits);
 }
 
+/* Without compression a frame is queued as it is: no call per delivery. */
 static const struct mw_transport ws_transport = {
+    .name = "ws", .flush = ws_flush, .close = ws_close, .abort = ws_abort,
+};
+static const struct mw_transport ws_deflate_transport = {
     .name = "ws", .frame = ws_frame, .flush = ws_flush, .close = ws_close, .abort = ws_abort,
 };
 
@@ -724,7 +729,7 @@ static void upgrade(struct ws *w, struct mw_httphead *h, char *buf, size_t len)
     mw_buf_puts(&b, "\r\n");
     w->answer = b.p;
     w->answer_len = (uint16_t)b.len;
-    w->conn = mw_server_open(&ws_transport, w, &req);
+    w->conn = mw_server_open(w->pmd_wbits ? &ws_deflate_transport : &ws_transport, w, &req);
     if (!w->conn) {
         ws_end(w, true);
         return;

@@ -11,6 +11,7 @@
 #include "net/conn.h"
 
 #include <inttypes.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +21,9 @@
 #include "base/log.h"
 #include "net/session.h"
 #include "base/util.h"
+
+_Static_assert(offsetof(struct mw_conn, want_writable) < 64,
+               "what a send touches fits the first 64 bytes of a connection");
 
 struct mw_conn_limits mw_conn_limits = { 1 << 20, 50, 100, MW_CLOSE_GRACE_MS, MW_ZOMBIE_MS };
 struct mw_conn_stats mw_conn_stats;

@@ -99,14 +99,23 @@ struct mw_transport {
 };
 
 struct mw_conn {
-    char id[24];              /* decimal, unique on this node */
+    /* What a send touches, in the first 64 bytes (one cache line where the allocator
+     * aligns the struct to 64, as jemalloc does): a broadcast visits each member. */
+    struct mw_sendq q;        /* bounded in bytes by limits.send_queue (sendq.h) */
     const struct mw_transport *tp;
+    struct mw_conn *pending_next, *pending_prev; /* waiting for a flush */
+    uint32_t msgs_out;
+    uint8_t state;            /* enum mw_conn_state */
+    bool slow_drop;           /* route's slow_consumer: drop */
+    bool pending;             /* on the pending list */
+    bool want_writable;       /* the transport waits for writability */
+
+    char id[24];              /* decimal, unique on this node */
     void *tx;                 /* the transport's object; NULL once it is gone */
     struct mw_route *route;
     struct mw_user *user;     /* NULL once unlinked */
     struct mw_conn *user_next, *user_prev;
     struct mw_conn *all_next, *all_prev;         /* every connection not yet freed */
-    struct mw_conn *pending_next, *pending_prev; /* waiting for a flush */
     struct mw_conn *closing_next, *closing_prev; /* closing or aborted list (conn.c) */
     struct mw_conn *work_next;                   /* unlink queue, then free list */
     char *remote;             /* peer address */
@@ -120,12 +129,8 @@ struct mw_conn {
     uint64_t ping_us;         /* when the heartbeat's ping was queued; 0: none awaits */
     uint64_t deadline_ms;     /* closing: aborted then; aborted: a zombie then */
 
-    /* Traffic, for the close log line. */
+    /* Traffic, for the close log line (msgs_in, msgs_out too). */
     uint64_t bytes_in, bytes_out;
-    uint32_t msgs_in, msgs_out;
-
-    /* Send queue, bounded in bytes by limits.send_queue (sendq.h). */
-    struct mw_sendq q;
 
     /* Rooms this connection is in (struct mw_member is room.c's). */
     struct mw_member **rooms;
@@ -141,16 +146,13 @@ struct mw_conn {
     char *rx;
     size_t rxlen, rxcap;
     bool rx_binary;
+    uint32_t msgs_in;         /* traffic, with bytes_in and msgs_out */
 
     /* Token bucket (limits.rate / limits.burst), and the abuse count of rejected
      * messages (mw_conn_rate). */
     double tokens, abuse;
     uint64_t tokens_ms, abuse_ms;
 
-    uint8_t state;            /* enum mw_conn_state */
-    bool slow_drop;           /* route's slow_consumer: drop */
-    bool pending;             /* on the pending list */
-    bool want_writable;       /* the transport waits for writability */
     bool kill;                /* closing without a handshake: abort once unlinked */
     bool close_sent;          /* our close frame went out: waiting for the peer's */
     bool peer_closed;         /* the peer's close frame came */

@@ -1,6 +1,8 @@
-/* sendq.c - the send queue: a ring of frame references, partial writes and gathers. */
+/* sendq.c - the send queue: a ring of frame references, partial writes, the layout of
+ * a write. */
 #include "net/sendq.h"
 
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -85,45 +87,42 @@ static size_t piece(const struct mw_sendq *q, uint32_t i, const unsigned char **
     return m->len - skip;
 }
 
-size_t mw_sendq_gather_need(const struct mw_sendq *q, size_t max)
+static bool small(size_t n)
 {
-    const unsigned char *p;
-    size_t need = 0;
-    for (uint32_t i = 0; i < q->len; i++) {
-        size_t n = piece(q, i, &p);
-        if (i && need + n > max)
-            break;
-        need += n;
-    }
-    return need;
-}
-
-size_t mw_sendq_gather(const struct mw_sendq *q, unsigned char *buf, size_t max)
-{
-    const unsigned char *p;
-    size_t at = 0;
-    for (uint32_t i = 0; i < q->len; i++) {
-        size_t n = piece(q, i, &p);
-        if (i && at + n > max)
-            break;
-        memcpy(buf + at, p, n);
-        at += n;
-    }
-    return at;
+    return n <= MW_SENDQ_COPY_MAX;
 }
 
 int mw_sendq_iov(const struct mw_sendq *q, struct iovec *iov, int maxiov, size_t max,
-                 size_t *nbytes)
+                 unsigned char *scratch, size_t scratch_cap, size_t *nbytes)
 {
     const unsigned char *p;
-    size_t sum = 0;
+    size_t sum = 0, used = 0;
     int k = 0;
-    for (uint32_t i = 0; i < q->len && k < maxiov; i++) {
+    bool run = false; /* iov[k - 1] is a run of frames copied into scratch */
+    for (uint32_t i = 0; i < q->len; i++) {
         size_t n = piece(q, i, &p);
         if (i && sum + n > max)
             break;
-        iov[k].iov_base = (void *)p;
-        iov[k].iov_len = n;
+        bool copy = small(n) && used + n <= scratch_cap;
+        if (copy && run) {
+            memcpy(scratch + used, p, n);
+            iov[k - 1].iov_len += n;
+            used += n;
+            sum += n;
+            continue;
+        }
+        if (k == maxiov)
+            break;
+        /* a run starts only where a second small frame follows: one frame alone
+         * is written from where it lies */
+        run = copy && i + 1 < q->len && small(mw_sendq_at(q, i + 1)->len);
+        if (run) {
+            memcpy(scratch + used, p, n);
+            iov[k] = (struct iovec){ scratch + used, n };
+            used += n;
+        } else {
+            iov[k] = (struct iovec){ (void *)p, n };
+        }
         k++;
         sum += n;
     }

@@ -1,6 +1,6 @@
 /* sendq.h - a connection's send queue: a ring of shared frame references, bounded in
  * bytes by its owner, with the coalescible-drop policy of `slow_consumer: drop` and
- * the gather of queued frames into one write.
+ * the queued frames laid out for one write.
  *
  * Leaf module (msg.h only): no sockets, no libwebsockets, unit-tested alone. A write
  * may take part of a frame: `off` remembers how much of the head frame is out, so a
@@ -46,17 +46,19 @@ uint32_t mw_sendq_discard(struct mw_sendq *q);
  * fits now is q->bytes + need <= limit. */
 uint32_t mw_sendq_drop_coalescible(struct mw_sendq *q, size_t limit, size_t need);
 
-/* Copies queued bytes from the head (the unwritten part of the head frame, then whole
- * frames) into buf, at most max bytes but always at least the first frame's bytes
- * (buf must hold them: see mw_sendq_gather_need). Consumes nothing. Returns the
- * byte count. */
-size_t mw_sendq_gather(const struct mw_sendq *q, unsigned char *buf, size_t max);
-/* How many bytes mw_sendq_gather(q, buf, max) writes. */
-size_t mw_sendq_gather_need(const struct mw_sendq *q, size_t max);
-/* The same bytes as iovecs pointing into the frames (at most maxiov). Returns the
- * iovec count; *nbytes their total. */
+/* Frames of at most this many bytes are copied together for a write (see
+ * mw_sendq_iov): below it the kernel's cost per iovec outweighs the copy. */
+#define MW_SENDQ_COPY_MAX 2048
+
+/* The bytes queued from the head (the unwritten part of the head frame, then whole
+ * frames), at most max bytes but always the first frame's, as at most maxiov iovecs.
+ * Two or more small frames (<= MW_SENDQ_COPY_MAX) in a row are copied one after the
+ * other into scratch (while scratch_cap lasts) and take one iovec; other frames are
+ * pointed at where they lie. Under a backlog of small frames one write then takes up
+ * to max bytes however many frames they are. Consumes nothing. Returns the iovec
+ * count; *nbytes their total. */
 int mw_sendq_iov(const struct mw_sendq *q, struct iovec *iov, int maxiov, size_t max,
-                 size_t *nbytes);
+                 unsigned char *scratch, size_t scratch_cap, size_t *nbytes);
 /* n bytes went out: frames fully written are released, a partly written one is
  * remembered in off. Returns the number of frames completed. */
 uint32_t mw_sendq_consume(struct mw_sendq *q, size_t n);

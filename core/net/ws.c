@@ -13,8 +13,9 @@
  * is 255 bytes or more, and keeps a connection with unsent output in
  * FLUSHING_BEFORE_CLOSE for as long as the peer does not read. Here every frame we
  * send, control frames included, goes through the connection's send queue in order,
- * all queued frames in one writev, writability asked for only when the kernel did
- * not take everything (shared/PERFORMANCE.md).
+ * all queued frames in one writev (runs of small frames copied into one piece: the
+ * kernel's cost per iovec is more than the copy), writability asked for only when the
+ * kernel did not take everything (shared/PERFORMANCE.md).
  *
  * The sockets are polled by an epoll instance of our own, itself one handle on the
  * libuv loop (as uSockets keeps its own): a socket costs one epoll_ctl when it is
@@ -58,6 +59,10 @@
 #define PEEK_RETRY_MAX_MS 640   /* twice as long each time without progress, up to this */
 #define READ_BUF (64 * 1024)    /* one read per readiness, as libwebsockets did */
 #define MAX_IOV 64
+
+/* Where runs of small frames are copied for one write (mw_sendq_iov): the loop
+ * thread writes one connection at a time. */
+static unsigned char tx_pack[MW_FLUSH_CHUNK];
 #define EVENTS_MAX 256          /* socket events taken per readiness of our epoll */
 #define WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
@@ -248,8 +253,8 @@ static size_t answer_sent(struct ws *w, size_t n)
     return n;
 }
 
-/* Writes queued frames while the kernel takes them, straight from the frames (writev:
- * no copy), the 101 answer first while it waits. Returns -1 when the socket failed. */
+/* Writes queued frames while the kernel takes them (writev: big frames from where they
+ * lie, runs of small ones copied together), the 101 answer first while it waits. Returns -1 when the socket failed. */
 static int write_queue(struct ws *w, struct mw_conn *c)
 {
     while (c->q.len || w->answer) {
@@ -259,7 +264,8 @@ static int write_queue(struct ws *w, struct mw_conn *c)
             iov[0] = (struct iovec){ w->answer, w->answer_len };
             pre = w->answer_len;
         }
-        int k = mw_sendq_iov(&c->q, iov + (pre ? 1 : 0), MAX_IOV - 1, MW_FLUSH_CHUNK, &total);
+        int k = mw_sendq_iov(&c->q, iov + (pre ? 1 : 0), MAX_IOV - 1, MW_FLUSH_CHUNK, tx_pack,
+                             sizeof tx_pack, &total);
         k += pre ? 1 : 0;
         total += pre;
         struct msghdr mh = { .msg_iov = iov, .msg_iovlen = (size_t)k };
@@ -332,10 +338,14 @@ static void ws_abort(struct mw_conn *c)
 static struct mw_msg *ws_frame(struct mw_conn *c, struct mw_msg *m)
 {
     struct ws *w = c->tx;
-    return w->pmd_wbits ? mw_deflate_frame(m, w->pmd_wbits) : mw_msg_incref(m);
+    return mw_deflate_frame(m, w->pmd_wbits);
 }
 
+/* Without compression a frame is queued as it is: no call per delivery. */
 static const struct mw_transport ws_transport = {
+    .name = "ws", .flush = ws_flush, .close = ws_close, .abort = ws_abort,
+};
+static const struct mw_transport ws_deflate_transport = {
     .name = "ws", .frame = ws_frame, .flush = ws_flush, .close = ws_close, .abort = ws_abort,
 };
 
@@ -719,7 +729,7 @@ static void upgrade(struct ws *w, struct mw_httphead *h, char *buf, size_t len)
     mw_buf_puts(&b, "\r\n");
     w->answer = b.p;
     w->answer_len = (uint16_t)b.len;
-    w->conn = mw_server_open(&ws_transport, w, &req);
+    w->conn = mw_server_open(w->pmd_wbits ? &ws_deflate_transport : &ws_transport, w, &req);
     if (!w->conn) {
         ws_end(w, true);
         return;

@@ -303,11 +303,23 @@ bool mw_room_leave(struct mw_member *m, bool *room_freed)
 uint32_t mw_room_broadcast(struct mw_room *r, struct mw_msg *msg, const struct mw_conn *except,
                            const struct mw_user *except_user)
 {
-    uint32_t n = 0;
+    uint32_t n = 0, nm = r->nmembers;
+    struct mw_member **m = r->members;
     /* A send may close a slow consumer, but closing never removes a membership
-     * synchronously (that happens in the close callback), so the array is stable. */
-    for (uint32_t i = 0; i < r->nmembers; i++) {
-        struct mw_conn *c = r->members[i]->conn;
+     * synchronously (that happens in the close callback), so the array is stable.
+     * In a big room every member's connection is a cache miss: ask for them ahead
+     * (the member 8 ahead, its connection 4 ahead, the slot its queue writes 2 ahead). */
+    for (uint32_t i = 0; i < nm; i++) {
+        if (i + 8 < nm)
+            __builtin_prefetch(m[i + 8]);
+        if (i + 4 < nm)
+            __builtin_prefetch(m[i + 4]->conn);
+        if (i + 2 < nm) {
+            const struct mw_sendq *q = &m[i + 2]->conn->q;
+            if (q->ring)
+                __builtin_prefetch(&q->ring[(q->head + q->len) & (q->cap - 1)], 1);
+        }
+        struct mw_conn *c = m[i]->conn;
         if (c == except || (except_user && c->user == except_user))
             continue;
         if (mw_conn_send(c, msg) == 0)

@@ -22,6 +22,10 @@
 #   COMMIT [git HEAD] the commit named in the header
 #   BENCH_CONFIG [tests/bench/bench.yaml] moonwire's config (bench-features.yaml: with
 #              compression, token checking and the watchdog's limit set)
+#   IDLE_HOLDER [process] where hbS:N's idle connections live: "process", a second
+#              generator process (`mwbench idle`, on GEN_CPU too) that answers their
+#              pings, so that the measuring generator's loop does not; "inline", in
+#              the measuring generator itself (`mwbench chat --idle N`)
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -44,6 +48,8 @@ GEN_CPU=${GEN_CPU:-1}
 MWBENCH_ARGS=${MWBENCH_ARGS:-}
 BENCH_CONFIG=${BENCH_CONFIG:-$ROOT/tests/bench/bench.yaml}
 case $BENCH_CONFIG in /*) ;; *) BENCH_CONFIG=$ROOT/$BENCH_CONFIG ;; esac
+IDLE_HOLDER=${IDLE_HOLDER:-process}
+case $IDLE_HOLDER in process|inline) ;; *) echo "run.sh: IDLE_HOLDER is process or inline" >&2; exit 2 ;; esac
 OUT=${OUT:-$BUILD/bench-$(date +%Y%m%d-%H%M%S)}
 export FANOUT_RATE FANOUT_MEMBERS IDLE_N # for table.js
 
@@ -154,7 +160,7 @@ stop_server() {
   wait "$pid" 2>/dev/null || rc=$?
   if [ -z "$server_died" ] && [ "$rc" -ne 0 ]; then server_died="status_${rc}_after_SIGTERM"; fi
 }
-trap 'stop_server' EXIT
+trap 'stop_idle_holder; stop_server' EXIT
 trap 'exit 130' INT TERM
 
 # ---- scenarios ----
@@ -165,12 +171,44 @@ scenario_args() {
     chat10)  echo "chat --rooms 100 --room-members 10 --msg-rate 10 --duration $DURATION" ;;
     chat1)   echo "chat --rooms 100 --room-members 10 --msg-rate 1 --duration $DURATION" ;;
     chat5)   echo "chat --rooms 100 --room-members 10 --msg-rate 5 --duration $DURATION" ;;
-    hbdefault:*) echo "chat --rooms 100 --room-members 10 --msg-rate 5 --duration $HB_DEFAULT_DURATION --idle ${1#*:} --sources 8" ;;
-    hb*:*)   echo "chat --rooms 100 --room-members 10 --msg-rate 5 --duration $HB_DURATION --idle ${1#*:} --sources 8" ;;
+    hbdefault:*) echo "chat --rooms 100 --room-members 10 --msg-rate 5 --duration $HB_DEFAULT_DURATION $(inline_idle "$1")" ;;
+    hb*:*)   echo "chat --rooms 100 --room-members 10 --msg-rate 5 --duration $HB_DURATION $(inline_idle "$1")" ;;
     idle)    echo "idle --conns $IDLE_N --duration 2 --sources 8" ;;
     connect) echo "connect --concurrency $CONNECT_CONCURRENCY --duration $DURATION" ;;
     *) say "unknown scenario '$1'"; exit 2 ;;
   esac
+}
+
+# The chat generator's own idle connections for hbS:N (IDLE_HOLDER=inline).
+inline_idle() {
+  [ "$IDLE_HOLDER" = inline ] && echo "--idle ${1#*:} --sources 8"
+  return 0
+}
+
+# IDLE_HOLDER=process: holds hbS:N's N idle connections in a second generator process
+# for the whole run, and waits until the server has them all (its open fds).
+holder_pid=""
+start_idle_holder() { # scenario port
+  local n=${1#*:} hold fds
+  case $1 in hbdefault:*) hold=$HB_DEFAULT_DURATION ;; *) hold=$HB_DURATION ;; esac
+  hold=$((hold + 30)) # the chat's own set-up and drain
+  taskset -c "$GEN_CPU" "$MWBENCH" idle --conns "$n" --duration "$hold" --sources 8 --port "$2" \
+    --label idle-holder > "$OUT/idle-holder-$2.txt" 2>&1 &
+  holder_pid=$!
+  for _ in $(seq 600); do # at most 60 s
+    fds=$(ls "/proc/$server_pid/fd" 2>/dev/null | wc -l)
+    [ "$fds" -lt "$n" ] || return 0
+    alive "$holder_pid" || break
+    sleep 0.1
+  done
+  say "idle holder: the server got $fds of $n connections"
+  return 1
+}
+stop_idle_holder() {
+  [ -n "$holder_pid" ] || return 0
+  kill "$holder_pid" 2>/dev/null || true
+  wait "$holder_pid" 2>/dev/null || true
+  holder_pid=""
 }
 
 # The heartbeat interval a scenario gives the servers (seconds; empty: their default).
@@ -196,12 +234,21 @@ run_one() { # round kind scenario
   port=$("$MWBENCH" freeport)
   start_server "$kind" "$port" "$(scenario_heartbeat "$scen")" || { echo "round=$round server=$kind run=$scen crashed=did_not_start" >> "$RESULTS"; return; }
   out=$OUT/r$round-${scen/:/-}-$kind.txt
+  local holder_note=""
+  case $scen in
+    hb*:*) if [ "$IDLE_HOLDER" = process ]; then
+             holder_note=" idle_holder=process idle_held=${scen#*:}"
+             start_idle_holder "$scen" "$port" || holder_note=" idle_holder=process idle_held=short"
+           fi ;;
+  esac
   # shellcheck disable=SC2046
   taskset -c "$GEN_CPU" "$MWBENCH" $(scenario_args "$scen") --port "$port" --pid "$server_pid" \
     --label "$kind" $MWBENCH_ARGS > "$out" 2>&1 || true
+  stop_idle_holder
   stop_server
   line=$(grep '^result ' "$out" | tail -1 || true)
   [ -n "$line" ] || line="result scenario=$scen label=$kind failed=no_result"
+  line="$line$holder_note"
   [ -z "$server_died" ] || line="$line crashed=$server_died"
   echo "round=$round server=$kind run=$scen ${line#result }" >> "$RESULTS"
   grep -E '^(# (ramp|fanout|chat|idle|connect) |warning)' "$out" | grep -v 'connections joined in' |

@@ -1,5 +1,6 @@
 /* test_sendq.c - the send queue (sendq.c) without any socket: ring growth, partial
- * writes, gathers and iovecs, the coalescible-drop policy, discard on close. */
+ * writes, the layout of a write (iovecs and runs of small frames copied together), the
+ * coalescible-drop policy, discard on close. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -52,7 +53,7 @@ static void test_ring_grows_in_order(void **state)
 }
 
 /* A write that stops inside a frame: the rest of that frame comes first next time,
- * in the gather and in the iovecs alike. */
+ * copied into a run or pointed at. */
 static void test_partial_writes(void **state)
 {
     (void)state;
@@ -66,15 +67,20 @@ static void test_partial_writes(void **state)
     assert_int_equal(mw_sendq_consume(&q, 4), 0);
     assert_true(mw_sendq_started(&q));
     assert_int_equal(q.bytes, 11);
-    assert_int_equal(mw_sendq_gather_need(&q, 64), 11);
-    assert_int_equal(mw_sendq_gather(&q, buf, 64), 11);
+    /* copied: one piece, the head's rest first */
+    assert_int_equal(mw_sendq_iov(&q, iov, 4, 64, buf, sizeof buf, &n), 1);
+    assert_int_equal(n, 11);
+    assert_ptr_equal(iov[0].iov_base, buf);
+    assert_int_equal(iov[0].iov_len, 11);
     assert_memory_equal(buf, "llo", 3);
     assert_int_equal(buf[3], 0x81);
     assert_memory_equal(buf + 5, "world!", 6);
-    assert_int_equal(mw_sendq_iov(&q, iov, 4, 64, &n), 2);
+    /* no room to copy: pointed at */
+    assert_int_equal(mw_sendq_iov(&q, iov, 4, 64, buf, 0, &n), 2);
     assert_int_equal(n, 11);
     assert_int_equal(iov[0].iov_len, 3);
     assert_memory_equal(iov[0].iov_base, "llo", 3);
+    assert_ptr_equal(iov[1].iov_base, mw_sendq_at(&q, 1)->data);
     assert_int_equal(mw_sendq_consume(&q, 5), 1); /* "llo" + 2 header bytes */
     assert_int_equal(q.off, 2);
     assert_int_equal(mw_sendq_consume(&q, 6), 1);
@@ -84,9 +90,9 @@ static void test_partial_writes(void **state)
     mw_sendq_trim(&q);
 }
 
-/* A gather stops before the frame that would pass max, but always takes the first
- * frame whole, however big; iovecs stop at their count too. */
-static void test_gather_bounds(void **state)
+/* A write stops before the frame that would pass max, but always takes the first
+ * frame whole, however big; iovecs stop at their count (a run counts as one). */
+static void test_write_bounds(void **state)
 {
     (void)state;
     struct mw_sendq q = { 0 };
@@ -96,13 +102,77 @@ static void test_gather_bounds(void **state)
     push(&q, "0123456789", 0); /* 12 */
     push(&q, "abc", 0);        /* 5 */
     push(&q, "de", 0);         /* 4 */
-    assert_int_equal(mw_sendq_gather_need(&q, 4), 12);
-    assert_int_equal(mw_sendq_gather_need(&q, 17), 17);
-    assert_int_equal(mw_sendq_gather_need(&q, 20), 17);
-    assert_int_equal(mw_sendq_gather(&q, buf, 20), 17);
-    assert_int_equal(mw_sendq_iov(&q, iov, 2, 1000, &n), 2);
+    assert_int_equal(mw_sendq_iov(&q, iov, 2, 4, buf, sizeof buf, &n), 1);
+    assert_int_equal(n, 12);
+    assert_int_equal(mw_sendq_iov(&q, iov, 2, 17, buf, sizeof buf, &n), 1);
     assert_int_equal(n, 17);
+    assert_int_equal(mw_sendq_iov(&q, iov, 2, 1000, buf, sizeof buf, &n), 1);
+    assert_int_equal(n, 21);
+    assert_memory_equal(buf + 2, "0123456789", 10);
+    assert_memory_equal(buf + 14, "abc", 3);
+    assert_memory_equal(buf + 19, "de", 2);
+    /* without scratch: one iovec a frame, as many as fit */
+    assert_int_equal(mw_sendq_iov(&q, iov, 2, 1000, buf, 0, &n), 2);
+    assert_int_equal(n, 17);
+    /* scratch for the first two only: the third is pointed at */
+    assert_int_equal(mw_sendq_iov(&q, iov, 2, 1000, buf, 17, &n), 2);
+    assert_int_equal(n, 21);
+    assert_int_equal(iov[0].iov_len, 17);
+    assert_ptr_equal(iov[1].iov_base, mw_sendq_at(&q, 2)->data);
     assert_int_equal(q.len, 3); /* nothing consumed */
+    mw_sendq_clear(&q);
+    mw_sendq_trim(&q);
+}
+
+/* A frame alone and frames above MW_SENDQ_COPY_MAX are written from where they lie;
+ * small frames around a big one make runs of their own. */
+static void test_runs_and_big_frames(void **state)
+{
+    (void)state;
+    struct mw_sendq q = { 0 };
+    static unsigned char buf[16384];
+    static char big[MW_SENDQ_COPY_MAX + 100];
+    struct iovec iov[8];
+    size_t n;
+    memset(big, 'B', sizeof big - 1);
+    push(&q, "one", 0);
+    assert_int_equal(mw_sendq_iov(&q, iov, 8, 1 << 20, buf, sizeof buf, &n), 1);
+    assert_ptr_equal(iov[0].iov_base, mw_sendq_at(&q, 0)->data); /* alone: no copy */
+    push(&q, "two", 0);
+    push(&q, big, 0);
+    push(&q, "three", 0);
+    push(&q, "four", 0);
+    push(&q, "five", 0);
+    push(&q, big, 0);
+    push(&q, "six", 0);
+    assert_int_equal(mw_sendq_iov(&q, iov, 8, 1 << 20, buf, sizeof buf, &n), 5);
+    assert_int_equal(n, q.bytes);
+    assert_int_equal(iov[0].iov_len, 10);                          /* one two */
+    assert_ptr_equal(iov[1].iov_base, mw_sendq_at(&q, 2)->data);   /* big */
+    assert_int_equal(iov[2].iov_len, 7 + 6 + 6);                   /* three four five */
+    assert_ptr_equal(iov[3].iov_base, mw_sendq_at(&q, 6)->data);   /* big */
+    assert_ptr_equal(iov[4].iov_base, mw_sendq_at(&q, 7)->data);   /* six, alone at the end */
+    assert_memory_equal((unsigned char *)iov[2].iov_base + 2, "three", 5);
+    assert_memory_equal((unsigned char *)iov[2].iov_base + 9, "four", 4);
+    /* the bytes, laid end to end, are the queue's */
+    size_t at = 0;
+    for (uint32_t i = 0; i < q.len; i++) {
+        struct mw_msg *m = mw_sendq_at(&q, i);
+        size_t left = m->len;
+        for (int k = 0; left; ) {
+            size_t base = 0, a = at;
+            for (k = 0; a >= base + iov[k].iov_len; k++)
+                base += iov[k].iov_len;
+            size_t take = iov[k].iov_len - (a - base);
+            if (take > left)
+                take = left;
+            assert_memory_equal((unsigned char *)iov[k].iov_base + (a - base),
+                                m->data + (m->len - left), take);
+            left -= take;
+            at += take;
+        }
+    }
+    assert_int_equal(at, n);
     mw_sendq_clear(&q);
     mw_sendq_trim(&q);
 }
@@ -177,7 +247,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_ring_grows_in_order),
         cmocka_unit_test(test_partial_writes),
-        cmocka_unit_test(test_gather_bounds),
+        cmocka_unit_test(test_write_bounds),
+        cmocka_unit_test(test_runs_and_big_frames),
         cmocka_unit_test(test_drop_coalescible),
         cmocka_unit_test(test_discard_keeps_started_head),
         cmocka_unit_test(test_shared_frames),

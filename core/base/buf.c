@@ -69,3 +69,24 @@ char *mw_read_file(const char *path, size_t *len)
     mw_buf_putc(&b, '\0');
     return b.p;
 }
+
+struct mw_buf *mw_scratch_take(struct mw_scratch *s, struct mw_buf *spare)
+{
+    *spare = (struct mw_buf){ 0 };
+    if (s->taken)
+        return spare;
+    s->taken = 1;
+    s->b.len = 0;
+    return &s->b;
+}
+
+void mw_scratch_give(struct mw_scratch *s, struct mw_buf *b)
+{
+    if (b != &s->b) {
+        mw_buf_free(b);
+        return;
+    }
+    s->taken = 0;
+    if (b->cap > 64 * 1024)
+        mw_buf_free(b);
+}

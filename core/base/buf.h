@@ -46,6 +46,18 @@ static inline void mw_buf_puts(struct mw_buf *b, const char *s) { mw_buf_append(
 static inline void mw_buf_reset(struct mw_buf *b) { b->len = 0; }
 void mw_buf_free(struct mw_buf *b);
 
+/* A buffer a function keeps from call to call (per message: no allocation and no
+ * growth once it is big enough). mw_scratch_take gives it, emptied, or `spare` when
+ * it is taken already (the function re-entered, or an error jumped past its
+ * mw_scratch_give: then every later call uses its spare, correct but allocating);
+ * mw_scratch_give hands it back (and frees a spare, or a scratch grown past 64 KiB). */
+struct mw_scratch {
+    struct mw_buf b;
+    int taken;
+};
+struct mw_buf *mw_scratch_take(struct mw_scratch *s, struct mw_buf *spare);
+void mw_scratch_give(struct mw_scratch *s, struct mw_buf *b);
+
 /* Reads a whole file into a malloc'd, NUL-terminated buffer (*len without the NUL);
  * NULL with errno set. */
 char *mw_read_file(const char *path, size_t *len);

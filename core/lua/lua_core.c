@@ -351,31 +351,32 @@ static int l_ack(lua_State *L)
     struct mw_conn *c = mw_lua_check_conn(L, 1);
     struct mw_co_rec *r = mw_co_rec(L, false);
     char err[256];
-    struct mw_buf b = { 0 };
-    mw_buf_reserve(&b, 512); /* a join's ack with a few members: allocated once, not grown */
-    mw_buf_puts(&b, "{\"type\":\"ack\",\"id\":");
+    static struct mw_scratch scratch; /* the window and the frame copy the text */
+    struct mw_buf spare, *b = mw_scratch_take(&scratch, &spare);
+    mw_buf_reserve(b, 512); /* a join's ack with a few members: allocated once, not grown */
+    mw_buf_puts(b, "{\"type\":\"ack\",\"id\":");
     if (r && r->active)
-        mw_buf_append(&b, r->id.p, r->id.len); /* the id, encoded by dedup_begin */
-    else if (mw_json_encode(L, 2, &b, err, sizeof err) < 0)
+        mw_buf_append(b, r->id.p, r->id.len); /* the id, encoded by dedup_begin */
+    else if (mw_json_encode(L, 2, b, err, sizeof err) < 0)
         goto fail;
     if (!lua_isnoneornil(L, 3)) {
-        mw_buf_puts(&b, ",\"data\":");
-        if (mw_json_encode_member(L, 3, &b, err, sizeof err) < 0)
+        mw_buf_puts(b, ",\"data\":");
+        if (mw_json_encode_member(L, 3, b, err, sizeof err) < 0)
             goto fail;
     }
-    mw_buf_putc(&b, '}');
-    mw_buf_putc(&b, '\0');
-    dedup_finish(r, c, b.p, false);
+    mw_buf_putc(b, '}');
+    mw_buf_putc(b, '\0');
+    dedup_finish(r, c, b->p, false);
     if (c && mw_conn_is_open(c)) {
-        struct mw_msg *m = mw_msg_new(MW_OP_TEXT, b.p, b.len - 1, 0);
+        struct mw_msg *m = mw_msg_new(MW_OP_TEXT, b->p, b->len - 1, 0);
         mw_conn_send(c, m); /* a slow consumer is closed by the send queue itself */
         mw_msg_decref(m);
     }
-    mw_buf_free(&b);
+    mw_scratch_give(&scratch, b);
     lua_pushboolean(L, 1);
     return 1;
 fail:
-    mw_buf_free(&b);
+    mw_scratch_give(&scratch, b);
     lua_pushnil(L);
     lua_pushstring(L, err);
     return 2;

@@ -73,26 +73,27 @@ static int l_publish(lua_State *L)
     const char *name = mw_lua_check_room(L, 1);
     luaL_checktype(L, 2, LUA_TTABLE);
     struct mw_app *a = mw_app_of(L);
-    struct mw_buf b = { 0 };
-    if (mw_json_encode(L, 2, &b, err, sizeof err) < 0) {
-        mw_buf_free(&b);
+    static struct mw_scratch scratch; /* mw_history_publish copies the text */
+    struct mw_buf spare, *b = mw_scratch_take(&scratch, &spare);
+    if (mw_json_encode(L, 2, b, err, sizeof err) < 0) {
+        mw_scratch_give(&scratch, b);
         return luaL_error(L, "rooms.publish: cannot encode the event: %s", err);
     }
-    if (b.len < 2 || b.p[0] != '{') {
-        mw_buf_free(&b);
+    if (b->len < 2 || b->p[0] != '{') {
+        mw_scratch_give(&scratch, b);
         return luaL_argerror(L, 2, "the event must be an object (a table with fields)");
     }
     if (mw_broker_clustered() && !mw_co_can_wait(L)) { /* load time: nobody can wait */
-        mw_history_publish(name, a->route->cfg, b.p, b.len, 0, NULL, NULL, NULL);
-        mw_buf_free(&b);
+        mw_history_publish(name, a->route->cfg, b->p, b->len, 0, NULL, NULL, NULL);
+        mw_scratch_give(&scratch, b);
         lua_pushnil(L);
         lua_pushliteral(L, "pending");
         return 2;
     }
     struct mw_co_call *c = mw_co_call_new(L);
-    mw_history_publish(name, a->route->cfg, b.p, b.len, 0, mw_lua_message_token(L),
+    mw_history_publish(name, a->route->cfg, b->p, b->len, 0, mw_lua_message_token(L),
                        on_published, c);
-    mw_buf_free(&b);
+    mw_scratch_give(&scratch, b);
     return mw_co_call_finish(L, c);
 }
 

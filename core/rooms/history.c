@@ -468,13 +468,14 @@ void mw_history_publish(const char *room, const struct mw_route_config *rc, cons
             seq = mw_room_next_seq(r);
             r->hist_ttl_ms = rc->history_ttl_ms;
             mw_room_history_expire(r, r->hist_ttl_ms, ts);
-            struct mw_buf b = { 0 };
-            stamp(&b, json, len, seq, ts);
-            struct mw_msg *m = mw_msg_new(MW_OP_TEXT, b.p, b.len, msg_flags);
+            static struct mw_scratch scratch; /* the message copies the text */
+            struct mw_buf spare, *b = mw_scratch_take(&scratch, &spare);
+            stamp(b, json, len, seq, ts);
+            struct mw_msg *m = mw_msg_new(MW_OP_TEXT, b->p, b->len, msg_flags);
+            mw_scratch_give(&scratch, b);
             mw_room_history_push(r, m, seq, ts, rc->history_size);
             mw_room_broadcast(r, m, NULL, NULL);
             mw_msg_decref(m);
-            mw_buf_free(&b);
         }
         if (cb)
             cb(ud, r ? 0 : MW_HISTORY_ENOROOM, seq);

@@ -24,6 +24,13 @@ app:on("count", function(conn, msg)
   return { runs = n }
 end)
 app:on("runs", function(conn, msg) return mw.store.get("runs:" .. msg.data) or 0 end)
+-- Fails with \`unavailable\` on its first run, \`bad_message\` on its second, then acks.
+app:on("flaky", function(conn, msg)
+  local n = mw.store.incr("runs:" .. msg.data, 1, 0)
+  if n == 1 then mw.fail("unavailable", "try again") end
+  if n == 2 then mw.fail("bad_message", "second run") end
+  return { runs = n }
+end)
 return app
 `;
 
@@ -149,6 +156,21 @@ describe('sessions', () => {
       assert.deepEqual(ack(again), { runs: i + 1 }, `id ${JSON.stringify(id)}: its first reply`);
     }
     assert.equal(ack(await c.request('runs', { data: key })), ids.length, 'nothing ran twice');
+  });
+
+  it('lets an id answered `unavailable` run again, and keeps any other answer', async () => {
+    const key = uid('k');
+    const c = await connect(server.url(`/slow?user=${uid('fl')}&session=fl`));
+    const first = await c.request('flaky', { id: 'f1', data: key });
+    assert.equal(first.type, 'error');
+    assert.equal(first.code, 'unavailable', 'the first run failed: the id leaves the window');
+    const second = await c.request('flaky', { id: 'f1', data: key });
+    assert.equal(second.code, 'bad_message', 'the retry ran the handler again');
+    const third = await c.request('flaky', { id: 'f1', data: key });
+    assert.deepEqual(third, second, 'an error other than unavailable is kept: the same answer');
+    assert.equal(ack(await c.request('runs', { data: key })), 2, 'the handler ran twice, not three times');
+    const other = await c.request('flaky', { id: 'f2', data: key });
+    assert.deepEqual(ack(other), { runs: 3 }, 'another id runs');
   });
 
   it('answers an id once across a reload, also one whose handler runs during it', async () => {

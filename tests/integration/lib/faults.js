@@ -43,6 +43,7 @@ class Member {
     this.leaves = [];         // { user, at }
     this.joins = [];
     this.view = new Map();    // user -> present (join ack + presence events)
+    this.presence = [];       // [user, present] of every presence event, in order
     this.room = null;
     this.epoch = '';
     this.lastSeq = 0;
@@ -174,9 +175,11 @@ class Member {
       this.sync();
     } else if (msg.type === 'presence:leave' && msg.room === this.room) {
       this.leaves.push({ user: msg.data.user, at: now });
+      this.presence.push([msg.data.user, false]);
       this.view.delete(msg.data.user);
     } else if (msg.type === 'presence:join' && msg.room === this.room) {
       this.joins.push({ user: msg.data.user, at: now });
+      this.presence.push([msg.data.user, true]);
       this.view.set(msg.data.user, true);
     }
   }
@@ -187,10 +190,14 @@ class Member {
   }
 
   // again: a rejoin after a move keeps where it was (sync continues from there) and
-  // takes the room's member list as it is now.
+  // takes the room's member list as it is now. Presence events can come before the
+  // join's ack (the server delivers the room's events from the moment the connection
+  // is in it and reads the member list after that, clustered with a Redis round trip
+  // between): they are applied again on top of the list, in order, as a client must.
   async join(room, again = false) {
     this.room = room;
     for (let i = 0; i < 50; i++) {
+      const from = this.presence.length;
       const ack = await this.request('join', { room });
       if (ack.type === 'ack') {
         if (!again) {
@@ -201,6 +208,10 @@ class Member {
           this.view = new Map();
         }
         for (const m of ack.data.members) this.view.set(m.user, true);
+        for (const [user, present] of this.presence.slice(from)) {
+          if (present) this.view.set(user, true);
+          else this.view.delete(user);
+        }
         return ack.data;
       }
       await sleep(100);

@@ -29,6 +29,13 @@ static inline struct mw_msg *mw_sendq_at(const struct mw_sendq *q, uint32_t i)
 {
     return q->ring[(q->head + i) & (q->cap - 1)];
 }
+/* Asks the CPU for the slot the next push writes (a broadcast does it a few members
+ * ahead: each member's queue is a cache miss otherwise). */
+static inline void mw_sendq_prefetch_tail(const struct mw_sendq *q)
+{
+    if (q->ring)
+        __builtin_prefetch(&q->ring[(q->head + q->len) & (q->cap - 1)], 1);
+}
 /* Whether the head frame is partly written: it must then be finished before any
  * other frame, whatever is dropped. */
 static inline bool mw_sendq_started(const struct mw_sendq *q)

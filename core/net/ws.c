@@ -59,12 +59,12 @@
 #define PEEK_RETRY_MAX_MS 640   /* twice as long each time without progress, up to this */
 #define READ_BUF (64 * 1024)    /* one read per readiness, as libwebsockets did */
 #define MAX_IOV 64
+#define EVENTS_MAX 256          /* socket events taken per readiness of our epoll */
+#define WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 /* Where runs of small frames are copied for one write (mw_sendq_iov): the loop
  * thread writes one connection at a time. */
 static unsigned char tx_pack[MW_FLUSH_CHUNK];
-#define EVENTS_MAX 256          /* socket events taken per readiness of our epoll */
-#define WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 enum phase {
     HEAD,  /* reading the request head */
@@ -254,7 +254,8 @@ static size_t answer_sent(struct ws *w, size_t n)
 }
 
 /* Writes queued frames while the kernel takes them (writev: big frames from where they
- * lie, runs of small ones copied together), the 101 answer first while it waits. Returns -1 when the socket failed. */
+ * lie, runs of small ones copied together), the 101 answer first while it waits.
+ * Returns -1 when the socket failed. */
 static int write_queue(struct ws *w, struct mw_conn *c)
 {
     while (c->q.len || w->answer) {

@@ -314,11 +314,8 @@ uint32_t mw_room_broadcast(struct mw_room *r, struct mw_msg *msg, const struct m
             __builtin_prefetch(m[i + 8]);
         if (i + 4 < nm)
             __builtin_prefetch(m[i + 4]->conn);
-        if (i + 2 < nm) {
-            const struct mw_sendq *q = &m[i + 2]->conn->q;
-            if (q->ring)
-                __builtin_prefetch(&q->ring[(q->head + q->len) & (q->cap - 1)], 1);
-        }
+        if (i + 2 < nm)
+            mw_sendq_prefetch_tail(&m[i + 2]->conn->q);
         struct mw_conn *c = m[i]->conn;
         if (c == except || (except_user && c->user == except_user))
             continue;
